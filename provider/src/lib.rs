@@ -1,0 +1,19 @@
+//! terraform-provider-artifortress: a Terraform / OpenTofu provider (plugin protocol 6) that
+//! turns the deployment of the Artifortress service into code.
+//!
+//! # Layout
+//! - [`protocol`]: the Terraform plugin protocol: handshake, TLS, gRPC, values, schemas,
+//!   diagnostics, and the rules every resource gets for free. Knows nothing of Artifortress.
+//! - [`clients`]: Artifortress domain clients (HTTP API, and later database, object store,
+//!   hosts). Know nothing of Terraform.
+//! - [`provider`] and [`data_sources`]: the provider configuration and one file per data source,
+//!   joining the two.
+
+pub mod clients;
+pub mod data_sources;
+pub mod protocol;
+pub mod provider;
+
+/// The provider's registry address.
+pub const PROVIDER_ADDRESS: &str = "registry.terraform.io/artifortress/artifortress";
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

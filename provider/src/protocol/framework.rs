@@ -1,0 +1,794 @@
+//! The contract between the protocol layer and the provider's resources, data sources and
+//! ephemeral resources, and the Terraform rules enforced here once so no resource can break them:
+//!
+//! - plan: defaults applied, write-only values nulled, computed attributes left unset by the
+//!   configuration marked unknown **only when the plan differs from prior state**,
+//!   `use_state_for_unknown` honoured, replacement computed from `requires_replace` attributes,
+//!   and the result checked against Terraform's plan-validity rules before it is sent;
+//! - apply and read: write-only values nulled, results checked for unknowns and for values that
+//!   differ from the plan, a missing state after create reported;
+//! - config: read-only attributes set in configuration and missing required ones reported with
+//!   their path, validators run.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use super::diagnostics::{AttributePath, Diagnostic, Diagnostics};
+use super::duration;
+use super::schema::{Attribute, AttributeType, Constraint, Nesting, Schema};
+use super::types::Type;
+use super::validators::Validator;
+use super::value::Value;
+
+/// What every request carries besides its payload.
+#[derive(Clone, Debug)]
+pub struct Context {
+    /// Cancelled by `StopProvider`; long operations must select on it.
+    pub cancel: CancellationToken,
+    /// Terraform accepts write-only attributes (>= 1.11).
+    pub write_only_allowed: bool,
+}
+
+impl Context {
+    pub fn detached() -> Self {
+        Context {
+            cancel: CancellationToken::new(),
+            write_only_allowed: true,
+        }
+    }
+}
+
+// ------------------------------------------------------------------- provider
+
+pub struct ConfigureRequest<'a> {
+    pub config: &'a Value,
+    pub terraform_version: &'a str,
+    pub ctx: &'a Context,
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    /// What `configure` produces and every resource receives (clients, settings).
+    type Data: Send + Sync + 'static;
+
+    /// The provider's local name, e.g. `artifortress`; resource names start with it.
+    fn name(&self) -> &'static str;
+    fn schema(&self) -> Schema;
+    async fn validate(&self, _config: &Value) -> Diagnostics {
+        Diagnostics::new()
+    }
+    /// Builds the provider data. The configuration may contain unknown values during plan.
+    async fn configure(&self, req: ConfigureRequest<'_>) -> (Option<Self::Data>, Diagnostics);
+    fn data_sources(&self) -> Vec<Arc<dyn DataSource<Self::Data>>>;
+    fn resources(&self) -> Vec<Arc<dyn Resource<Self::Data>>>;
+    fn ephemeral_resources(&self) -> Vec<Arc<dyn EphemeralResource<Self::Data>>>;
+}
+
+// ----------------------------------------------------------------- data source
+
+pub struct ReadDataRequest<'a, D> {
+    /// Wholly known: Terraform defers a data source whose configuration is unknown.
+    pub config: &'a Value,
+    pub provider: &'a D,
+    pub ctx: &'a Context,
+}
+
+#[derive(Debug, Default)]
+pub struct ReadDataResponse {
+    /// Pre-filled with the configuration (defaults applied); the data source sets computed
+    /// attributes. Left as is on error.
+    pub state: Value,
+    pub diagnostics: Diagnostics,
+}
+
+#[async_trait]
+pub trait DataSource<D: Send + Sync>: Send + Sync {
+    /// Full type name, e.g. `artifortress_readiness`.
+    fn type_name(&self) -> &'static str;
+    fn schema(&self) -> Schema;
+    /// Cross-attribute checks; per-attribute validators run without this.
+    async fn validate(&self, _config: &Value) -> Diagnostics {
+        Diagnostics::new()
+    }
+    async fn read(&self, req: ReadDataRequest<'_, D>, resp: &mut ReadDataResponse);
+}
+
+// -------------------------------------------------------------------- resource
+
+pub struct ModifyPlanRequest<'a, D> {
+    pub config: &'a Value,
+    /// Null on create.
+    pub prior_state: &'a Value,
+    pub provider: &'a D,
+    pub ctx: &'a Context,
+}
+
+#[derive(Debug, Default)]
+pub struct ModifyPlanResponse {
+    /// The plan after the generic rules; the resource may set computed values or unknowns.
+    pub planned_state: Value,
+    pub planned_private: Vec<u8>,
+    /// Extra replacement paths (beyond `requires_replace` attributes).
+    pub requires_replace: Vec<AttributePath>,
+    pub diagnostics: Diagnostics,
+}
+
+pub struct ApplyRequest<'a, D> {
+    pub config: &'a Value,
+    /// Null on create.
+    pub prior_state: &'a Value,
+    pub planned_state: &'a Value,
+    pub planned_private: &'a [u8],
+    pub provider: &'a D,
+    pub ctx: &'a Context,
+}
+
+#[derive(Debug, Default)]
+pub struct ApplyResponse {
+    /// What really exists now. On a failed create leave it null if nothing was created; on
+    /// partial failure return what exists plus the error (Terraform saves it as tainted).
+    pub new_state: Value,
+    pub private: Vec<u8>,
+    pub diagnostics: Diagnostics,
+}
+
+pub struct ReadRequest<'a, D> {
+    pub current_state: &'a Value,
+    pub private: &'a [u8],
+    pub provider: &'a D,
+    pub ctx: &'a Context,
+}
+
+#[derive(Debug, Default)]
+pub struct ReadResponse {
+    /// Pre-filled with the current state. Set to null when the object is gone: Terraform then
+    /// plans to create it again.
+    pub new_state: Value,
+    pub private: Vec<u8>,
+    pub diagnostics: Diagnostics,
+}
+
+pub struct DeleteRequest<'a, D> {
+    pub prior_state: &'a Value,
+    pub private: &'a [u8],
+    pub config: &'a Value,
+    pub provider: &'a D,
+    pub ctx: &'a Context,
+}
+
+/// How `terraform import` works for a resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Import {
+    NotSupported,
+    /// The import ID goes into this string attribute; Read fills in the rest.
+    Passthrough(&'static str),
+}
+
+#[async_trait]
+pub trait Resource<D: Send + Sync>: Send + Sync {
+    fn type_name(&self) -> &'static str;
+    fn schema(&self) -> Schema;
+    async fn validate(&self, _config: &Value) -> Diagnostics {
+        Diagnostics::new()
+    }
+    /// Runs after the generic plan rules, on create and update (not on destroy).
+    async fn modify_plan(&self, _req: ModifyPlanRequest<'_, D>, _resp: &mut ModifyPlanResponse) {}
+    /// Warnings or errors for a planned destroy (e.g. refusing to drop something valuable).
+    async fn plan_destroy(&self, _prior_state: &Value, _provider: &D) -> Diagnostics {
+        Diagnostics::new()
+    }
+    async fn create(&self, req: ApplyRequest<'_, D>, resp: &mut ApplyResponse);
+    async fn read(&self, req: ReadRequest<'_, D>, resp: &mut ReadResponse);
+    async fn update(&self, req: ApplyRequest<'_, D>, resp: &mut ApplyResponse);
+    async fn delete(&self, req: DeleteRequest<'_, D>) -> Diagnostics;
+    fn import(&self) -> Import {
+        Import::NotSupported
+    }
+    /// Converts state stored by an older schema version (JSON) to the current one. Only called
+    /// when `version` is below the schema's; the same version is decoded generically.
+    fn upgrade_state(&self, version: i64, _raw: &serde_json::Value) -> Result<Value, Diagnostic> {
+        Err(Diagnostic::provider_bug(
+            "Unable to upgrade resource state",
+            format!(
+                "{} has no upgrader from schema version {version}",
+                self.type_name()
+            ),
+        ))
+    }
+}
+
+// ---------------------------------------------------------- ephemeral resource
+
+pub struct OpenRequest<'a, D> {
+    pub config: &'a Value,
+    pub provider: &'a D,
+    pub ctx: &'a Context,
+}
+
+#[derive(Debug, Default)]
+pub struct OpenResponse {
+    /// Pre-filled with the configuration; set the computed attributes.
+    pub result: Value,
+    pub private: Vec<u8>,
+    pub renew_at: Option<SystemTime>,
+    pub diagnostics: Diagnostics,
+}
+
+#[derive(Debug, Default)]
+pub struct RenewResponse {
+    pub private: Vec<u8>,
+    pub renew_at: Option<SystemTime>,
+    pub diagnostics: Diagnostics,
+}
+
+#[async_trait]
+pub trait EphemeralResource<D: Send + Sync>: Send + Sync {
+    fn type_name(&self) -> &'static str;
+    fn schema(&self) -> Schema;
+    async fn validate(&self, _config: &Value) -> Diagnostics {
+        Diagnostics::new()
+    }
+    async fn open(&self, req: OpenRequest<'_, D>, resp: &mut OpenResponse);
+    async fn renew(&self, _private: &[u8], _provider: &D, _ctx: &Context) -> RenewResponse {
+        RenewResponse::default()
+    }
+    async fn close(&self, _private: &[u8], _provider: &D, _ctx: &Context) -> Diagnostics {
+        Diagnostics::new()
+    }
+}
+
+// --------------------------------------------------------------------- timeouts
+
+/// The conventional `timeouts` attribute (`timeouts = { create = "30m" }`), an ordinary
+/// optional nested attribute of Go durations.
+pub fn timeouts_attribute(operations: &[&str]) -> Attribute {
+    let attrs = operations
+        .iter()
+        .map(|op| {
+            Attribute::optional(op, Type::String)
+                .description(&format!(
+                    "How long `{op}` may take, as a duration such as `30s`, `10m` or `2h`."
+                ))
+                .validate(Validator::Duration { min_millis: 1 })
+        })
+        .collect();
+    Attribute::nested("timeouts", Nesting::Single, Constraint::Optional, attrs)
+        .description("Per-operation time limits. Cancelling Terraform (Ctrl-C) also stops the operation.")
+}
+
+/// The configured timeout for `operation`, or `default` (the value was validated already).
+pub fn timeout(config: &Value, operation: &str, default: Duration) -> Duration {
+    config
+        .attr("timeouts")
+        .attr(operation)
+        .as_str()
+        .and_then(|s| duration::parse(s).ok())
+        .unwrap_or(default)
+}
+
+// ------------------------------------------------------------- generic checks
+
+/// Validators, read-only attributes set in configuration, required attributes left null,
+/// write-only attributes when Terraform cannot handle them.
+pub fn validate_config(schema: &Schema, config: &Value, ctx: &Context) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    check_config_attrs(
+        &schema.block.attributes,
+        config,
+        &AttributePath::root(),
+        ctx,
+        &mut diags,
+    );
+    diags
+}
+
+fn check_config_attrs(
+    attrs: &[Attribute],
+    config: &Value,
+    parent: &AttributePath,
+    ctx: &Context,
+    diags: &mut Diagnostics,
+) {
+    let Value::Object(_) = config else { return };
+    for a in attrs {
+        let path = parent.child_attr(&a.name);
+        let v = config.attr(&a.name);
+        match a.constraint {
+            Constraint::Computed if !v.is_null() => diags.push(
+                Diagnostic::error(
+                    "Invalid configuration for read-only attribute",
+                    format!("{path} is set by the provider and cannot be configured; remove it."),
+                )
+                .at(path.clone()),
+            ),
+            Constraint::Required if v.is_null() => diags.push(
+                Diagnostic::error(
+                    "Missing configuration for required attribute",
+                    format!("{path} must be set."),
+                )
+                .at(path.clone()),
+            ),
+            _ => {}
+        }
+        if a.write_only && !v.is_null() && !ctx.write_only_allowed {
+            diags.push(
+                Diagnostic::error(
+                    "Write-only attribute not supported",
+                    format!(
+                        "{path} is write-only, which needs Terraform 1.11 or later (or a \
+                         compatible OpenTofu); upgrade, or leave it unset."
+                    ),
+                )
+                .at(path.clone()),
+            );
+        }
+        if let Some(msg) = &a.deprecation
+            && !v.is_null()
+        {
+            diags.push(Diagnostic::warning("Deprecated attribute", msg.clone()).at(path.clone()));
+        }
+        for validator in &a.validators {
+            validator.check(v, &path, diags);
+        }
+        if let AttributeType::Nested {
+            nesting,
+            attributes,
+        } = &a.ty
+        {
+            for_each_nested(*nesting, v, &path, |child, child_path| {
+                check_config_attrs(attributes, child, &child_path, ctx, diags)
+            });
+        }
+    }
+}
+
+/// Calls `f` for every object of a nested attribute value, with its path.
+fn for_each_nested(
+    nesting: Nesting,
+    value: &Value,
+    path: &AttributePath,
+    mut f: impl FnMut(&Value, AttributePath),
+) {
+    match (nesting, value) {
+        (Nesting::Single | Nesting::Group, v @ Value::Object(_)) => f(v, path.clone()),
+        (Nesting::List, Value::List(items)) | (Nesting::Set, Value::Set(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                f(item, path.child_index(i as i64));
+            }
+        }
+        (Nesting::Map, Value::Map(entries)) => {
+            for (k, item) in entries {
+                f(item, path.child_key(k));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Applies defaults where the configuration leaves an attribute null (top level and inside
+/// single nested attributes).
+pub fn apply_defaults(attrs: &[Attribute], config: &Value, target: &mut Value) {
+    let Value::Object(_) = target else { return };
+    for a in attrs {
+        let cfg = config.attr(&a.name);
+        if let Some(default) = &a.default
+            && cfg.is_null()
+        {
+            target.set_attr(&a.name, default.clone());
+        }
+        if let AttributeType::Nested {
+            nesting: Nesting::Single,
+            attributes,
+        } = &a.ty
+            && let Some(child) = target.attr_mut(&a.name)
+        {
+            apply_defaults(attributes, cfg, child);
+        }
+    }
+}
+
+/// Nulls write-only attributes wherever they are.
+pub fn null_write_only(attrs: &[Attribute], target: &mut Value) {
+    for a in attrs {
+        let Some(child) = target.attr_mut(&a.name) else {
+            continue;
+        };
+        if a.write_only {
+            *child = Value::Null;
+            continue;
+        }
+        if let AttributeType::Nested { attributes, .. } = &a.ty {
+            match child {
+                Value::Object(_) => null_write_only(attributes, child),
+                Value::List(items) | Value::Set(items) => {
+                    items.iter_mut().for_each(|i| null_write_only(attributes, i))
+                }
+                Value::Map(entries) => entries
+                    .values_mut()
+                    .for_each(|i| null_write_only(attributes, i)),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Marks computed attributes the configuration leaves null as unknown, except those that keep
+/// their prior value (`use_state_for_unknown` on update). Recurses into single nested attributes.
+fn mark_computed_unknown(attrs: &[Attribute], config: &Value, prior: &Value, planned: &mut Value) {
+    for a in attrs {
+        let cfg = config.attr(&a.name);
+        let prior_v = prior.attr(&a.name);
+        let Some(p) = planned.attr_mut(&a.name) else {
+            continue;
+        };
+        if a.constraint.is_computed() && cfg.is_null() && a.default.is_none() {
+            *p = if a.use_state_for_unknown && !prior.is_null() {
+                prior_v.clone()
+            } else {
+                Value::unknown()
+            };
+            continue;
+        }
+        if let AttributeType::Nested {
+            nesting: Nesting::Single,
+            attributes,
+        } = &a.ty
+            && matches!(p, Value::Object(_))
+        {
+            mark_computed_unknown(attributes, cfg, prior_v, p);
+        }
+    }
+}
+
+/// The generic part of `PlanResourceChange` for create and update.
+pub fn plan_generic(schema: &Schema, prior: &Value, proposed: &Value, config: &Value) -> Value {
+    let attrs = &schema.block.attributes;
+    let mut planned = proposed.clone();
+    apply_defaults(attrs, config, &mut planned);
+    null_write_only(attrs, &mut planned);
+    if prior.is_null() || !planned.same(prior) {
+        mark_computed_unknown(attrs, config, prior, &mut planned);
+    }
+    planned
+}
+
+/// Paths of `requires_replace` attributes whose planned value differs from the prior one.
+pub fn replacement_paths(schema: &Schema, prior: &Value, planned: &Value) -> Vec<AttributePath> {
+    if prior.is_null() || planned.is_null() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    collect_replace(
+        &schema.block.attributes,
+        prior,
+        planned,
+        &AttributePath::root(),
+        &mut out,
+    );
+    out
+}
+
+fn collect_replace(
+    attrs: &[Attribute],
+    prior: &Value,
+    planned: &Value,
+    parent: &AttributePath,
+    out: &mut Vec<AttributePath>,
+) {
+    for a in attrs {
+        let path = parent.child_attr(&a.name);
+        let (pr, pl) = (prior.attr(&a.name), planned.attr(&a.name));
+        if a.requires_replace && !pl.same(pr) {
+            out.push(path);
+            continue;
+        }
+        if let AttributeType::Nested {
+            nesting: Nesting::Single,
+            attributes,
+        } = &a.ty
+            && matches!(pr, Value::Object(_))
+            && matches!(pl, Value::Object(_))
+        {
+            collect_replace(attributes, pr, pl, &path, out);
+        }
+    }
+}
+
+/// Terraform's plan-validity rules (`AssertPlanValid`), so that a provider mistake is reported
+/// here, naming the attribute, instead of as Terraform's "invalid plan" error.
+pub fn check_plan_valid(
+    schema: &Schema,
+    prior: &Value,
+    config: &Value,
+    planned: &Value,
+) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    check_plan_attrs(
+        &schema.block.attributes,
+        prior,
+        config,
+        planned,
+        &AttributePath::root(),
+        &mut diags,
+    );
+    diags
+}
+
+fn check_plan_attrs(
+    attrs: &[Attribute],
+    prior: &Value,
+    config: &Value,
+    planned: &Value,
+    parent: &AttributePath,
+    diags: &mut Diagnostics,
+) {
+    for a in attrs {
+        let path = parent.child_attr(&a.name);
+        let (c, p, r) = (
+            config.attr(&a.name),
+            planned.attr(&a.name),
+            prior.attr(&a.name),
+        );
+        let bug = |what: String| {
+            Diagnostic::provider_bug("Provider produced an invalid plan", what).at(path.clone())
+        };
+        if a.write_only {
+            if !p.is_null() {
+                diags.push(bug(format!("{path} is write-only but has a planned value")));
+            }
+            continue;
+        }
+        if let AttributeType::Nested {
+            nesting: Nesting::Single,
+            attributes,
+        } = &a.ty
+            && matches!(c, Value::Object(_))
+            && matches!(p, Value::Object(_))
+        {
+            check_plan_attrs(attributes, r, c, p, &path, diags);
+            continue;
+        }
+        let ok = match a.constraint {
+            Constraint::Computed => true,
+            _ if p.same(c) => true,
+            _ if !c.is_null() && !r.is_null() && p == r => true,
+            Constraint::OptionalComputed if c.is_null() => true,
+            _ => false,
+        };
+        if !ok {
+            diags.push(bug(format!(
+                "planned value for {path} does not match its configuration"
+            )));
+        }
+    }
+}
+
+/// Apply result rules: wholly known, and every known planned value kept.
+pub fn check_apply_result(planned: &Value, new_state: &Value) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    let mut path = AttributePath::root();
+    check_result(planned, new_state, &mut path, &mut diags);
+    diags
+}
+
+fn check_result(
+    planned: &Value,
+    actual: &Value,
+    path: &mut AttributePath,
+    diags: &mut Diagnostics,
+) {
+    if !actual.is_wholly_known() {
+        diags.push(
+            Diagnostic::provider_bug(
+                "Provider produced an invalid result after apply",
+                format!("{path} is still unknown after apply"),
+            )
+            .at(path.clone()),
+        );
+        return;
+    }
+    match (planned, actual) {
+        (Value::Unknown(_), _) => {}
+        (Value::Object(p), Value::Object(a)) => {
+            for (k, pv) in p {
+                path.push_attr(k);
+                check_result(pv, a.get(k).unwrap_or(&Value::Null), path, diags);
+                path.pop();
+            }
+        }
+        (Value::List(p), Value::List(a)) if p.len() == a.len() => {
+            for (i, (pv, av)) in p.iter().zip(a).enumerate() {
+                path.push_index(i as i64);
+                check_result(pv, av, path, diags);
+                path.pop();
+            }
+        }
+        (Value::Map(p), Value::Map(a)) if p.keys().eq(a.keys()) => {
+            for (k, pv) in p {
+                path.push_key(k);
+                check_result(pv, &a[k], path, diags);
+                path.pop();
+            }
+        }
+        (p, a) if !p.is_wholly_known() => {
+            // A collection with unknowns inside may change shape; nothing more to compare.
+            let _ = a;
+        }
+        (p, a) => {
+            if p != a {
+                diags.push(
+                    Diagnostic::provider_bug(
+                        "Provider produced an inconsistent result after apply",
+                        format!("{path} was planned as one value and applied as another"),
+                    )
+                    .at(path.clone()),
+                );
+            }
+        }
+    }
+}
+
+/// A data source or ephemeral result must keep every configured value (Terraform checks this
+/// with a null prior): only computed attributes may differ from the configuration.
+pub fn check_result_keeps_config(schema: &Schema, config: &Value, result: &Value) -> Diagnostics {
+    let mut diags = check_plan_valid(schema, &Value::Null, config, result);
+    if !result.is_wholly_known() {
+        diags.push(Diagnostic::provider_bug(
+            "Provider produced an invalid object",
+            "the result still contains unknown values",
+        ));
+    }
+    diags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> Schema {
+        Schema::new(
+            0,
+            "test",
+            vec![
+                Attribute::computed("id", Type::String).use_state_for_unknown(),
+                Attribute::required("name", Type::String).requires_replace(),
+                Attribute::optional("size", Type::Number),
+                Attribute::optional_computed("mode", Type::String).default_value("fast"),
+                Attribute::computed("version", Type::Number),
+                Attribute::optional("secret_wo", Type::String).write_only(),
+                timeouts_attribute(&["create"]),
+            ],
+        )
+    }
+
+    fn obj(pairs: &[(&str, Value)]) -> Value {
+        let mut base = Value::null_object(&schema().value_type());
+        for (k, v) in pairs {
+            base.set_attr(k, v.clone());
+        }
+        base
+    }
+
+    #[test]
+    fn create_marks_computed_unknown_applies_defaults_and_nulls_write_only() {
+        let config = obj(&[("name", "a".into()), ("secret_wo", "s3cret".into())]);
+        let planned = plan_generic(&schema(), &Value::Null, &config, &config);
+        assert!(planned.attr("id").is_unknown());
+        assert!(planned.attr("version").is_unknown());
+        assert_eq!(planned.attr("mode"), &Value::from("fast"));
+        assert!(planned.attr("secret_wo").is_null());
+        assert!(check_plan_valid(&schema(), &Value::Null, &config, &planned).is_empty());
+    }
+
+    #[test]
+    fn no_change_means_no_unknowns_so_the_plan_is_empty() {
+        let config = obj(&[("name", "a".into())]);
+        let prior = obj(&[
+            ("id", "x1".into()),
+            ("name", "a".into()),
+            ("mode", "fast".into()),
+            ("version", Value::int(3)),
+        ]);
+        // Terraform proposes prior values for computed attributes the config leaves null.
+        let planned = plan_generic(&schema(), &prior, &prior, &config);
+        assert!(planned.same(&prior), "{planned:?}");
+        assert!(replacement_paths(&schema(), &prior, &planned).is_empty());
+    }
+
+    #[test]
+    fn update_keeps_stable_ids_and_marks_the_rest_unknown() {
+        let prior = obj(&[
+            ("id", "x1".into()),
+            ("name", "a".into()),
+            ("mode", "fast".into()),
+            ("version", Value::int(3)),
+        ]);
+        let config = obj(&[("name", "a".into()), ("size", Value::int(2))]);
+        let mut proposed = prior.clone();
+        proposed.set_attr("size", Value::int(2));
+        let planned = plan_generic(&schema(), &prior, &proposed, &config);
+        assert_eq!(planned.attr("id"), &Value::from("x1"));
+        assert!(planned.attr("version").is_unknown());
+        assert!(replacement_paths(&schema(), &prior, &planned).is_empty());
+    }
+
+    #[test]
+    fn requires_replace_reports_the_changed_path() {
+        let prior = obj(&[("id", "x1".into()), ("name", "a".into())]);
+        let config = obj(&[("name", "b".into())]);
+        let mut proposed = prior.clone();
+        proposed.set_attr("name", "b".into());
+        let planned = plan_generic(&schema(), &prior, &proposed, &config);
+        assert_eq!(
+            replacement_paths(&schema(), &prior, &planned),
+            vec![AttributePath::attr("name")]
+        );
+    }
+
+    #[test]
+    fn invalid_plans_are_caught_with_the_path() {
+        let config = obj(&[("name", "a".into())]);
+        let mut planned = plan_generic(&schema(), &Value::Null, &config, &config);
+        planned.set_attr("size", Value::int(9));
+        let diags = check_plan_valid(&schema(), &Value::Null, &config, &planned);
+        assert_eq!(diags.0.len(), 1);
+        assert_eq!(diags.0[0].attribute, Some(AttributePath::attr("size")));
+    }
+
+    #[test]
+    fn apply_results_must_match_known_planned_values() {
+        let planned = obj(&[("name", "a".into()), ("id", Value::unknown())]);
+        let good = obj(&[("name", "a".into()), ("id", "x".into())]);
+        assert!(check_apply_result(&planned, &good).is_empty());
+        let changed = obj(&[("name", "A".into()), ("id", "x".into())]);
+        let diags = check_apply_result(&planned, &changed);
+        assert_eq!(diags.0[0].attribute, Some(AttributePath::attr("name")));
+        let unknown = obj(&[("name", "a".into()), ("id", Value::unknown())]);
+        assert!(check_apply_result(&planned, &unknown).has_errors());
+    }
+
+    #[test]
+    fn config_checks_name_read_only_and_required_attributes() {
+        let config = obj(&[("version", Value::int(1))]);
+        let diags = validate_config(&schema(), &config, &Context::detached());
+        let paths: Vec<_> = diags
+            .iter()
+            .map(|d| d.attribute.clone().unwrap().to_string())
+            .collect();
+        assert_eq!(paths, ["name", "version"]);
+        let mut no_wo = Context::detached();
+        no_wo.write_only_allowed = false;
+        let config = obj(&[("name", "a".into()), ("secret_wo", "x".into())]);
+        assert!(validate_config(&schema(), &config, &no_wo).has_errors());
+        let config = obj(&[
+            ("name", "a".into()),
+            ("timeouts", Value::object([("create", Value::from("soon"))])),
+        ]);
+        let diags = validate_config(&schema(), &config, &Context::detached());
+        assert_eq!(
+            diags.0[0].attribute.as_ref().unwrap().to_string(),
+            "timeouts.create"
+        );
+    }
+
+    #[test]
+    fn timeouts_fall_back_to_the_default() {
+        let config = obj(&[("timeouts", Value::object([("create", Value::from("90s"))]))]);
+        assert_eq!(
+            timeout(&config, "create", Duration::from_secs(5)),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            timeout(&obj(&[]), "create", Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn every_test_schema_is_valid() {
+        assert!(schema().check().is_empty(), "{:?}", schema().check());
+    }
+}

@@ -1,0 +1,396 @@
+//! The `artifortress` provider: its configuration (every setting optional, with an environment
+//! variable fallback), the settings resources receive, and the registry of types.
+//!
+//! Clients are built lazily: a missing or unknown setting is reported only by what needs it,
+//! naming the attribute and the environment variable.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use url::Url;
+
+use crate::clients::api::ApiClient;
+use crate::data_sources;
+use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
+use crate::protocol::duration;
+use crate::protocol::framework::{
+    ConfigureRequest, DataSource, EphemeralResource, Provider, Resource,
+};
+use crate::protocol::schema::{Attribute, Constraint, Nesting, Schema};
+use crate::protocol::types::Type;
+use crate::protocol::validators::Validator;
+use crate::protocol::value::Value;
+
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct ArtifortressProvider;
+
+/// A provider setting as Terraform gave it, after the environment fallback.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Setting<T> {
+    /// Neither configured nor in the environment.
+    Unset,
+    /// Configured from something not known until apply.
+    Unknown,
+    Known(T),
+}
+
+/// A secret string: never printed, never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Setting<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Setting::Unset => f.write_str("Unset"),
+            Setting::Unknown => f.write_str("Unknown"),
+            Setting::Known(v) => write!(f, "Known({v:?})"),
+        }
+    }
+}
+
+/// Describes one setting for diagnostics: its attribute and its environment variable.
+#[derive(Clone, Copy, Debug)]
+pub struct SettingName {
+    pub attribute: &'static str,
+    pub env: Option<&'static str>,
+}
+
+pub const API_URL: SettingName = SettingName {
+    attribute: "api_url",
+    env: Some("ARTIFORTRESS_API_URL"),
+};
+pub const ADMIN_TOKEN: SettingName = SettingName {
+    attribute: "admin_token",
+    env: Some("ARTIFORTRESS_ADMIN_TOKEN"),
+};
+pub const BOOTSTRAP_TOKEN: SettingName = SettingName {
+    attribute: "bootstrap_token",
+    env: Some("ARTIFORTRESS_BOOTSTRAP_TOKEN"),
+};
+pub const DATABASE_URL: SettingName = SettingName {
+    attribute: "database_url",
+    env: Some("ARTIFORTRESS_DATABASE_URL"),
+};
+pub const S3_ENDPOINT: SettingName = SettingName {
+    attribute: "object_storage.endpoint",
+    env: Some("ARTIFORTRESS_S3_ENDPOINT"),
+};
+pub const S3_REGION: SettingName = SettingName {
+    attribute: "object_storage.region",
+    env: Some("AWS_REGION"),
+};
+pub const S3_BUCKET: SettingName = SettingName {
+    attribute: "object_storage.bucket",
+    env: Some("ARTIFORTRESS_S3_BUCKET"),
+};
+pub const S3_ACCESS_KEY: SettingName = SettingName {
+    attribute: "object_storage.access_key_id",
+    env: Some("AWS_ACCESS_KEY_ID"),
+};
+pub const S3_SECRET_KEY: SettingName = SettingName {
+    attribute: "object_storage.secret_access_key",
+    env: Some("AWS_SECRET_ACCESS_KEY"),
+};
+
+#[derive(Clone, Debug)]
+pub struct ObjectStorageSettings {
+    pub endpoint: Setting<String>,
+    pub region: Setting<String>,
+    pub bucket: Setting<String>,
+    pub access_key_id: Setting<String>,
+    pub secret_access_key: Setting<Secret>,
+    pub force_path_style: bool,
+}
+
+/// What every resource and data source receives.
+#[derive(Debug)]
+pub struct Settings {
+    /// `staging` or `production`; production turns on the release gates.
+    pub environment: Setting<String>,
+    pub api_url: Setting<String>,
+    pub admin_token: Setting<Secret>,
+    pub bootstrap_token: Setting<Secret>,
+    pub database_url: Setting<Secret>,
+    pub object_storage: ObjectStorageSettings,
+    pub request_timeout: Duration,
+    http: OnceLock<Result<reqwest::Client, String>>,
+}
+
+impl Settings {
+    /// The shared HTTP client, built on first use.
+    pub fn http(&self) -> Result<reqwest::Client, Diagnostic> {
+        self.http
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .user_agent(concat!(
+                        "terraform-provider-artifortress/",
+                        env!("CARGO_PKG_VERSION")
+                    ))
+                    .connect_timeout(self.request_timeout.min(Duration::from_secs(10)))
+                    .timeout(self.request_timeout)
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(|e| Diagnostic::error("Could not build the HTTP client", e))
+    }
+
+    /// An API client for `override_url` (a resource's own `url`) or the provider's `api_url`.
+    pub fn api_client(&self, override_url: Option<&str>) -> Result<ApiClient, Diagnostic> {
+        let url = match override_url {
+            Some(u) => u.to_string(),
+            None => require(&self.api_url, API_URL, "the Artifortress API URL")?,
+        };
+        let parsed = Url::parse(&url).map_err(|e| {
+            Diagnostic::error(
+                "Invalid Artifortress API URL",
+                format!("{url:?} is not a URL: {e}."),
+            )
+        })?;
+        Ok(ApiClient::new(self.http()?, parsed, self.request_timeout))
+    }
+}
+
+/// The value of a setting an operation needs, or the diagnostic that says how to provide it.
+pub fn require<T: Clone>(
+    setting: &Setting<T>,
+    name: SettingName,
+    what: &str,
+) -> Result<T, Diagnostic> {
+    let how = match name.env {
+        Some(env) => format!("`{}` in the provider block or the {env} environment variable", name.attribute),
+        None => format!("`{}` in the provider block", name.attribute),
+    };
+    match setting {
+        Setting::Known(v) => Ok(v.clone()),
+        Setting::Unset => Err(Diagnostic::error(
+            format!("Missing provider setting {}", name.attribute),
+            format!("This operation needs {what}. Set {how}."),
+        )),
+        Setting::Unknown => Err(Diagnostic::error(
+            format!("Provider setting {} is not known yet", name.attribute),
+            format!(
+                "This operation needs {what} now, but the provider's `{}` depends on a value \
+                 that is only known after apply. Set it from a known value, apply the \
+                 resources it depends on first (-target), or give this block its own setting.",
+                name.attribute
+            ),
+        )),
+    }
+}
+
+fn string_setting(config: &Value, name: SettingName) -> Setting<String> {
+    let attr = name.attribute.rsplit('.').next().unwrap_or(name.attribute);
+    let value = if name.attribute.starts_with("object_storage.") {
+        config.attr("object_storage").attr(attr)
+    } else {
+        config.attr(attr)
+    };
+    match value {
+        Value::Unknown(_) => Setting::Unknown,
+        Value::String(s) => Setting::Known(s.clone()),
+        // The whole object_storage block may be unknown.
+        _ if name.attribute.starts_with("object_storage.")
+            && config.attr("object_storage").is_unknown() =>
+        {
+            Setting::Unknown
+        }
+        _ => match name.env.and_then(|e| std::env::var(e).ok()) {
+            Some(v) if !v.is_empty() => Setting::Known(v),
+            _ => Setting::Unset,
+        },
+    }
+}
+
+fn secret_setting(config: &Value, name: SettingName) -> Setting<Secret> {
+    match string_setting(config, name) {
+        Setting::Known(s) => Setting::Known(Secret(s)),
+        Setting::Unknown => Setting::Unknown,
+        Setting::Unset => Setting::Unset,
+    }
+}
+
+impl Settings {
+    pub fn from_config(config: &Value) -> Result<Settings, Diagnostic> {
+        let request_timeout = match config.attr("request_timeout").as_str() {
+            Some(s) => duration::parse(s).map_err(|e| {
+                Diagnostic::error("Invalid request_timeout", e.to_string()).at_attr("request_timeout")
+            })?,
+            None => DEFAULT_REQUEST_TIMEOUT,
+        };
+        let environment = match config.attr("environment") {
+            Value::Unknown(_) => Setting::Unknown,
+            Value::String(s) => Setting::Known(s.clone()),
+            _ => Setting::Unset,
+        };
+        let storage = config.attr("object_storage");
+        Ok(Settings {
+            environment,
+            api_url: string_setting(config, API_URL),
+            admin_token: secret_setting(config, ADMIN_TOKEN),
+            bootstrap_token: secret_setting(config, BOOTSTRAP_TOKEN),
+            database_url: secret_setting(config, DATABASE_URL),
+            object_storage: ObjectStorageSettings {
+                endpoint: string_setting(config, S3_ENDPOINT),
+                region: match string_setting(config, S3_REGION) {
+                    Setting::Unset => Setting::Known("us-east-1".into()),
+                    other => other,
+                },
+                bucket: string_setting(config, S3_BUCKET),
+                access_key_id: string_setting(config, S3_ACCESS_KEY),
+                secret_access_key: secret_setting(config, S3_SECRET_KEY),
+                force_path_style: storage.attr("force_path_style").as_bool().unwrap_or(true),
+            },
+            request_timeout,
+            http: OnceLock::new(),
+        })
+    }
+}
+
+#[async_trait]
+impl Provider for ArtifortressProvider {
+    type Data = Settings;
+
+    fn name(&self) -> &'static str {
+        "artifortress"
+    }
+
+    fn schema(&self) -> Schema {
+        Schema::new(
+            0,
+            "Drives the deployment of the Artifortress artifact repository: migrations, backups, \
+             releases, readiness and backlog gates. Every setting is optional and falls back to \
+             an environment variable; a missing setting is reported only by the resource or data \
+             source that needs it.",
+            vec![
+                Attribute::optional("environment", Type::String)
+                    .description("The environment this configuration deploys: `staging` or `production`. Production turns on the release gates.")
+                    .validate(Validator::OneOf(&["staging", "production"])),
+                Attribute::optional("api_url", Type::String)
+                    .description("Base URL of the Artifortress API, e.g. `http://127.0.0.1:8086`. Environment: `ARTIFORTRESS_API_URL`.")
+                    .validate(Validator::HttpUrl),
+                Attribute::optional("admin_token", Type::String)
+                    .sensitive()
+                    .description("Admin bearer token (a PAT with scope `repo:*:admin`) for the admin endpoints. Environment: `ARTIFORTRESS_ADMIN_TOKEN`."),
+                Attribute::optional("bootstrap_token", Type::String)
+                    .sensitive()
+                    .description("The service's bootstrap token (`Auth__BootstrapToken`), used to mint short-lived tokens. Environment: `ARTIFORTRESS_BOOTSTRAP_TOKEN`."),
+                Attribute::optional("database_url", Type::String)
+                    .sensitive()
+                    .description("PostgreSQL URL (`postgres://user:password@host:5432/db`) of the service's database. Environment: `ARTIFORTRESS_DATABASE_URL`."),
+                Attribute::nested(
+                    "object_storage",
+                    Nesting::Single,
+                    Constraint::Optional,
+                    vec![
+                        Attribute::optional("endpoint", Type::String)
+                            .description("S3 endpoint URL. Environment: `ARTIFORTRESS_S3_ENDPOINT`.")
+                            .validate(Validator::HttpUrl),
+                        Attribute::optional("region", Type::String)
+                            .description("S3 region. Environment: `AWS_REGION`; default `us-east-1`."),
+                        Attribute::optional("bucket", Type::String)
+                            .description("Bucket of this environment. Environment: `ARTIFORTRESS_S3_BUCKET`."),
+                        Attribute::optional("access_key_id", Type::String)
+                            .description("Access key ID. Environment: `AWS_ACCESS_KEY_ID`."),
+                        Attribute::optional("secret_access_key", Type::String)
+                            .sensitive()
+                            .description("Secret access key. Environment: `AWS_SECRET_ACCESS_KEY`."),
+                        Attribute::optional("force_path_style", Type::Bool)
+                            .description("Use path-style bucket addressing (default `true`, what most S3-compatible servers need)."),
+                    ],
+                )
+                .description("S3-compatible object storage holding the service's blobs and the backups."),
+                Attribute::optional("request_timeout", Type::String)
+                    .description("Time limit for one HTTP request to the API, as a duration (default `30s`).")
+                    .validate(Validator::Duration { min_millis: 100 }),
+            ],
+        )
+    }
+
+    async fn configure(&self, req: ConfigureRequest<'_>) -> (Option<Settings>, Diagnostics) {
+        match Settings::from_config(req.config) {
+            Ok(settings) => {
+                tracing::debug!(
+                    terraform_version = req.terraform_version,
+                    api_url = ?settings.api_url,
+                    environment = ?settings.environment,
+                    "provider configured"
+                );
+                (Some(settings), Diagnostics::new())
+            }
+            Err(d) => (None, d.into()),
+        }
+    }
+
+    fn data_sources(&self) -> Vec<Arc<dyn DataSource<Settings>>> {
+        vec![Arc::new(data_sources::readiness::Readiness)]
+    }
+
+    fn resources(&self) -> Vec<Arc<dyn Resource<Settings>>> {
+        Vec::new()
+    }
+
+    fn ephemeral_resources(&self) -> Vec<Arc<dyn EphemeralResource<Settings>>> {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, Value)]) -> Value {
+        let mut v = Value::null_object(&ArtifortressProvider.schema().value_type());
+        for (k, val) in pairs {
+            v.set_attr(k, val.clone());
+        }
+        v
+    }
+
+    #[test]
+    fn the_schema_is_valid() {
+        assert!(ArtifortressProvider.schema().check().is_empty());
+    }
+
+    #[test]
+    fn missing_settings_name_attribute_and_environment_variable() {
+        let s = Settings::from_config(&config(&[])).unwrap();
+        // The test environment may export the variable; only check the wording when unset.
+        if std::env::var("ARTIFORTRESS_DATABASE_URL").is_err() {
+            let d = require(&s.database_url, DATABASE_URL, "the database").unwrap_err();
+            assert!(d.detail.contains("`database_url`"));
+            assert!(d.detail.contains("ARTIFORTRESS_DATABASE_URL"));
+        }
+    }
+
+    #[test]
+    fn unknown_settings_do_not_fail_configure_and_say_why_when_needed() {
+        let s = Settings::from_config(&config(&[("api_url", Value::unknown())])).unwrap();
+        assert_eq!(s.api_url, Setting::Unknown);
+        let d = s.api_client(None).unwrap_err();
+        assert!(d.summary.contains("not known yet"), "{}", d.summary);
+        // A resource's own URL still works.
+        assert!(s.api_client(Some("http://127.0.0.1:1")).is_ok());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Settings::from_config(&config(&[("admin_token", "hunter2".into())])).unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}
