@@ -6,7 +6,8 @@ use artifortress_provider::protocol::{logging, serve};
 use artifortress_provider::provider::ArtifortressProvider;
 use artifortress_provider::{PROVIDER_ADDRESS, VERSION};
 
-const USAGE: &str = "terraform-provider-artifortress: the Terraform / OpenTofu provider for Artifortress.
+const USAGE: &str =
+    "terraform-provider-artifortress: the Terraform / OpenTofu provider for Artifortress.
 
 Terraform starts this binary itself. Options for people:
   --version   print the version
@@ -34,7 +35,10 @@ fn main() -> ExitCode {
         }
     }
     logging::init();
-    tracing::info!(version = VERSION, "terraform-provider-artifortress starting");
+    tracing::info!(
+        version = VERSION,
+        "terraform-provider-artifortress starting"
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -173,7 +173,10 @@ pub fn require<T: Clone>(
     what: &str,
 ) -> Result<T, Diagnostic> {
     let how = match name.env {
-        Some(env) => format!("`{}` in the provider block or the {env} environment variable", name.attribute),
+        Some(env) => format!(
+            "`{}` in the provider block or the {env} environment variable",
+            name.attribute
+        ),
         None => format!("`{}` in the provider block", name.attribute),
     };
     match setting {
@@ -229,7 +232,8 @@ impl Settings {
     pub fn from_config(config: &Value) -> Result<Settings, Diagnostic> {
         let request_timeout = match config.attr("request_timeout").as_str() {
             Some(s) => duration::parse(s).map_err(|e| {
-                Diagnostic::error("Invalid request_timeout", e.to_string()).at_attr("request_timeout")
+                Diagnostic::error("Invalid request_timeout", e.to_string())
+                    .at_attr("request_timeout")
             })?,
             None => DEFAULT_REQUEST_TIMEOUT,
         };

@@ -16,7 +16,9 @@ pub enum ApiError {
     Unreachable { url: String, message: String },
     #[error("{url} did not answer within {timeout:?}")]
     Timeout { url: String, timeout: Duration },
-    #[error("{url} answered HTTP {status} with a body that is not the service's {what}: {message}; body: {body}")]
+    #[error(
+        "{url} answered HTTP {status} with a body that is not the service's {what}: {message}; body: {body}"
+    )]
     UnexpectedBody {
         url: String,
         status: u16,
@@ -109,7 +111,8 @@ impl ApiClient {
             status: String,
         }
         Ok(status == 200
-            && serde_json::from_str::<Live>(&body).is_ok_and(|l| l.status.eq_ignore_ascii_case("ok")))
+            && serde_json::from_str::<Live>(&body)
+                .is_ok_and(|l| l.status.eq_ignore_ascii_case("ok")))
     }
 
     /// `GET /health/ready`. The status comes from the body: `degraded` answers 200, `not_ready`

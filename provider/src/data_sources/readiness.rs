@@ -151,7 +151,12 @@ struct Outcome {
 
 impl ProbePlan {
     fn from_config(config: &Value, request_timeout: Duration) -> Self {
-        let parse = |attr: &str| config.attr(attr).as_str().and_then(|s| duration::parse(s).ok());
+        let parse = |attr: &str| {
+            config
+                .attr(attr)
+                .as_str()
+                .and_then(|s| duration::parse(s).ok())
+        };
         ProbePlan {
             require: config.attr("require_status").as_str().map(str::to_string),
             consecutive: config
@@ -395,7 +400,10 @@ mod tests {
         };
         let d = plan.failure(&client, &obs, 7, Duration::from_secs(120), 0);
         assert_eq!(d.summary, "Artifortress did not become ready within 2m0s");
-        assert!(d.detail.contains("postgres (essential, not_ready): connection refused"));
+        assert!(
+            d.detail
+                .contains("postgres (essential, not_ready): connection refused")
+        );
         assert!(!d.detail.contains("redis"));
         assert_eq!(d.attribute.unwrap().to_string(), "require_status");
     }

@@ -131,7 +131,9 @@ fn known_value(ty: Type, known_only: bool, depth: u32) -> BoxedStrategy<Value> {
 }
 
 fn typed_value(known_only: bool) -> impl Strategy<Value = (Type, Value)> {
-    arb_type().prop_flat_map(move |t| arb_value(t.clone(), known_only, 0).prop_map(move |v| (t.clone(), v)))
+    arb_type().prop_flat_map(move |t| {
+        arb_value(t.clone(), known_only, 0).prop_map(move |v| (t.clone(), v))
+    })
 }
 
 proptest! {

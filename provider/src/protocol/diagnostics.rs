@@ -29,7 +29,10 @@ impl AttributePath {
         S: Into<String>,
     {
         AttributePath {
-            steps: names.into_iter().map(|n| Step::Attribute(n.into())).collect(),
+            steps: names
+                .into_iter()
+                .map(|n| Step::Attribute(n.into()))
+                .collect(),
         }
     }
 

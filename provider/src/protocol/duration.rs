@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a duration: use a number and a unit, like \"30s\", \"5m\" or \"1h30m\" (units: ns, us, ms, s, m, h)")]
+#[error(
+    "{0:?} is not a duration: use a number and a unit, like \"30s\", \"5m\" or \"1h30m\" (units: ns, us, ms, s, m, h)"
+)]
 pub struct DurationError(pub String);
 
 pub fn parse(text: &str) -> Result<Duration, DurationError> {
@@ -111,7 +113,16 @@ mod tests {
         for (text, ms) in cases {
             assert_eq!(parse(text).unwrap(), Duration::from_millis(ms), "{text}");
         }
-        for bad in ["", "5", "-5s", "5 s", "5d", "s", "1.s.", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "5",
+            "-5s",
+            "5 s",
+            "5d",
+            "s",
+            "1.s.",
+            "99999999999999999999h",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

@@ -255,8 +255,9 @@ pub fn timeouts_attribute(operations: &[&str]) -> Attribute {
                 .validate(Validator::Duration { min_millis: 1 })
         })
         .collect();
-    Attribute::nested("timeouts", Nesting::Single, Constraint::Optional, attrs)
-        .description("Per-operation time limits. Cancelling Terraform (Ctrl-C) also stops the operation.")
+    Attribute::nested("timeouts", Nesting::Single, Constraint::Optional, attrs).description(
+        "Per-operation time limits. Cancelling Terraform (Ctrl-C) also stops the operation.",
+    )
 }
 
 /// The configured timeout for `operation`, or `default` (the value was validated already).
@@ -403,9 +404,9 @@ pub fn null_write_only(attrs: &[Attribute], target: &mut Value) {
         if let AttributeType::Nested { attributes, .. } = &a.ty {
             match child {
                 Value::Object(_) => null_write_only(attributes, child),
-                Value::List(items) | Value::Set(items) => {
-                    items.iter_mut().for_each(|i| null_write_only(attributes, i))
-                }
+                Value::List(items) | Value::Set(items) => items
+                    .iter_mut()
+                    .for_each(|i| null_write_only(attributes, i)),
                 Value::Map(entries) => entries
                     .values_mut()
                     .for_each(|i| null_write_only(attributes, i)),

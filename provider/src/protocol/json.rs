@@ -39,7 +39,9 @@ pub fn encode(value: &Value) -> Json {
         Value::Map(m) | Value::Object(m) => {
             Json::Object(m.iter().map(|(k, v)| (k.clone(), encode(v))).collect())
         }
-        Value::Dynamic(d) => serde_json::json!({ "value": encode(&d.value), "type": d.ty.to_json() }),
+        Value::Dynamic(d) => {
+            serde_json::json!({ "value": encode(&d.value), "type": d.ty.to_json() })
+        }
     }
 }
 
@@ -115,7 +117,10 @@ fn decode_json(
         }
         Type::Tuple(elems) => {
             let Some(items) = json.as_array().filter(|a| a.len() == elems.len()) else {
-                return fail(path, format!("expected an array of {} elements", elems.len()));
+                return fail(
+                    path,
+                    format!("expected an array of {} elements", elems.len()),
+                );
             };
             let mut out = Vec::with_capacity(items.len());
             for (i, (item, elem)) in items.iter().zip(elems).enumerate() {
@@ -142,7 +147,10 @@ fn decode_json(
                 return fail(path, "expected an object");
             };
             if let Some(extra) = entries.keys().find(|k| !attributes.contains_key(*k)) {
-                return fail(path, format!("unsupported attribute {extra:?} in stored state"));
+                return fail(
+                    path,
+                    format!("unsupported attribute {extra:?} in stored state"),
+                );
             }
             let mut out = BTreeMap::new();
             for (name, attr_ty) in attributes {

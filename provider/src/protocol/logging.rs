@@ -150,6 +150,7 @@ impl HclogLayer {
     fn module(&self, target: &str) -> String {
         let rest = target
             .strip_prefix("artifortress_provider")
+            .or_else(|| target.strip_prefix("terraform_provider_artifortress"))
             .unwrap_or(target)
             .trim_start_matches("::");
         match rest.split("::").next() {
@@ -210,6 +211,7 @@ mod tests {
             "provider.protocol"
         );
         assert_eq!(layer.module("artifortress_provider"), "provider");
+        assert_eq!(layer.module("terraform_provider_artifortress"), "provider");
     }
 
     #[test]

@@ -109,7 +109,11 @@ fn encode_into(
             if items.len() != elems.len() {
                 return err(
                     path,
-                    format!("tuple has {} elements, its type {}", items.len(), elems.len()),
+                    format!(
+                        "tuple has {} elements, its type {}",
+                        items.len(),
+                        elems.len()
+                    ),
                 );
             }
             write_array_len(out, items.len(), path)?;
@@ -132,7 +136,10 @@ fn encode_into(
         }
         (Value::Object(attrs), Type::Object { attributes, .. }) => {
             if let Some(extra) = attrs.keys().find(|k| !attributes.contains_key(*k)) {
-                return err(path, format!("attribute {extra:?} is not in the object type"));
+                return err(
+                    path,
+                    format!("attribute {extra:?} is not in the object type"),
+                );
             }
             write_map_len(out, attributes.len(), path)?;
             for (name, attr_ty) in attributes {
@@ -144,7 +151,10 @@ fn encode_into(
             }
             Ok(())
         }
-        (v, t) => err(path, format!("value {} does not conform to type {t}", kind(v))),
+        (v, t) => err(
+            path,
+            format!("value {} does not conform to type {t}", kind(v)),
+        ),
     }
 }
 
@@ -238,7 +248,10 @@ pub fn decode(bytes: &[u8], ty: &Type) -> Result<Value, CodecError> {
     let mut path = AttributePath::root();
     let value = decode_value(&mut rd, ty, &mut path, 0)?;
     if !rd.buf.is_empty() {
-        return err(&path, format!("{} bytes left after the value", rd.buf.len()));
+        return err(
+            &path,
+            format!("{} bytes left after the value", rd.buf.len()),
+        );
     }
     Ok(value)
 }
@@ -429,7 +442,8 @@ fn decode_value(
                 Item::Bin(b) | Item::Str(b) => b,
                 _ => return err(path, "a dynamic value's type is JSON bytes"),
             };
-            let inner_ty = Type::from_json_bytes(type_json).or_else(|e| err(path, e.to_string()))?;
+            let inner_ty =
+                Type::from_json_bytes(type_json).or_else(|e| err(path, e.to_string()))?;
             if matches!(inner_ty, Type::Dynamic) {
                 return err(path, "a dynamic value's type must be concrete");
             }
@@ -481,7 +495,10 @@ fn decode_value(
                 return err(path, "expected an array");
             };
             if len != elems.len() {
-                return err(path, format!("tuple needs {} elements, got {len}", elems.len()));
+                return err(
+                    path,
+                    format!("tuple needs {} elements, got {len}", elems.len()),
+                );
             }
             let mut items = Vec::with_capacity(len);
             for (i, elem) in elems.iter().enumerate() {
@@ -618,13 +635,24 @@ mod tests {
 
     #[test]
     fn unknown_is_written_like_tftypes() {
-        assert_eq!(encode(&Value::unknown(), &Type::String).unwrap(), [0xd4, 0, 0]);
+        assert_eq!(
+            encode(&Value::unknown(), &Type::String).unwrap(),
+            [0xd4, 0, 0]
+        );
     }
 
     #[test]
     fn any_extension_code_reads_as_unknown() {
-        for bytes in [&[0xd4, 0, 0][..], &[0xd4, 5, 1], &[0xc7, 0, 0], &[0xd5, 0, 1, 2]] {
-            assert!(decode(bytes, &Type::Number).unwrap().is_unknown(), "{bytes:?}");
+        for bytes in [
+            &[0xd4, 0, 0][..],
+            &[0xd4, 5, 1],
+            &[0xc7, 0, 0],
+            &[0xd5, 0, 1, 2],
+        ] {
+            assert!(
+                decode(bytes, &Type::Number).unwrap().is_unknown(),
+                "{bytes:?}"
+            );
         }
     }
 
@@ -648,7 +676,9 @@ mod tests {
     fn refinements_decode_go_cty_bytes() {
         // go-cty: cty.UnknownVal(cty.Number).Refine().NotNull().NumberRangeInclusive(1, 10)
         // ext 12 payload: {1: false, 3: [1, true], 4: [10, true]}
-        let payload = [0x83, 0x01, 0xc2, 0x03, 0x92, 0x01, 0xc3, 0x04, 0x92, 0x0a, 0xc3];
+        let payload = [
+            0x83, 0x01, 0xc2, 0x03, 0x92, 0x01, 0xc3, 0x04, 0x92, 0x0a, 0xc3,
+        ];
         let mut bytes = vec![0xc7, payload.len() as u8, 12];
         bytes.extend_from_slice(&payload);
         let Value::Unknown(r) = decode(&bytes, &Type::Number).unwrap() else {
@@ -665,7 +695,10 @@ mod tests {
         let v = Value::object([("a", Value::from("x"))]);
         let bytes = encode(&v, &ty).unwrap();
         let back = decode(&bytes, &ty).unwrap();
-        assert_eq!(back, Value::object([("a", Value::from("x")), ("b", Value::Null)]));
+        assert_eq!(
+            back,
+            Value::object([("a", Value::from("x")), ("b", Value::Null)])
+        );
         assert_eq!(bytes[0], 0x82, "a two-entry map");
     }
 
@@ -700,7 +733,10 @@ mod tests {
         // array32 claiming 4 billion elements, then nothing.
         let bytes = [0xdd, 0xff, 0xff, 0xff, 0xff];
         assert!(decode(&bytes, &Type::list(Type::Bool)).is_err());
-        assert!(decode(&[0x91, 0x01, 0x02], &Type::list(Type::Number)).is_err(), "trailing");
+        assert!(
+            decode(&[0x91, 0x01, 0x02], &Type::list(Type::Number)).is_err(),
+            "trailing"
+        );
     }
 
     #[test]

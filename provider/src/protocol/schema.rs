@@ -92,7 +92,11 @@ impl Attribute {
         Self::new(name, AttributeType::Primitive(ty), Constraint::Computed)
     }
     pub fn optional_computed(name: &str, ty: Type) -> Self {
-        Self::new(name, AttributeType::Primitive(ty), Constraint::OptionalComputed)
+        Self::new(
+            name,
+            AttributeType::Primitive(ty),
+            Constraint::OptionalComputed,
+        )
     }
     pub fn nested(
         name: &str,
@@ -286,13 +290,17 @@ fn check_attributes(
             diags.push(bug("a default needs an optional and computed attribute"));
         }
         if a.write_only && (a.constraint.is_computed() || in_set) {
-            diags.push(bug("write-only attributes cannot be computed or inside a set"));
+            diags.push(bug(
+                "write-only attributes cannot be computed or inside a set",
+            ));
         }
         if a.use_state_for_unknown && !a.constraint.is_computed() {
             diags.push(bug("use_state_for_unknown needs a computed attribute"));
         }
         if a.requires_replace && !a.constraint.is_configurable() {
-            diags.push(bug("requires_replace on an attribute the practitioner cannot set"));
+            diags.push(bug(
+                "requires_replace on an attribute the practitioner cannot set",
+            ));
         }
         if let AttributeType::Nested {
             nesting,
@@ -302,12 +310,7 @@ fn check_attributes(
             if *nesting == Nesting::Group {
                 diags.push(bug("nested attributes cannot use group nesting"));
             }
-            check_attributes(
-                attributes,
-                &path,
-                in_set || *nesting == Nesting::Set,
-                diags,
-            );
+            check_attributes(attributes, &path, in_set || *nesting == Nesting::Set, diags);
         }
     }
 }

@@ -99,12 +99,16 @@ impl<P: Provider> ProviderService<P> {
     }
 
     fn provider_data(&self) -> Result<Arc<P::Data>, Diagnostic> {
-        self.data.read().ok().and_then(|d| d.clone()).ok_or_else(|| {
-            Diagnostic::provider_bug(
-                "Provider not configured",
-                "Terraform asked for an operation before ConfigureProvider succeeded",
-            )
-        })
+        self.data
+            .read()
+            .ok()
+            .and_then(|d| d.clone())
+            .ok_or_else(|| {
+                Diagnostic::provider_bug(
+                    "Provider not configured",
+                    "Terraform asked for an operation before ConfigureProvider succeeded",
+                )
+            })
     }
 
     /// Runs one RPC body in a span, turning a panic into an error diagnostic.
@@ -118,9 +122,12 @@ impl<P: Provider> ProviderService<P> {
             "rpc",
             tf_rpc = rpc,
             tf_req_id = id,
-            tf_resource_type = type_name,
+            tf_resource_type = tracing::field::Empty,
             tf_provider_addr = crate::PROVIDER_ADDRESS
         );
+        if !type_name.is_empty() {
+            span.record("tf_resource_type", type_name);
+        }
         async {
             tracing::debug!("received request");
             let started = std::time::Instant::now();
@@ -377,9 +384,7 @@ fn to_proto_attribute(a: &Attribute) -> pb::schema::Attribute {
 }
 
 fn timestamp(t: std::time::SystemTime) -> prost_types::Timestamp {
-    let d = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     prost_types::Timestamp {
         seconds: d.as_secs() as i64,
         nanos: d.subsec_nanos() as i32,
@@ -438,8 +443,12 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                         .map(|(k, e)| (k, &e.schema))
                         .collect(),
                 );
-                let ephemeral_resource_schemas =
-                    convert(self.ephemerals.iter().map(|(k, e)| (k, &e.schema)).collect());
+                let ephemeral_resource_schemas = convert(
+                    self.ephemerals
+                        .iter()
+                        .map(|(k, e)| (k, &e.schema))
+                        .collect(),
+                );
                 pb::get_provider_schema::Response {
                     provider: Some(to_proto_schema(&self.provider_schema)),
                     resource_schemas,
@@ -552,7 +561,10 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                             .get(&req.type_name)
                             .ok_or_else(|| unknown_type("resource", &req.type_name))
                     );
-                    let config = tri!(diags, decode(req.config.as_ref(), &entry.ty, "configuration"));
+                    let config = tri!(
+                        diags,
+                        decode(req.config.as_ref(), &entry.ty, "configuration")
+                    );
                     let ctx = self.context(write_only);
                     diags.extend(framework::validate_config(&entry.schema, &config, &ctx));
                     diags.extend(entry.imp.validate(&config).await);
@@ -580,7 +592,10 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                             .get(&req.type_name)
                             .ok_or_else(|| unknown_type("data source", &req.type_name))
                     );
-                    let config = tri!(diags, decode(req.config.as_ref(), &entry.ty, "configuration"));
+                    let config = tri!(
+                        diags,
+                        decode(req.config.as_ref(), &entry.ty, "configuration")
+                    );
                     let ctx = self.context(None);
                     diags.extend(framework::validate_config(&entry.schema, &config, &ctx));
                     diags.extend(entry.imp.validate(&config).await);
@@ -608,7 +623,10 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                             .get(&req.type_name)
                             .ok_or_else(|| unknown_type("ephemeral resource", &req.type_name))
                     );
-                    let config = tri!(diags, decode(req.config.as_ref(), &entry.ty, "configuration"));
+                    let config = tri!(
+                        diags,
+                        decode(req.config.as_ref(), &entry.ty, "configuration")
+                    );
                     let ctx = self.context(None);
                     diags.extend(framework::validate_config(&entry.schema, &config, &ctx));
                     diags.extend(entry.imp.validate(&config).await);
@@ -652,7 +670,10 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                             json::decode(&raw.json, &entry.ty).map_err(|e| {
                                 Diagnostic::error(
                                     "Unable to read stored state",
-                                    format!("The state of {} could not be read: {e}.", req.type_name),
+                                    format!(
+                                        "The state of {} could not be read: {e}.",
+                                        req.type_name
+                                    ),
                                 )
                             })
                         )
@@ -706,7 +727,10 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                             .get(&req.type_name)
                             .ok_or_else(|| unknown_type("resource", &req.type_name))
                     );
-                    let current = tri!(diags, decode(req.current_state.as_ref(), &entry.ty, "state"));
+                    let current = tri!(
+                        diags,
+                        decode(req.current_state.as_ref(), &entry.ty, "state")
+                    );
                     let data = tri!(diags, self.provider_data());
                     let ctx = self.context(None);
                     let mut resp = ReadResponse {
@@ -766,12 +790,18 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                             .get(&req.type_name)
                             .ok_or_else(|| unknown_type("resource", &req.type_name))
                     );
-                    let prior = tri!(diags, decode(req.prior_state.as_ref(), &entry.ty, "prior state"));
+                    let prior = tri!(
+                        diags,
+                        decode(req.prior_state.as_ref(), &entry.ty, "prior state")
+                    );
                     let proposed = tri!(
                         diags,
                         decode(req.proposed_new_state.as_ref(), &entry.ty, "proposed state")
                     );
-                    let config = tri!(diags, decode(req.config.as_ref(), &entry.ty, "configuration"));
+                    let config = tri!(
+                        diags,
+                        decode(req.config.as_ref(), &entry.ty, "configuration")
+                    );
                     let data = tri!(diags, self.provider_data());
                     if proposed.is_null() {
                         diags.extend(entry.imp.plan_destroy(&prior, &*data).await);
@@ -804,7 +834,8 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                         .await;
                     diags.extend(resp.diagnostics);
                     let planned = resp.planned_state;
-                    let check = framework::check_plan_valid(&entry.schema, &prior, &config, &planned);
+                    let check =
+                        framework::check_plan_valid(&entry.schema, &prior, &config, &planned);
                     if check.has_errors() {
                         diags.extend(check);
                         return Out(Default::default(), diags);
@@ -848,9 +879,16 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                             .get(&req.type_name)
                             .ok_or_else(|| unknown_type("resource", &req.type_name))
                     );
-                    let prior = tri!(diags, decode(req.prior_state.as_ref(), &entry.ty, "prior state"));
-                    let planned = tri!(diags, decode(req.planned_state.as_ref(), &entry.ty, "plan"));
-                    let config = tri!(diags, decode(req.config.as_ref(), &entry.ty, "configuration"));
+                    let prior = tri!(
+                        diags,
+                        decode(req.prior_state.as_ref(), &entry.ty, "prior state")
+                    );
+                    let planned =
+                        tri!(diags, decode(req.planned_state.as_ref(), &entry.ty, "plan"));
+                    let config = tri!(
+                        diags,
+                        decode(req.config.as_ref(), &entry.ty, "configuration")
+                    );
                     let data = tri!(diags, self.provider_data());
                     let ctx = self.context(None);
                     if planned.is_null() {
@@ -867,7 +905,11 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                                 .await,
                         );
                         // On failure the object still exists: keep it in state.
-                        let state = if diags.has_errors() { &prior } else { &Value::Null };
+                        let state = if diags.has_errors() {
+                            &prior
+                        } else {
+                            &Value::Null
+                        };
                         let encoded = tri!(diags, encode(state, &entry.ty, "state"));
                         return Out((Some(encoded), req.planned_private.clone()), diags);
                     }
@@ -988,11 +1030,18 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                             .get(&req.type_name)
                             .ok_or_else(|| unknown_type("data source", &req.type_name))
                     );
-                    let config = tri!(diags, decode(req.config.as_ref(), &entry.ty, "configuration"));
+                    let config = tri!(
+                        diags,
+                        decode(req.config.as_ref(), &entry.ty, "configuration")
+                    );
                     let data = tri!(diags, self.provider_data());
                     let ctx = self.context(None);
                     let mut prefilled = config.clone();
-                    framework::apply_defaults(&entry.schema.block.attributes, &config, &mut prefilled);
+                    framework::apply_defaults(
+                        &entry.schema.block.attributes,
+                        &config,
+                        &mut prefilled,
+                    );
                     let mut resp = ReadDataResponse {
                         state: prefilled,
                         diagnostics: Diagnostics::new(),
@@ -1014,7 +1063,8 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                     }
                     let mut state = resp.state;
                     framework::null_write_only(&entry.schema.block.attributes, &mut state);
-                    let check = framework::check_result_keeps_config(&entry.schema, &config, &state);
+                    let check =
+                        framework::check_result_keeps_config(&entry.schema, &config, &state);
                     if check.has_errors() {
                         diags.extend(check);
                         return Out(None, diags);
@@ -1048,11 +1098,18 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                             .get(&req.type_name)
                             .ok_or_else(|| unknown_type("ephemeral resource", &req.type_name))
                     );
-                    let config = tri!(diags, decode(req.config.as_ref(), &entry.ty, "configuration"));
+                    let config = tri!(
+                        diags,
+                        decode(req.config.as_ref(), &entry.ty, "configuration")
+                    );
                     let data = tri!(diags, self.provider_data());
                     let ctx = self.context(None);
                     let mut prefilled = config.clone();
-                    framework::apply_defaults(&entry.schema.block.attributes, &config, &mut prefilled);
+                    framework::apply_defaults(
+                        &entry.schema.block.attributes,
+                        &config,
+                        &mut prefilled,
+                    );
                     let mut resp = OpenResponse {
                         result: prefilled,
                         ..Default::default()
@@ -1080,7 +1137,11 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                     }
                     let encoded = tri!(diags, encode(&resp.result, &entry.ty, "ephemeral result"));
                     Out(
-                        (Some(encoded), Some(resp.private), resp.renew_at.map(timestamp)),
+                        (
+                            Some(encoded),
+                            Some(resp.private),
+                            resp.renew_at.map(timestamp),
+                        ),
                         diags,
                     )
                 }

@@ -76,7 +76,9 @@ impl Type {
                     .collect::<serde_json::Map<_, _>>();
                 let mut parts = vec!["object".into(), Json::Object(attrs)];
                 if !optional.is_empty() {
-                    parts.push(Json::Array(optional.iter().map(|s| s.as_str().into()).collect()));
+                    parts.push(Json::Array(
+                        optional.iter().map(|s| s.as_str().into()).collect(),
+                    ));
                 }
                 Json::Array(parts)
             }
@@ -127,7 +129,9 @@ impl Type {
                         let elems = arg
                             .as_array()
                             .ok_or_else(|| TypeError("tuple needs an array of types".into()))?;
-                        Ok(Type::Tuple(elems.iter().map(next).collect::<Result<_, _>>()?))
+                        Ok(Type::Tuple(
+                            elems.iter().map(next).collect::<Result<_, _>>()?,
+                        ))
                     }
                     ("object", 2 | 3) => {
                         let attrs = arg
@@ -185,7 +189,10 @@ mod tests {
         let ty = Type::Object {
             attributes: [
                 ("a".to_string(), Type::list(Type::String)),
-                ("b".to_string(), Type::Tuple(vec![Type::Bool, Type::Dynamic])),
+                (
+                    "b".to_string(),
+                    Type::Tuple(vec![Type::Bool, Type::Dynamic]),
+                ),
             ]
             .into(),
             optional: ["b".to_string()].into(),

@@ -122,7 +122,10 @@ mod tests {
         assert_eq!(errors(&dur, "2s".into()), 0);
         assert_eq!(errors(&dur, "10ms".into()), 1);
         assert_eq!(errors(&dur, "soon".into()), 1);
-        assert_eq!(errors(&Validator::HttpUrl, "http://127.0.0.1:8086".into()), 0);
+        assert_eq!(
+            errors(&Validator::HttpUrl, "http://127.0.0.1:8086".into()),
+            0
+        );
         assert_eq!(errors(&Validator::HttpUrl, "ftp://x".into()), 1);
         assert_eq!(errors(&Validator::HttpUrl, "not a url".into()), 1);
     }

@@ -290,7 +290,9 @@ impl Value {
     pub fn is_wholly_known(&self) -> bool {
         match self {
             Value::Unknown(_) => false,
-            Value::List(v) | Value::Set(v) | Value::Tuple(v) => v.iter().all(Value::is_wholly_known),
+            Value::List(v) | Value::Set(v) | Value::Tuple(v) => {
+                v.iter().all(Value::is_wholly_known)
+            }
             Value::Map(m) | Value::Object(m) => m.values().all(Value::is_wholly_known),
             Value::Dynamic(d) => d.value.is_wholly_known(),
             _ => true,
@@ -310,7 +312,9 @@ impl Value {
             (Set(a), Set(b)) => set_eq(a, b),
             (Map(a), Map(b)) | (Object(a), Object(b)) => {
                 a.len() == b.len()
-                    && a.iter().zip(b).all(|((ka, va), (kb, vb))| ka == kb && va.same(vb))
+                    && a.iter()
+                        .zip(b)
+                        .all(|((ka, va), (kb, vb))| ka == kb && va.same(vb))
             }
             (Dynamic(a), Dynamic(b)) => a.ty == b.ty && a.value.same(&b.value),
             _ => self == other,
@@ -388,9 +392,12 @@ impl Value {
     /// A null value shaped like `ty`: for objects, every attribute null.
     pub fn null_object(ty: &Type) -> Value {
         match ty {
-            Type::Object { attributes, .. } => {
-                Value::Object(attributes.keys().map(|k| (k.clone(), Value::Null)).collect())
-            }
+            Type::Object { attributes, .. } => Value::Object(
+                attributes
+                    .keys()
+                    .map(|k| (k.clone(), Value::Null))
+                    .collect(),
+            ),
             _ => Value::Null,
         }
     }
@@ -437,8 +444,14 @@ mod tests {
         assert_eq!(Number::parse("1.5").unwrap(), Number::Float(1.5));
         let big = Number::parse("123456789012345678901234567890").unwrap();
         assert!(matches!(big, Number::Big(_)));
-        assert_eq!(big, Number::parse("1.2345678901234567890123456789e29").unwrap());
-        assert_ne!(big, Number::parse("123456789012345678901234567891").unwrap());
+        assert_eq!(
+            big,
+            Number::parse("1.2345678901234567890123456789e29").unwrap()
+        );
+        assert_ne!(
+            big,
+            Number::parse("123456789012345678901234567891").unwrap()
+        );
         assert_eq!(Number::parse("0.1").unwrap(), Number::Float(0.1));
         assert!(Number::parse("1e").is_none());
         assert!(Number::parse("abc").is_none());

@@ -1,0 +1,381 @@
+//! The provider binary as Terraform sees it: handshake line, AutoMTLS with the client
+//! certificate pinned, plaintext when TLS is off, Shutdown ending the process, and the
+//! message for people who run it by hand. A real gRPC client plays Terraform.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use artifortress_provider::protocol::serve::{MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE};
+use base64::Engine;
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+mod pb {
+    #![allow(clippy::all, dead_code)]
+    pub mod tfplugin6 {
+        tonic::include_proto!("tfplugin6");
+    }
+    pub mod plugin {
+        tonic::include_proto!("plugin");
+    }
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_terraform-provider-artifortress");
+
+/// A certificate shaped like Terraform's: P-521, self-signed, CA:TRUE, SAN localhost.
+struct ClientIdentity {
+    pem: String,
+    der: CertificateDer<'static>,
+    key: PrivatePkcs8KeyDer<'static>,
+}
+
+fn terraform_like_cert() -> ClientIdentity {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+    ];
+    let cert = params.self_signed(&key).unwrap();
+    ClientIdentity {
+        pem: cert.pem(),
+        der: cert.der().clone(),
+        key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+    }
+}
+
+struct Plugin {
+    child: Child,
+    socket: String,
+    server_cert: Option<CertificateDer<'static>>,
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(client_cert_pem: Option<&str>) -> Plugin {
+    let mut cmd = Command::new(BIN);
+    cmd.env(MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE)
+        .env("PLUGIN_PROTOCOL_VERSIONS", "5,6")
+        .env_remove("PLUGIN_CLIENT_CERT")
+        .env_remove("TF_LOG")
+        .env_remove("TF_LOG_PROVIDER")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(pem) = client_cert_pem {
+        cmd.env("PLUGIN_CLIENT_CERT", pem);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let parts: Vec<&str> = line.trim_end().split('|').collect();
+    assert_eq!(parts.len(), 6, "handshake line {line:?}");
+    assert_eq!(&parts[..3], ["1", "6", "unix"]);
+    assert_eq!(parts[4], "grpc");
+    let server_cert = if parts[5].is_empty() {
+        None
+    } else {
+        let der = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(parts[5])
+            .expect("the certificate is raw standard base64, as go-plugin decodes it");
+        Some(CertificateDer::from(der))
+    };
+    Plugin {
+        child,
+        socket: parts[3].to_string(),
+        server_cert,
+    }
+}
+
+/// Accepts exactly the certificate from the handshake line, as go-plugin's client does.
+#[derive(Debug)]
+struct PinnedServer(CertificateDer<'static>);
+
+fn client_algorithms() -> rustls::crypto::WebPkiSupportedAlgorithms {
+    rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms
+}
+
+impl ServerCertVerifier for PinnedServer {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.0.as_ref() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "not the announced certificate".into(),
+            ))
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &client_algorithms())
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &client_algorithms())
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        client_algorithms().supported_schemes()
+    }
+}
+
+async fn tls_channel(plugin: &Plugin, client: Option<&ClientIdentity>) -> Result<Channel, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedServer(
+            plugin.server_cert.clone().expect("TLS is on"),
+        )));
+    let mut config = match client {
+        Some(id) => builder
+            .with_client_auth_cert(
+                vec![id.der.clone()],
+                PrivateKeyDer::Pkcs8(id.key.clone_key()),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let socket = plugin.socket.clone();
+    Endpoint::from_static("http://localhost")
+        .connect_timeout(Duration::from_secs(5))
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let connector = connector.clone();
+            let socket = socket.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(socket).await?;
+                let name = ServerName::try_from("localhost").unwrap();
+                let tls = connector.connect(name, stream).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(tls))
+            }
+        }))
+        .await
+        .map_err(|e| format!("{e:?}"))
+}
+
+async fn plain_channel(plugin: &Plugin) -> Channel {
+    let socket = plugin.socket.clone();
+    Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let socket = socket.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(socket).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
+        }))
+        .await
+        .unwrap()
+}
+
+async fn get_schema(
+    channel: Channel,
+) -> Result<pb::tfplugin6::get_provider_schema::Response, tonic::Status> {
+    pb::tfplugin6::provider_client::ProviderClient::new(channel)
+        .get_provider_schema(pb::tfplugin6::get_provider_schema::Request {})
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// A TLS client that is refused either fails the handshake (connect error) or, with TLS 1.3,
+/// learns of the refusal on its first request. Either way the RPC must not succeed.
+async fn schema_call_refused(plugin: &Plugin, client: Option<&ClientIdentity>) -> bool {
+    match tls_channel(plugin, client).await {
+        Err(_) => true,
+        Ok(ch) => get_schema(ch).await.is_err(),
+    }
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[tokio::test]
+async fn a_grpc_client_without_terraforms_certificate_is_refused() {
+    let terraform = terraform_like_cert();
+    let plugin = start(Some(&terraform.pem));
+
+    assert!(
+        schema_call_refused(&plugin, None).await,
+        "a client with no certificate got an answer"
+    );
+    // Another P-521 certificate, shaped exactly like Terraform's but not the pinned one.
+    let impostor = terraform_like_cert();
+    assert!(
+        schema_call_refused(&plugin, Some(&impostor)).await,
+        "a client with another certificate got an answer"
+    );
+
+    // Terraform's own certificate works, so the refusals above were about the certificate.
+    let channel = tls_channel(&plugin, Some(&terraform)).await.unwrap();
+    let schema = get_schema(channel).await.unwrap();
+    assert!(
+        schema
+            .data_source_schemas
+            .contains_key("artifortress_readiness")
+    );
+    let caps = schema.server_capabilities.unwrap();
+    assert!(caps.get_provider_schema_optional && caps.plan_destroy);
+}
+
+#[tokio::test]
+async fn shutdown_ends_the_process_and_removes_the_socket() {
+    let terraform = terraform_like_cert();
+    let mut plugin = start(Some(&terraform.pem));
+    let channel = tls_channel(&plugin, Some(&terraform)).await.unwrap();
+    pb::plugin::grpc_controller_client::GrpcControllerClient::new(channel)
+        .shutdown(pb::plugin::Empty {})
+        .await
+        .unwrap();
+    // Terraform kills a plugin that has not exited 2 s after Shutdown.
+    let status = wait_exit(&mut plugin.child, Duration::from_secs(2))
+        .expect("the process exits after Shutdown");
+    assert!(status.success(), "{status:?}");
+    assert!(!std::path::Path::new(&plugin.socket).exists());
+}
+
+#[tokio::test]
+async fn plaintext_without_a_client_certificate_and_stop_provider_does_not_exit() {
+    let mut plugin = start(None);
+    assert!(
+        plugin.server_cert.is_none(),
+        "TLS off: the cert field is empty"
+    );
+    let channel = plain_channel(&plugin).await;
+    let mut client = pb::tfplugin6::provider_client::ProviderClient::new(channel.clone());
+    let stop = client
+        .stop_provider(pb::tfplugin6::stop_provider::Request {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stop.error, "");
+    // Still serving after StopProvider.
+    let schema = get_schema(channel).await.unwrap();
+    assert!(schema.provider.is_some());
+    assert!(plugin.child.try_wait().unwrap().is_none());
+}
+
+#[tokio::test]
+async fn every_rpc_works_without_a_prior_schema_call_and_errors_are_diagnostics() {
+    let plugin = start(None);
+    let channel = plain_channel(&plugin).await;
+    let mut client = pb::tfplugin6::provider_client::ProviderClient::new(channel);
+    // An unknown data source type: a diagnostic, not a gRPC error.
+    let resp = client
+        .validate_data_resource_config(pb::tfplugin6::validate_data_resource_config::Request {
+            type_name: "artifortress_nope".into(),
+            config: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.diagnostics.len(), 1);
+    assert!(
+        resp.diagnostics[0]
+            .summary
+            .contains("Unknown data source type")
+    );
+    // Garbage msgpack: a diagnostic naming the problem.
+    let resp = client
+        .validate_provider_config(pb::tfplugin6::validate_provider_config::Request {
+            config: Some(pb::tfplugin6::DynamicValue {
+                msgpack: vec![0xc1],
+                json: vec![],
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        resp.diagnostics[0]
+            .detail
+            .contains("reserved msgpack marker"),
+        "{:?}",
+        resp.diagnostics
+    );
+    // Identity schemas: empty, not unimplemented.
+    let ids = client
+        .get_resource_identity_schemas(pb::tfplugin6::get_resource_identity_schemas::Request {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ids.identity_schemas.is_empty());
+}
+
+#[test]
+fn run_by_hand_it_explains_and_exits_1() {
+    let out = Command::new(BIN)
+        .env_remove(MAGIC_COOKIE_KEY)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "nothing on stdout");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("This binary is a plugin"));
+}
+
+#[test]
+fn debug_mode_prints_reattach_instructions() {
+    let mut child = Command::new(BIN)
+        .arg("--debug")
+        .env_remove(MAGIC_COOKIE_KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut text = String::new();
+    while !text.contains("TF_REATTACH_PROVIDERS='") {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        text.push_str(&line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let json = text
+        .split("TF_REATTACH_PROVIDERS='")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("reattach JSON");
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    let p = &v["registry.terraform.io/artifortress/artifortress"];
+    assert_eq!(p["ProtocolVersion"], 6);
+    assert_eq!(p["Test"], true);
+    assert_eq!(p["Addr"]["Network"], "unix");
+}
