@@ -147,6 +147,18 @@ impl Attribute {
         self
     }
 
+    /// The description Terraform shows: the text, then the default and what validators require.
+    pub fn full_description(&self) -> String {
+        let mut text = self.description.trim().to_string();
+        if let Some(d) = &self.default {
+            text.push_str(&format!(" Default: `{}`.", super::json::encode(d)));
+        }
+        for v in &self.validators {
+            text.push_str(&format!(" Must be {}.", v.description()));
+        }
+        text.trim().to_string()
+    }
+
     pub fn value_type(&self) -> Type {
         match &self.ty {
             AttributeType::Primitive(t) => t.clone(),

@@ -353,19 +353,7 @@ fn to_proto_attribute(a: &Attribute) -> pb::schema::Attribute {
             (Vec::new(), Some(object))
         }
     };
-    let mut description = a.description.clone();
-    if a.default.is_some() || !a.validators.is_empty() {
-        let mut notes = Vec::new();
-        if let Some(d) = &a.default {
-            notes.push(format!("Default: `{}`.", json::encode(d)));
-        }
-        for v in &a.validators {
-            notes.push(format!("Must be {}.", v.description()));
-        }
-        description = format!("{description} {}", notes.join(" "))
-            .trim()
-            .to_string();
-    }
+    let description = a.full_description();
     use super::schema::Constraint::*;
     pb::schema::Attribute {
         name: a.name.clone(),

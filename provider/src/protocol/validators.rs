@@ -32,7 +32,7 @@ impl Validator {
                     .join(", ")
             ),
             Validator::IntBetween(lo, hi) => format!("a whole number from {lo} to {hi}"),
-            Validator::Duration { min_millis } if *min_millis > 0 => format!(
+            Validator::Duration { min_millis } if *min_millis > 1 => format!(
                 "a duration such as `30s` or `5m`, at least {}",
                 duration::format(std::time::Duration::from_millis(*min_millis))
             ),
