@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Build the test bed's release tarballs:
+#
+#   build-releases.sh OUTDIR
+#
+# Writes OUTDIR/artifortress-{v1,v2,broken}.tar.gz and OUTDIR/SHA256SUMS (sha256sum format).
+# Each tarball has one top directory artifortress-<version>/ with VERSION,
+# bin/artifortress-testbed-api, bin/artifortress-testbed-worker and bin/artifortress (control
+# script). The "broken" release's API never becomes ready (TESTBED_FAULT_NEVER_READY=1 is set by
+# its control script, after the env file, so it cannot be overridden).
+#
+# The binaries must already be built; they are taken from $TESTBED_BIN_DIR (default: target/debug
+# under the repository root) and stripped (TESTBED_STRIP=0 keeps them as they are).
+# Reproducible: sorted entries, fixed mtime ($SOURCE_DATE_EPOCH, default 1700000000), owner 0:0,
+# normalised modes, gzip without name/timestamp.
+set -euo pipefail
+
+if [ $# -ne 1 ]; then
+  echo "usage: $0 OUTDIR" >&2
+  exit 2
+fi
+out=$1
+here=$(cd "$(dirname "$0")" && pwd)
+repo_root=$(cd "$here/../.." && pwd)
+bin_dir=${TESTBED_BIN_DIR:-$repo_root/target/debug}
+epoch=${SOURCE_DATE_EPOCH:-1700000000}
+strip_bins=${TESTBED_STRIP:-1}
+
+for b in artifortress-testbed-api artifortress-testbed-worker; do
+  if [ ! -x "$bin_dir/$b" ]; then
+    echo "build-releases.sh: $bin_dir/$b not found; build first (cargo build -p acceptance-tests --bins)" >&2
+    exit 1
+  fi
+done
+
+mkdir -p "$out"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+umask 022
+for b in artifortress-testbed-api artifortress-testbed-worker; do
+  if [ "$strip_bins" = 1 ] && command -v strip >/dev/null 2>&1; then
+    strip -o "$work/$b" "$bin_dir/$b"
+  else
+    cp "$bin_dir/$b" "$work/$b"
+  fi
+done
+
+for version in v1 v2 broken; do
+  d="$work/stage/artifortress-$version"
+  mkdir -p "$d/bin"
+  printf '%s\n' "$version" >"$d/VERSION"
+  install -m 0755 "$work/artifortress-testbed-api" "$d/bin/artifortress-testbed-api"
+  install -m 0755 "$work/artifortress-testbed-worker" "$d/bin/artifortress-testbed-worker"
+  if [ "$version" = broken ]; then
+    release_env='[ "$role" = api ] \&\& export TESTBED_FAULT_NEVER_READY=1  # broken release: never ready'
+  else
+    release_env='# (no release-specific environment)'
+  fi
+  sed "s|# @@RELEASE_ENV@@|$release_env|" "$here/artifortress-control.sh" >"$d/bin/artifortress"
+  chmod 0755 "$d/bin/artifortress"
+  tar --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner --format=gnu \
+    --mode='u+rwX,go+rX,go-w' -C "$work/stage" -cf - "artifortress-$version" |
+    gzip -n -6 >"$out/artifortress-$version.tar.gz.tmp"
+  mv "$out/artifortress-$version.tar.gz.tmp" "$out/artifortress-$version.tar.gz"
+done
+
+(cd "$out" && sha256sum artifortress-v1.tar.gz artifortress-v2.tar.gz artifortress-broken.tar.gz >SHA256SUMS.tmp && mv SHA256SUMS.tmp SHA256SUMS)
+cat "$out/SHA256SUMS"

@@ -1,0 +1,298 @@
+//! Drives the real Terraform CLI in temporary directories, against the dev environment
+//! (`scripts/dev-env up`), with every Terraform listed in `ARTIFORTRESS_TEST_TERRAFORMS`.
+//!
+//! The provider is installed the way users install it: into a filesystem mirror that
+//! `terraform init` reads, not through dev overrides. After every successful apply,
+//! [`Workdir::apply_ok`] checks that a second `plan -detailed-exitcode` is empty.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use acceptance_tests::support::api::{TestbedApi, api_env};
+
+/// The environment variable, or a panic naming `scripts/dev-env up`.
+pub fn required_env(name: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is not set: acceptance tests need the dev environment \
+             (`eval \"$(scripts/dev-env up)\"`, or `make test`)"
+            )
+        })
+}
+
+/// One Terraform CLI to test with.
+#[derive(Clone, Debug)]
+pub struct Terraform {
+    pub bin: PathBuf,
+    pub version: String,
+}
+
+/// Every Terraform CLI named in `ARTIFORTRESS_TEST_TERRAFORMS` (colon-separated).
+pub fn terraforms() -> Vec<Terraform> {
+    static ALL: OnceLock<Vec<Terraform>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        required_env("ARTIFORTRESS_TEST_TERRAFORMS")
+            .split(':')
+            .filter(|s| !s.is_empty())
+            .map(|bin| {
+                let out = Command::new(bin)
+                    .arg("version")
+                    .env("CHECKPOINT_DISABLE", "1")
+                    .env("TF_CLI_CONFIG_FILE", cli_config())
+                    .output()
+                    .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
+                let text = String::from_utf8_lossy(&out.stdout);
+                let version = text
+                    .lines()
+                    .next()
+                    .and_then(|l| l.strip_prefix("Terraform v"))
+                    .unwrap_or_else(|| panic!("{bin} version printed {text:?}"))
+                    .to_string();
+                Terraform {
+                    bin: PathBuf::from(bin),
+                    version,
+                }
+            })
+            .collect()
+    })
+    .clone()
+}
+
+/// A CLI configuration whose filesystem mirror holds the provider under test.
+pub fn cli_config() -> PathBuf {
+    static CONFIG: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let provider = PathBuf::from(required_env("ARTIFORTRESS_PROVIDER_BIN"));
+            assert!(provider.exists(), "{} does not exist", provider.display());
+            let dir = tempfile::Builder::new().prefix("af-tf-").tempdir().unwrap();
+            let version = env!("CARGO_PKG_VERSION");
+            let platform = dir.path().join(format!(
+                "mirror/registry.terraform.io/artifortress/artifortress/{version}/linux_amd64"
+            ));
+            std::fs::create_dir_all(&platform).unwrap();
+            std::os::unix::fs::symlink(
+                &provider,
+                platform.join(format!("terraform-provider-artifortress_v{version}")),
+            )
+            .unwrap();
+            let rc = dir.path().join("terraformrc");
+            std::fs::write(
+                &rc,
+                format!(
+                    "provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"registry.terraform.io/artifortress/artifortress\"]\n  }}\n  direct {{\n    exclude = [\"registry.terraform.io/artifortress/artifortress\"]\n  }}\n}}\n",
+                    dir.path().join("mirror").display()
+                ),
+            )
+            .unwrap();
+            (dir, rc)
+        })
+        .1
+        .clone()
+}
+
+pub const PROVIDER_BLOCK: &str = r#"
+terraform {
+  required_providers {
+    artifortress = { source = "artifortress/artifortress" }
+  }
+}
+"#;
+
+/// A Terraform working directory holding one configuration.
+pub struct Workdir {
+    pub tf: Terraform,
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    removed: Vec<String>,
+}
+
+/// What a Terraform command printed.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn text(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Workdir {
+    /// A directory with `main.tf` = the required_providers block + `config`, initialised.
+    pub fn new(tf: &Terraform, config: &str) -> Workdir {
+        let dir = tempfile::Builder::new()
+            .prefix("af-acc-")
+            .tempdir()
+            .unwrap();
+        std::fs::write(
+            dir.path().join("main.tf"),
+            format!("{PROVIDER_BLOCK}\n{config}"),
+        )
+        .unwrap();
+        let wd = Workdir {
+            tf: tf.clone(),
+            dir,
+            env: Vec::new(),
+            removed: Vec::new(),
+        };
+        let init = wd.run(&["init", "-input=false", "-no-color"]);
+        assert_eq!(
+            init.code,
+            0,
+            "terraform {} init failed:\n{}",
+            tf.version,
+            init.text()
+        );
+        wd
+    }
+
+    /// Removes an inherited variable from Terraform's (and so the provider's) environment.
+    pub fn without_env(mut self, name: &str) -> Self {
+        self.removed.push(name.to_string());
+        self
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::new(&self.tf.bin);
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TF_IN_AUTOMATION", "1")
+            .env("TF_INPUT", "0")
+            .env("TF_CLI_CONFIG_FILE", cli_config())
+            .env_remove("TF_LOG")
+            .env_remove("TF_LOG_PROVIDER");
+        if let Ok(level) = std::env::var("ARTIFORTRESS_TEST_TF_LOG") {
+            cmd.env("TF_LOG", level);
+        }
+        for name in &self.removed {
+            cmd.env_remove(name);
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd.output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.tf.bin.display()))
+            .into()
+    }
+
+    pub fn apply(&self) -> Run {
+        self.run(&["apply", "-auto-approve", "-input=false", "-no-color"])
+    }
+
+    /// Applies, asserts success, then asserts that a second plan is empty.
+    pub fn apply_ok(&self) -> Run {
+        let run = self.apply();
+        assert_eq!(
+            run.code,
+            0,
+            "terraform {} apply failed:\n{}",
+            self.tf.version,
+            run.text()
+        );
+        self.assert_plan_empty();
+        run
+    }
+
+    /// `plan -detailed-exitcode` must exit 0: no changes, no perpetual diff.
+    pub fn assert_plan_empty(&self) {
+        let plan = self.plan_detailed();
+        assert_eq!(
+            plan.code,
+            0,
+            "terraform {}: the plan after apply is not empty (exit {}):\n{}",
+            self.tf.version,
+            plan.code,
+            plan.text()
+        );
+    }
+
+    pub fn plan_detailed(&self) -> Run {
+        self.run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"])
+    }
+
+    pub fn outputs(&self) -> serde_json::Value {
+        let run = self.run(&["output", "-json"]);
+        assert_eq!(run.code, 0, "output -json failed:\n{}", run.text());
+        serde_json::from_str(&run.stdout).expect("output -json is JSON")
+    }
+
+    /// The value of a root output.
+    pub fn output(&self, name: &str) -> serde_json::Value {
+        self.outputs()[name]["value"].clone()
+    }
+
+    pub fn destroy_ok(&self) {
+        let run = self.run(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
+        assert_eq!(run.code, 0, "destroy failed:\n{}", run.text());
+    }
+}
+
+/// A test bed API of its own for one test, against the dev environment's PostgreSQL and
+/// object storage, with test-only fault switches (`TESTBED_FAULT_*`).
+pub fn testbed(faults: &[(&str, &str)]) -> TestbedApi {
+    let mut env = api_env(
+        &npgsql(&required_env("ARTIFORTRESS_DATABASE_URL")),
+        &required_env("ARTIFORTRESS_BOOTSTRAP_TOKEN"),
+        vec![
+            (
+                "ObjectStorage__Endpoint".into(),
+                required_env("ARTIFORTRESS_S3_ENDPOINT"),
+            ),
+            (
+                "ObjectStorage__AccessKey".into(),
+                required_env("AWS_ACCESS_KEY_ID"),
+            ),
+            (
+                "ObjectStorage__SecretKey".into(),
+                required_env("AWS_SECRET_ACCESS_KEY"),
+            ),
+            (
+                "ObjectStorage__Bucket".into(),
+                required_env("ARTIFORTRESS_S3_BUCKET"),
+            ),
+            ("ObjectStorage__Region".into(), "us-east-1".into()),
+        ],
+    );
+    env.extend(faults.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_artifortress-testbed-api"));
+    TestbedApi::start(&bin, &env).expect("test bed API starts")
+}
+
+/// `postgres://user:pass@host:port/db` → Npgsql's `Host=…;Port=…;Username=…;Password=…;Database=…`.
+pub fn npgsql(database_url: &str) -> String {
+    let u = url::Url::parse(database_url).expect("ARTIFORTRESS_DATABASE_URL is a URL");
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    format!(
+        "Host={};Port={};Username={};Password={};Database={}",
+        u.host_str().unwrap_or("127.0.0.1"),
+        u.port().unwrap_or(5432),
+        decode(u.username()),
+        decode(u.password().unwrap_or("")),
+        u.path().trim_start_matches('/'),
+    )
+}
+
+/// A TCP port on 127.0.0.1 where nothing listens.
+pub fn closed_port() -> u16 {
+    acceptance_tests::support::free_port().unwrap()
+}

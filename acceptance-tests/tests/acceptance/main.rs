@@ -1,0 +1,9 @@
+//! Real-Terraform acceptance tests (feature `acceptance`; run by `make test` against the dev
+//! environment). The Artifortress service itself is a .NET program that cannot run here: these
+//! tests run against the test bed in `acceptance-tests/src/testbed`, which implements its
+//! operational contract (same routes, JSON, status codes, tables) on a real PostgreSQL and a
+//! real S3 server (Garage).
+
+mod harness;
+mod provider_config;
+mod readiness;

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Plan overhead of the provider, measured against a floor taken in the same run:
+#   - `terraform plan` of 50 `artifortress_readiness` data sources against the test bed, versus
+#   - `terraform plan` of 50 builtin `terraform_data` resources (applied, so the plan refreshes them).
+# Prints the median of each, their ratio, and the provider's peak RSS (VmHWM of every provider
+# process Terraform started, recorded by GNU time around the binary).
+#
+# Needs the dev environment: `eval "$(scripts/dev-env up)"` (or `make bench`, which does it).
+# RUNS (default 7) sets the number of timed plans per configuration.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+runs=${RUNS:-7}
+count=50
+: "${ARTIFORTRESS_API_URL:?run inside the dev environment: eval \"\$(scripts/dev-env up)\"}"
+terraform_bin=${TERRAFORM:-terraform}
+
+echo "building the release provider..." >&2
+cargo build --quiet --release -p terraform-provider-artifortress --manifest-path "$repo/Cargo.toml"
+target_dir=$(cargo metadata --format-version 1 --no-deps --manifest-path "$repo/Cargo.toml" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+provider_bin="$target_dir/release/terraform-provider-artifortress"
+version=$(grep -m1 '^version' "$repo/Cargo.toml" | cut -d'"' -f2)
+
+work=$(mktemp -d /tmp/af-bench-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+rss_dir="$work/rss"
+mkdir -p "$rss_dir"
+
+# The mirror holds a wrapper that records the provider's peak RSS, then execs nothing else:
+# GNU time runs the real binary, passes stdin/stdout/stderr through, and writes %M (KiB).
+platform="$work/mirror/registry.terraform.io/artifortress/artifortress/$version/linux_amd64"
+mkdir -p "$platform"
+cat >"$platform/terraform-provider-artifortress_v$version" <<SHIM
+#!/bin/sh
+exec /usr/bin/time -f '%M' -o "$rss_dir/\$\$.kib" "$provider_bin" "\$@"
+SHIM
+chmod +x "$platform/terraform-provider-artifortress_v$version"
+cat >"$work/terraformrc" <<RC
+provider_installation {
+  filesystem_mirror {
+    path    = "$work/mirror"
+    include = ["registry.terraform.io/artifortress/artifortress"]
+  }
+  direct {
+    exclude = ["registry.terraform.io/artifortress/artifortress"]
+  }
+}
+RC
+export TF_CLI_CONFIG_FILE="$work/terraformrc" CHECKPOINT_DISABLE=1 TF_IN_AUTOMATION=1 TF_INPUT=0
+unset TF_LOG TF_LOG_PROVIDER
+
+mkdir -p "$work/readiness" "$work/builtin"
+cat >"$work/readiness/main.tf" <<TF
+terraform {
+  required_providers {
+    artifortress = { source = "artifortress/artifortress" }
+  }
+}
+provider "artifortress" {
+  api_url = "$ARTIFORTRESS_API_URL"
+}
+data "artifortress_readiness" "api" {
+  count = $count
+}
+TF
+cat >"$work/builtin/main.tf" <<TF
+resource "terraform_data" "floor" {
+  count = $count
+  input = "floor-\${count.index}"
+}
+TF
+
+(cd "$work/readiness" && "$terraform_bin" init -input=false >/dev/null)
+(cd "$work/builtin" && "$terraform_bin" init -input=false >/dev/null &&
+  "$terraform_bin" apply -auto-approve -input=false >/dev/null)
+
+# One timed plan; prints seconds.
+timed_plan() {
+  local dir=$1 start end
+  start=$(date +%s.%N)
+  (cd "$dir" && "$terraform_bin" plan -input=false -lock=false -no-color >/dev/null)
+  end=$(date +%s.%N)
+  python3 -c "print(f'{$end - $start:.4f}')"
+}
+
+# Warm up both, then alternate so that machine noise hits both sides alike.
+timed_plan "$work/builtin" >/dev/null
+timed_plan "$work/readiness" >/dev/null
+rm -f "$rss_dir"/*.kib
+builtin_times=()
+readiness_times=()
+for _ in $(seq "$runs"); do
+  builtin_times+=("$(timed_plan "$work/builtin")")
+  readiness_times+=("$(timed_plan "$work/readiness")")
+done
+
+python3 - "$runs" "$count" "$("$terraform_bin" version | head -1)" "$rss_dir" \
+  "${builtin_times[*]}" "${readiness_times[*]}" <<'PY'
+import glob, statistics, sys
+runs, count, tf, rss_dir, builtin, readiness = sys.argv[1:]
+builtin = [float(x) for x in builtin.split()]
+readiness = [float(x) for x in readiness.split()]
+rss = [int(open(f).read().split()[-1]) for f in glob.glob(f"{rss_dir}/*.kib")]
+b, r = statistics.median(builtin), statistics.median(readiness)
+print(f"plan_overhead: {tf}, {runs} runs each, medians")
+print(f"  floor: {count} x terraform_data (refresh)      {b:.3f} s  (min {min(builtin):.3f}, max {max(builtin):.3f})")
+print(f"  {count} x data.artifortress_readiness (probe)  {r:.3f} s  (min {min(readiness):.3f}, max {max(readiness):.3f})")
+print(f"  ratio readiness / floor: {r / b:.2f}")
+if rss:
+    print(f"  provider peak RSS: {max(rss) / 1024:.1f} MiB (max of {len(rss)} provider processes; median {statistics.median(rss) / 1024:.1f} MiB)")
+else:
+    print("  provider peak RSS: not recorded (no provider process ran?)")
+PY
