@@ -635,7 +635,14 @@ fn check_result(
 /// A data source or ephemeral result must keep every configured value (Terraform checks this
 /// with a null prior): only computed attributes may differ from the configuration.
 pub fn check_result_keeps_config(schema: &Schema, config: &Value, result: &Value) -> Diagnostics {
-    let mut diags = check_plan_valid(schema, &Value::Null, config, result);
+    let mut diags: Diagnostics = check_plan_valid(schema, &Value::Null, config, result)
+        .0
+        .into_iter()
+        .map(|mut d| {
+            d.summary = "Provider produced an invalid object".into();
+            d
+        })
+        .collect();
     if !result.is_wholly_known() {
         diags.push(Diagnostic::provider_bug(
             "Provider produced an invalid object",

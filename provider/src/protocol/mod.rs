@@ -25,6 +25,8 @@ pub mod value;
 
 #[cfg(test)]
 mod codec_props;
+#[cfg(test)]
+mod server_tests;
 
 #[allow(clippy::all, clippy::pedantic, missing_docs, dead_code)]
 pub(crate) mod proto {
