@@ -68,7 +68,8 @@ fn render_attributes(
     out: &mut String,
     nested: &mut Vec<(String, Vec<Attribute>)>,
 ) {
-    let sections: [(&str, fn(Constraint) -> bool); 3] = [
+    type Section = (&'static str, fn(Constraint) -> bool);
+    let sections: [Section; 3] = [
         ("Required", |c| c == Constraint::Required),
         ("Optional", |c| {
             matches!(c, Constraint::Optional | Constraint::OptionalComputed)

@@ -223,6 +223,8 @@ trait WithDiagnostics: Default {
 macro_rules! with_diagnostics {
     ($($ty:ty),* $(,)?) => {$(
         impl WithDiagnostics for $ty {
+            // Some responses have only `diagnostics`; the update is for the others.
+            #[allow(clippy::needless_update)]
             fn from_diagnostics(diags: Diagnostics) -> Self {
                 Self { diagnostics: to_proto_diags(&diags), ..Default::default() }
             }

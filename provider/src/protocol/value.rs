@@ -86,7 +86,7 @@ impl Number {
     }
 
     pub fn from_f64(f: f64) -> Number {
-        if f.fract() == 0.0 && f >= -9.223_372_036_854_776e18 && f < 9.223_372_036_854_776e18 {
+        if f.fract() == 0.0 && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) {
             Number::Int(f as i64)
         } else {
             Number::Float(f)
