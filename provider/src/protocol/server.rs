@@ -328,7 +328,6 @@ fn to_proto_block(block: &Block, version: i64) -> pb::schema::Block {
         description_kind: pb::StringKind::Markdown as i32,
         deprecated: block.deprecation.is_some(),
         deprecation_message: block.deprecation.clone().unwrap_or_default(),
-        computed: false,
     }
 }
 
