@@ -97,7 +97,7 @@ pub async fn serve<P: Provider>(provider: P, options: ServeOptions) -> Result<()
         }))
         .add_service(health_service);
 
-    spawn_exit_watchdog(shutdown.clone());
+    spawn_exit_watchdog(shutdown.clone(), socket_path.clone());
     spawn_sigterm_handler(shutdown.clone());
     let until_shutdown = {
         let s = shutdown.clone();
@@ -233,12 +233,15 @@ fn spawn_sigterm_handler(shutdown: CancellationToken) {
 }
 
 /// After Shutdown, connections get a moment to finish, then the process ends regardless:
-/// Terraform waits only 2 s before killing a plugin.
-fn spawn_exit_watchdog(shutdown: CancellationToken) {
+/// Terraform waits only 2 s before killing a plugin, and a client that keeps its connection open
+/// would otherwise hold the graceful shutdown forever. `exit` skips destructors, so the socket
+/// is removed here too.
+fn spawn_exit_watchdog(shutdown: CancellationToken, socket: PathBuf) {
     tokio::spawn(async move {
         shutdown.cancelled().await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         tracing::debug!("exiting after shutdown grace period");
+        let _ = std::fs::remove_file(&socket);
         std::process::exit(0);
     });
 }

@@ -1,0 +1,102 @@
+# terraform-provider-artifortress developer entry points. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+REPO := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+DEV_ENV := $(REPO)/scripts/dev-env
+FEATURES := --features acceptance-tests/acceptance
+QUICKSTART := $(REPO)/examples/quickstart
+TF_AUTOMATION := CHECKPOINT_DISABLE=1 TF_IN_AUTOMATION=1 TF_INPUT=0
+
+.PHONY: help install-deps env-up env-down env-status build demo demo-down test lint install bench docs fuzz-smoke
+
+help:
+	@echo "make demo        install deps, start the dev env (builds), apply examples/quickstart"
+	@echo "make demo-down   destroy the quickstart (if it has state), stop the dev env"
+	@echo "make test        deps, dev env, fmt, clippy, fuzz smoke, nextest (acceptance); env stopped after"
+	@echo "make lint        cargo fmt --check, clippy -D warnings, shellcheck"
+	@echo "make install     release build, install into ~/.terraform.d/plugins (filesystem mirror)"
+	@echo "make env-up      scripts/dev-env up (exports saved in .dev/env.sh)"
+	@echo "make env-down    scripts/dev-env down"
+	@echo "make bench       bench/plan_overhead.sh against the dev env"
+	@echo "make docs        regenerate docs/ from the schemas and examples/"
+	@echo "make fuzz-smoke  a bounded run of the msgpack decoder fuzzer (FUZZ_SECONDS, default 60)"
+
+install-deps:
+	@$(REPO)/scripts/install-deps
+
+env-up:
+	@$(DEV_ENV) up >/dev/null
+
+env-down:
+	@$(DEV_ENV) down
+
+env-status:
+	@$(DEV_ENV) status
+
+build:
+	cargo build -p acceptance-tests --bins
+	cargo build -p terraform-provider-artifortress
+
+# dev_overrides in .dev/terraformrc point Terraform at the debug provider: no `terraform init`.
+demo: install-deps env-up
+	@source $(REPO)/.dev/env.sh && cd $(QUICKSTART) && \
+	  $(TF_AUTOMATION) "$$TERRAFORM" apply -auto-approve -input=false
+
+demo-down:
+	@rc=0; \
+	if [[ -s $(QUICKSTART)/terraform.tfstate ]] && python3 -c 'import json, sys; \
+	    sys.exit(not any(r.get("mode") == "managed" for r in json.load(open(sys.argv[1])).get("resources", [])))' \
+	    $(QUICKSTART)/terraform.tfstate; then \
+	  $(DEV_ENV) up >/dev/null && source $(REPO)/.dev/env.sh && cd $(QUICKSTART) && \
+	    $(TF_AUTOMATION) "$$TERRAFORM" destroy -auto-approve -input=false || rc=$$?; \
+	else \
+	  echo "no managed resources in the quickstart state; nothing to destroy" >&2; \
+	fi; \
+	$(DEV_ENV) down || { [[ $$rc -ne 0 ]] || rc=1; }; \
+	exit $$rc
+
+# The last line printed is nextest's summary; the dev env is stopped even on failure.
+test:
+	@MAKE="$(MAKE)" $(REPO)/scripts/lib/make-test.sh
+
+# A bounded run of the msgpack decoder fuzzer. It uses the stable toolchain (RUSTC_BOOTSTRAP lets
+# cargo-fuzz pass its unstable flags) and no sanitizer, so it needs no nightly toolchain; the
+# decoder has no unsafe code. For long runs with AddressSanitizer:
+#   cd provider && cargo +nightly fuzz run msgpack_decode fuzz/corpus/msgpack_decode fuzz/seeds/msgpack_decode
+FUZZ_SECONDS ?= 60
+fuzz-smoke:
+	@command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	@mkdir -p $(REPO)/provider/fuzz/corpus/msgpack_decode
+	cd $(REPO)/provider && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none msgpack_decode \
+	  fuzz/corpus/msgpack_decode fuzz/seeds/msgpack_decode -- \
+	  -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1
+
+# docs/ is generated from the schemas and examples/; the docs test fails when it is stale.
+docs:
+	UPDATE_DOCS=1 cargo test -p terraform-provider-artifortress --test docs
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets $(FEATURES) -- -D warnings
+	@if command -v shellcheck >/dev/null 2>&1; then \
+	  shellcheck -x $(REPO)/scripts/dev-env $(REPO)/scripts/install-deps $(REPO)/scripts/lib/*.sh $(REPO)/.ci/run; \
+	else \
+	  echo "shellcheck not installed (apt-get install shellcheck); skipped" >&2; \
+	fi
+
+# Installs into the implied local filesystem mirror, so `terraform init` finds the provider without
+# dev_overrides (source = "artifortress/artifortress", version = the crate's version).
+install:
+	cargo build --release -p terraform-provider-artifortress
+	@source $(REPO)/scripts/lib/common.sh; \
+	version=$$(af_cargo_pkg_version terraform-provider-artifortress); \
+	case $$(uname -m) in x86_64) arch=amd64 ;; aarch64|arm64) arch=arm64 ;; *) arch=$$(uname -m) ;; esac; \
+	dest=$${HOME}/.terraform.d/plugins/registry.terraform.io/artifortress/artifortress/$$version/linux_$$arch; \
+	install -D -m 0755 "$$(af_target_dir)/release/terraform-provider-artifortress" \
+	  "$$dest/terraform-provider-artifortress_v$$version"; \
+	echo "installed $$dest/terraform-provider-artifortress_v$$version"
+
+bench: env-up
+	@source $(REPO)/.dev/env.sh && bash $(REPO)/bench/plan_overhead.sh

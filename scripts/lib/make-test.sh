@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The body of `make test` (kept out of the Makefile so that clean-up and exit codes are plain bash).
+#
+#   install-deps -> dev-env up -> cargo fmt --check -> cargo clippy -D warnings -> fuzz smoke (if
+#   provider/fuzz exists) -> cargo nextest (acceptance feature, dev env exported) -> dev-env down
+#
+# Every check runs even when an earlier one failed (install-deps / dev-env up failing stops the
+# run); the exit code is the first failure's. `dev-env down` always runs, and the very last line
+# printed is nextest's summary line (re-printed after the clean-up output).
+set -uo pipefail
+
+AF_LOG_TAG=make-test
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$AF_REPO" || exit 1
+
+MAKE_CMD=${MAKE:-make}
+FEATURES=(--features acceptance-tests/acceptance)
+NEXTEST_LOG=$(mktemp /tmp/artifortress-nextest.XXXXXX)
+first_rc=0
+failed=()
+ran=()
+
+record() { # record RC WHAT
+  ran+=("$2")
+  if (($1 != 0)); then
+    failed+=("$2 (exit $1)")
+    ((first_rc != 0)) || first_rc=$1
+  fi
+}
+
+finish() {
+  local rc=$?
+  trap - EXIT INT TERM
+  ((first_rc != 0)) || first_rc=$rc
+  af_log "stopping the dev environment"
+  if ! scripts/dev-env down; then
+    af_log "dev-env down failed"
+    ((first_rc != 0)) || first_rc=1
+  fi
+  if ((${#failed[@]})); then
+    af_log "FAILED: ${failed[*]}"
+  elif ((first_rc == 0)); then
+    af_log "ok: ${ran[*]}"
+  fi
+  local summary
+  summary=$(sed -e 's/\x1b\[[0-9;]*m//g' "$NEXTEST_LOG" | grep -E '^[[:space:]]*Summary \[' | tail -n1)
+  rm -f "$NEXTEST_LOG"
+  # Flush stderr before the final stdout line (both usually go to the same log).
+  [[ -z $summary ]] || printf '%s\n' "$summary"
+  exit "$first_rc"
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+scripts/install-deps || exit $?
+# The exports go to .dev/env.sh; keep the tokens out of the build log.
+scripts/dev-env up >/dev/null || exit $?
+
+af_log "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+record $? "cargo fmt"
+
+af_log "cargo clippy --workspace --all-targets ${FEATURES[*]} -- -D warnings"
+cargo clippy --workspace --all-targets "${FEATURES[@]}" -- -D warnings
+record $? "cargo clippy"
+
+if [[ -d provider/fuzz ]]; then
+  af_log "$MAKE_CMD fuzz-smoke"
+  $MAKE_CMD --no-print-directory fuzz-smoke
+  record $? "fuzz-smoke"
+fi
+
+# shellcheck source=/dev/null
+source .dev/env.sh
+af_log "cargo nextest run --workspace ${FEATURES[*]} --no-fail-fast"
+cargo nextest run --workspace "${FEATURES[@]}" --no-fail-fast 2>&1 | tee "$NEXTEST_LOG"
+record "${PIPESTATUS[0]}" "cargo nextest"
