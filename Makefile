@@ -71,7 +71,8 @@ fuzz-smoke:
 	@mkdir -p $(REPO)/provider/fuzz/corpus/msgpack_decode
 	cd $(REPO)/provider && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none msgpack_decode \
 	  fuzz/corpus/msgpack_decode fuzz/seeds/msgpack_decode -- \
-	  -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1
+	  -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1 2>&1 | \
+	  grep --line-buffered -v -E '^#[0-9]+[[:space:]]'
 
 # docs/ is generated from the schemas and examples/; the docs test fails when it is stale.
 docs:

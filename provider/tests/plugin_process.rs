@@ -379,3 +379,102 @@ fn debug_mode_prints_reattach_instructions() {
     assert_eq!(p["Test"], true);
     assert_eq!(p["Addr"]["Network"], "unix");
 }
+
+#[tokio::test]
+async fn sigint_is_ignored_because_terraform_sends_stop_provider_instead() {
+    let mut plugin = start(None);
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(plugin.child.id() as i32, libc::SIGINT);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        plugin.child.try_wait().unwrap().is_none(),
+        "SIGINT ended the plugin"
+    );
+    let schema = get_schema(plain_channel(&plugin).await).await.unwrap();
+    assert!(schema.provider.is_some());
+}
+
+#[tokio::test]
+async fn stop_provider_cancels_an_in_flight_read() {
+    use artifortress_provider::protocol::framework::{DataSource, Provider};
+    use artifortress_provider::protocol::msgpack;
+    use artifortress_provider::protocol::value::Value;
+    use artifortress_provider::provider::ArtifortressProvider;
+
+    // An API that accepts connections and never answers: the read would wait 10 minutes.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let _keep = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            held.push(conn);
+        }
+    });
+
+    let plugin = start(None);
+    let channel = plain_channel(&plugin).await;
+    let mut client = pb::tfplugin6::provider_client::ProviderClient::new(channel.clone());
+    let provider_ty = ArtifortressProvider.schema().value_type();
+    let mut config = Value::null_object(&provider_ty);
+    config.set_attr("request_timeout", "10m".into());
+    let configured = client
+        .configure_provider(pb::tfplugin6::configure_provider::Request {
+            terraform_version: "1.15.5".into(),
+            config: Some(pb::tfplugin6::DynamicValue {
+                msgpack: msgpack::encode(&config, &provider_ty).unwrap(),
+                json: vec![],
+            }),
+            client_capabilities: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        configured.diagnostics.is_empty(),
+        "{:?}",
+        configured.diagnostics
+    );
+
+    let ds = ArtifortressProvider.data_sources().remove(0);
+    let ds_ty = ds.schema().value_type();
+    let mut ds_config = Value::null_object(&ds_ty);
+    ds_config.set_attr("url", url.into());
+    ds_config.set_attr("require_status", "ready".into());
+    ds_config.set_attr("wait_timeout", "10m".into());
+    let read = {
+        let mut client = client.clone();
+        let bytes = msgpack::encode(&ds_config, &ds_ty).unwrap();
+        tokio::spawn(async move {
+            client
+                .read_data_source(pb::tfplugin6::read_data_source::Request {
+                    type_name: "artifortress_readiness".into(),
+                    config: Some(pb::tfplugin6::DynamicValue {
+                        msgpack: bytes,
+                        json: vec![],
+                    }),
+                    provider_meta: None,
+                    client_capabilities: None,
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!read.is_finished(), "the read should still be waiting");
+    let started = Instant::now();
+    client
+        .stop_provider(pb::tfplugin6::stop_provider::Request {})
+        .await
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("StopProvider ends the read")
+        .unwrap()
+        .unwrap()
+        .into_inner();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(resp.diagnostics.len(), 1, "{:?}", resp.diagnostics);
+    assert_eq!(resp.diagnostics[0].summary, "Readiness probe cancelled");
+    assert!(resp.state.is_none());
+}

@@ -220,23 +220,31 @@ check "api_ready" {{
     )
 }
 
+/// Terraform re-reads a data source scoped inside a `check` block at every apply, so a plan that
+/// contains one is never empty: `plan -detailed-exitcode` exits 2 whatever the check's result
+/// (hashicorp/terraform#35226). This pins that behaviour, and the provider's part: a warning,
+/// with the dependency details, only when the API is not ready.
 #[test]
-fn inside_a_check_block_a_failure_is_a_warning_that_drift_detection_sees() {
+fn inside_a_check_block_a_failure_is_a_warning() {
     let healthy = testbed(&[]);
     let degraded = testbed(&[("TESTBED_FAULT_DEPENDENCIES", "oidc_jwks:degraded")]);
     for tf in terraforms() {
-        // Healthy: no warning, and the plan stays empty.
         let wd = Workdir::new(&tf, &check_config(healthy.url()));
-        let run = wd.apply_ok();
+        let run = wd.apply();
+        assert_eq!(run.code, 0, "terraform {}: {}", tf.version, run.text());
         assert!(
             !run.text().contains("Warning: Artifortress"),
             "{}",
             run.text()
         );
+        let plan = wd.plan_detailed();
+        assert_eq!(plan.code, 2, "terraform {}: {}", tf.version, plan.text());
+        assert!(
+            plan.text().contains("verify a check block"),
+            "{}",
+            plan.text()
+        );
 
-        // Failing: apply succeeds with a warning. Terraform then plans to re-read the scoped
-        // data source at apply ("config will be reloaded to verify a check block"), so
-        // `plan -detailed-exitcode` exits 2: a scheduled drift check flags it.
         let wd = Workdir::new(&tf, &check_config(degraded.url()));
         let run = wd.apply();
         assert_eq!(run.code, 0, "terraform {}: {}", tf.version, run.text());
@@ -249,12 +257,45 @@ fn inside_a_check_block_a_failure_is_a_warning_that_drift_detection_sees() {
             text.contains("oidc_jwks (non-essential, degraded): testbed fault injection"),
             "{text}"
         );
-        let plan = wd.plan_detailed();
-        assert_eq!(plan.code, 2, "terraform {}: {}", tf.version, plan.text());
+    }
+}
+
+/// For drift detection: the data source outside the check, the check asserting on it. The plan
+/// after apply is empty while the API is ready, and a failing assertion is a warning.
+#[test]
+fn referenced_from_a_check_block_the_plan_stays_empty() {
+    let config = |url: &str| {
+        format!(
+            r#"
+provider "artifortress" {{
+  api_url = "{url}"
+}}
+
+data "artifortress_readiness" "api" {{}}
+
+check "api_ready" {{
+  assert {{
+    condition     = data.artifortress_readiness.api.ready
+    error_message = "Artifortress reports ${{data.artifortress_readiness.api.status}}."
+  }}
+}}
+"#
+        )
+    };
+    let healthy = testbed(&[]);
+    let degraded = testbed(&[("TESTBED_FAULT_DEPENDENCIES", "oidc_jwks:degraded")]);
+    for tf in terraforms() {
+        let wd = Workdir::new(&tf, &config(healthy.url()));
+        let run = wd.apply_ok();
+        assert!(!run.text().contains("Warning"), "{}", run.text());
+
+        let wd = Workdir::new(&tf, &config(degraded.url()));
+        let run = wd.apply();
+        assert_eq!(run.code, 0, "terraform {}: {}", tf.version, run.text());
         assert!(
-            plan.text().contains("verify a check block"),
+            run.text().contains("Artifortress reports degraded."),
             "{}",
-            plan.text()
+            run.text()
         );
     }
 }
