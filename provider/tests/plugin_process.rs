@@ -398,7 +398,7 @@ async fn sigint_is_ignored_because_terraform_sends_stop_provider_instead() {
 
 #[tokio::test]
 async fn stop_provider_cancels_an_in_flight_read() {
-    use artifortress_provider::protocol::framework::{DataSource, Provider};
+    use artifortress_provider::protocol::framework::Provider;
     use artifortress_provider::protocol::msgpack;
     use artifortress_provider::protocol::value::Value;
     use artifortress_provider::provider::ArtifortressProvider;
