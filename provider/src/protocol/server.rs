@@ -98,6 +98,39 @@ impl<P: Provider> ProviderService<P> {
         }
     }
 
+    fn resource(&self, name: &str) -> Result<&Entry<dyn Resource<P::Data>>, Diagnostic> {
+        self.resources
+            .get(name)
+            .ok_or_else(|| unknown_type("resource", name))
+    }
+
+    fn data_source(&self, name: &str) -> Result<&Entry<dyn DataSource<P::Data>>, Diagnostic> {
+        self.data_sources
+            .get(name)
+            .ok_or_else(|| unknown_type("data source", name))
+    }
+
+    fn ephemeral(&self, name: &str) -> Result<&Entry<dyn EphemeralResource<P::Data>>, Diagnostic> {
+        self.ephemerals
+            .get(name)
+            .ok_or_else(|| unknown_type("ephemeral resource", name))
+    }
+
+    /// Decodes a configuration and runs the schema's own checks: validators, read-only and
+    /// required attributes, write-only support.
+    fn checked_config(
+        &self,
+        schema: &Schema,
+        ty: &Type,
+        config: Option<&pb::DynamicValue>,
+        write_only_allowed: Option<bool>,
+    ) -> Result<(Value, Diagnostics), Diagnostic> {
+        let config = decode(config, ty, "configuration")?;
+        let ctx = self.context(write_only_allowed);
+        let checks = framework::validate_config(schema, &config, &ctx);
+        Ok((config, checks))
+    }
+
     fn provider_data(&self) -> Result<Arc<P::Data>, Diagnostic> {
         self.data
             .read()
@@ -477,13 +510,11 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 let Out((), diags) = async {
                     let mut diags = Diagnostics::new();
                     let ty = self.provider_schema.value_type();
-                    let config = tri!(diags, decode(req.config.as_ref(), &ty, "configuration"));
-                    let ctx = self.context(None);
-                    diags.extend(framework::validate_config(
-                        &self.provider_schema,
-                        &config,
-                        &ctx,
-                    ));
+                    let (config, checks) = tri!(
+                        diags,
+                        self.checked_config(&self.provider_schema, &ty, req.config.as_ref(), None)
+                    );
+                    diags.extend(checks);
                     diags.extend(self.provider.validate(&config).await);
                     Out((), diags)
                 }
@@ -544,18 +575,17 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             .run("ValidateResourceConfig", &req.type_name, async {
                 let Out((), diags) = async {
                     let mut diags = Diagnostics::new();
-                    let entry = tri!(
+                    let entry = tri!(diags, self.resource(&req.type_name));
+                    let (config, checks) = tri!(
                         diags,
-                        self.resources
-                            .get(&req.type_name)
-                            .ok_or_else(|| unknown_type("resource", &req.type_name))
+                        self.checked_config(
+                            &entry.schema,
+                            &entry.ty,
+                            req.config.as_ref(),
+                            write_only
+                        )
                     );
-                    let config = tri!(
-                        diags,
-                        decode(req.config.as_ref(), &entry.ty, "configuration")
-                    );
-                    let ctx = self.context(write_only);
-                    diags.extend(framework::validate_config(&entry.schema, &config, &ctx));
+                    diags.extend(checks);
                     diags.extend(entry.imp.validate(&config).await);
                     Out((), diags)
                 }
@@ -575,18 +605,12 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             .run("ValidateDataResourceConfig", &req.type_name, async {
                 let Out((), diags) = async {
                     let mut diags = Diagnostics::new();
-                    let entry = tri!(
+                    let entry = tri!(diags, self.data_source(&req.type_name));
+                    let (config, checks) = tri!(
                         diags,
-                        self.data_sources
-                            .get(&req.type_name)
-                            .ok_or_else(|| unknown_type("data source", &req.type_name))
+                        self.checked_config(&entry.schema, &entry.ty, req.config.as_ref(), None)
                     );
-                    let config = tri!(
-                        diags,
-                        decode(req.config.as_ref(), &entry.ty, "configuration")
-                    );
-                    let ctx = self.context(None);
-                    diags.extend(framework::validate_config(&entry.schema, &config, &ctx));
+                    diags.extend(checks);
                     diags.extend(entry.imp.validate(&config).await);
                     Out((), diags)
                 }
@@ -606,18 +630,12 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             .run("ValidateEphemeralResourceConfig", &req.type_name, async {
                 let Out((), diags) = async {
                     let mut diags = Diagnostics::new();
-                    let entry = tri!(
+                    let entry = tri!(diags, self.ephemeral(&req.type_name));
+                    let (config, checks) = tri!(
                         diags,
-                        self.ephemerals
-                            .get(&req.type_name)
-                            .ok_or_else(|| unknown_type("ephemeral resource", &req.type_name))
+                        self.checked_config(&entry.schema, &entry.ty, req.config.as_ref(), None)
                     );
-                    let config = tri!(
-                        diags,
-                        decode(req.config.as_ref(), &entry.ty, "configuration")
-                    );
-                    let ctx = self.context(None);
-                    diags.extend(framework::validate_config(&entry.schema, &config, &ctx));
+                    diags.extend(checks);
                     diags.extend(entry.imp.validate(&config).await);
                     Out((), diags)
                 }
@@ -637,12 +655,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             .run("UpgradeResourceState", &req.type_name, async {
                 let Out(upgraded_state, diags) = async {
                     let mut diags = Diagnostics::new();
-                    let entry = tri!(
-                        diags,
-                        self.resources
-                            .get(&req.type_name)
-                            .ok_or_else(|| unknown_type("resource", &req.type_name))
-                    );
+                    let entry = tri!(diags, self.resource(&req.type_name));
                     let raw = req.raw_state.unwrap_or_default();
                     if raw.json.is_empty() {
                         diags.push(Diagnostic::error(
@@ -710,12 +723,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             .run("ReadResource", &req.type_name, async {
                 let Out((new_state, private), diags) = async {
                     let mut diags = Diagnostics::new();
-                    let entry = tri!(
-                        diags,
-                        self.resources
-                            .get(&req.type_name)
-                            .ok_or_else(|| unknown_type("resource", &req.type_name))
-                    );
+                    let entry = tri!(diags, self.resource(&req.type_name));
                     let current = tri!(
                         diags,
                         decode(req.current_state.as_ref(), &entry.ty, "state")
@@ -773,12 +781,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             .run("PlanResourceChange", &req.type_name, async {
                 let Out((planned_state, requires_replace, planned_private), diags) = async {
                     let mut diags = Diagnostics::new();
-                    let entry = tri!(
-                        diags,
-                        self.resources
-                            .get(&req.type_name)
-                            .ok_or_else(|| unknown_type("resource", &req.type_name))
-                    );
+                    let entry = tri!(diags, self.resource(&req.type_name));
                     let prior = tri!(
                         diags,
                         decode(req.prior_state.as_ref(), &entry.ty, "prior state")
@@ -862,12 +865,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             .run("ApplyResourceChange", &req.type_name, async {
                 let Out((new_state, private), diags) = async {
                     let mut diags = Diagnostics::new();
-                    let entry = tri!(
-                        diags,
-                        self.resources
-                            .get(&req.type_name)
-                            .ok_or_else(|| unknown_type("resource", &req.type_name))
-                    );
+                    let entry = tri!(diags, self.resource(&req.type_name));
                     let prior = tri!(
                         diags,
                         decode(req.prior_state.as_ref(), &entry.ty, "prior state")
@@ -961,12 +959,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             .run("ImportResourceState", &req.type_name, async {
                 let Out(imported, diags) = async {
                     let mut diags = Diagnostics::new();
-                    let entry = tri!(
-                        diags,
-                        self.resources
-                            .get(&req.type_name)
-                            .ok_or_else(|| unknown_type("resource", &req.type_name))
-                    );
+                    let entry = tri!(diags, self.resource(&req.type_name));
                     let Import::Passthrough(id_attr) = entry.imp.import() else {
                         diags.push(Diagnostic::error(
                             "Resource import not supported",
@@ -1013,12 +1006,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             .run("ReadDataSource", &req.type_name, async {
                 let Out(state, diags) = async {
                     let mut diags = Diagnostics::new();
-                    let entry = tri!(
-                        diags,
-                        self.data_sources
-                            .get(&req.type_name)
-                            .ok_or_else(|| unknown_type("data source", &req.type_name))
-                    );
+                    let entry = tri!(diags, self.data_source(&req.type_name));
                     let config = tri!(
                         diags,
                         decode(req.config.as_ref(), &entry.ty, "configuration")
@@ -1081,12 +1069,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             .run("OpenEphemeralResource", &req.type_name, async {
                 let Out((result, private, renew_at), diags) = async {
                     let mut diags = Diagnostics::new();
-                    let entry = tri!(
-                        diags,
-                        self.ephemerals
-                            .get(&req.type_name)
-                            .ok_or_else(|| unknown_type("ephemeral resource", &req.type_name))
-                    );
+                    let entry = tri!(diags, self.ephemeral(&req.type_name));
                     let config = tri!(
                         diags,
                         decode(req.config.as_ref(), &entry.ty, "configuration")
@@ -1156,12 +1139,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             .run("RenewEphemeralResource", &req.type_name, async {
                 let Out((private, renew_at), diags) = async {
                     let mut diags = Diagnostics::new();
-                    let entry = tri!(
-                        diags,
-                        self.ephemerals
-                            .get(&req.type_name)
-                            .ok_or_else(|| unknown_type("ephemeral resource", &req.type_name))
-                    );
+                    let entry = tri!(diags, self.ephemeral(&req.type_name));
                     let data = tri!(diags, self.provider_data());
                     let ctx = self.context(None);
                     let private = req.private.clone().unwrap_or_default();
@@ -1189,12 +1167,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             .run("CloseEphemeralResource", &req.type_name, async {
                 let Out((), diags) = async {
                     let mut diags = Diagnostics::new();
-                    let entry = tri!(
-                        diags,
-                        self.ephemerals
-                            .get(&req.type_name)
-                            .ok_or_else(|| unknown_type("ephemeral resource", &req.type_name))
-                    );
+                    let entry = tri!(diags, self.ephemeral(&req.type_name));
                     let data = tri!(diags, self.provider_data());
                     let ctx = self.context(None);
                     let private = req.private.clone().unwrap_or_default();
