@@ -163,6 +163,17 @@ impl Workdir {
         wd
     }
 
+    /// Sets a variable in Terraform's (and so the provider's) environment.
+    pub fn with_env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// A file in the working directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
     /// Removes an inherited variable from Terraform's (and so the provider's) environment.
     pub fn without_env(mut self, name: &str) -> Self {
         self.removed.push(name.to_string());

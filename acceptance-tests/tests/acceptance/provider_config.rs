@@ -135,3 +135,69 @@ data "artifortress_readiness" "api" {
         }
     }
 }
+
+#[test]
+fn provider_secrets_never_reach_the_provider_logs_or_state() {
+    let api = testbed(&[]);
+    let secrets = [
+        "af-admin-SECRET-7f3a9c",
+        "af-bootstrap-SECRET-51be0d",
+        "postgres://deploy:pw-SECRET-c0ffee@127.0.0.1:5432/artifortress",
+        "s3-SECRET-9d8e7f6a5b4c",
+    ];
+    for tf in terraforms() {
+        let wd = Workdir::new(
+            &tf,
+            &format!(
+                r#"
+provider "artifortress" {{
+  api_url         = "{url}"
+  admin_token     = "{admin}"
+  bootstrap_token = "{bootstrap}"
+  database_url    = "{db}"
+  object_storage = {{
+    secret_access_key = "{s3}"
+  }}
+}}
+
+data "artifortress_readiness" "api" {{
+  require_status = "ready"
+}}
+
+output "status" {{ value = data.artifortress_readiness.api.status }}
+"#,
+                url = api.url(),
+                admin = secrets[0],
+                bootstrap = secrets[1],
+                db = secrets[2],
+                s3 = secrets[3],
+            ),
+        )
+        .with_env("TF_LOG", "trace")
+        .with_env("TF_LOG_PATH", "terraform.log");
+        wd.apply_ok();
+        let log = std::fs::read_to_string(wd.file("terraform.log")).unwrap();
+        // Only what the provider itself wrote: Terraform prefixes it with the plugin's logger.
+        let provider_lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("provider.terraform-provider-artifortress"))
+            .collect();
+        assert!(
+            provider_lines
+                .iter()
+                .any(|l| l.contains("tf_rpc=ReadDataSource")),
+            "terraform {}: the provider's trace lines are in the log",
+            tf.version
+        );
+        let state = std::fs::read_to_string(wd.file("terraform.tfstate")).unwrap();
+        for secret in secrets {
+            let leaks = provider_lines.iter().filter(|l| l.contains(secret)).count();
+            assert_eq!(
+                leaks, 0,
+                "terraform {}: {secret} in provider logs",
+                tf.version
+            );
+            assert!(!state.contains(secret), "{secret} in state");
+        }
+    }
+}
