@@ -85,7 +85,7 @@ pub async fn serve<P: Provider>(provider: P, options: ServeOptions) -> Result<()
         .ok()
         .filter(|s| !s.trim().is_empty() && !options.debug);
 
-    let (provider_service, health_service) = services(provider).await;
+    let (provider_service, health_service) = services(provider, options.address).await;
     let router = tonic::transport::Server::builder()
         .add_service(provider_service)
         .add_service(GrpcControllerServer::new(Controller {
@@ -130,11 +130,12 @@ pub async fn serve<P: Provider>(provider: P, options: ServeOptions) -> Result<()
 
 async fn services<P: Provider>(
     provider: P,
+    address: &'static str,
 ) -> (
     ProviderServer<ProviderService<P>>,
     tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
 ) {
-    let provider_service = ProviderServer::new(ProviderService::new(provider))
+    let provider_service = ProviderServer::new(ProviderService::new(provider, address))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let (reporter, health) = tonic_health::server::health_reporter();

@@ -53,10 +53,12 @@ pub struct ProviderService<P: Provider> {
     stop: Mutex<CancellationToken>,
     write_only_allowed: std::sync::atomic::AtomicBool,
     request_ids: AtomicU64,
+    /// The provider's registry address, for log lines.
+    address: &'static str,
 }
 
 impl<P: Provider> ProviderService<P> {
-    pub fn new(provider: P) -> Self {
+    pub fn new(provider: P, address: &'static str) -> Self {
         let resources = provider
             .resources()
             .into_iter()
@@ -82,6 +84,7 @@ impl<P: Provider> ProviderService<P> {
             stop: Mutex::new(CancellationToken::new()),
             write_only_allowed: std::sync::atomic::AtomicBool::new(true),
             request_ids: AtomicU64::new(1),
+            address,
         }
     }
 
@@ -156,7 +159,7 @@ impl<P: Provider> ProviderService<P> {
             tf_rpc = rpc,
             tf_req_id = id,
             tf_resource_type = tracing::field::Empty,
-            tf_provider_addr = crate::PROVIDER_ADDRESS
+            tf_provider_addr = self.address
         );
         if !type_name.is_empty() {
             span.record("tf_resource_type", type_name);

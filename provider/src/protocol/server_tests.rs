@@ -169,7 +169,7 @@ fn thing(pairs: &[(&str, Value)]) -> Value {
 }
 
 async fn service() -> ProviderService<TestProvider> {
-    let svc = ProviderService::new(TestProvider);
+    let svc = ProviderService::new(TestProvider, "registry.terraform.io/test/test");
     let resp = svc
         .configure_provider(Request::new(pb::configure_provider::Request {
             terraform_version: "1.15.5".into(),
