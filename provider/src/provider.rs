@@ -66,43 +66,55 @@ impl<T: fmt::Debug> fmt::Debug for Setting<T> {
 /// Describes one setting for diagnostics: its attribute and its environment variable.
 #[derive(Clone, Copy, Debug)]
 pub struct SettingName {
+    /// The nested attribute holding it (`object_storage`), or `None` at the top level.
+    pub block: Option<&'static str>,
+    /// How diagnostics name it (`object_storage.endpoint`).
     pub attribute: &'static str,
     pub env: Option<&'static str>,
 }
 
 pub const API_URL: SettingName = SettingName {
+    block: None,
     attribute: "api_url",
     env: Some("ARTIFORTRESS_API_URL"),
 };
 pub const ADMIN_TOKEN: SettingName = SettingName {
+    block: None,
     attribute: "admin_token",
     env: Some("ARTIFORTRESS_ADMIN_TOKEN"),
 };
 pub const BOOTSTRAP_TOKEN: SettingName = SettingName {
+    block: None,
     attribute: "bootstrap_token",
     env: Some("ARTIFORTRESS_BOOTSTRAP_TOKEN"),
 };
 pub const DATABASE_URL: SettingName = SettingName {
+    block: None,
     attribute: "database_url",
     env: Some("ARTIFORTRESS_DATABASE_URL"),
 };
 pub const S3_ENDPOINT: SettingName = SettingName {
+    block: Some("object_storage"),
     attribute: "object_storage.endpoint",
     env: Some("ARTIFORTRESS_S3_ENDPOINT"),
 };
 pub const S3_REGION: SettingName = SettingName {
+    block: Some("object_storage"),
     attribute: "object_storage.region",
     env: Some("AWS_REGION"),
 };
 pub const S3_BUCKET: SettingName = SettingName {
+    block: Some("object_storage"),
     attribute: "object_storage.bucket",
     env: Some("ARTIFORTRESS_S3_BUCKET"),
 };
 pub const S3_ACCESS_KEY: SettingName = SettingName {
+    block: Some("object_storage"),
     attribute: "object_storage.access_key_id",
     env: Some("AWS_ACCESS_KEY_ID"),
 };
 pub const S3_SECRET_KEY: SettingName = SettingName {
+    block: Some("object_storage"),
     attribute: "object_storage.secret_access_key",
     env: Some("AWS_SECRET_ACCESS_KEY"),
 };
@@ -198,21 +210,16 @@ pub fn require<T: Clone>(
 }
 
 fn string_setting(config: &Value, name: SettingName) -> Setting<String> {
-    let attr = name.attribute.rsplit('.').next().unwrap_or(name.attribute);
-    let value = if name.attribute.starts_with("object_storage.") {
-        config.attr("object_storage").attr(attr)
-    } else {
-        config.attr(attr)
+    let field = name.attribute.rsplit('.').next().unwrap_or(name.attribute);
+    let holder = match name.block {
+        Some(block) => config.attr(block),
+        None => config,
     };
-    match value {
+    match holder.attr(field) {
         Value::Unknown(_) => Setting::Unknown,
         Value::String(s) => Setting::Known(s.clone()),
-        // The whole object_storage block may be unknown.
-        _ if name.attribute.starts_with("object_storage.")
-            && config.attr("object_storage").is_unknown() =>
-        {
-            Setting::Unknown
-        }
+        // The whole nested attribute may be unknown.
+        _ if holder.is_unknown() => Setting::Unknown,
         _ => match name.env.and_then(|e| std::env::var(e).ok()) {
             Some(v) if !v.is_empty() => Setting::Known(v),
             _ => Setting::Unset,

@@ -91,7 +91,8 @@ impl DataSource<Settings> for Readiness {
             Ok(c) => c,
             Err(d) => return resp.diagnostics.push(d.at_attr("url")),
         };
-        let plan = ProbePlan::from_config(config, req.provider.request_timeout);
+        // The framework pre-filled the state with the configuration and its defaults applied.
+        let plan = ProbePlan::from_settings(&resp.state, req.provider.request_timeout);
         let outcome = tokio::select! {
             o = plan.run(&client) => o,
             _ = req.ctx.cancel.cancelled() => {
@@ -107,19 +108,10 @@ impl DataSource<Settings> for Readiness {
             let effective = client.base_url().as_str().trim_end_matches('/').to_string();
             state.set_attr("url", effective.into());
         }
-        state.set_attr("consecutive", Value::int(plan.consecutive as i64));
-        state.set_attr("poll_interval", duration_text(config, "poll_interval"));
         outcome.last.write_into(state);
         if let Some(d) = outcome.failure {
             resp.diagnostics.push(d);
         }
-    }
-}
-
-fn duration_text(config: &Value, attr: &str) -> Value {
-    match config.attr(attr) {
-        Value::String(s) => Value::String(s.clone()),
-        _ => Value::from(DEFAULT_POLL_INTERVAL),
     }
 }
 
@@ -150,7 +142,8 @@ struct Outcome {
 }
 
 impl ProbePlan {
-    fn from_config(config: &Value, request_timeout: Duration) -> Self {
+    /// From the configuration with defaults applied (validated already).
+    fn from_settings(config: &Value, request_timeout: Duration) -> Self {
         let parse = |attr: &str| {
             config
                 .attr(attr)
@@ -164,7 +157,9 @@ impl ProbePlan {
                 .as_i64()
                 .map_or(1, |n| n.max(1) as u64),
             wait_timeout: parse("wait_timeout"),
-            poll_interval: parse("poll_interval").unwrap_or(Duration::from_secs(2)),
+            poll_interval: parse("poll_interval")
+                .or_else(|| duration::parse(DEFAULT_POLL_INTERVAL).ok())
+                .unwrap_or(Duration::from_secs(2)),
             request_timeout,
         }
     }
