@@ -4,15 +4,16 @@
 //! # Layout
 //! - [`protocol`]: the Terraform plugin protocol: handshake, TLS, gRPC, values, schemas,
 //!   diagnostics, and the rules every resource gets for free. Knows nothing of Artifortress.
-//! - [`clients`]: Artifortress domain clients (HTTP API, and later database, object store,
-//!   hosts). Know nothing of Terraform.
-//! - [`provider`] and [`data_sources`]: the provider configuration and one file per data source,
-//!   joining the two.
+//! - [`clients`]: Artifortress domain clients (HTTP API, migrations over PostgreSQL, and later
+//!   object store, hosts). Know nothing of Terraform.
+//! - [`provider`], [`resources`] and [`data_sources`]: the provider configuration and one file
+//!   per resource or data source, joining the two.
 
 pub mod clients;
 pub mod data_sources;
 pub mod protocol;
 pub mod provider;
+pub mod resources;
 
 /// The provider's registry address.
 pub const PROVIDER_ADDRESS: &str = "registry.terraform.io/artifortress/artifortress";

@@ -12,7 +12,6 @@ use async_trait::async_trait;
 use url::Url;
 
 use crate::clients::api::ApiClient;
-use crate::data_sources;
 use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
 use crate::protocol::duration;
 use crate::protocol::framework::{
@@ -22,6 +21,7 @@ use crate::protocol::schema::{Attribute, Constraint, Nesting, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
 use crate::protocol::value::Value;
+use crate::{data_sources, resources};
 
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -349,11 +349,14 @@ impl Provider for ArtifortressProvider {
     }
 
     fn data_sources(&self) -> Vec<Arc<dyn DataSource<Settings>>> {
-        vec![Arc::new(data_sources::readiness::Readiness)]
+        vec![
+            Arc::new(data_sources::migrations::Migrations),
+            Arc::new(data_sources::readiness::Readiness),
+        ]
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource<Settings>>> {
-        Vec::new()
+        vec![Arc::new(resources::migration::Migration)]
     }
 
     fn ephemeral_resources(&self) -> Vec<Arc<dyn EphemeralResource<Settings>>> {

@@ -6,7 +6,7 @@
 //! [`Workdir::apply_ok`] checks that a second `plan -detailed-exitcode` is empty.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use acceptance_tests::support::api::{TestbedApi, api_env};
@@ -181,6 +181,42 @@ impl Workdir {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
+        self.command(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.tf.bin.display()))
+            .into()
+    }
+
+    /// Starts a Terraform command without waiting (stdout and stderr captured).
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.tf.bin.display()))
+    }
+
+    /// Replaces `main.tf` (the required_providers block stays).
+    pub fn set_config(&self, config: &str) {
+        std::fs::write(self.file("main.tf"), format!("{PROVIDER_BLOCK}\n{config}")).unwrap();
+    }
+
+    /// `plan -out` then `show -json` of that plan; panics unless the plan succeeded.
+    pub fn plan_json(&self) -> serde_json::Value {
+        let plan = self.run(&["plan", "-out=tfplan", "-input=false", "-no-color"]);
+        assert_eq!(
+            plan.code,
+            0,
+            "terraform {} plan failed:\n{}",
+            self.tf.version,
+            plan.text()
+        );
+        let show = self.run(&["show", "-json", "tfplan"]);
+        assert_eq!(show.code, 0, "show -json failed:\n{}", show.text());
+        serde_json::from_str(&show.stdout).expect("show -json is JSON")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.tf.bin);
         cmd.args(args)
             .current_dir(self.dir.path())
@@ -197,9 +233,7 @@ impl Workdir {
             cmd.env_remove(name);
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        cmd.output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.tf.bin.display()))
-            .into()
+        cmd
     }
 
     pub fn apply(&self) -> Run {

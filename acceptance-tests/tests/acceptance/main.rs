@@ -5,5 +5,6 @@
 //! real S3 server (Garage).
 
 mod harness;
+mod migration;
 mod provider_config;
 mod readiness;

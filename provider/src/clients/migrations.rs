@@ -808,6 +808,10 @@ pub enum PlanProblem {
     BaselineNeeded { newest: Option<String> },
     /// The baseline version is not a file.
     UnknownBaseline { baseline: String },
+    /// Class C (contract) files are pending and contract migrations are not allowed.
+    ContractNotAllowed { versions: Vec<String> },
+    /// Files are pending and the policy requires a backup first.
+    BackupRequired { versions: Vec<String> },
 }
 
 impl PlanProblem {
@@ -830,6 +834,14 @@ impl PlanProblem {
             }
             PlanProblem::UnknownBaseline { baseline } => {
                 format!("Baseline version {baseline} is not a migration file")
+            }
+            PlanProblem::ContractNotAllowed { versions } => format!(
+                "Contract (class C) migration{} not allowed: {}",
+                if versions.len() == 1 { "" } else { "s" },
+                versions.join(", ")
+            ),
+            PlanProblem::BackupRequired { .. } => {
+                "A backup is required before migrating this database".to_string()
             }
         }
     }
@@ -871,6 +883,19 @@ impl PlanProblem {
             PlanProblem::UnknownBaseline { baseline } => format!(
                 "Versions are file names including .sql; {baseline:?} is not one of the files."
             ),
+            PlanProblem::ContractNotAllowed { versions } => format!(
+                "{} {} class C (`-- artifortress:class C`): it removes or narrows schema that \
+                 the running release may still use, so it belongs after every instance runs a \
+                 release that no longer needs it. Allow contract migrations explicitly for this \
+                 change, or set a target version before it.",
+                versions.join(", "),
+                if versions.len() == 1 { "is" } else { "are" }
+            ),
+            PlanProblem::BackupRequired { versions } => format!(
+                "In production, pending migrations ({}) run only after a backup: reference the \
+                 backup taken for this change (e.g. an artifortress_backup's id).",
+                versions.join(", ")
+            ),
         }
     }
 }
@@ -900,6 +925,31 @@ pub struct PlanInputs {
     pub baseline: Option<String>,
     /// version → checksum: accept an applied file's new checksum.
     pub accept_checksums: BTreeMap<String, String>,
+    /// Class C (contract) files may run.
+    pub allow_contract: bool,
+    /// Refuse to run any file (the caller's policy requires a backup it does not have).
+    pub require_backup: bool,
+}
+
+/// The policy checks of `inputs` on a plan: class C files without `allow_contract`, any file
+/// while `require_backup`.
+pub fn policy_problems(plan: &MigrationPlan, inputs: &PlanInputs) -> Vec<PlanProblem> {
+    let mut problems = Vec::new();
+    let contract: Vec<String> = plan
+        .pending
+        .iter()
+        .filter(|p| p.class == MigrationClass::C)
+        .map(|p| p.version.clone())
+        .collect();
+    if !inputs.allow_contract && !contract.is_empty() {
+        problems.push(PlanProblem::ContractNotAllowed { versions: contract });
+    }
+    if inputs.require_backup && !plan.pending.is_empty() {
+        problems.push(PlanProblem::BackupRequired {
+            versions: plan.pending.iter().map(|p| p.version.clone()).collect(),
+        });
+    }
+    problems
 }
 
 /// Decide what an apply would do (pure: no I/O).
@@ -969,8 +1019,11 @@ pub fn plan(
         }
     }
 
+    // A baseline only ever describes a database that already holds the schema: on an empty one
+    // (say, a database that was reset) every file runs from the first, baseline or not.
     if view.ledger_empty() {
         match baseline {
+            Some(_) if !view.has_user_tables => {}
             Some(b) if by_version.contains_key(b) => {
                 out.baseline = Some(b.to_string());
                 out.baselined = files
@@ -1034,11 +1087,48 @@ pub struct ApplyReport {
     pub head: Option<String>,
 }
 
+/// `host:port/database` of a database URL: which database (and so which ledger) it points
+/// at, without user or password. Stable across password rotations.
+pub fn database_identity(url: &str) -> Result<String, MigrationError> {
+    let opts = PgConnectOptions::from_str(url).map_err(|e| MigrationError::InvalidUrl {
+        url: redact_url(url),
+        message: scrub(&e.to_string(), url),
+    })?;
+    let database = opts
+        .get_database()
+        .unwrap_or(opts.get_username())
+        .to_string();
+    Ok(format!(
+        "{}:{}/{database}",
+        opts.get_host(),
+        opts.get_port()
+    ))
+}
+
+/// Ask the server to cancel whatever backend `pid` is running (`pg_cancel_backend`), over a
+/// new session. A cancelled statement fails with SQLSTATE 57014 and its transaction rolls back.
+pub async fn cancel_backend(
+    url: &str,
+    pid: i32,
+    connect_timeout: Duration,
+) -> Result<bool, MigrationError> {
+    let mut side = Migrator::connect(url, connect_timeout).await?;
+    let cancelled: bool = sqlx::query_scalar("select pg_cancel_backend($1)")
+        .bind(pid)
+        .fetch_one(&mut side.conn)
+        .await
+        .map_err(side.db_err("cancelling the running migration"))?;
+    side.close().await;
+    Ok(cancelled)
+}
+
 /// One PostgreSQL session that reads and applies migrations.
 pub struct Migrator {
     conn: PgConnection,
     /// Redacted.
     url: String,
+    /// The session's server process (for [`cancel_backend`]).
+    pid: i32,
 }
 
 impl fmt::Debug for Migrator {
@@ -1075,11 +1165,37 @@ impl Migrator {
                 }
                 Ok(Ok(c)) => c,
             };
-        tracing::debug!(url = %redacted, ms = started.elapsed().as_millis() as u64, "connected");
+        let mut conn = conn;
+        let pid: i32 = sqlx::query_scalar("select pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| MigrationError::Database {
+                url: redacted.clone(),
+                what: "reading the session's process id",
+                sqlstate: sqlstate_of(&e),
+                message: message_of(&e),
+            })?;
+        // If this process dies mid-statement, let the server notice the closed socket within
+        // seconds (PostgreSQL 14+), abort the statement and free the lock, instead of finishing
+        // a long migration for nobody. Older servers do not know the setting.
+        if let Err(e) =
+            sqlx::query("select set_config('client_connection_check_interval', '2000', false)")
+                .execute(&mut conn)
+                .await
+        {
+            tracing::debug!(url = %redacted, error = %message_of(&e), "client_connection_check_interval not set");
+        }
+        tracing::debug!(url = %redacted, pid, ms = started.elapsed().as_millis() as u64, "connected");
         Ok(Migrator {
             conn,
             url: redacted,
+            pid,
         })
+    }
+
+    /// The server process of this session.
+    pub fn backend_pid(&self) -> i32 {
+        self.pid
     }
 
     /// The database URL, redacted.
@@ -1383,6 +1499,13 @@ impl Migrator {
             url: self.url.clone(),
             problems,
         })?;
+        let problems = policy_problems(&plan, inputs);
+        if !problems.is_empty() {
+            return Err(MigrationError::Plan {
+                url: self.url.clone(),
+                problems,
+            });
+        }
         let mut report = ApplyReport::default();
         if !view.ledger_exists || !view.sidecar_exists || !plan.is_empty() {
             self.record_bookkeeping(&view, &plan, applied_by).await?;
@@ -2081,10 +2204,56 @@ mod tests {
             }]
         );
 
+        // An empty database (e.g. reset) runs everything, baseline or not.
+        let p = plan_of(&f, &DatabaseView::default(), None, Some("0002_b.sql")).unwrap();
+        assert_eq!(p.baseline, None);
+        assert!(p.baselined.is_empty());
+        assert_eq!(
+            pending_versions(&p),
+            ["0001_a.sql", "0002_b.sql", "0003_c.sql"]
+        );
+
         // With ledger rows, a baseline changes nothing.
         let view = ledger(vec![applied("0001_a.sql", Some(&f[0].checksum))]);
         let p = plan_of(&f, &view, None, Some("0002_b.sql")).unwrap();
         assert_eq!(p.baseline, None);
         assert_eq!(pending_versions(&p), ["0002_b.sql", "0003_c.sql"]);
+    }
+
+    #[test]
+    fn policy_refuses_contract_migrations_and_migrating_without_a_required_backup() {
+        let pending = |v: &str, class| PendingMigration {
+            version: v.into(),
+            class,
+            checksum: checksum(v),
+            transactional: true,
+        };
+        let plan = MigrationPlan {
+            pending: vec![
+                pending("0001_a.sql", MigrationClass::A),
+                pending("0002_c.sql", MigrationClass::C),
+            ],
+            ..MigrationPlan::default()
+        };
+        let mut inputs = PlanInputs::default();
+        assert_eq!(
+            policy_problems(&plan, &inputs),
+            [PlanProblem::ContractNotAllowed {
+                versions: vec!["0002_c.sql".into()]
+            }]
+        );
+        inputs.allow_contract = true;
+        assert!(policy_problems(&plan, &inputs).is_empty());
+        inputs.require_backup = true;
+        let problems = policy_problems(&plan, &inputs);
+        assert_eq!(
+            problems,
+            [PlanProblem::BackupRequired {
+                versions: vec!["0001_a.sql".into(), "0002_c.sql".into()]
+            }]
+        );
+        assert!(problems[0].detail().contains("0001_a.sql, 0002_c.sql"));
+        // Nothing pending: nothing to refuse.
+        assert!(policy_problems(&MigrationPlan::default(), &inputs).is_empty());
     }
 }

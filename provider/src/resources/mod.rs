@@ -1,0 +1,3 @@
+//! Resources: one file each, joining a domain client to the protocol layer.
+
+pub mod migration;
