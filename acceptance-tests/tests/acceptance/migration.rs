@@ -671,6 +671,60 @@ fn import_by_id_and_a_reset_database_is_migrated_again() {
     }
 }
 
+#[test]
+fn a_moved_directory_is_an_update_and_a_missing_one_a_plan_error() {
+    let pg = PgServer::start().unwrap();
+    for tf in terraforms() {
+        let db = database(&pg);
+        let url = pg.database_url(&db);
+        let dir = migration_dir(&[]);
+        let wd = Workdir::new(&tf, &config(&url, dir.path(), "", ""));
+        wd.apply_ok();
+
+        let moved = tempfile::Builder::new()
+            .prefix("af-moved-")
+            .tempdir()
+            .unwrap();
+        for v in TESTBED_VERSIONS {
+            std::fs::rename(dir.path().join(v), moved.path().join(v)).unwrap();
+        }
+        // Configuration unchanged, files gone: the refresh works, the plan says why not.
+        assert_failed(
+            &wd.plan_detailed(),
+            &tf,
+            &[
+                "Applied migration 0001_core.sql has no file",
+                "restore the file",
+            ],
+        );
+        std::fs::remove_dir(dir.path()).unwrap();
+        assert_failed(
+            &wd.plan_detailed(),
+            &tf,
+            &[
+                "Cannot read the migration directory",
+                &dir.path().display().to_string(),
+            ],
+        );
+        std::fs::create_dir(dir.path()).unwrap();
+        // Pointed at the new place: only `dir` changes, nothing runs.
+        wd.set_config(&config(&url, moved.path(), "", ""));
+        let plan = wd.plan_json();
+        let c = change(&plan);
+        assert_eq!(c["actions"], json!(["update"]));
+        assert_eq!(
+            c["after"]["applied_versions"],
+            c["before"]["applied_versions"]
+        );
+        assert_eq!(
+            c["after"]["last_applied_at"],
+            c["before"]["last_applied_at"]
+        );
+        wd.apply_ok();
+        assert_eq!(ledger(&pg, &db), TESTBED_VERSIONS);
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // Faults
 // ------------------------------------------------------------------------------------------
@@ -883,4 +937,57 @@ fn provider_child(root: u32) -> Option<u32> {
         }
     }
     None
+}
+
+#[test]
+fn fault_timeout_cancels_the_running_migration_and_rolls_it_back() {
+    let pg = PgServer::start().unwrap();
+    for tf in terraforms() {
+        let db = database(&pg);
+        let url = pg.database_url(&db);
+        let dir = counted_dir(120);
+        let wd = Workdir::new(
+            &tf,
+            &config(&url, dir.path(), "", r#"timeouts = { create = "3s" }"#),
+        );
+        let started = std::time::Instant::now();
+        let apply = wd.apply();
+        assert_failed(
+            &apply,
+            &tf,
+            &[
+                "Migration stopped",
+                "Stopped by the create timeout (3s)",
+                "0002_slow.sql",
+            ],
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the statement was cancelled, not waited for"
+        );
+        assert_eq!(ledger(&pg, &db), ["0001_runs.sql"]);
+        assert_eq!(
+            pg.psql(&db, "select to_regclass('slow') is null").unwrap(),
+            "t"
+        );
+        assert_eq!(
+            pg.psql(
+                &db,
+                "select count(*) from pg_locks where locktype = 'advisory'"
+            )
+            .unwrap(),
+            "0"
+        );
+        // A failed create keeps nothing in state: the next plan creates it again and runs
+        // exactly what is left.
+        let plan = wd.plan_json();
+        assert_eq!(change(&plan)["actions"], json!(["create"]));
+        write_files(dir.path(), &[("0002_slow.sql", &counted_files(0)[1].1)]);
+        wd.apply_ok();
+        assert_eq!(
+            pg.psql(&db, "select string_agg(file, ',' order by file) from runs")
+                .unwrap(),
+            "0001,0002,0003"
+        );
+    }
 }

@@ -9,7 +9,9 @@ use crate::protocol::schema::{Attribute, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::value::Value;
 use crate::provider::Settings;
-use crate::resources::migration::{Observation, database_url, plan_inputs, view_attributes};
+use crate::resources::migration::{
+    Observation, database_url, load_files, plan_inputs, view_attributes,
+};
 
 pub const TYPE_NAME: &str = "artifortress_migrations";
 
@@ -68,8 +70,12 @@ impl DataSource<Settings> for Migrations {
             Err(d) => return resp.diagnostics.push(d),
         };
         let inputs = plan_inputs(config);
+        let files = match load_files(config.attr("dir").as_str()) {
+            Ok(files) => files,
+            Err(f) => return resp.diagnostics.extend(f.diagnostics),
+        };
         let obs = tokio::select! {
-            o = Observation::take(&url, config.attr("dir").as_str(), &inputs, req.provider.request_timeout) => o,
+            o = Observation::take(&url, files, &inputs, req.provider.request_timeout) => o,
             _ = req.ctx.cancel.cancelled() => {
                 return resp.diagnostics.push(Diagnostic::error(
                     "Reading migrations cancelled",

@@ -191,11 +191,10 @@ impl Observation {
     /// Connect, read the ledger and plan against the files.
     pub async fn take(
         url: &str,
-        dir: Option<&str>,
+        files: Option<Vec<MigrationFile>>,
         inputs: &PlanInputs,
         connect_timeout: Duration,
     ) -> Result<Observation, LookFailure> {
-        let files = load_files(dir)?;
         let id = migrations::database_identity(url)
             .map_err(|e| LookFailure::new("Invalid database URL", &e))?;
         let mut migrator = Migrator::connect(url, connect_timeout)
@@ -671,14 +670,14 @@ impl Resource<Settings> for Migration {
                 }
             }
         }
+        // An unreadable directory (moved, renamed) must not fail the refresh: the database is
+        // still read, and the plan reports the directory unless the configuration changed it.
+        let (files, dir_problem) = match load_files(state.attr("dir").as_str()) {
+            Ok(files) => (files, None),
+            Err(f) => (None, Some(f.diagnostics)),
+        };
         let inputs = plan_inputs(state);
-        let observed = Observation::take(
-            &url,
-            state.attr("dir").as_str(),
-            &inputs,
-            req.provider.request_timeout,
-        )
-        .await;
+        let observed = Observation::take(&url, files, &inputs, req.provider.request_timeout).await;
         match observed {
             Ok(obs) => {
                 obs.write_now(state);
@@ -689,7 +688,18 @@ impl Resource<Settings> for Migration {
                 if state.attr("allow_contract").is_null() {
                     state.set_attr("allow_contract", false.into());
                 }
-                resp.private = obs.private().encode();
+                let mut private = obs.private();
+                if let Some(diags) = dir_problem {
+                    private.after = None;
+                    private
+                        .problems
+                        .extend(diags.0.into_iter().map(|d| StoredProblem {
+                            summary: d.summary,
+                            detail: d.detail,
+                            attribute: "dir".into(),
+                        }));
+                }
+                resp.private = private.encode();
             }
             Err(f) => resp.diagnostics.extend(f.diagnostics),
         }
@@ -783,14 +793,11 @@ async fn plan_by_reading(
         return;
     };
     let inputs = resource_inputs(config, settings);
-    let obs = match Observation::take(
-        &url,
-        config.attr("dir").as_str(),
-        &inputs,
-        settings.request_timeout,
-    )
-    .await
-    {
+    let files = match load_files(config.attr("dir").as_str()) {
+        Ok(files) => files,
+        Err(f) => return resp.diagnostics.extend(f.diagnostics),
+    };
+    let obs = match Observation::take(&url, files, &inputs, settings.request_timeout).await {
         Ok(obs) => obs,
         Err(f) if f.unreachable && prior.is_null() => {
             // Typical for a database created in the same apply under a known URL.
