@@ -1,0 +1,48 @@
+# D0/D4: the service's migrations, applied exactly once, with the plan showing what will run.
+# The database comes from the provider's `database_url` (or ARTIFORTRESS_DATABASE_URL), which
+# keeps its password out of the state.
+resource "artifortress_migration" "schema" {
+  dir = "${path.module}/db/migrations" # NNNN_name.sql, applied in file-name order
+}
+
+# Production: stop at a reviewed version, require the backup of this change, allow the one
+# contract migration it contains, and accept a comment-only edit of an applied file.
+resource "artifortress_migration" "production" {
+  dir              = "${path.module}/db/migrations"
+  database_url     = var.production_database_url # sensitive; stored in state when set here
+  target_version   = "0012_tenant_role_bindings.sql"
+  backup_id        = var.pre_release_backup_id # required when the provider's environment is "production"
+  allow_contract   = true
+  accept_checksums = { "0007_audit_index.sql" = "3f0a4c1d1e0b5c6a9e2f7d8c4b1a0e9f8d7c6b5a4e3f2d1c0b9a8e7f6d5c4b3a" }
+  lock_timeout     = "10m"
+  timeouts         = { create = "1h", update = "1h" }
+}
+
+# A database that already holds the schema but was never migrated through a ledger:
+# record 0001..0005 as applied without running them, run the later files.
+resource "artifortress_migration" "legacy" {
+  dir              = "${path.module}/db/migrations"
+  database_url     = var.legacy_database_url
+  baseline_version = "0005_search_jobs.sql"
+}
+
+variable "production_database_url" {
+  type      = string
+  sensitive = true
+}
+
+variable "pre_release_backup_id" {
+  type = string
+}
+
+variable "legacy_database_url" {
+  type      = string
+  sensitive = true
+}
+
+output "schema_head" {
+  value = artifortress_migration.schema.head
+}
+
+# Import an existing database (ledger and all) by `host:port/database`:
+#   terraform import artifortress_migration.schema db.internal:5432/artifortress
