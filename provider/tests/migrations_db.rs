@@ -795,3 +795,136 @@ async fn a_foreign_schema_migrations_table_is_refused() {
     );
     assert!(err.to_string().contains("version bigint"), "{err}");
 }
+
+#[tokio::test]
+async fn policy_is_enforced_under_the_lock_too() {
+    let (pg, url) = database("policy");
+    let dir = dir_with(&[
+        ("0001_a.sql", "create table a (x int, legacy text);\n"),
+        (
+            "0002_c.sql",
+            "-- artifortress:class C\nalter table a drop column legacy;\n",
+        ),
+    ]);
+    // Contract refused by default: nothing runs, not even the class A file before it.
+    match apply(&url, dir.path(), &PlanInputs::default()).await {
+        Err(MigrationError::Plan { problems, .. }) => assert_eq!(
+            problems,
+            [PlanProblem::ContractNotAllowed {
+                versions: vec!["0002_c.sql".into()]
+            }]
+        ),
+        other => panic!("expected a policy refusal, got {other:?}"),
+    }
+    assert_eq!(
+        pg.psql("policy", "select to_regclass('schema_migrations') is null")
+            .unwrap(),
+        "t",
+        "a refused apply writes nothing"
+    );
+    let backup = PlanInputs {
+        allow_contract: true,
+        require_backup: true,
+        ..PlanInputs::default()
+    };
+    assert!(matches!(
+        apply(&url, dir.path(), &backup).await,
+        Err(MigrationError::Plan { ref problems, .. })
+            if matches!(problems[..], [PlanProblem::BackupRequired { .. }])
+    ));
+    let allowed = PlanInputs {
+        allow_contract: true,
+        ..PlanInputs::default()
+    };
+    apply(&url, dir.path(), &allowed).await.unwrap();
+    assert_eq!(ledger(&pg, "policy"), "0001_a.sql,0002_c.sql");
+    // Nothing pending: a required backup refuses nothing.
+    apply(&url, dir.path(), &backup).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_the_backend_rolls_the_running_file_back() {
+    let (pg, url) = database("cancel_backend");
+    let dir = dir_with(&[
+        ("0001_a.sql", "create table a (x int);\n"),
+        (
+            "0002_slow.sql",
+            "create table slow (x int);\nselect pg_sleep(60);\n",
+        ),
+    ]);
+    let files = load_dir(dir.path()).unwrap();
+    let mut m = Migrator::connect(&url, CONNECT).await.unwrap();
+    let pid = m.backend_pid();
+    let canceller = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            // Wait until the slow statement runs, then cancel it from another session.
+            for _ in 0..200 {
+                let mut c = PgConnection::connect(&url).await.unwrap();
+                let active: Option<i32> = sqlx::query_scalar(
+                    "select pid from pg_stat_activity where query like '%pg_sleep(60)%' \
+                     and state = 'active' and pid <> pg_backend_pid()",
+                )
+                .fetch_optional(&mut c)
+                .await
+                .unwrap();
+                if active == Some(pid) {
+                    return migrations::cancel_backend(&url, pid, CONNECT)
+                        .await
+                        .unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        })
+    };
+    let started = std::time::Instant::now();
+    let result = m
+        .apply(
+            &files,
+            &PlanInputs::default(),
+            LOCK,
+            "test",
+            &CancellationToken::new(),
+        )
+        .await;
+    assert!(
+        canceller.await.unwrap(),
+        "the slow statement was seen and cancelled"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    match result {
+        Err(MigrationError::MigrationFailed(f)) => {
+            assert_eq!(f.version, "0002_slow.sql");
+            assert_eq!(f.sqlstate.as_deref(), Some("57014"), "{f}");
+        }
+        other => panic!("expected the cancelled file to fail, got {other:?}"),
+    }
+    m.close().await;
+    assert_eq!(ledger(&pg, "cancel_backend"), "0001_a.sql");
+    assert_eq!(
+        pg.psql("cancel_backend", "select to_regclass('slow') is null")
+            .unwrap(),
+        "t"
+    );
+}
+
+#[test]
+fn database_identity_names_host_port_and_database_without_credentials() {
+    assert_eq!(
+        migrations::database_identity("postgres://u:secret@db.internal:6543/app").unwrap(),
+        "db.internal:6543/app"
+    );
+    assert_eq!(
+        migrations::database_identity("postgres://u:other@db.internal:6543/app?sslmode=disable")
+            .unwrap(),
+        "db.internal:6543/app",
+        "stable across password rotations and options"
+    );
+    assert_eq!(
+        migrations::database_identity("postgres://u@db.internal/app").unwrap(),
+        "db.internal:5432/app"
+    );
+    let err = migrations::database_identity("postgres://u:secret@x:notaport/app").unwrap_err();
+    assert!(!err.to_string().contains("secret"), "{err}");
+}
