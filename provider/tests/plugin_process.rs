@@ -437,7 +437,11 @@ async fn stop_provider_cancels_an_in_flight_read() {
         configured.diagnostics
     );
 
-    let ds = ArtifortressProvider.data_sources().remove(0);
+    let ds = ArtifortressProvider
+        .data_sources()
+        .into_iter()
+        .find(|d| d.type_name() == "artifortress_readiness")
+        .unwrap();
     let ds_ty = ds.schema().value_type();
     let mut ds_config = Value::null_object(&ds_ty);
     ds_config.set_attr("url", url.into());
