@@ -4,7 +4,6 @@
 //! The binary is `$ARTIFORTRESS_GARAGE_BIN`, else
 //! `/root/.cache/artifortress-dev/garage-2.5.0/bin/garage`.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -95,16 +94,7 @@ admin_token = "{admin}"
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&cfg_path, std::fs::Permissions::from_mode(0o600))?;
         }
-        let log = File::create(d.join("server.log"))?;
-        let child = Command::new(&bin)
-            .arg("-c")
-            .arg(&cfg_path)
-            .arg("server")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("spawn garage server")?;
+        let child = spawn_server(&bin, d)?;
         let mut g = GarageServer {
             dir,
             child: Some(child),
@@ -224,6 +214,39 @@ admin_token = "{admin}"
         .collect()
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// SIGKILL the server (a crash), keeping its data; see [`GarageServer::start_again`].
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start the stopped or killed server again with the same data, ports and keys.
+    pub fn start_again(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            bail!("garage is already running");
+        }
+        self.child = Some(spawn_server(&self.bin, self.dir.path())?);
+        let up = super::wait_for(Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", self.s3_port))
+                .ok()
+                .map(|_| ())
+        });
+        if up.is_none() {
+            bail!(
+                "garage did not listen again within 20 s; log:\n{}",
+                self.log()
+            );
+        }
+        Ok(())
+    }
+
     /// SIGTERM and wait (≈1.5 s), SIGKILL after 10 s.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -241,4 +264,21 @@ impl Drop for GarageServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// `garage -c DIR/garage.toml server`, logging to DIR/server.log (appending).
+fn spawn_server(bin: &Path, dir: &Path) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))?;
+    Command::new(bin)
+        .arg("-c")
+        .arg(dir.join("garage.toml"))
+        .arg("server")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("spawn garage server")
 }

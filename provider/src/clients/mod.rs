@@ -2,6 +2,10 @@
 //!
 //! - [`api`]: the service's HTTP API (health, readiness; later ops summary and tokens).
 //! - [`migrations`]: the service's SQL migrations: files, ledger, plan, exactly-once apply.
+//! - [`object_store`]: S3-compatible object storage.
+//! - [`backup`]: `pg_dump` streamed into object storage, with a manifest, verified.
 
 pub mod api;
+pub mod backup;
 pub mod migrations;
+pub mod object_store;

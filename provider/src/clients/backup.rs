@@ -1,0 +1,963 @@
+//! Database backups streamed from `pg_dump` into S3, self-describing and self-verifying.
+//! Knows nothing of Terraform.
+//!
+//! # One backup
+//! 1. `pg_dump --version` must not be older than the server (checked before anything starts).
+//! 2. A `REPEATABLE READ` transaction exports a snapshot; the row counts of the parity tables
+//!    ([`PARITY_TABLES`]) and the migration head are read **in that snapshot**, and `pg_dump
+//!    --snapshot` dumps exactly it, so the counts describe what the dump holds. The snapshot's
+//!    time is the recovery point.
+//! 3. `pg_dump --no-owner --no-privileges` (custom format with `-Z0`, or plain SQL) streams into
+//!    an S3 multipart upload: bounded buffers (one part filling, one uploading), sha256 computed
+//!    on the fly over the stored bytes, optional zstd compression in this process. Nothing is
+//!    held whole in memory or written to disk. Any failure aborts the upload; an empty dump is a
+//!    failure; pg_dump's stderr goes into the error.
+//! 4. With `verify`, the object is read back and its sha256 and size compared.
+//! 5. A JSON manifest ([`Manifest`]) is written beside the dump, last: a dump without a manifest
+//!    is never a finished backup (and is deleted if the manifest cannot be written).
+//!
+//! Multipart uploads left open by a crashed run (ours: keys under the prefix ending in a dump
+//! suffix) are aborted at the start of the next backup under the same prefix.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::{Connection, Row};
+use tokio::io::{AsyncRead, AsyncReadExt, BufReader, ReadBuf};
+use tokio_util::sync::CancellationToken;
+
+use super::migrations::{database_identity, redact_url};
+use super::object_store::{self, ObjectStoreError};
+
+/// The tables whose row counts a backup records and a restore drill compares (the service's
+/// drill list).
+pub const PARITY_TABLES: [&str; 10] = [
+    "schema_migrations",
+    "tenants",
+    "repos",
+    "packages",
+    "blobs",
+    "package_versions",
+    "artifact_entries",
+    "outbox_events",
+    "search_index_jobs",
+    "gc_runs",
+];
+
+/// Size of one multipart part (S3's minimum is 5 MiB except for the last).
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+pub const MANIFEST_SUFFIX: &str = ".manifest.json";
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+const STDERR_LIMIT: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// `pg_dump -Fc -Z0`: restorable with `pg_restore -j`.
+    Custom,
+    /// Plain SQL.
+    Plain,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    /// zstd at its fastest level, in this process.
+    Zstd,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "custom" => Some(Format::Custom),
+            "plain" => Some(Format::Plain),
+            _ => None,
+        }
+    }
+}
+
+impl Compression {
+    pub fn parse(s: &str) -> Option<Compression> {
+        match s {
+            "none" => Some(Compression::None),
+            "zstd" => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// The file-name suffix of a dump.
+pub fn dump_suffix(format: Format, compression: Compression) -> &'static str {
+    match (format, compression) {
+        (Format::Custom, Compression::None) => ".dump",
+        (Format::Custom, Compression::Zstd) => ".dump.zst",
+        (Format::Plain, Compression::None) => ".sql",
+        (Format::Plain, Compression::Zstd) => ".sql.zst",
+    }
+}
+
+/// Longest first, so `.dump.zst` is not taken for `.dump`.
+const DUMP_SUFFIXES: [&str; 4] = [".dump.zst", ".sql.zst", ".dump", ".sql"];
+
+/// The manifest key of a dump key (`…/ID.dump.zst` → `…/ID.manifest.json`).
+pub fn manifest_key_for(object_key: &str) -> Option<String> {
+    DUMP_SUFFIXES
+        .iter()
+        .find_map(|s| object_key.strip_suffix(s))
+        .map(|stem| format!("{stem}{MANIFEST_SUFFIX}"))
+}
+
+/// What a backup is, as written next to it (`…/ID.manifest.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub id: String,
+    pub bucket: String,
+    pub object_key: String,
+    pub manifest_key: String,
+    /// sha256 of the stored object (after compression).
+    pub sha256: String,
+    pub size_bytes: u64,
+    /// Bytes pg_dump produced (before compression).
+    pub dump_bytes: u64,
+    pub format: Format,
+    pub compression: Compression,
+    /// `host:port/database` of the source.
+    pub database: String,
+    /// The recovery point: when the dump's snapshot was taken.
+    pub snapshot_at: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
+    pub completed_at: DateTime<Utc>,
+    pub duration_seconds: f64,
+    pub migration_head: Option<String>,
+    /// Row counts of the [`PARITY_TABLES`] that exist, read in the dump's snapshot.
+    pub table_counts: BTreeMap<String, i64>,
+    pub postgres_version: String,
+    pub pg_dump_version: String,
+    pub verified: bool,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What to back up and where.
+#[derive(Debug, Clone)]
+pub struct BackupSpec {
+    pub bucket: String,
+    /// Key prefix, e.g. `backups/staging/` (used as given).
+    pub prefix: String,
+    pub format: Format,
+    pub compression: Compression,
+    pub labels: BTreeMap<String, String>,
+    pub verify: bool,
+    /// `pg_dump` to run (a path, or a name looked up on PATH).
+    pub pg_dump: PathBuf,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("cannot run {path}: {message}")]
+    PgDumpMissing { path: String, message: String },
+    #[error(
+        "{path} is version {pg_dump}, older than the server ({server}); pg_dump must be at least \
+         the server's major version: install a newer client or set pg_dump_path"
+    )]
+    PgDumpTooOld {
+        path: String,
+        pg_dump: String,
+        server: String,
+    },
+    #[error("invalid database URL {url}: {message}")]
+    InvalidUrl { url: String, message: String },
+    #[error("{what} failed on {url}: {message}")]
+    Database {
+        url: String,
+        what: &'static str,
+        message: String,
+    },
+    #[error("pg_dump failed ({status}) after {bytes} bytes: {stderr}")]
+    PgDumpFailed {
+        status: String,
+        bytes: u64,
+        stderr: String,
+    },
+    #[error("pg_dump produced an empty dump of {url}{}", if stderr.is_empty() { String::new() } else { format!(": {stderr}") })]
+    EmptyDump { url: String, stderr: String },
+    #[error("{0}")]
+    ObjectStore(#[from] ObjectStoreError),
+    #[error(
+        "verification of s3://{bucket}/{key} failed: read back {actual_size} bytes with sha256 \
+         {actual}, uploaded {expected_size} bytes with sha256 {expected}; the object was deleted"
+    )]
+    VerifyMismatch {
+        bucket: String,
+        key: String,
+        expected: String,
+        actual: String,
+        expected_size: u64,
+        actual_size: u64,
+    },
+    #[error("reading pg_dump's output failed after {bytes} bytes: {message}")]
+    Stream { bytes: u64, message: String },
+    #[error("the backup was cancelled after {bytes} bytes; the upload was aborted")]
+    Cancelled { bytes: u64 },
+    #[error("the manifest s3://{bucket}/{key} is not a backup manifest: {message}")]
+    BadManifest {
+        bucket: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// `pg_dump --version`: ("15.14", 15).
+pub async fn pg_dump_version(pg_dump: &Path) -> Result<(String, u32), BackupError> {
+    let missing = |message: String| BackupError::PgDumpMissing {
+        path: pg_dump.display().to_string(),
+        message,
+    };
+    let out = tokio::process::Command::new(pg_dump)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| missing(e.to_string()))?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        return Err(missing(format!(
+            "`--version` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    parse_pg_dump_version(&text).ok_or_else(|| missing(format!("unexpected version {text:?}")))
+}
+
+/// "pg_dump (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)" → ("15.14", 15).
+pub fn parse_pg_dump_version(text: &str) -> Option<(String, u32)> {
+    let version = text
+        .split_whitespace()
+        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))?
+        .trim_end_matches(',')
+        .to_string();
+    let major = version
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
+    Some((version, major))
+}
+
+/// A backup id: UTC time plus randomness, sortable by time.
+pub fn new_id(now: DateTime<Utc>) -> String {
+    let mut bytes = [0u8; 4];
+    rand::fill(&mut bytes);
+    format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), hex::encode(bytes))
+}
+
+/// Counts bytes read through it.
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        r
+    }
+}
+
+/// libpq environment for pg_dump from a URL, so the password never appears on a command line.
+fn libpq_env(url: &str) -> Result<Vec<(&'static str, String)>, BackupError> {
+    let invalid = |message: String| BackupError::InvalidUrl {
+        url: redact_url(url),
+        message,
+    };
+    let u = url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+    if !matches!(u.scheme(), "postgres" | "postgresql") {
+        return Err(invalid(format!("scheme {:?} is not postgres", u.scheme())));
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let mut env = vec![("PGAPPNAME", "terraform-provider-artifortress".to_string())];
+    if let Some(h) = u.host_str() {
+        env.push(("PGHOST", h.trim_matches(['[', ']']).to_string()));
+    }
+    if let Some(p) = u.port() {
+        env.push(("PGPORT", p.to_string()));
+    }
+    if !u.username().is_empty() {
+        env.push(("PGUSER", decode(u.username())));
+    }
+    if let Some(p) = u.password() {
+        env.push(("PGPASSWORD", decode(p)));
+    }
+    let db = u.path().trim_start_matches('/');
+    if !db.is_empty() {
+        env.push(("PGDATABASE", decode(db)));
+    }
+    for (k, v) in u.query_pairs() {
+        let var = match k.as_ref() {
+            "sslmode" => "PGSSLMODE",
+            "sslrootcert" => "PGSSLROOTCERT",
+            "sslcert" => "PGSSLCERT",
+            "sslkey" => "PGSSLKEY",
+            "host" => "PGHOST",
+            "port" => "PGPORT",
+            "user" => "PGUSER",
+            "password" => "PGPASSWORD",
+            "dbname" => "PGDATABASE",
+            _ => continue,
+        };
+        env.push((var, v.into_owned()));
+    }
+    Ok(env)
+}
+
+/// What the snapshot transaction read.
+struct SnapshotFacts {
+    snapshot: String,
+    snapshot_at: DateTime<Utc>,
+    counts: BTreeMap<String, i64>,
+    head: Option<String>,
+    server_version: String,
+    server_major: u32,
+}
+
+async fn read_snapshot(
+    conn: &mut sqlx::PgConnection,
+    url: &str,
+) -> Result<SnapshotFacts, BackupError> {
+    let db = |what: &'static str| {
+        let url = redact_url(url);
+        move |e: sqlx::Error| BackupError::Database {
+            url,
+            what,
+            message: e.to_string(),
+        }
+    };
+    let row = sqlx::query(
+        "select current_setting('server_version'), current_setting('server_version_num')::int",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db("reading the server version"))?;
+    let server_version: String = row.get(0);
+    let server_num: i32 = row.get(1);
+    sqlx::raw_sql("begin isolation level repeatable read, read only")
+        .execute(&mut *conn)
+        .await
+        .map_err(db("starting the snapshot transaction"))?;
+    let row = sqlx::query("select pg_export_snapshot(), now()")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db("exporting a snapshot"))?;
+    let snapshot: String = row.get(0);
+    let snapshot_at: DateTime<Utc> = row.get(1);
+    let mut counts = BTreeMap::new();
+    for table in PARITY_TABLES {
+        let exists: bool = sqlx::query_scalar("select to_regclass($1) is not null")
+            .bind(table)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db("looking up a parity table"))?;
+        if exists {
+            // The name is one of our constants, never user input.
+            let n: i64 =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("select count(*) from {table}")))
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(db("counting rows in the snapshot"))?;
+            counts.insert(table.to_string(), n);
+        }
+    }
+    let head = if counts.contains_key("schema_migrations") {
+        sqlx::query_scalar("select max(version) from schema_migrations")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db("reading the migration head"))?
+    } else {
+        None
+    };
+    Ok(SnapshotFacts {
+        snapshot,
+        snapshot_at,
+        counts,
+        head,
+        server_version,
+        server_major: (server_num / 10000) as u32,
+    })
+}
+
+/// Abort multipart uploads of dumps under `prefix` left by runs that died.
+pub async fn abort_stale_uploads(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<usize, ObjectStoreError> {
+    let mut n = 0;
+    for (key, id) in object_store::list_uploads(s3, bucket, prefix).await? {
+        if DUMP_SUFFIXES.iter().any(|s| key.ends_with(s)) {
+            object_store::abort_upload(s3, bucket, &key, &id).await?;
+            tracing::warn!(bucket, key = %key, "aborted a multipart upload left by an earlier backup");
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Take a backup of `database_url` as `spec` says.
+pub async fn run(
+    s3: &aws_sdk_s3::Client,
+    database_url: &str,
+    spec: &BackupSpec,
+    cancel: &CancellationToken,
+) -> Result<Manifest, BackupError> {
+    let redacted = redact_url(database_url);
+    let (pg_dump_version, pg_dump_major) = pg_dump_version(&spec.pg_dump).await?;
+    let database = database_identity(database_url).map_err(|e| BackupError::InvalidUrl {
+        url: redacted.clone(),
+        message: e.to_string(),
+    })?;
+    let env = libpq_env(database_url)?;
+    let opts: sqlx::postgres::PgConnectOptions =
+        database_url
+            .parse()
+            .map_err(|e: sqlx::Error| BackupError::InvalidUrl {
+                url: redacted.clone(),
+                message: e.to_string(),
+            })?;
+    let mut conn = tokio::time::timeout(
+        spec.connect_timeout,
+        sqlx::PgConnection::connect_with(&opts.application_name("terraform-provider-artifortress")),
+    )
+    .await
+    .map_err(|_| BackupError::Database {
+        url: redacted.clone(),
+        what: "connecting",
+        message: format!("no connection within {:?}", spec.connect_timeout),
+    })?
+    .map_err(|e| BackupError::Database {
+        url: redacted.clone(),
+        what: "connecting",
+        message: e.to_string(),
+    })?;
+    let result = run_on(
+        s3,
+        &mut conn,
+        database_url,
+        &env,
+        spec,
+        cancel,
+        (pg_dump_version, pg_dump_major),
+        database,
+    )
+    .await;
+    let _ = conn.close().await;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_on(
+    s3: &aws_sdk_s3::Client,
+    conn: &mut sqlx::PgConnection,
+    database_url: &str,
+    env: &[(&'static str, String)],
+    spec: &BackupSpec,
+    cancel: &CancellationToken,
+    (pg_dump_version, pg_dump_major): (String, u32),
+    database: String,
+) -> Result<Manifest, BackupError> {
+    let redacted = redact_url(database_url);
+    let started = Instant::now();
+    let started_at = Utc::now();
+    let facts = read_snapshot(conn, database_url).await?;
+    if pg_dump_major < facts.server_major {
+        return Err(BackupError::PgDumpTooOld {
+            path: spec.pg_dump.display().to_string(),
+            pg_dump: pg_dump_version,
+            server: facts.server_version,
+        });
+    }
+    match abort_stale_uploads(s3, &spec.bucket, &spec.prefix).await {
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not list or abort stale multipart uploads"),
+    }
+    let id = new_id(started_at);
+    let object_key = format!(
+        "{}{id}{}",
+        spec.prefix,
+        dump_suffix(spec.format, spec.compression)
+    );
+    let manifest_key = format!("{}{id}{MANIFEST_SUFFIX}", spec.prefix);
+
+    let mut cmd = tokio::process::Command::new(&spec.pg_dump);
+    cmd.args(["--no-owner", "--no-privileges", "--no-password"])
+        .arg(format!("--snapshot={}", facts.snapshot))
+        .args(match spec.format {
+            Format::Custom => &["--format=custom", "--compress=0"][..],
+            Format::Plain => &["--format=plain"][..],
+        })
+        .env_remove("PGSERVICE")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| BackupError::PgDumpMissing {
+        path: spec.pg_dump.display().to_string(),
+        message: e.to_string(),
+    })?;
+    tracing::info!(url = %redacted, key = %object_key, snapshot = %facts.snapshot, "pg_dump started");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let stderr_task = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match stderr.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if buf.len() < STDERR_LIMIT {
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                }
+            }
+        }
+        String::from_utf8_lossy(&buf).trim().to_string()
+    });
+
+    let raw_bytes = Arc::new(AtomicU64::new(0));
+    let counted = Counting {
+        inner: stdout,
+        count: raw_bytes.clone(),
+    };
+    let mut reader: Pin<Box<dyn AsyncRead + Send>> = match spec.compression {
+        Compression::None => Box::pin(counted),
+        Compression::Zstd => Box::pin(
+            async_compression::tokio::bufread::ZstdEncoder::with_quality(
+                BufReader::with_capacity(256 * 1024, counted),
+                async_compression::Level::Fastest,
+            ),
+        ),
+    };
+
+    let upload = s3
+        .create_multipart_upload()
+        .bucket(&spec.bucket)
+        .key(&object_key)
+        .content_type("application/octet-stream")
+        .metadata("artifortress-backup-id", &id)
+        .send()
+        .await
+        .map_err(|e| ObjectStoreError::new("CREATE UPLOAD", &spec.bucket, &object_key, &e))?;
+    let upload_id = upload.upload_id().unwrap_or_default().to_string();
+
+    let streamed = stream_parts(
+        s3,
+        &spec.bucket,
+        &object_key,
+        &upload_id,
+        &mut reader,
+        &raw_bytes,
+        cancel,
+    )
+    .await;
+    drop(reader);
+    // Whatever happened, pg_dump is done or must stop now.
+    let status = match &streamed {
+        Ok(_) => child.wait().await.ok(),
+        Err(_) => {
+            let _ = child.start_kill();
+            child.wait().await.ok()
+        }
+    };
+    let stderr_text = stderr_task.await.unwrap_or_default();
+    // The snapshot transaction ends here (read only: nothing to commit).
+    let _ = sqlx::raw_sql("rollback").execute(&mut *conn).await;
+    let dump_bytes = raw_bytes.load(Ordering::Relaxed);
+
+    let failure = match (&streamed, status) {
+        (Err(_), _) => None,
+        (Ok(_), Some(st)) if !st.success() => Some(BackupError::PgDumpFailed {
+            status: st.to_string(),
+            bytes: dump_bytes,
+            stderr: stderr_text.clone(),
+        }),
+        (Ok(_), None) => Some(BackupError::PgDumpFailed {
+            status: "unknown exit status".into(),
+            bytes: dump_bytes,
+            stderr: stderr_text.clone(),
+        }),
+        (Ok(_), Some(_)) if dump_bytes == 0 => Some(BackupError::EmptyDump {
+            url: redacted.clone(),
+            stderr: stderr_text.clone(),
+        }),
+        _ => None,
+    };
+    let (parts, sha256, size_bytes) = match (streamed, failure) {
+        (Ok(done), None) => done,
+        (Err(e), _) | (Ok(_), Some(e)) => {
+            if let Err(abort) =
+                object_store::abort_upload(s3, &spec.bucket, &object_key, &upload_id).await
+            {
+                tracing::warn!(error = %abort, "could not abort the multipart upload; the next backup under this prefix will");
+            }
+            return Err(match e {
+                BackupError::Stream { bytes, message } if !stderr_text.is_empty() => {
+                    BackupError::Stream {
+                        bytes,
+                        message: format!("{message}; pg_dump said: {stderr_text}"),
+                    }
+                }
+                other => other,
+            });
+        }
+    };
+    s3.complete_multipart_upload()
+        .bucket(&spec.bucket)
+        .key(&object_key)
+        .upload_id(&upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| ObjectStoreError::new("COMPLETE UPLOAD", &spec.bucket, &object_key, &e))?;
+    tracing::info!(key = %object_key, size_bytes, dump_bytes, sha256 = %sha256, "dump uploaded");
+
+    let cleanup = |err: BackupError| async {
+        if let Err(e) = object_store::delete(s3, &spec.bucket, &object_key).await {
+            tracing::warn!(error = %e, "could not delete the unfinished backup object");
+        }
+        err
+    };
+    if spec.verify {
+        match checksum_object(s3, &spec.bucket, &object_key).await {
+            Ok((actual, actual_size)) if actual == sha256 && actual_size == size_bytes => {
+                tracing::info!(key = %object_key, "verified: read back, sha256 matches");
+            }
+            Ok((actual, actual_size)) => {
+                return Err(cleanup(BackupError::VerifyMismatch {
+                    bucket: spec.bucket.clone(),
+                    key: object_key.clone(),
+                    expected: sha256,
+                    actual,
+                    expected_size: size_bytes,
+                    actual_size,
+                })
+                .await);
+            }
+            Err(e) => return Err(cleanup(e.into()).await),
+        }
+    }
+    let completed_at = Utc::now();
+    let manifest = Manifest {
+        id,
+        bucket: spec.bucket.clone(),
+        object_key: object_key.clone(),
+        manifest_key: manifest_key.clone(),
+        sha256,
+        size_bytes,
+        dump_bytes,
+        format: spec.format,
+        compression: spec.compression,
+        database,
+        snapshot_at: facts.snapshot_at,
+        started_at,
+        completed_at,
+        duration_seconds: (started.elapsed().as_millis() as f64) / 1000.0,
+        migration_head: facts.head,
+        table_counts: facts.counts,
+        postgres_version: facts.server_version,
+        pg_dump_version,
+        verified: spec.verify,
+        labels: spec.labels.clone(),
+    };
+    if let Err(e) = write_manifest(s3, &manifest).await {
+        return Err(cleanup(e.into()).await);
+    }
+    Ok(manifest)
+}
+
+/// Fill parts of [`PART_SIZE`] from `reader` and upload them, one uploading while the next
+/// fills. Returns the parts, the sha256 and the size of what was stored.
+async fn stream_parts(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    reader: &mut Pin<Box<dyn AsyncRead + Send>>,
+    raw_bytes: &AtomicU64,
+    cancel: &CancellationToken,
+) -> Result<(Vec<CompletedPart>, String, u64), BackupError> {
+    let mut hasher = Sha256::new();
+    let mut parts = Vec::new();
+    let mut in_flight: Option<tokio::task::JoinHandle<Result<CompletedPart, ObjectStoreError>>> =
+        None;
+    let mut total: u64 = 0;
+    let mut part_number = 0;
+    let started = Instant::now();
+    let mut last_progress = Instant::now();
+    loop {
+        let mut buf = vec![0u8; PART_SIZE];
+        let mut filled = 0;
+        while filled < PART_SIZE {
+            let n = tokio::select! {
+                r = reader.read(&mut buf[filled..]) => r.map_err(|e| BackupError::Stream {
+                    bytes: total + filled as u64,
+                    message: e.to_string(),
+                })?,
+                _ = cancel.cancelled() => {
+                    if let Some(h) = in_flight.take() { h.abort(); }
+                    return Err(BackupError::Cancelled { bytes: total + filled as u64 });
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        buf.truncate(filled);
+        let last = filled < PART_SIZE;
+        if filled > 0 {
+            hasher.update(&buf);
+            total += filled as u64;
+            part_number += 1;
+            if let Some(h) = in_flight.take() {
+                parts.push(join_part(h, bucket, key).await?);
+            }
+            let (s3, bucket_s, key_s, upload_s) = (
+                s3.clone(),
+                bucket.to_string(),
+                key.to_string(),
+                upload_id.to_string(),
+            );
+            let number = part_number;
+            in_flight = Some(tokio::spawn(async move {
+                let out = s3
+                    .upload_part()
+                    .bucket(&bucket_s)
+                    .key(&key_s)
+                    .upload_id(&upload_s)
+                    .part_number(number)
+                    .body(ByteStream::from(buf))
+                    .send()
+                    .await
+                    .map_err(|e| ObjectStoreError::new("UPLOAD PART", &bucket_s, &key_s, &e))?;
+                Ok(CompletedPart::builder()
+                    .set_e_tag(out.e_tag().map(str::to_string))
+                    .part_number(number)
+                    .build())
+            }));
+        }
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            tracing::info!(
+                key,
+                stored_bytes = total,
+                dump_bytes = raw_bytes.load(Ordering::Relaxed),
+                mib_per_second = format!("{:.1}", total as f64 / 1_048_576.0 / secs),
+                "backup in progress"
+            );
+            last_progress = Instant::now();
+        }
+        if last {
+            break;
+        }
+    }
+    if let Some(h) = in_flight.take() {
+        parts.push(join_part(h, bucket, key).await?);
+    }
+    Ok((parts, hex::encode(hasher.finalize()), total))
+}
+
+async fn join_part(
+    h: tokio::task::JoinHandle<Result<CompletedPart, ObjectStoreError>>,
+    bucket: &str,
+    key: &str,
+) -> Result<CompletedPart, BackupError> {
+    match h.await {
+        Ok(r) => Ok(r?),
+        Err(e) => Err(ObjectStoreError {
+            op: "UPLOAD PART",
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            message: e.to_string(),
+        }
+        .into()),
+    }
+}
+
+/// Stream an object and return (sha256, size).
+pub async fn checksum_object(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<(String, u64), ObjectStoreError> {
+    let out = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| ObjectStoreError::new("GET", bucket, key, &e))?;
+    let mut body = out.body;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| ObjectStoreError {
+            op: "GET",
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            message: e.to_string(),
+        })?;
+        size += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+pub async fn write_manifest(
+    s3: &aws_sdk_s3::Client,
+    manifest: &Manifest,
+) -> Result<(), ObjectStoreError> {
+    let body = serde_json::to_vec_pretty(manifest).expect("a manifest serialises");
+    object_store::put_small(
+        s3,
+        &manifest.bucket,
+        &manifest.manifest_key,
+        body,
+        "application/json",
+    )
+    .await
+}
+
+/// The manifest at `key`, `None` if absent.
+pub async fn read_manifest(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Manifest>, BackupError> {
+    let Some(bytes) = object_store::get_small(s3, bucket, key).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| BackupError::BadManifest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            message: e.to_string(),
+        })
+}
+
+/// Every backup under `prefix` that has a readable manifest, oldest first.
+pub async fn list(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<Manifest>, BackupError> {
+    let mut out = Vec::new();
+    for key in object_store::list_keys(s3, bucket, prefix).await? {
+        if !key.ends_with(MANIFEST_SUFFIX) {
+            continue;
+        }
+        match read_manifest(s3, bucket, &key).await {
+            Ok(Some(m)) => out.push(m),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "skipping an unreadable manifest"),
+        }
+    }
+    out.sort_by(|a, b| a.snapshot_at.cmp(&b.snapshot_at).then(a.id.cmp(&b.id)));
+    Ok(out)
+}
+
+/// Delete a backup: the dump, then the manifest.
+pub async fn delete(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    object_key: &str,
+    manifest_key: &str,
+) -> Result<(), ObjectStoreError> {
+    object_store::delete(s3, bucket, object_key).await?;
+    object_store::delete(s3, bucket, manifest_key).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pg_dump_versions_parse() {
+        assert_eq!(
+            parse_pg_dump_version("pg_dump (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)\n"),
+            Some(("15.14".into(), 15))
+        );
+        assert_eq!(
+            parse_pg_dump_version("pg_dump (PostgreSQL) 17beta2"),
+            Some(("17beta2".into(), 17))
+        );
+        assert_eq!(
+            parse_pg_dump_version("pg_dump (PostgreSQL) 9.6.24"),
+            Some(("9.6.24".into(), 9))
+        );
+        assert_eq!(parse_pg_dump_version("nonsense"), None);
+    }
+
+    #[test]
+    fn manifest_keys_follow_dump_keys() {
+        assert_eq!(
+            manifest_key_for("backups/x/20261127T000000Z-ab.dump.zst").as_deref(),
+            Some("backups/x/20261127T000000Z-ab.manifest.json")
+        );
+        assert_eq!(
+            manifest_key_for("b/ID.sql").as_deref(),
+            Some("b/ID.manifest.json")
+        );
+        assert_eq!(manifest_key_for("b/ID.tar"), None);
+    }
+
+    #[test]
+    fn libpq_environment_carries_the_url_without_a_command_line() {
+        let env =
+            libpq_env("postgres://app%40x:p%2Fw@db.internal:6543/art?sslmode=require").unwrap();
+        let get = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("PGHOST"), Some("db.internal"));
+        assert_eq!(get("PGPORT"), Some("6543"));
+        assert_eq!(get("PGUSER"), Some("app@x"));
+        assert_eq!(get("PGPASSWORD"), Some("p/w"));
+        assert_eq!(get("PGDATABASE"), Some("art"));
+        assert_eq!(get("PGSSLMODE"), Some("require"));
+        assert!(libpq_env("mysql://x/y").is_err());
+    }
+
+    #[test]
+    fn ids_sort_by_time() {
+        let a = new_id("2026-11-27T05:00:00Z".parse().unwrap());
+        let b = new_id("2026-11-27T06:00:00Z".parse().unwrap());
+        assert!(a < b, "{a} {b}");
+        assert!(a.starts_with("20261127T050000Z-"));
+    }
+}
