@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use url::Url;
 
 use crate::clients::api::ApiClient;
+use crate::clients::object_store::{self, ObjectStoreConfig};
 use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
 use crate::protocol::duration;
 use crate::protocol::framework::{
@@ -141,6 +142,7 @@ pub struct Settings {
     pub object_storage: ObjectStorageSettings,
     pub request_timeout: Duration,
     http: OnceLock<Result<reqwest::Client, String>>,
+    s3: OnceLock<aws_sdk_s3::Client>,
 }
 
 impl Settings {
@@ -160,6 +162,50 @@ impl Settings {
             })
             .clone()
             .map_err(|e| Diagnostic::error("Could not build the HTTP client", e))
+    }
+
+    /// The S3 client for `object_storage`, built on first use. Access keys are optional (an
+    /// anonymous client is refused by a private bucket with the server's own message), but an
+    /// unknown setting is an error.
+    pub fn object_store(&self) -> Result<aws_sdk_s3::Client, Diagnostic> {
+        if let Some(c) = self.s3.get() {
+            return Ok(c.clone());
+        }
+        let st = &self.object_storage;
+        let optional = |s: &Setting<String>, name: SettingName| match s {
+            Setting::Unknown => require(s, name, "object storage"),
+            Setting::Known(v) => Ok(v.clone()),
+            Setting::Unset => Ok(String::new()),
+        };
+        let endpoint = optional(&st.endpoint, S3_ENDPOINT)?;
+        let region = optional(&st.region, S3_REGION)?;
+        let access_key_id = optional(&st.access_key_id, S3_ACCESS_KEY)?;
+        let secret = match &st.secret_access_key {
+            Setting::Known(s) => s.expose().to_string(),
+            Setting::Unset => String::new(),
+            unknown => {
+                require(unknown, S3_SECRET_KEY, "object storage")?;
+                String::new()
+            }
+        };
+        let non_empty = |s: String| (!s.is_empty()).then_some(s);
+        let client = object_store::client(&ObjectStoreConfig {
+            endpoint: non_empty(endpoint),
+            region: non_empty(region).unwrap_or_else(|| "us-east-1".into()),
+            access_key_id: non_empty(access_key_id),
+            secret_access_key: non_empty(secret),
+            force_path_style: st.force_path_style,
+        });
+        Ok(self.s3.get_or_init(|| client).clone())
+    }
+
+    /// The bucket: `own` (a resource's attribute), else the provider's. `Ok(None)` when unknown.
+    pub fn bucket(&self, own: Option<&str>) -> Result<Option<String>, Diagnostic> {
+        match (own, &self.object_storage.bucket) {
+            (Some(b), _) => Ok(Some(b.to_string())),
+            (None, Setting::Unknown) => Ok(None),
+            (None, s) => require(s, S3_BUCKET, "a bucket").map(Some),
+        }
     }
 
     /// An API client for `override_url` (a resource's own `url`) or the provider's `api_url`.
@@ -269,6 +315,7 @@ impl Settings {
             },
             request_timeout,
             http: OnceLock::new(),
+            s3: OnceLock::new(),
         })
     }
 }
@@ -350,13 +397,17 @@ impl Provider for ArtifortressProvider {
 
     fn data_sources(&self) -> Vec<Arc<dyn DataSource<Settings>>> {
         vec![
+            Arc::new(data_sources::backups::Backups),
             Arc::new(data_sources::migrations::Migrations),
             Arc::new(data_sources::readiness::Readiness),
         ]
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource<Settings>>> {
-        vec![Arc::new(resources::migration::Migration)]
+        vec![
+            Arc::new(resources::backup::Backup),
+            Arc::new(resources::migration::Migration),
+        ]
     }
 
     fn ephemeral_resources(&self) -> Vec<Arc<dyn EphemeralResource<Settings>>> {

@@ -4,6 +4,7 @@
 //! operational contract (same routes, JSON, status codes, tables) on a real PostgreSQL and a
 //! real S3 server (Garage).
 
+mod backup;
 mod harness;
 mod migration;
 mod provider_config;

@@ -1,3 +1,4 @@
 //! Resources: one file each, joining a domain client to the protocol layer.
 
+pub mod backup;
 pub mod migration;

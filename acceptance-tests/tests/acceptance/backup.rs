@@ -1,0 +1,419 @@
+//! `resource "artifortress_backup"` and `data "artifortress_backups"` with the real Terraform
+//! CLIs against a real PostgreSQL (the test bed's schema and seed) and a real S3 server
+//! (Garage), each test with servers of its own so the fault tests can kill them.
+
+use std::path::Path;
+use std::time::Duration;
+
+use acceptance_tests::support::garage::GarageServer;
+use acceptance_tests::support::postgres::{PgServer, pg_bin_dir};
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::harness::{Workdir, terraforms};
+
+struct Bed {
+    pg: PgServer,
+    garage: GarageServer,
+    rt: tokio::runtime::Runtime,
+    s3: aws_sdk_s3::Client,
+}
+
+impl Bed {
+    fn start() -> Bed {
+        let pg = PgServer::start().unwrap();
+        let garage = GarageServer::start().unwrap();
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(garage.region()))
+            .endpoint_url(garage.endpoint())
+            .force_path_style(true)
+            .credentials_provider(Credentials::new(
+                garage.access_key(),
+                garage.secret_key(),
+                None,
+                None,
+                "test",
+            ))
+            .build();
+        Bed {
+            pg,
+            s3: aws_sdk_s3::Client::from_conf(conf),
+            garage,
+            rt: tokio::runtime::Runtime::new().unwrap(),
+        }
+    }
+
+    fn seeded(&self, db: &str) -> String {
+        let url = self.pg.create_migrated_database(db).unwrap();
+        self.pg.seed(db).unwrap();
+        url
+    }
+
+    fn provider(&self, url: &str) -> String {
+        format!(
+            r#"
+provider "artifortress" {{
+  database_url = "{url}"
+  object_storage = {{
+    endpoint          = "{}"
+    region            = "{}"
+    bucket            = "{}"
+    access_key_id     = "{}"
+    secret_access_key = "{}"
+  }}
+}}
+"#,
+            self.garage.endpoint(),
+            self.garage.region(),
+            self.garage.bucket(),
+            self.garage.access_key(),
+            self.garage.secret_key()
+        )
+    }
+
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.rt.block_on(async {
+            match self
+                .s3
+                .get_object()
+                .bucket(self.garage.bucket())
+                .key(key)
+                .send()
+                .await
+            {
+                Ok(o) => Some(o.body.collect().await.unwrap().into_bytes().to_vec()),
+                Err(_) => None,
+            }
+        })
+    }
+
+    fn keys(&self, prefix: &str) -> Vec<String> {
+        self.rt.block_on(async {
+            let out = self
+                .s3
+                .list_objects_v2()
+                .bucket(self.garage.bucket())
+                .prefix(prefix)
+                .send()
+                .await
+                .unwrap();
+            out.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string))
+                .collect()
+        })
+    }
+
+    fn uploads(&self, prefix: &str) -> usize {
+        self.rt.block_on(async {
+            self.s3
+                .list_multipart_uploads()
+                .bucket(self.garage.bucket())
+                .prefix(prefix)
+                .send()
+                .await
+                .unwrap()
+                .uploads()
+                .len()
+        })
+    }
+
+    fn delete(&self, key: &str) {
+        self.rt.block_on(async {
+            self.s3
+                .delete_object()
+                .bucket(self.garage.bucket())
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+        });
+    }
+
+    fn counts(&self, db: &str) -> Value {
+        let mut out = serde_json::Map::new();
+        for t in [
+            "schema_migrations",
+            "tenants",
+            "repos",
+            "packages",
+            "blobs",
+            "package_versions",
+            "artifact_entries",
+            "outbox_events",
+            "search_index_jobs",
+            "gc_runs",
+        ] {
+            let n: i64 = self
+                .pg
+                .psql(db, &format!("select count(*) from {t}"))
+                .unwrap()
+                .parse()
+                .unwrap();
+            out.insert(t.into(), json!(n));
+        }
+        Value::Object(out)
+    }
+}
+
+fn backup_config(bed: &Bed, url: &str, body: &str) -> String {
+    format!(
+        r#"{}
+resource "artifortress_backup" "pre_release" {{
+  {body}
+}}
+
+data "artifortress_backups" "all" {{
+  prefix     = artifortress_backup.pre_release.prefix
+  depends_on = [artifortress_backup.pre_release]
+}}
+
+output "id"           {{ value = artifortress_backup.pre_release.id }}
+output "object_key"   {{ value = artifortress_backup.pre_release.object_key }}
+output "manifest_key" {{ value = artifortress_backup.pre_release.manifest_key }}
+output "sha256"       {{ value = artifortress_backup.pre_release.sha256 }}
+output "size_bytes"   {{ value = artifortress_backup.pre_release.size_bytes }}
+output "table_counts" {{ value = artifortress_backup.pre_release.table_counts }}
+output "head"         {{ value = artifortress_backup.pre_release.migration_head }}
+output "newest_id"    {{ value = data.artifortress_backups.all.newest_id }}
+# A condition, not the age itself: the age changes on every read.
+output "fresh"        {{ value = data.artifortress_backups.all.newest_age_seconds < 600 }}
+"#,
+        bed.provider(url)
+    )
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn resource_actions(wd: &Workdir) -> Value {
+    let plan = wd.plan_json();
+    plan["resource_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "artifortress_backup")
+        .map(|c| c["change"]["actions"].clone())
+        .unwrap_or(json!(null))
+}
+
+#[test]
+fn backup_lifecycle_triggers_drift_labels_import_and_retention() {
+    let bed = Bed::start();
+    let url = bed.seeded("src");
+    for tf in terraforms() {
+        let prefix = format!("backups/tf{}/", tf.version.replace('.', "_"));
+        let body = |triggers: &str, extra: &str| {
+            format!(
+                "prefix = \"{prefix}\"\n  triggers = {{ release = \"{triggers}\" }}\n  labels = {{ owner = \"platform\" }}\n  {extra}"
+            )
+        };
+        let wd = Workdir::new(&tf, &backup_config(&bed, &url, &body("1.4.2", "")));
+        wd.apply_ok();
+
+        let key = wd.output("object_key").as_str().unwrap().to_string();
+        assert!(key.starts_with(&prefix) && key.ends_with(".dump"), "{key}");
+        let bytes = bed.get(&key).expect("the dump exists");
+        assert_eq!(sha256(&bytes), wd.output("sha256"), "sha256 of a download");
+        assert_eq!(
+            bytes.len() as u64,
+            wd.output("size_bytes").as_u64().unwrap()
+        );
+        assert_eq!(wd.output("table_counts"), bed.counts("src"));
+        assert_eq!(wd.output("head"), "0003_outbox_and_jobs.sql");
+        let manifest: Value = serde_json::from_slice(
+            &bed.get(wd.output("manifest_key").as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(manifest["sha256"], wd.output("sha256"));
+        assert_eq!(manifest["labels"], json!({"owner": "platform"}));
+        assert_eq!(wd.output("newest_id"), wd.output("id"));
+        assert_eq!(wd.output("fresh"), true);
+
+        // Labels change in place: same backup, manifest rewritten.
+        let relabelled = format!(
+            "prefix = \"{prefix}\"\n  triggers = {{ release = \"1.4.2\" }}\n  labels = {{ owner = \"dba\" }}"
+        );
+        wd.set_config(&backup_config(&bed, &url, &relabelled));
+        assert_eq!(resource_actions(&wd), json!(["update"]));
+        wd.apply_ok();
+        assert_eq!(wd.output("object_key"), key.as_str());
+        let manifest: Value = serde_json::from_slice(
+            &bed.get(wd.output("manifest_key").as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(manifest["labels"], json!({"owner": "dba"}));
+
+        // A new release: a new backup; the old one is retained.
+        wd.set_config(&backup_config(&bed, &url, &body("1.4.3", "")));
+        assert_eq!(resource_actions(&wd), json!(["delete", "create"]));
+        wd.apply_ok();
+        let second = wd.output("object_key").as_str().unwrap().to_string();
+        assert_ne!(second, key);
+        assert!(
+            bed.get(&key).is_some(),
+            "retention = retain keeps the old dump"
+        );
+
+        // Deleted out of band: the plan proposes a new backup.
+        bed.delete(&second);
+        let plan = wd.plan_detailed();
+        assert_eq!(plan.code, 2, "{}", plan.text());
+        assert!(
+            plan.text().contains("Backup deleted outside Terraform"),
+            "{}",
+            plan.text()
+        );
+        wd.apply_ok();
+        let third = wd.output("object_key").as_str().unwrap().to_string();
+        assert!(bed.get(&third).is_some());
+
+        // Import by object key.
+        let rm = wd.run(&["state", "rm", "artifortress_backup.pre_release"]);
+        assert_eq!(rm.code, 0, "{}", rm.text());
+        let import = wd.run(&[
+            "import",
+            "-no-color",
+            "artifortress_backup.pre_release",
+            &third,
+        ]);
+        assert_eq!(import.code, 0, "{}", import.text());
+        // Imported state has no triggers: only that differs, so Terraform proposes a new
+        // backup, as for any replace-on-change argument after an import.
+        assert_eq!(resource_actions(&wd), json!(["delete", "create"]));
+        let plain = format!("prefix = \"{prefix}\"\n  labels = {{ owner = \"platform\" }}");
+        wd.set_config(&backup_config(&bed, &url, &plain));
+        assert_eq!(resource_actions(&wd), json!(["no-op"]));
+
+        // Destroy with retain keeps both objects; with delete removes them.
+        wd.set_config(&backup_config(
+            &bed,
+            &url,
+            &format!("{plain}\n  retention = \"delete\""),
+        ));
+        assert_eq!(resource_actions(&wd), json!(["update"]));
+        wd.apply_ok();
+        let before = bed.keys(&prefix).len();
+        wd.destroy_ok();
+        let after = bed.keys(&prefix);
+        assert_eq!(
+            after.len(),
+            before - 2,
+            "the dump and its manifest are gone: {after:?}"
+        );
+        assert!(bed.get(&third).is_none());
+        assert!(bed.get(&key).is_some(), "retained backups stay");
+    }
+}
+
+/// A shell script standing in for pg_dump.
+fn fake_pg_dump(dir: &Path, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("pg_dump");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn fault_pg_dump_failing_midway_is_an_apply_error_with_its_stderr() {
+    let bed = Bed::start();
+    let url = bed.seeded("src");
+    let dir = tempfile::tempdir().unwrap();
+    let real = pg_bin_dir().unwrap().join("pg_dump");
+    let fake = fake_pg_dump(
+        dir.path(),
+        &format!(
+            "[ \"$1\" = --version ] && exec {real} --version\n\
+             {real} \"$@\" | head -c 30000\n\
+             echo 'pg_dump: error: query failed: server closed the connection unexpectedly' >&2\n\
+             exit 1",
+            real = real.display()
+        ),
+    );
+    for tf in terraforms() {
+        let prefix = format!("fail/tf{}/", tf.version.replace('.', "_"));
+        let wd = Workdir::new(
+            &tf,
+            &backup_config(
+                &bed,
+                &url,
+                &format!("prefix = \"{prefix}\"\n  pg_dump_path = \"{fake}\""),
+            ),
+        );
+        let apply = wd.apply();
+        assert_eq!(apply.code, 1, "{}", apply.text());
+        let text = apply.text();
+        assert!(text.contains("Backup failed"), "{text}");
+        assert!(
+            text.contains("server closed the connection unexpectedly"),
+            "{text}"
+        );
+        let list = wd.run(&["state", "list"]);
+        assert!(
+            !list.stdout.contains("artifortress_backup"),
+            "nothing in state: {}",
+            list.stdout
+        );
+        assert!(bed.keys(&prefix).is_empty());
+        assert_eq!(bed.uploads(&prefix), 0);
+    }
+}
+
+#[test]
+fn fault_garage_killed_mid_upload_then_the_next_apply_completes_and_cleans_up() {
+    let mut bed = Bed::start();
+    bed.pg.create_database("big").unwrap();
+    bed.pg
+        .psql(
+            "big",
+            "create table big as select g as id, \
+             (select string_agg(md5(random()::text || g::text || i::text), '') \
+              from generate_series(1, 48) i) as payload \
+             from generate_series(1, 100000) g",
+        )
+        .unwrap();
+    let url = bed.pg.database_url("big");
+    for tf in terraforms() {
+        let prefix = format!("big/tf{}/", tf.version.replace('.', "_"));
+        let wd = Workdir::new(
+            &tf,
+            &backup_config(&bed, &url, &format!("prefix = \"{prefix}\"")),
+        );
+        let child = wd.spawn(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+        let started = acceptance_tests::support::wait_for(Duration::from_secs(60), || {
+            (bed.uploads(&prefix) > 0).then_some(())
+        });
+        assert!(started.is_some(), "the upload started");
+        bed.garage.kill();
+        let out: crate::harness::Run = child.wait_with_output().unwrap().into();
+        assert_eq!(out.code, 1, "{}", out.text());
+        assert!(out.text().contains("Backup failed"), "{}", out.text());
+        assert!(
+            out.text().contains(&prefix),
+            "names the key: {}",
+            out.text()
+        );
+        let list = wd.run(&["state", "list"]);
+        assert!(
+            !list.stdout.contains("artifortress_backup"),
+            "{}",
+            list.stdout
+        );
+
+        bed.garage.start_again().unwrap();
+        assert!(bed.keys(&prefix).is_empty(), "no completed object");
+        wd.apply_ok();
+        assert_eq!(
+            bed.uploads(&prefix),
+            0,
+            "the next run aborted the open upload"
+        );
+        assert_eq!(bed.keys(&prefix).len(), 2, "{:?}", bed.keys(&prefix));
+    }
+}
