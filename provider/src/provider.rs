@@ -407,6 +407,7 @@ impl Provider for ArtifortressProvider {
         vec![
             Arc::new(resources::backup::Backup),
             Arc::new(resources::migration::Migration),
+            Arc::new(resources::restore_drill::RestoreDrill),
         ]
     }
 

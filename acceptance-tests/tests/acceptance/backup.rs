@@ -417,3 +417,161 @@ fn fault_garage_killed_mid_upload_then_the_next_apply_completes_and_cleans_up() 
         assert_eq!(bed.keys(&prefix).len(), 2, "{:?}", bed.keys(&prefix));
     }
 }
+
+fn drill_config(bed: &Bed, url: &str, prefix: &str, week: &str, drill: &str) -> String {
+    format!(
+        r#"{}
+resource "artifortress_backup" "weekly" {{
+  prefix = "{prefix}"
+}}
+
+resource "artifortress_restore_drill" "weekly" {{
+  backup_id         = artifortress_backup.weekly.id
+  prefix            = "{prefix}"
+  report_object_key = "{prefix}drills/latest.md"
+  triggers          = {{ week = "{week}" }}
+  {drill}
+}}
+
+output "passed"      {{ value = artifortress_restore_drill.weekly.passed }}
+output "mismatches"  {{ value = artifortress_restore_drill.weekly.mismatches }}
+output "rpo"         {{ value = artifortress_restore_drill.weekly.rpo_seconds }}
+output "rto"         {{ value = artifortress_restore_drill.weekly.rto_seconds }}
+output "backup_secs" {{ value = artifortress_restore_drill.weekly.backup_duration_seconds }}
+output "report"      {{ value = artifortress_restore_drill.weekly.report_markdown }}
+output "manifest"    {{ value = artifortress_backup.weekly.manifest_key }}
+"#,
+        bed.provider(url)
+    )
+}
+
+#[test]
+fn restore_drill_passes_on_a_good_backup_and_fails_on_a_wrong_manifest() {
+    let bed = Bed::start();
+    let url = bed.seeded("src");
+    let drill_exists = || {
+        bed.pg
+            .psql(
+                "postgres",
+                "select count(*) from pg_database where datname = 'artifortress_drill'",
+            )
+            .unwrap()
+    };
+    for tf in terraforms() {
+        let prefix = format!("drill/tf{}/", tf.version.replace('.', "_"));
+        let wd = Workdir::new(&tf, &drill_config(&bed, &url, &prefix, "2026-48", ""));
+        wd.apply_ok();
+        assert_eq!(wd.output("passed"), true);
+        assert_eq!(wd.output("mismatches"), json!([]));
+        assert!(wd.output("rpo").as_f64().unwrap() < 300.0);
+        assert!(wd.output("rto").as_f64().unwrap() > 0.0);
+        assert!(wd.output("backup_secs").as_f64().unwrap() > 0.0);
+        let report = wd.output("report").as_str().unwrap().to_string();
+        for line in [
+            "RTO status: PASS",
+            "RPO status: PASS",
+            "data verification: PASS",
+            "| packages |",
+        ] {
+            assert!(
+                report.contains(line),
+                "{line:?} not in the report:\n{report}"
+            );
+        }
+        let stored = bed
+            .get(&format!("{prefix}drills/latest.md"))
+            .expect("report written");
+        assert_eq!(String::from_utf8(stored).unwrap(), report);
+        let json: Value =
+            serde_json::from_slice(&bed.get(&format!("{prefix}drills/latest.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["passed"], true);
+        assert_eq!(json["actual_counts"], bed.counts("src"));
+        assert_eq!(drill_exists(), "0", "the drill database is dropped");
+
+        // A manifest edited to wrong counts: the next drill (new week) fails with the mismatch.
+        let manifest_key = wd.output("manifest").as_str().unwrap().to_string();
+        let mut manifest: Value = serde_json::from_slice(&bed.get(&manifest_key).unwrap()).unwrap();
+        let real = manifest["table_counts"]["packages"].as_i64().unwrap();
+        manifest["table_counts"]["packages"] = json!(real + 5);
+        bed.rt.block_on(async {
+            bed.s3
+                .put_object()
+                .bucket(bed.garage.bucket())
+                .key(&manifest_key)
+                .body(serde_json::to_vec(&manifest).unwrap().into())
+                .send()
+                .await
+                .unwrap();
+        });
+        wd.set_config(&drill_config(&bed, &url, &prefix, "2026-49", ""));
+        let apply = wd.apply();
+        assert_eq!(apply.code, 1, "{}", apply.text());
+        let text = apply.text();
+        for needle in [
+            "Restore drill FAILED",
+            "data verification: FAIL",
+            "packages",
+            &format!("recorded {}", real + 5),
+        ] {
+            assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+        }
+        // Recorded instead of failing with fail_on_breach = false.
+        wd.set_config(&drill_config(
+            &bed,
+            &url,
+            &prefix,
+            "2026-49",
+            "fail_on_breach = false",
+        ));
+        wd.apply_ok();
+        assert_eq!(wd.output("passed"), false);
+        assert_eq!(
+            wd.output("mismatches"),
+            json!([{"table": "packages", "expected": real + 5, "actual": real}])
+        );
+        wd.destroy_ok();
+        assert_eq!(drill_exists(), "0");
+    }
+}
+
+#[test]
+fn a_drill_database_that_is_the_source_or_not_an_identifier_is_refused_at_plan_time() {
+    let bed = Bed::start();
+    let url = bed.seeded("src");
+    for tf in terraforms() {
+        let wd = Workdir::new(
+            &tf,
+            &drill_config(&bed, &url, "p/", "1", r#"drill_database = "src""#),
+        );
+        let plan = wd.plan_detailed();
+        assert_eq!(plan.code, 1, "{}", plan.text());
+        assert!(
+            plan.text()
+                .contains("The drill database is the source database"),
+            "{}",
+            plan.text()
+        );
+        wd.set_config(&drill_config(
+            &bed,
+            &url,
+            "p/",
+            "1",
+            r#"drill_database = "drill'; drop database src; --""#,
+        ));
+        let plan = wd.plan_detailed();
+        assert_eq!(plan.code, 1, "{}", plan.text());
+        assert!(
+            plan.text().contains("Invalid drill database name"),
+            "{}",
+            plan.text()
+        );
+        assert!(bed.keys("p/").is_empty(), "nothing ran");
+    }
+    assert_eq!(
+        bed.pg
+            .psql("src", "select count(*) > 0 from packages")
+            .unwrap(),
+        "t"
+    );
+}

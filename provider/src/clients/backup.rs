@@ -285,7 +285,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
 }
 
 /// libpq environment for pg_dump from a URL, so the password never appears on a command line.
-fn libpq_env(url: &str) -> Result<Vec<(&'static str, String)>, BackupError> {
+pub fn libpq_env(url: &str) -> Result<Vec<(&'static str, String)>, BackupError> {
     let invalid = |message: String| BackupError::InvalidUrl {
         url: redact_url(url),
         message,

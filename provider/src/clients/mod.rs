@@ -4,8 +4,10 @@
 //! - [`migrations`]: the service's SQL migrations: files, ledger, plan, exactly-once apply.
 //! - [`object_store`]: S3-compatible object storage.
 //! - [`backup`]: `pg_dump` streamed into object storage, with a manifest, verified.
+//! - [`restore`]: restore drills: restore a backup, verify it, measure RTO and RPO.
 
 pub mod api;
 pub mod backup;
 pub mod migrations;
 pub mod object_store;
+pub mod restore;

@@ -2,3 +2,4 @@
 
 pub mod backup;
 pub mod migration;
+pub mod restore_drill;
