@@ -1,0 +1,38 @@
+# D6: the weekly backup/restore drill. A new week takes a new backup and restores it into a
+# scratch database, checks it against the backup's own counts, and reports RTO and RPO.
+resource "time_rotating" "weekly" {
+  rotation_days = 7
+}
+
+resource "artifortress_backup" "weekly" {
+  prefix   = "backups/staging/"
+  triggers = { week = time_rotating.weekly.id }
+}
+
+resource "artifortress_restore_drill" "weekly" {
+  backup_id           = artifortress_backup.weekly.id # or its object_key
+  prefix              = "backups/staging/"
+  admin_database_url  = var.admin_database_url # a role that may create and drop databases
+  drill_database      = "artifortress_drill"   # never the source; ^[A-Za-z_][A-Za-z0-9_]*$
+  rto_target_seconds  = 900
+  rpo_target_seconds  = 300
+  keep_drill_database = false
+  report_object_key   = "drills/staging/latest.md" # and drills/staging/latest.json
+  fail_on_breach      = true
+  triggers            = { week = time_rotating.weekly.id }
+  timeouts            = { create = "1h" }
+}
+
+variable "admin_database_url" {
+  type      = string
+  sensitive = true
+}
+
+output "drill" {
+  value = {
+    passed     = artifortress_restore_drill.weekly.passed
+    rto        = artifortress_restore_drill.weekly.rto_seconds
+    rpo        = artifortress_restore_drill.weekly.rpo_seconds
+    mismatches = artifortress_restore_drill.weekly.mismatches
+  }
+}
