@@ -208,6 +208,32 @@ impl Settings {
         }
     }
 
+    /// The database URL in `own` (a resource's attribute) or, when that is null, the
+    /// provider's. `Ok(None)` while unknown (plan time).
+    pub fn database_url_for(&self, own: &Value) -> Result<Option<String>, Diagnostic> {
+        match own {
+            Value::String(s) => Ok(Some(s.clone())),
+            Value::Unknown(_) => Ok(None),
+            _ => match &self.database_url {
+                Setting::Unknown => Ok(None),
+                other => {
+                    require(other, DATABASE_URL, "a database").map(|s| Some(s.expose().to_string()))
+                }
+            },
+        }
+    }
+
+    /// [`Settings::database_url_for`] when the value is needed now (apply, refresh, read): an
+    /// unknown value is an error on `attr`.
+    pub fn need_database_url(&self, own: &Value, attr: &str) -> Result<String, Diagnostic> {
+        known(self.database_url_for(own), attr, "database URL")
+    }
+
+    /// [`Settings::bucket`] when the value is needed now.
+    pub fn need_bucket(&self, own: Option<&str>, attr: &str) -> Result<String, Diagnostic> {
+        known(self.bucket(own), attr, "bucket")
+    }
+
     /// An API client for `override_url` (a resource's own `url`) or the provider's `api_url`.
     pub fn api_client(&self, override_url: Option<&str>) -> Result<ApiClient, Diagnostic> {
         let url = match override_url {
@@ -221,6 +247,22 @@ impl Settings {
             )
         })?;
         Ok(ApiClient::new(self.http()?, parsed, self.request_timeout))
+    }
+}
+
+/// A value needed now: unknown is an error (on `attr`, like any error from `r`).
+fn known<T>(r: Result<Option<T>, Diagnostic>, attr: &str, what: &str) -> Result<T, Diagnostic> {
+    match r {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(Diagnostic::error(
+            format!("The {what} is not known"),
+            format!(
+                "This operation needs the {what} now, but it depends on a value that is not \
+                 known yet."
+            ),
+        )
+        .at_attr(attr)),
+        Err(d) => Err(d.at_attr(attr)),
     }
 }
 

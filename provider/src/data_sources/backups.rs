@@ -61,18 +61,9 @@ impl DataSource<Settings> for Backups {
 
     async fn read(&self, req: ReadDataRequest<'_, Settings>, resp: &mut ReadDataResponse) {
         let settings = req.provider;
-        let bucket = match settings.bucket(req.config.attr("bucket").as_str()) {
-            Ok(Some(b)) => b,
-            Ok(None) => {
-                return resp.diagnostics.push(
-                    Diagnostic::error(
-                        "Bucket not known",
-                        "The provider's bucket is not known yet.",
-                    )
-                    .at_attr("bucket"),
-                );
-            }
-            Err(d) => return resp.diagnostics.push(d.at_attr("bucket")),
+        let bucket = match settings.need_bucket(req.config.attr("bucket").as_str(), "bucket") {
+            Ok(b) => b,
+            Err(d) => return resp.diagnostics.push(d),
         };
         let s3 = match settings.object_store() {
             Ok(c) => c,

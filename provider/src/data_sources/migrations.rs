@@ -9,9 +9,7 @@ use crate::protocol::schema::{Attribute, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::value::Value;
 use crate::provider::Settings;
-use crate::resources::migration::{
-    Observation, database_url, load_files, plan_inputs, view_attributes,
-};
+use crate::resources::migration::{Observation, load_files, plan_inputs, view_attributes};
 
 pub const TYPE_NAME: &str = "artifortress_migrations";
 
@@ -56,17 +54,11 @@ impl DataSource<Settings> for Migrations {
 
     async fn read(&self, req: ReadDataRequest<'_, Settings>, resp: &mut ReadDataResponse) {
         let config = req.config;
-        let url = match database_url(config.attr("database_url"), req.provider) {
-            Ok(Some(u)) => u,
-            Ok(None) => {
-                return resp.diagnostics.push(
-                    Diagnostic::error(
-                        "Database URL not known",
-                        "The provider's database_url depends on a value not known yet.",
-                    )
-                    .at_attr("database_url"),
-                );
-            }
+        let url = match req
+            .provider
+            .need_database_url(config.attr("database_url"), "database_url")
+        {
+            Ok(u) => u,
             Err(d) => return resp.diagnostics.push(d),
         };
         let inputs = plan_inputs(config);

@@ -25,7 +25,6 @@ use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
 use crate::protocol::value::{Number, Value};
 use crate::provider::Settings;
-use crate::resources::migration::database_url;
 
 pub const TYPE_NAME: &str = "artifortress_backup";
 const DEFAULT_PREFIX: &str = "backups/";
@@ -226,39 +225,18 @@ impl Resource<Settings> for Backup {
         req: ModifyPlanRequest<'_, Settings>,
         resp: &mut ModifyPlanResponse,
     ) {
-        if req.config.attr("bucket").is_null() && req.prior_state.is_null() {
-            match req.provider.bucket(None) {
-                Ok(Some(b)) => resp.planned_state.set_attr("bucket", b.into()),
-                Ok(None) => {}
-                Err(d) => resp.diagnostics.push(d.at_attr("bucket")),
-            }
-        }
+        super::plan_default_bucket(req.config, req.prior_state, req.provider, resp);
     }
 
     async fn create(&self, req: ApplyRequest<'_, Settings>, resp: &mut ApplyResponse) {
         let (config, planned, settings) = (req.config, req.planned_state, req.provider);
-        let url = match database_url(config.attr("database_url"), settings) {
-            Ok(Some(u)) => u,
-            Ok(None) => {
-                return resp.diagnostics.push(
-                    Diagnostic::error(
-                        "Database URL not known",
-                        "The database URL is unknown during apply.",
-                    )
-                    .at_attr("database_url"),
-                );
-            }
+        let url = match settings.need_database_url(config.attr("database_url"), "database_url") {
+            Ok(u) => u,
             Err(d) => return resp.diagnostics.push(d),
         };
-        let bucket = match settings.bucket(planned.attr("bucket").as_str()) {
-            Ok(Some(b)) => b,
-            Ok(None) => {
-                return resp.diagnostics.push(
-                    Diagnostic::error("Bucket not known", "The bucket is unknown during apply.")
-                        .at_attr("bucket"),
-                );
-            }
-            Err(d) => return resp.diagnostics.push(d.at_attr("bucket")),
+        let bucket = match settings.need_bucket(planned.attr("bucket").as_str(), "bucket") {
+            Ok(b) => b,
+            Err(d) => return resp.diagnostics.push(d),
         };
         let s3 = match settings.object_store() {
             Ok(c) => c,
@@ -318,14 +296,8 @@ impl Resource<Settings> for Backup {
     async fn read(&self, req: ReadRequest<'_, Settings>, resp: &mut ReadResponse) {
         let state = &mut resp.new_state;
         let settings = req.provider;
-        let bucket = match settings.bucket(state.attr("bucket").as_str()) {
-            Ok(Some(b)) => b,
-            Ok(None) => {
-                return resp.diagnostics.push(Diagnostic::error(
-                    "Bucket not known",
-                    "Refreshing artifortress_backup needs the provider's object_storage.bucket, which is not known yet.",
-                ));
-            }
+        let bucket = match settings.need_bucket(state.attr("bucket").as_str(), "bucket") {
+            Ok(b) => b,
             Err(d) => return resp.diagnostics.push(d),
         };
         let s3 = match settings.object_store() {

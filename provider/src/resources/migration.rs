@@ -38,7 +38,7 @@ use crate::protocol::schema::{Attribute, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
 use crate::protocol::value::Value;
-use crate::provider::{DATABASE_URL, Setting, Settings, require};
+use crate::provider::{Setting, Settings};
 
 pub const TYPE_NAME: &str = "artifortress_migration";
 const DEFAULT_LOCK_TIMEOUT: &str = "5m";
@@ -455,20 +455,6 @@ impl Private {
 // Configuration
 // ------------------------------------------------------------------------------------------
 
-/// The database URL: the resource's own, else the provider's. `Ok(None)` when unknown yet.
-pub(crate) fn database_url(own: &Value, settings: &Settings) -> Result<Option<String>, Diagnostic> {
-    match own {
-        Value::String(s) => Ok(Some(s.clone())),
-        Value::Unknown(_) => Ok(None),
-        _ => match &settings.database_url {
-            Setting::Unknown => Ok(None),
-            other => require(other, DATABASE_URL, "the database to migrate")
-                .map(|s| Some(s.expose().to_string()))
-                .map_err(|d| d.at_attr("database_url")),
-        },
-    }
-}
-
 /// The planning inputs in `config` (or state): target, baseline, accepted checksums.
 pub(crate) fn plan_inputs(config: &Value) -> PlanInputs {
     let accept_checksums = config
@@ -633,15 +619,11 @@ impl Resource<Settings> for Migration {
 
     async fn read(&self, req: ReadRequest<'_, Settings>, resp: &mut ReadResponse) {
         let state = &mut resp.new_state;
-        let url = match database_url(state.attr("database_url"), req.provider) {
-            Ok(Some(u)) => u,
-            Ok(None) => {
-                return resp.diagnostics.push(Diagnostic::error(
-                    "Database URL not known",
-                    "Refreshing artifortress_migration needs the provider's database_url, which \
-                     depends on a value not known yet.",
-                ));
-            }
+        let url = match req
+            .provider
+            .need_database_url(state.attr("database_url"), "database_url")
+        {
+            Ok(u) => u,
             Err(d) => return resp.diagnostics.push(d),
         };
         // A fresh import holds only the id: it must name the database the URL points at.
@@ -776,9 +758,9 @@ async fn plan_by_reading(
     settings: &Settings,
     resp: &mut ModifyPlanResponse,
 ) {
-    let url = match database_url(config.attr("database_url"), settings) {
+    let url = match settings.database_url_for(config.attr("database_url")) {
         Ok(u) => u,
-        Err(d) => return resp.diagnostics.push(d),
+        Err(d) => return resp.diagnostics.push(d.at_attr("database_url")),
     };
     if let Some(u) = &url
         && let Ok(id) = migrations::database_identity(u)
@@ -860,17 +842,8 @@ fn check_policy(
 /// Create and update: lock, re-plan under the lock, run what is pending, record the truth.
 async fn apply(req: ApplyRequest<'_, Settings>, resp: &mut ApplyResponse, operation: &str) {
     let (config, settings) = (req.config, req.provider);
-    let url = match database_url(config.attr("database_url"), settings) {
-        Ok(Some(u)) => u,
-        Ok(None) => {
-            return resp.diagnostics.push(
-                Diagnostic::error(
-                    "Database URL not known",
-                    "The database URL is still unknown during apply.",
-                )
-                .at_attr("database_url"),
-            );
-        }
+    let url = match settings.need_database_url(config.attr("database_url"), "database_url") {
+        Ok(u) => u,
         Err(d) => return resp.diagnostics.push(d),
     };
     let files = match load_files(config.attr("dir").as_str()) {

@@ -22,7 +22,6 @@ use crate::protocol::types::Type;
 use crate::protocol::value::{Number, Value};
 use crate::provider::Settings;
 use crate::resources::backup::timestamp;
-use crate::resources::migration::database_url;
 
 pub const TYPE_NAME: &str = "artifortress_restore_drill";
 const DEFAULT_DRILL_DATABASE: &str = "artifortress_drill";
@@ -281,13 +280,7 @@ impl Resource<Settings> for RestoreDrill {
         resp: &mut ModifyPlanResponse,
     ) {
         let (config, settings) = (req.config, req.provider);
-        if config.attr("bucket").is_null() && req.prior_state.is_null() {
-            match settings.bucket(None) {
-                Ok(Some(b)) => resp.planned_state.set_attr("bucket", b.into()),
-                Ok(None) => {}
-                Err(d) => resp.diagnostics.push(d.at_attr("bucket")),
-            }
-        }
+        super::plan_default_bucket(config, req.prior_state, settings, resp);
         // Never the source: refuse at plan time what is known to be the service's database or
         // the admin connection's own.
         let Some(drill) = resp
@@ -298,10 +291,11 @@ impl Resource<Settings> for RestoreDrill {
         else {
             return;
         };
-        let admin = database_url(config.attr("admin_database_url"), settings)
+        let admin = settings
+            .database_url_for(config.attr("admin_database_url"))
             .ok()
             .flatten();
-        let source = database_url(&Value::Null, settings).ok().flatten();
+        let source = settings.database_url_for(&Value::Null).ok().flatten();
         if let Some(admin) = admin.as_deref()
             && let Ok(admin_id) = database_identity(admin)
         {
@@ -325,28 +319,15 @@ impl Resource<Settings> for RestoreDrill {
 
     async fn create(&self, req: ApplyRequest<'_, Settings>, resp: &mut ApplyResponse) {
         let (config, planned, settings) = (req.config, req.planned_state, req.provider);
-        let admin_url = match database_url(config.attr("admin_database_url"), settings) {
-            Ok(Some(u)) => u,
-            Ok(None) => {
-                return resp.diagnostics.push(
-                    Diagnostic::error(
-                        "Database URL not known",
-                        "The admin database URL is unknown during apply.",
-                    )
-                    .at_attr("admin_database_url"),
-                );
-            }
-            Err(d) => return resp.diagnostics.push(d.at_attr("admin_database_url")),
+        let admin_url = match settings
+            .need_database_url(config.attr("admin_database_url"), "admin_database_url")
+        {
+            Ok(u) => u,
+            Err(d) => return resp.diagnostics.push(d),
         };
-        let bucket = match settings.bucket(planned.attr("bucket").as_str()) {
-            Ok(Some(b)) => b,
-            Ok(None) => {
-                return resp.diagnostics.push(
-                    Diagnostic::error("Bucket not known", "The bucket is unknown during apply.")
-                        .at_attr("bucket"),
-                );
-            }
-            Err(d) => return resp.diagnostics.push(d.at_attr("bucket")),
+        let bucket = match settings.need_bucket(planned.attr("bucket").as_str(), "bucket") {
+            Ok(b) => b,
+            Err(d) => return resp.diagnostics.push(d),
         };
         let s3 = match settings.object_store() {
             Ok(c) => c,
