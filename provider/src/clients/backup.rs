@@ -699,6 +699,11 @@ async fn run_on(
     if let Err(e) = write_manifest(s3, &manifest).await {
         return Err(cleanup(e.into()).await);
     }
+    // Once more at the end: right after the object store restarted, the first listing may
+    // have failed or come back before the store saw every open upload.
+    if let Err(e) = abort_stale_uploads(s3, &spec.bucket, &spec.prefix).await {
+        tracing::warn!(error = %e, "could not list or abort stale multipart uploads");
+    }
     Ok(manifest)
 }
 
