@@ -260,6 +260,18 @@ fn backup_lifecycle_triggers_drift_labels_import_and_retention() {
             "retention = retain keeps the old dump"
         );
 
+        // A lost manifest is a warning, not a new backup.
+        let second_manifest = wd.output("manifest_key").as_str().unwrap().to_string();
+        bed.delete(&second_manifest);
+        // (The data source's newest backup changes, so only the resource's action is checked.)
+        let plan = wd.plan_detailed();
+        assert!(
+            plan.text().contains("Backup manifest missing"),
+            "{}",
+            plan.text()
+        );
+        assert_eq!(resource_actions(&wd), json!(["no-op"]));
+
         // Deleted out of band: the plan proposes a new backup.
         bed.delete(&second);
         let plan = wd.plan_detailed();

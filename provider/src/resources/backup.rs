@@ -340,6 +340,17 @@ impl Resource<Settings> for Backup {
             }
         }
         if !importing {
+            // The dump is what the backup is; a lost manifest is worth a warning (restore
+            // drills and the backups data source need it), not a new backup.
+            let manifest_key = state.attr("manifest_key").as_str().unwrap_or_default();
+            if let Ok(None) = object_store::head(&s3, &bucket, manifest_key).await {
+                resp.diagnostics.push(Diagnostic::warning(
+                    "Backup manifest missing",
+                    format!(
+                        "s3://{bucket}/{manifest_key} no longer exists. The dump                          s3://{bucket}/{object_key} is still there, but restore drills and                          data.artifortress_backups find backups by their manifests. Take a new                          backup (change `triggers`) or restore the manifest."
+                    ),
+                ));
+            }
             return;
         }
         // Import: everything comes from the manifest.
