@@ -38,12 +38,12 @@
 //! throw-away servers on this machine (PostgreSQL with fsync=off). Run it with
 //! `bench/backup.sh`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use acceptance_tests::support::garage::GarageServer;
@@ -52,12 +52,12 @@ use artifortress_provider::clients::backup::{self, BackupSpec, Compression, Form
 use artifortress_provider::clients::object_store::{self, ObjectStoreConfig, ObjectStoreError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use sqlx::Connection;
+use common::{
+    BATCH_ROWS, BoxError, RANDOM_BYTES_PER_ROW, Result, SETTINGS_SQL, checked, env_u64, err,
+    garage_client, load, median, met, mib, min_max, rows_for,
+};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Result<T, E = BoxError> = std::result::Result<T, E>;
 
 /// Ours / floor must stay at or below this.
 const GOAL_VS_FLOOR: f64 = 1.3;
@@ -71,14 +71,8 @@ const GROWTH_TOLERANCE_MIB: f64 = 4.0;
 const GROWTH_TOLERANCE_FRACTION: f64 = 0.10;
 /// Part size of the service way's multipart upload.
 const SERVICE_PART: usize = 8 * 1024 * 1024;
-/// Bytes one generated row takes in the custom-format dump (measured; the printed dump size
-/// is the real one).
-const ROW_DUMP_BYTES: u64 = 668;
-const RANDOM_BYTES_PER_ROW: i32 = 256;
-const BATCH_ROWS: u64 = 20_000;
 const GNU_TIME: &str = "/usr/bin/time";
 const PREFIX: &str = "bench/backup/";
-const MIB: f64 = 1024.0 * 1024.0;
 
 fn main() {
     // `cargo bench` passes `--bench`; there is nothing to configure on the command line.
@@ -91,22 +85,6 @@ fn main() {
         eprintln!("backup bench: error: {e}");
         std::process::exit(1);
     }
-}
-
-fn err(message: impl Into<String>) -> BoxError {
-    message.into().into()
-}
-
-fn checked(out: Output, what: &str) -> Result<Output> {
-    if !out.status.success() {
-        return Err(err(format!(
-            "{what} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    Ok(out)
 }
 
 // ------------------------------------------------------------------------------------------
@@ -152,10 +130,7 @@ fn child_ours() -> Result<()> {
         connect_timeout: Duration::from_secs(10),
     };
     // The provider's own runtime (provider/src/main.rs).
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = common::runtime()?;
     let s3 = object_store::client(&cfg);
     let rss_before_kib = proc_status_kib("VmRSS")?;
     let (secs, manifest) = runtime.block_on(async {
@@ -307,9 +282,11 @@ impl Bench {
         self.pg
             .create_database(db)
             .map_err(|e| err(e.to_string()))?;
-        let rows = (size_mib * 1024 * 1024 / ROW_DUMP_BYTES).max(1);
+        let rows = rows_for(size_mib);
         let url = self.url(db);
-        let database_bytes = self.runtime.block_on(load(&url, rows))?;
+        let database_bytes =
+            self.runtime
+                .block_on(load(&url, rows, "vacuum (freeze, analyze) bench_data"))?;
         Ok(Generated {
             rows,
             secs: started.elapsed().as_secs_f64(),
@@ -498,71 +475,6 @@ impl Bench {
             service,
         })
     }
-}
-
-/// Create the table and fill it with `rows` rows over two sessions; returns pg_database_size.
-async fn load(url: &str, rows: u64) -> Result<u64> {
-    let mut conn = sqlx::PgConnection::connect(url).await?;
-    sqlx::raw_sql(
-        "create extension if not exists pgcrypto;
-         create table bench_data (
-             id bigint not null,
-             account integer not null,
-             balance integer not null,
-             filler char(84),
-             note text not null,
-             payload bytea not null
-         ) with (autovacuum_enabled = off);",
-    )
-    .execute(&mut conn)
-    .await?;
-    let batches = rows.div_ceil(BATCH_ROWS);
-    let next = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..2 {
-        let (url, next) = (url.to_string(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut conn = sqlx::PgConnection::connect(&url).await?;
-            loop {
-                let b = next.fetch_add(1, Ordering::Relaxed);
-                if b >= batches {
-                    break;
-                }
-                let lo = b * BATCH_ROWS + 1;
-                let hi = ((b + 1) * BATCH_ROWS).min(rows);
-                sqlx::query(
-                    "insert into bench_data (id, account, balance, filler, note, payload)
-                     select g, (g % 100000)::int, ((g * 7919) % 20001 - 10000)::int, '',
-                            'order ' || g || ' ' || md5(g::text), gen_random_bytes($3)
-                     from generate_series($1::bigint, $2::bigint) g",
-                )
-                .bind(lo as i64)
-                .bind(hi as i64)
-                .bind(RANDOM_BYTES_PER_ROW)
-                .execute(&mut conn)
-                .await?;
-            }
-            conn.close().await?;
-            Ok::<_, BoxError>(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    // One statement each: several in one simple query would run as one transaction, and
-    // VACUUM refuses that.
-    for sql in [
-        "alter table bench_data add primary key (id)",
-        "vacuum (freeze, analyze) bench_data",
-        "checkpoint",
-    ] {
-        sqlx::raw_sql(sql).execute(&mut conn).await?;
-    }
-    let size: i64 = sqlx::query_scalar("select pg_database_size(current_database())")
-        .fetch_one(&mut conn)
-        .await?;
-    conn.close().await?;
-    Ok(size as u64)
 }
 
 /// The service's upload: a sequential multipart upload of `file`, 8 MiB parts read from it.
@@ -848,47 +760,6 @@ struct Sample {
     service: Option<ServiceRun>,
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
-fn min_max(v: &[f64]) -> (f64, f64) {
-    v.iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
-            (lo.min(x), hi.max(x))
-        })
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / MIB
-}
-
-fn met(ok: bool) -> &'static str {
-    if ok { "met" } else { "missed" }
-}
-
-fn env_u64(name: &str, default: u64) -> Result<u64> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .ok()
-            .filter(|&n: &u64| n > 0)
-            .ok_or_else(|| err(format!("{name} must be a positive integer, not {v:?}"))),
-        _ => Ok(default),
-    }
-}
-
 fn env_sizes() -> Result<Option<Vec<u64>>> {
     let Ok(v) = std::env::var("BENCH_SIZES") else {
         return Ok(None);
@@ -947,17 +818,8 @@ fn run() -> Result<()> {
         .next()
         .and_then(|l| l.trim().parse().ok())
         .ok_or_else(|| err("no pid in postmaster.pid"))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let s3 = object_store::client(&ObjectStoreConfig {
-        endpoint: Some(garage.endpoint()),
-        region: garage.region().to_string(),
-        access_key_id: Some(garage.access_key().to_string()),
-        secret_access_key: Some(garage.secret_key().to_string()),
-        force_path_style: true,
-    });
+    let runtime = common::runtime()?;
+    let s3 = garage_client(&garage);
     let work = tempfile::Builder::new()
         .prefix("af-bench-backup-")
         .tempdir()?;
@@ -991,10 +853,7 @@ fn run() -> Result<()> {
             .map_err(|e| err(e.to_string()))
     };
     let version = q("show server_version")?;
-    let settings = q(
-        "select string_agg(name || '=' || setting, ', ' order by name) from pg_settings \
-         where name in ('fsync', 'synchronous_commit', 'full_page_writes', 'shared_buffers')",
-    )?;
+    let settings = q(SETTINGS_SQL)?;
     let pg_dump_version = checked(
         Command::new(&bench.pg_dump).arg("--version").output()?,
         "pg_dump --version",

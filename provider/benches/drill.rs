@@ -27,35 +27,28 @@
 //! first), after an untimed warm-up of each. PostgreSQL and Garage are throw-away servers on
 //! this machine (PostgreSQL with fsync=off). Run it with `bench/drill.sh`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use acceptance_tests::support::garage::GarageServer;
 use acceptance_tests::support::postgres::{PgServer, pg_bin_dir};
 use artifortress_provider::clients::backup::{self, BackupSpec, Compression, Format};
-use artifortress_provider::clients::object_store::{self, ObjectStoreConfig};
 use artifortress_provider::clients::restore::{self, DrillReport, DrillSpec};
-use sqlx::Connection;
+use common::{
+    RANDOM_BYTES_PER_ROW, Result, SETTINGS_SQL, checked, env_u64, err, garage_client, load, median,
+    met, mib, min_max, rows_for,
+};
 use tokio_util::sync::CancellationToken;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Result<T, E = BoxError> = std::result::Result<T, E>;
 
 /// Ours / service must stay at or below this.
 const GOAL_VS_SERVICE: f64 = 0.6;
-/// Bytes one generated row takes in the custom-format dump (as in benches/backup.rs; the
-/// printed dump size is the real one).
-const ROW_DUMP_BYTES: u64 = 668;
-const RANDOM_BYTES_PER_ROW: i32 = 256;
-const BATCH_ROWS: u64 = 20_000;
 const SOURCE_DB: &str = "src";
 const DRILL_DB: &str = "bench_drill";
 const PREFIX: &str = "bench/drill/";
-const MIB: f64 = 1024.0 * 1024.0;
 
 fn main() {
     // `cargo bench` passes `--bench`; there is nothing to configure on the command line.
@@ -63,22 +56,6 @@ fn main() {
         eprintln!("drill bench: error: {e}");
         std::process::exit(1);
     }
-}
-
-fn err(message: impl Into<String>) -> BoxError {
-    message.into().into()
-}
-
-fn checked(out: Output, what: &str) -> Result<Output> {
-    if !out.status.success() {
-        return Err(err(format!(
-            "{what} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    Ok(out)
 }
 
 struct Bench {
@@ -269,128 +246,14 @@ impl Bench {
     }
 }
 
-/// Create the data table in `url`'s database and fill it with `rows` rows over two sessions.
-async fn load(url: &str, rows: u64) -> Result<u64> {
-    let mut conn = sqlx::PgConnection::connect(url).await?;
-    sqlx::raw_sql(
-        "create extension if not exists pgcrypto;
-         create table bench_data (
-             id bigint not null,
-             account integer not null,
-             balance integer not null,
-             filler char(84),
-             note text not null,
-             payload bytea not null
-         ) with (autovacuum_enabled = off);",
-    )
-    .execute(&mut conn)
-    .await?;
-    let batches = rows.div_ceil(BATCH_ROWS);
-    let next = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..2 {
-        let (url, next) = (url.to_string(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut conn = sqlx::PgConnection::connect(&url).await?;
-            loop {
-                let b = next.fetch_add(1, Ordering::Relaxed);
-                if b >= batches {
-                    break;
-                }
-                let lo = b * BATCH_ROWS + 1;
-                let hi = ((b + 1) * BATCH_ROWS).min(rows);
-                sqlx::query(
-                    "insert into bench_data (id, account, balance, filler, note, payload)
-                     select g, (g % 100000)::int, ((g * 7919) % 20001 - 10000)::int, '',
-                            'order ' || g || ' ' || md5(g::text), gen_random_bytes($3)
-                     from generate_series($1::bigint, $2::bigint) g",
-                )
-                .bind(lo as i64)
-                .bind(hi as i64)
-                .bind(RANDOM_BYTES_PER_ROW)
-                .execute(&mut conn)
-                .await?;
-            }
-            conn.close().await?;
-            Ok::<_, BoxError>(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    // One statement each: VACUUM refuses to run inside a multi-statement transaction.
-    for sql in [
-        "alter table bench_data add primary key (id)",
-        "vacuum (freeze, analyze)",
-        "checkpoint",
-    ] {
-        sqlx::raw_sql(sql).execute(&mut conn).await?;
-    }
-    let size: i64 = sqlx::query_scalar("select pg_database_size(current_database())")
-        .fetch_one(&mut conn)
-        .await?;
-    conn.close().await?;
-    Ok(size as u64)
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
-fn min_max(v: &[f64]) -> (f64, f64) {
-    v.iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
-            (lo.min(x), hi.max(x))
-        })
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / MIB
-}
-
-fn met(ok: bool) -> &'static str {
-    if ok { "met" } else { "missed" }
-}
-
-fn env_u64(name: &str, default: u64) -> Result<u64> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .ok()
-            .filter(|&n: &u64| n > 0)
-            .ok_or_else(|| err(format!("{name} must be a positive integer, not {v:?}"))),
-        _ => Ok(default),
-    }
-}
-
 fn run() -> Result<()> {
     let runs = env_u64("RUNS", 3)? as usize;
     let size_mib = env_u64("BENCH_SIZE_MB", 256)?;
     let bin = pg_bin_dir().map_err(|e| err(e.to_string()))?;
     let pg = PgServer::start().map_err(|e| err(e.to_string()))?;
     let garage = GarageServer::start().map_err(|e| err(e.to_string()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let s3 = object_store::client(&ObjectStoreConfig {
-        endpoint: Some(garage.endpoint()),
-        region: garage.region().to_string(),
-        access_key_id: Some(garage.access_key().to_string()),
-        secret_access_key: Some(garage.secret_key().to_string()),
-        force_path_style: true,
-    });
+    let runtime = common::runtime()?;
+    let s3 = garage_client(&garage);
     let work = tempfile::Builder::new()
         .prefix("af-bench-drill-")
         .tempdir()?;
@@ -407,11 +270,7 @@ fn run() -> Result<()> {
     };
 
     let version = bench.psql("postgres", "show server_version")?;
-    let settings = bench.psql(
-        "postgres",
-        "select string_agg(name || '=' || setting, ', ' order by name) from pg_settings \
-         where name in ('fsync', 'synchronous_commit', 'full_page_writes', 'shared_buffers')",
-    )?;
+    let settings = bench.psql("postgres", SETTINGS_SQL)?;
     let tool_version = checked(
         bench.tool("pg_restore").arg("--version").output()?,
         "pg_restore --version",
@@ -439,8 +298,12 @@ fn run() -> Result<()> {
         .create_migrated_database(SOURCE_DB)
         .map_err(|e| err(e.to_string()))?;
     bench.pg.seed(SOURCE_DB).map_err(|e| err(e.to_string()))?;
-    let rows = (size_mib * 1024 * 1024 / ROW_DUMP_BYTES).max(1);
-    let database_bytes = bench.runtime.block_on(load(&bench.url(SOURCE_DB), rows))?;
+    let rows = rows_for(size_mib);
+    let database_bytes = bench.runtime.block_on(load(
+        &bench.url(SOURCE_DB),
+        rows,
+        "vacuum (freeze, analyze)",
+    ))?;
     println!(
         "data: the test bed's migrations and seed, plus {rows} rows (id, 2 ints, char(84) blank \
          filler, md5 text, {RANDOM_BYTES_PER_ROW} random bytes from gen_random_bytes) in \

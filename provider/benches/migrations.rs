@@ -17,18 +17,18 @@
 //! throw-away server is started. `RUNS` (default 5): timed runs of each, interleaved, after one
 //! untimed warm-up round. Run it with `bench/migrations.sh`.
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use acceptance_tests::support::postgres::{PgServer, pg_bin_dir};
 use acceptance_tests::support::{migrations_dir, testbed_dir};
 use artifortress_provider::clients::migrations::{LEDGER_DDL, Migrator, PlanInputs, load_dir};
+use common::{Result, checked, err, median, met, min_max};
 use tokio_util::sync::CancellationToken;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Result<T, E = BoxError> = std::result::Result<T, E>;
 
 /// Files applied by every run.
 const FILE_COUNT: usize = 50;
@@ -45,10 +45,6 @@ fn main() {
         eprintln!("migrations bench: error: {e}");
         std::process::exit(1);
     }
-}
-
-fn err(message: impl Into<String>) -> BoxError {
-    message.into().into()
 }
 
 // ------------------------------------------------------------------------------------------
@@ -154,18 +150,6 @@ impl Server {
         }
         Ok(())
     }
-}
-
-fn checked(out: Output, what: &str) -> Result<Output> {
-    if !out.status.success() {
-        return Err(err(format!(
-            "{what} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    Ok(out)
 }
 
 // ------------------------------------------------------------------------------------------
@@ -579,30 +563,8 @@ impl Bench {
     }
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
-fn min_max(v: &[f64]) -> (f64, f64) {
-    v.iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
-            (lo.min(x), hi.max(x))
-        })
-}
-
 fn ms(s: f64) -> String {
     format!("{:.1}", s * 1000.0)
-}
-
-fn met(ok: bool) -> &'static str {
-    if ok { "met" } else { "missed" }
 }
 
 fn run() -> Result<()> {
@@ -640,10 +602,7 @@ fn run() -> Result<()> {
     );
     println!("runs: 1 untimed warm-up round, then {runs} timed runs of each, interleaved");
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = common::runtime()?;
     let mut bench = Bench {
         server,
         runtime,

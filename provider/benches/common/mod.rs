@@ -1,0 +1,186 @@
+//! Helpers shared by the benchmark binaries (`benches/migrations.rs`, `benches/backup.rs`,
+//! `benches/drill.rs`), each of which includes this file with `mod common;`. Every bench
+//! compiles it on its own, so an item not every bench uses carries `#[allow(dead_code)]`.
+
+use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use acceptance_tests::support::garage::GarageServer;
+use artifortress_provider::clients::object_store::{self, ObjectStoreConfig};
+use sqlx::Connection;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Result<T, E = BoxError> = std::result::Result<T, E>;
+
+#[allow(dead_code)]
+pub const MIB: f64 = 1024.0 * 1024.0;
+/// Bytes one generated row takes in the custom-format dump (measured; the printed dump size
+/// is the real one).
+#[allow(dead_code)]
+pub const ROW_DUMP_BYTES: u64 = 668;
+#[allow(dead_code)]
+pub const RANDOM_BYTES_PER_ROW: i32 = 256;
+#[allow(dead_code)]
+pub const BATCH_ROWS: u64 = 20_000;
+/// The server settings the backup and drill benches print.
+#[allow(dead_code)]
+pub const SETTINGS_SQL: &str = "select string_agg(name || '=' || setting, ', ' order by name) \
+     from pg_settings \
+     where name in ('fsync', 'synchronous_commit', 'full_page_writes', 'shared_buffers')";
+
+pub fn err(message: impl Into<String>) -> BoxError {
+    message.into().into()
+}
+
+/// `out` if its process succeeded, else an error naming `what` with its stdout and stderr.
+pub fn checked(out: Output, what: &str) -> Result<Output> {
+    if !out.status.success() {
+        return Err(err(format!(
+            "{what} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(out)
+}
+
+/// The provider's own runtime (provider/src/main.rs): multi-threaded, two workers.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// An S3 client for the throw-away Garage (path-style).
+#[allow(dead_code)]
+pub fn garage_client(garage: &GarageServer) -> aws_sdk_s3::Client {
+    object_store::client(&ObjectStoreConfig {
+        endpoint: Some(garage.endpoint()),
+        region: garage.region().to_string(),
+        access_key_id: Some(garage.access_key().to_string()),
+        secret_access_key: Some(garage.secret_key().to_string()),
+        force_path_style: true,
+    })
+}
+
+/// Rows of generated data whose custom-format dump is about `size_mib` MiB.
+#[allow(dead_code)]
+pub fn rows_for(size_mib: u64) -> u64 {
+    (size_mib * 1024 * 1024 / ROW_DUMP_BYTES).max(1)
+}
+
+/// Create the table `bench_data` in `url`'s database and fill it with `rows` rows over two
+/// sessions, then add its primary key, run `vacuum` (a whole `VACUUM` statement: the table or
+/// the whole database) and a checkpoint; returns pg_database_size.
+#[allow(dead_code)]
+pub async fn load(url: &str, rows: u64, vacuum: &'static str) -> Result<u64> {
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    sqlx::raw_sql(
+        "create extension if not exists pgcrypto;
+         create table bench_data (
+             id bigint not null,
+             account integer not null,
+             balance integer not null,
+             filler char(84),
+             note text not null,
+             payload bytea not null
+         ) with (autovacuum_enabled = off);",
+    )
+    .execute(&mut conn)
+    .await?;
+    let batches = rows.div_ceil(BATCH_ROWS);
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let (url, next) = (url.to_string(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = sqlx::PgConnection::connect(&url).await?;
+            loop {
+                let b = next.fetch_add(1, Ordering::Relaxed);
+                if b >= batches {
+                    break;
+                }
+                let lo = b * BATCH_ROWS + 1;
+                let hi = ((b + 1) * BATCH_ROWS).min(rows);
+                sqlx::query(
+                    "insert into bench_data (id, account, balance, filler, note, payload)
+                     select g, (g % 100000)::int, ((g * 7919) % 20001 - 10000)::int, '',
+                            'order ' || g || ' ' || md5(g::text), gen_random_bytes($3)
+                     from generate_series($1::bigint, $2::bigint) g",
+                )
+                .bind(lo as i64)
+                .bind(hi as i64)
+                .bind(RANDOM_BYTES_PER_ROW)
+                .execute(&mut conn)
+                .await?;
+            }
+            conn.close().await?;
+            Ok::<_, BoxError>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    // One statement each: several in one simple query would run as one transaction, and
+    // VACUUM refuses that.
+    for sql in [
+        "alter table bench_data add primary key (id)",
+        vacuum,
+        "checkpoint",
+    ] {
+        sqlx::raw_sql(sql).execute(&mut conn).await?;
+    }
+    let size: i64 = sqlx::query_scalar("select pg_database_size(current_database())")
+        .fetch_one(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(size as u64)
+}
+
+/// The median of `v` (the mean of the middle two for an even count); NaN when empty.
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+pub fn min_max(v: &[f64]) -> (f64, f64) {
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        })
+}
+
+#[allow(dead_code)]
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / MIB
+}
+
+pub fn met(ok: bool) -> &'static str {
+    if ok { "met" } else { "missed" }
+}
+
+/// A positive integer from the environment; `default` when unset or blank.
+#[allow(dead_code)]
+pub fn env_u64(name: &str, default: u64) -> Result<u64> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&n: &u64| n > 0)
+            .ok_or_else(|| err(format!("{name} must be a positive integer, not {v:?}"))),
+        _ => Ok(default),
+    }
+}
