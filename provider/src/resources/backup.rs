@@ -272,15 +272,17 @@ impl Resource<Settings> for Backup {
             r = &mut work => r,
             _ = tokio::time::sleep(limit) => {
                 stop.cancel();
-                let r = work.await;
-                return resp.diagnostics.push(Diagnostic::error(
-                    "Backup timed out",
-                    format!(
-                        "The backup did not finish within the create timeout ({}); it was stopped and its upload aborted. {}",
-                        crate::protocol::duration::format(limit),
-                        r.err().map(|e| e.to_string()).unwrap_or_default()
-                    ),
-                ).at_attr("timeouts"));
+                match work.await {
+                    // It finished as the time ran out: a complete backup is kept.
+                    Ok(m) => Ok(m),
+                    Err(e) => return resp.diagnostics.push(Diagnostic::error(
+                        "Backup timed out",
+                        format!(
+                            "The backup did not finish within the create timeout ({}); it was stopped and its upload aborted. {e}",
+                            crate::protocol::duration::format(limit),
+                        ),
+                    ).at_attr("timeouts")),
+                }
             }
         };
         match result {
