@@ -63,15 +63,33 @@ pub fn terraforms() -> Vec<Terraform> {
 }
 
 /// A CLI configuration whose filesystem mirror holds the provider under test.
+///
+/// Every test process (nextest runs one per test) shares one mirror per provider binary under
+/// Cargo's `target/tmp`, built in a scratch directory and renamed into place, so concurrent
+/// processes agree on it and nothing is left in `/tmp`.
 pub fn cli_config() -> PathBuf {
-    static CONFIG: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    static CONFIG: OnceLock<PathBuf> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
             let provider = PathBuf::from(required_env("ARTIFORTRESS_PROVIDER_BIN"));
             assert!(provider.exists(), "{} does not exist", provider.display());
-            let dir = tempfile::Builder::new().prefix("af-tf-").tempdir().unwrap();
             let version = env!("CARGO_PKG_VERSION");
-            let platform = dir.path().join(format!(
+            let key = {
+                use sha2::Digest;
+                hex::encode(&sha2::Sha256::digest(provider.as_os_str().as_encoded_bytes())[..8])
+            };
+            let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+            let home = tmp.join(format!("af-tf-mirror-{version}-{key}"));
+            let rc = home.join("terraformrc");
+            if rc.exists() {
+                return rc;
+            }
+            std::fs::create_dir_all(&tmp).unwrap();
+            let scratch = tempfile::Builder::new()
+                .prefix("af-tf-building-")
+                .tempdir_in(&tmp)
+                .unwrap();
+            let platform = scratch.path().join(format!(
                 "mirror/registry.terraform.io/artifortress/artifortress/{version}/linux_amd64"
             ));
             std::fs::create_dir_all(&platform).unwrap();
@@ -80,18 +98,23 @@ pub fn cli_config() -> PathBuf {
                 platform.join(format!("terraform-provider-artifortress_v{version}")),
             )
             .unwrap();
-            let rc = dir.path().join("terraformrc");
             std::fs::write(
-                &rc,
+                scratch.path().join("terraformrc"),
                 format!(
                     "provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"registry.terraform.io/artifortress/artifortress\"]\n  }}\n  direct {{\n    exclude = [\"registry.terraform.io/artifortress/artifortress\"]\n  }}\n}}\n",
-                    dir.path().join("mirror").display()
+                    home.join("mirror").display()
                 ),
             )
             .unwrap();
-            (dir, rc)
+            // Another process may have won the race: then its identical mirror is used and
+            // ours is removed.
+            let built = scratch.keep();
+            if std::fs::rename(&built, &home).is_err() {
+                let _ = std::fs::remove_dir_all(&built);
+                assert!(rc.exists(), "no mirror at {}", home.display());
+            }
+            rc
         })
-        .1
         .clone()
 }
 
