@@ -274,6 +274,32 @@ impl Value {
         s.map(|s| Value::String(s.into())).unwrap_or(Value::Null)
     }
 
+    /// A list of strings.
+    pub fn string_list(items: impl IntoIterator<Item = String>) -> Value {
+        Value::List(items.into_iter().map(Value::String).collect())
+    }
+
+    /// A map of strings.
+    pub fn string_map<'a>(entries: impl IntoIterator<Item = (&'a String, &'a String)>) -> Value {
+        Value::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect(),
+        )
+    }
+
+    /// The string entries of a map (null, unknown and non-string entries left out).
+    pub fn to_string_map(&self) -> BTreeMap<String, String> {
+        self.as_map()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }
@@ -473,5 +499,19 @@ mod tests {
         assert_eq!(a, b);
         let c = Value::Set(vec![Value::from("x"), Value::from("x")]);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn string_maps_and_lists_round_trip() {
+        let map = BTreeMap::from([("a".to_string(), "1".to_string())]);
+        assert_eq!(Value::string_map(&map).to_string_map(), map);
+        let mut mixed = Value::string_map(&map);
+        if let Value::Map(m) = &mut mixed {
+            m.insert("b".into(), Value::unknown());
+            m.insert("c".into(), Value::Null);
+        }
+        assert_eq!(mixed.to_string_map(), map, "only known strings are taken");
+        assert!(Value::Null.to_string_map().is_empty());
+        assert!(Value::string_list(["x".to_string()]).same(&Value::List(vec![Value::string("x")])));
     }
 }

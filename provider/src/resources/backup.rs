@@ -83,26 +83,13 @@ fn write_manifest(state: &mut Value, m: &Manifest) {
     state.set_attr("pg_dump_version", m.pg_dump_version.clone().into());
 }
 
-fn string_map(v: &Value) -> BTreeMap<String, String> {
-    v.as_map()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
+/// Labels as state holds them: null rather than an empty map.
 fn labels_value(labels: &BTreeMap<String, String>) -> Value {
     if labels.is_empty() {
-        return Value::Null;
+        Value::Null
+    } else {
+        Value::string_map(labels)
     }
-    Value::Map(
-        labels
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect(),
-    )
 }
 
 const COMPUTED: [&str; 14] = [
@@ -259,7 +246,7 @@ impl Resource<Settings> for Backup {
                 .as_str()
                 .and_then(Compression::parse)
                 .unwrap_or(Compression::None),
-            labels: string_map(config.attr("labels")),
+            labels: config.attr("labels").to_string_map(),
             verify: planned.attr("verify").as_bool().unwrap_or(true),
             pg_dump: PathBuf::from(config.attr("pg_dump_path").as_str().unwrap_or("pg_dump")),
             connect_timeout: settings.request_timeout,
@@ -405,7 +392,7 @@ impl Resource<Settings> for Backup {
             let key = prior.attr("manifest_key").as_str().unwrap_or_default();
             match backup::read_manifest(&s3, bucket, key).await {
                 Ok(Some(mut m)) => {
-                    m.labels = string_map(planned.attr("labels"));
+                    m.labels = planned.attr("labels").to_string_map();
                     if let Err(e) = backup::write_manifest(&s3, &m).await {
                         return resp.diagnostics.push(
                             Diagnostic::error("Cannot update the backup's labels", e.to_string())

@@ -313,13 +313,16 @@ impl Observation {
     /// Sets the computed attributes to what the database holds now.
     pub fn write_now(&self, state: &mut Value) {
         state.set_attr("id", self.id.clone().into());
-        state.set_attr("applied_versions", strings(self.applied_versions()));
+        state.set_attr(
+            "applied_versions",
+            Value::string_list(self.applied_versions()),
+        );
         state.set_attr("pending", pending_value(self.pending()));
         state.set_attr(
             "head",
             Value::opt_string(self.view.head().map(str::to_string)),
         );
-        state.set_attr("checksums", string_map(&self.checksums()));
+        state.set_attr("checksums", Value::string_map(&self.checksums()));
         state.set_attr("last_applied_at", Value::opt_string(self.last_applied_at()));
     }
 
@@ -343,18 +346,6 @@ impl Observation {
             after: self.after(),
         }
     }
-}
-
-fn strings(items: impl IntoIterator<Item = String>) -> Value {
-    Value::List(items.into_iter().map(Value::String).collect())
-}
-
-fn string_map(map: &BTreeMap<String, String>) -> Value {
-    Value::Map(
-        map.iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect(),
-    )
 }
 
 pub(crate) fn pending_value(pending: &[PendingMigration]) -> Value {
@@ -409,10 +400,13 @@ struct After {
 
 impl After {
     fn write(&self, planned: &mut Value, prior: &Value) {
-        planned.set_attr("applied_versions", strings(self.applied_versions.clone()));
+        planned.set_attr(
+            "applied_versions",
+            Value::string_list(self.applied_versions.clone()),
+        );
         planned.set_attr("pending", Value::List(Vec::new()));
         planned.set_attr("head", Value::opt_string(self.head.clone()));
-        planned.set_attr("checksums", string_map(&self.checksums));
+        planned.set_attr("checksums", Value::string_map(&self.checksums));
         planned.set_attr(
             "last_applied_at",
             if self.writes_ledger {
@@ -457,15 +451,7 @@ impl Private {
 
 /// The planning inputs in `config` (or state): target, baseline, accepted checksums.
 pub(crate) fn plan_inputs(config: &Value) -> PlanInputs {
-    let accept_checksums = config
-        .attr("accept_checksums")
-        .as_map()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default();
+    let accept_checksums = config.attr("accept_checksums").to_string_map();
     PlanInputs {
         target: config.attr("target_version").as_str().map(str::to_string),
         baseline: config.attr("baseline_version").as_str().map(str::to_string),
@@ -743,8 +729,10 @@ fn plan_from_refresh(
             && prior.attr("head").as_str() == after.head.as_deref()
             && prior
                 .attr("applied_versions")
-                .same(&strings(after.applied_versions.clone()))
-            && prior.attr("checksums").same(&string_map(&after.checksums));
+                .same(&Value::string_list(after.applied_versions.clone()))
+            && prior
+                .attr("checksums")
+                .same(&Value::string_map(&after.checksums));
         if !unchanged {
             after.write(planned, prior);
         }
