@@ -49,9 +49,7 @@ use std::time::{Duration, Instant};
 use acceptance_tests::support::garage::GarageServer;
 use acceptance_tests::support::postgres::{PgServer, pg_bin_dir};
 use artifortress_provider::clients::backup::{self, BackupSpec, Compression, Format};
-use artifortress_provider::clients::object_store::{self, ObjectStoreConfig, ObjectStoreError};
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use artifortress_provider::clients::object_store::{self, ObjectStoreConfig};
 use common::{
     BATCH_ROWS, BoxError, RANDOM_BYTES_PER_ROW, Result, SETTINGS_SQL, checked, env_u64, err,
     garage_client, load, median, met, mib, min_max, rows_for,
@@ -479,15 +477,7 @@ impl Bench {
 
 /// The service's upload: a sequential multipart upload of `file`, 8 MiB parts read from it.
 async fn upload_file(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, file: &Path) -> Result<()> {
-    let created = s3
-        .create_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .content_type("application/sql")
-        .send()
-        .await
-        .map_err(|e| ObjectStoreError::new("CREATE UPLOAD", bucket, key, &e))?;
-    let upload_id = created.upload_id().unwrap_or_default().to_string();
+    let upload_id = object_store::create_upload(s3, bucket, key, "application/sql", &[]).await?;
     let result = async {
         let mut f = tokio::fs::File::open(file).await?;
         let mut parts = Vec::new();
@@ -505,38 +495,12 @@ async fn upload_file(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, file: &Pa
                 break;
             }
             buf.truncate(filled);
-            let out = s3
-                .upload_part()
-                .bucket(bucket)
-                .key(key)
-                .upload_id(&upload_id)
-                .part_number(number)
-                .body(ByteStream::from(buf))
-                .send()
-                .await
-                .map_err(|e| ObjectStoreError::new("UPLOAD PART", bucket, key, &e))?;
-            parts.push(
-                CompletedPart::builder()
-                    .set_e_tag(out.e_tag().map(str::to_string))
-                    .part_number(number)
-                    .build(),
-            );
+            parts.push(object_store::upload_part(s3, bucket, key, &upload_id, number, buf).await?);
             if filled < SERVICE_PART {
                 break;
             }
         }
-        s3.complete_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(&upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| ObjectStoreError::new("COMPLETE UPLOAD", bucket, key, &e))?;
+        object_store::complete_upload(s3, bucket, key, &upload_id, parts).await?;
         Ok::<_, BoxError>(())
     }
     .await;

@@ -28,8 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::CompletedPart;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -562,16 +561,14 @@ async fn run_on(
         ),
     };
 
-    let upload = s3
-        .create_multipart_upload()
-        .bucket(&spec.bucket)
-        .key(&object_key)
-        .content_type("application/octet-stream")
-        .metadata("artifortress-backup-id", &id)
-        .send()
-        .await
-        .map_err(|e| ObjectStoreError::new("CREATE UPLOAD", &spec.bucket, &object_key, &e))?;
-    let upload_id = upload.upload_id().unwrap_or_default().to_string();
+    let upload_id = object_store::create_upload(
+        s3,
+        &spec.bucket,
+        &object_key,
+        "application/octet-stream",
+        &[("artifortress-backup-id", &id)],
+    )
+    .await?;
 
     let streamed = stream_parts(
         s3,
@@ -634,18 +631,7 @@ async fn run_on(
             });
         }
     };
-    s3.complete_multipart_upload()
-        .bucket(&spec.bucket)
-        .key(&object_key)
-        .upload_id(&upload_id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| ObjectStoreError::new("COMPLETE UPLOAD", &spec.bucket, &object_key, &e))?;
+    object_store::complete_upload(s3, &spec.bucket, &object_key, &upload_id, parts).await?;
     tracing::info!(key = %object_key, size_bytes, dump_bytes, sha256 = %sha256, "dump uploaded");
 
     let cleanup = |err: BackupError| async {
@@ -762,25 +748,7 @@ async fn stream_parts(
             );
             let number = part_number;
             in_flight = Some(tokio::spawn(async move {
-                let out = s3
-                    .upload_part()
-                    .bucket(&bucket_s)
-                    .key(&key_s)
-                    .upload_id(&upload_s)
-                    .part_number(number)
-                    .body(ByteStream::from(buf))
-                    // The SDK's SigV4 payload hash is a second sha256 pass over every byte (and
-                    // another on the server); integrity is kept by the SDK's CRC32 checksum per
-                    // part, our own sha256 of the object and, with `verify`, the read-back.
-                    .customize()
-                    .disable_payload_signing()
-                    .send()
-                    .await
-                    .map_err(|e| ObjectStoreError::new("UPLOAD PART", &bucket_s, &key_s, &e))?;
-                Ok(CompletedPart::builder()
-                    .set_e_tag(out.e_tag().map(str::to_string))
-                    .part_number(number)
-                    .build())
+                object_store::upload_part(&s3, &bucket_s, &key_s, &upload_s, number, buf).await
             }));
         }
         if last_progress.elapsed() >= PROGRESS_EVERY {
