@@ -11,6 +11,7 @@
 
 pub mod clients;
 pub mod data_sources;
+pub mod ephemeral_resources;
 pub mod protocol;
 pub mod provider;
 pub mod resources;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use url::Url;
 
-use crate::clients::api::ApiClient;
+use crate::clients::api::{ApiClient, ApiError};
 use crate::clients::object_store::{self, ObjectStoreConfig};
 use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
 use crate::protocol::duration;
@@ -22,7 +22,7 @@ use crate::protocol::schema::{Attribute, Constraint, Nesting, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
 use crate::protocol::value::Value;
-use crate::{data_sources, resources};
+use crate::{data_sources, ephemeral_resources, resources};
 
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -43,6 +43,9 @@ pub enum Setting<T> {
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(s: String) -> Self {
+        Secret(s)
+    }
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -143,6 +146,9 @@ pub struct Settings {
     pub request_timeout: Duration,
     http: OnceLock<Result<reqwest::Client, String>>,
     s3: OnceLock<aws_sdk_s3::Client>,
+    /// Tokens minted by `ephemeral "artifortress_admin_token"` in this process, by id, so close
+    /// can revoke them without the secret ever leaving the process.
+    minted: std::sync::Mutex<std::collections::HashMap<String, Secret>>,
 }
 
 impl Settings {
@@ -248,6 +254,62 @@ impl Settings {
         })?;
         Ok(ApiClient::new(self.http()?, parsed, self.request_timeout))
     }
+}
+
+impl Settings {
+    pub fn remember_minted(&self, token_id: &str, token: Secret) {
+        if let Ok(mut m) = self.minted.lock() {
+            m.insert(token_id.to_string(), token);
+        }
+    }
+
+    pub fn forget_minted(&self, token_id: &str) -> Option<Secret> {
+        self.minted.lock().ok().and_then(|mut m| m.remove(token_id))
+    }
+
+    /// The provider's admin bearer token (possibly an ephemeral one given to this provider
+    /// block), or the diagnostic that says how to provide it.
+    pub fn admin_token(&self) -> Result<String, Diagnostic> {
+        require(
+            &self.admin_token,
+            ADMIN_TOKEN,
+            "an admin token (a PAT with scope `repo:*:admin`); an `ephemeral \"artifortress_admin_token\"` can mint one for this run, given to an aliased provider block as its admin_token",
+        )
+        .map(|s| s.expose().to_string())
+    }
+}
+
+/// A diagnostic for a failed API call: the summary says what the status means, the detail
+/// quotes the service's own `error`/`message`.
+pub fn api_diagnostic(doing: &str, e: &ApiError) -> Diagnostic {
+    let summary = match e {
+        ApiError::Service { status: 401, .. } => {
+            format!("{doing}: Artifortress refused the token (401)")
+        }
+        ApiError::Service { status: 403, .. } => {
+            format!("{doing}: the token lacks the required role (403)")
+        }
+        ApiError::Service { status: 503, .. } => {
+            format!("{doing}: Artifortress is unavailable (503)")
+        }
+        ApiError::Unreachable { .. } | ApiError::Timeout { .. } => {
+            format!("{doing}: Artifortress is unreachable")
+        }
+        _ => format!("{doing} failed"),
+    };
+    let hint = match e {
+        ApiError::Service { status: 401, .. } => {
+            "\n\nThe token is invalid, expired or revoked. Mint a fresh one (`ephemeral \"artifortress_admin_token\"`) or check `admin_token` / ARTIFORTRESS_ADMIN_TOKEN."
+        }
+        ApiError::Service { status: 403, .. } => {
+            "\n\nThe admin endpoints need a PAT with scope `repo:*:admin` or an admin/auditor role binding."
+        }
+        ApiError::Service { status: 503, .. } => {
+            "\n\nThe service answers 503 when PostgreSQL does not; see `data \"artifortress_readiness\"`."
+        }
+        _ => "",
+    };
+    Diagnostic::error(summary, format!("{e}{hint}"))
 }
 
 /// A value needed now: unknown is an error (on `attr`, like any error from `r`).
@@ -358,6 +420,7 @@ impl Settings {
             request_timeout,
             http: OnceLock::new(),
             s3: OnceLock::new(),
+            minted: Default::default(),
         })
     }
 }
@@ -441,6 +504,8 @@ impl Provider for ArtifortressProvider {
         vec![
             Arc::new(data_sources::backups::Backups),
             Arc::new(data_sources::migrations::Migrations),
+            Arc::new(data_sources::ops_summary::OpsSummary),
+            Arc::new(data_sources::preflight::Preflight),
             Arc::new(data_sources::readiness::Readiness),
         ]
     }
@@ -454,7 +519,7 @@ impl Provider for ArtifortressProvider {
     }
 
     fn ephemeral_resources(&self) -> Vec<Arc<dyn EphemeralResource<Settings>>> {
-        Vec::new()
+        vec![Arc::new(ephemeral_resources::admin_token::AdminToken)]
     }
 }
 

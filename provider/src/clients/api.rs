@@ -26,6 +26,128 @@ pub enum ApiError {
         message: String,
         body: String,
     },
+    /// The service refused with its own error body `{"error": code, "message": text}`.
+    #[error("{url} answered HTTP {status} {code}: {message}")]
+    Service {
+        url: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
+}
+
+impl ApiError {
+    /// The HTTP status the service answered, when it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::UnexpectedBody { status, .. } | ApiError::Service { status, .. } => {
+                Some(*status)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A bearer token or the bootstrap token: never printed.
+#[derive(Clone, Copy)]
+pub enum Credential<'a> {
+    Bearer(&'a str),
+    Bootstrap(&'a str),
+}
+
+impl std::fmt::Debug for Credential<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+            Credential::Bootstrap(_) => f.write_str("Bootstrap(<redacted>)"),
+        }
+    }
+}
+
+/// `GET /v1/admin/ops/summary` (every read writes an `ops.summary.read` audit row).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpsSummary {
+    pub pending_outbox_events: i64,
+    pub available_outbox_events: i64,
+    pub oldest_pending_outbox_age_seconds: i64,
+    pub failed_search_jobs: i64,
+    pub pending_search_jobs: i64,
+    pub incomplete_gc_runs: i64,
+    pub recent_policy_timeouts24h: i64,
+    #[serde(default)]
+    pub checked_at_utc: Option<String>,
+    pub readiness: ReadinessBody,
+    #[serde(default)]
+    pub trust_material: TrustMaterial,
+}
+
+impl OpsSummary {
+    /// The seven counters under their snake_case names, in the contract's order.
+    pub fn counters(&self) -> [(&'static str, i64); 7] {
+        [
+            ("pending_outbox_events", self.pending_outbox_events),
+            ("available_outbox_events", self.available_outbox_events),
+            (
+                "oldest_pending_outbox_age_seconds",
+                self.oldest_pending_outbox_age_seconds,
+            ),
+            ("failed_search_jobs", self.failed_search_jobs),
+            ("pending_search_jobs", self.pending_search_jobs),
+            ("incomplete_gc_runs", self.incomplete_gc_runs),
+            ("recent_policy_timeouts_24h", self.recent_policy_timeouts24h),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct TrustMaterial {
+    #[serde(default)]
+    pub oidc: Option<TrustStatus>,
+    #[serde(default)]
+    pub saml: Option<TrustStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TrustStatus {
+    pub healthy: bool,
+    pub status: String,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+/// `POST /v1/auth/pats` answer. `token` is the secret.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedToken {
+    pub token_id: String,
+    pub token: String,
+    pub subject: String,
+    pub scopes: Vec<String>,
+    pub expires_at_utc: String,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token_id", &self.token_id)
+            .field("token", &"<redacted>")
+            .field("subject", &self.subject)
+            .field("scopes", &self.scopes)
+            .field("expires_at_utc", &self.expires_at_utc)
+            .finish()
+    }
+}
+
+/// `GET /v1/auth/whoami`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WhoAmI {
+    pub subject: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub auth_source: Option<String>,
 }
 
 /// `GET /health/ready`: `{"status", "checkedAtUtc", "dependencies": [...]}`.
@@ -101,6 +223,149 @@ impl ApiClient {
             .await
             .map_err(|e| classify(&url, timeout, e))?;
         Ok((status, body))
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        credential: Option<Credential<'_>>,
+        body: Option<serde_json::Value>,
+    ) -> Result<(u16, String), ApiError> {
+        let url = self.url(path);
+        let mut req = self
+            .http
+            .request(method, &url)
+            .timeout(self.timeout)
+            .header(reqwest::header::ACCEPT, "application/json");
+        match credential {
+            Some(Credential::Bearer(t)) => req = req.bearer_auth(t),
+            Some(Credential::Bootstrap(t)) => req = req.header("X-Bootstrap-Token", t),
+            None => {}
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let response = req
+            .send()
+            .await
+            .map_err(|e| classify(&url, self.timeout, e))?;
+        let status = response.status().as_u16();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| classify(&url, self.timeout, e))?;
+        Ok((status, text))
+    }
+
+    /// A 2xx JSON body as `T`; a contract error body as [`ApiError::Service`].
+    fn parse<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        what: &'static str,
+        status: u16,
+        text: &str,
+    ) -> Result<T, ApiError> {
+        let url = self.url(path);
+        if (200..300).contains(&status) {
+            return serde_json::from_str(text).map_err(|e| ApiError::UnexpectedBody {
+                url,
+                status,
+                what,
+                message: e.to_string(),
+                body: excerpt(text),
+            });
+        }
+        #[derive(Deserialize)]
+        struct ErrorBody {
+            error: String,
+            #[serde(default)]
+            message: String,
+        }
+        match serde_json::from_str::<ErrorBody>(text) {
+            Ok(e) => Err(ApiError::Service {
+                url,
+                status,
+                code: e.error,
+                message: e.message,
+            }),
+            Err(e) => Err(ApiError::UnexpectedBody {
+                url,
+                status,
+                what: "error body",
+                message: e.to_string(),
+                body: excerpt(text),
+            }),
+        }
+    }
+
+    /// `GET /v1/admin/ops/summary` with an admin (or auditor) bearer token.
+    pub async fn ops_summary(&self, token: &str) -> Result<OpsSummary, ApiError> {
+        const PATH: &str = "/v1/admin/ops/summary";
+        let (status, text) = self
+            .send(
+                reqwest::Method::GET,
+                PATH,
+                Some(Credential::Bearer(token)),
+                None,
+            )
+            .await?;
+        self.parse(PATH, "ops summary", status, &text)
+    }
+
+    /// `POST /v1/auth/pats`: mint a personal access token.
+    pub async fn issue_token(
+        &self,
+        credential: Credential<'_>,
+        subject: &str,
+        scopes: &[String],
+        ttl_minutes: i64,
+    ) -> Result<IssuedToken, ApiError> {
+        const PATH: &str = "/v1/auth/pats";
+        let body =
+            serde_json::json!({"subject": subject, "scopes": scopes, "ttlMinutes": ttl_minutes});
+        let (status, text) = self
+            .send(reqwest::Method::POST, PATH, Some(credential), Some(body))
+            .await?;
+        self.parse(PATH, "issued token", status, &text)
+    }
+
+    /// `POST /v1/auth/pats/revoke` with an admin bearer. `Ok(false)` when the service does not
+    /// know the token (404).
+    pub async fn revoke_token(&self, admin_token: &str, token_id: &str) -> Result<bool, ApiError> {
+        const PATH: &str = "/v1/auth/pats/revoke";
+        let body = serde_json::json!({ "tokenId": token_id });
+        let (status, text) = self
+            .send(
+                reqwest::Method::POST,
+                PATH,
+                Some(Credential::Bearer(admin_token)),
+                Some(body),
+            )
+            .await?;
+        if status == 404 {
+            return Ok(false);
+        }
+        #[derive(Deserialize)]
+        struct Revoked {
+            status: String,
+        }
+        let r: Revoked = self.parse(PATH, "revocation", status, &text)?;
+        Ok(r.status == "revoked")
+    }
+
+    /// `GET /v1/auth/whoami`.
+    pub async fn whoami(&self, token: &str) -> Result<WhoAmI, ApiError> {
+        const PATH: &str = "/v1/auth/whoami";
+        let (status, text) = self
+            .send(
+                reqwest::Method::GET,
+                PATH,
+                Some(Credential::Bearer(token)),
+                None,
+            )
+            .await?;
+        self.parse(PATH, "whoami answer", status, &text)
     }
 
     /// `GET /health/live`: true when the process answers 200 `{"status":"ok"}`.
@@ -200,5 +465,52 @@ mod tests {
         .unwrap();
         assert_eq!(body.status, "degraded");
         assert_eq!(body.dependencies[1].detail.as_deref(), Some("slow"));
+    }
+
+    #[test]
+    fn ops_summary_body_follows_the_contract() {
+        let s: OpsSummary = serde_json::from_str(
+            r#"{"checkedAtUtc":"2026-11-27T03:00:00Z","pendingOutboxEvents":3,"availableOutboxEvents":2,
+              "oldestPendingOutboxAgeSeconds":40,"failedSearchJobs":1,"pendingSearchJobs":0,
+              "incompleteGcRuns":0,"recentPolicyTimeouts24h":5,
+              "readiness":{"status":"ready","dependencies":[]},
+              "trustMaterial":{"oidc":{"healthy":true,"status":"not_configured","detail":null},"saml":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.counters()[6], ("recent_policy_timeouts_24h", 5));
+        assert_eq!(s.counters()[2], ("oldest_pending_outbox_age_seconds", 40));
+        assert_eq!(s.trust_material.oidc.unwrap().status, "not_configured");
+        assert!(s.trust_material.saml.is_none());
+    }
+
+    #[test]
+    fn error_bodies_become_service_errors_and_tokens_never_print() {
+        let c = ApiClient::new(
+            reqwest::Client::new(),
+            Url::parse("http://h:1").unwrap(),
+            Duration::from_secs(1),
+        );
+        let e = c
+            .parse::<OpsSummary>(
+                "/v1/admin/ops/summary",
+                "ops summary",
+                403,
+                r#"{"error":"forbidden","message":"lacks the role"}"#,
+            )
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "http://h:1/v1/admin/ops/summary answered HTTP 403 forbidden: lacks the role"
+        );
+        let e = c
+            .parse::<OpsSummary>("/x", "ops summary", 502, "<html>bad gateway</html>")
+            .unwrap_err();
+        assert!(matches!(e, ApiError::UnexpectedBody { status: 502, .. }));
+        assert!(!format!("{:?}", Credential::Bearer("s3cr3t")).contains("s3cr3t"));
+        let t: IssuedToken = serde_json::from_str(
+            r#"{"tokenId":"t1","token":"s3cr3t","subject":"ci","scopes":["repo:*:admin"],"expiresAtUtc":"x"}"#,
+        )
+        .unwrap();
+        assert!(!format!("{t:?}").contains("s3cr3t"));
     }
 }

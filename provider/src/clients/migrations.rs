@@ -1087,6 +1087,33 @@ pub struct ApplyReport {
     pub head: Option<String>,
 }
 
+/// `url` without its password (and without `password`/`sslpassword` query parameters): still
+/// a working libpq/sqlx URL, whose password then comes from `PGPASSWORD` or `~/.pgpass`.
+pub fn without_password(url: &str) -> Result<String, MigrationError> {
+    let mut u = url::Url::parse(url).map_err(|e| MigrationError::InvalidUrl {
+        url: redact_url(url),
+        message: e.to_string(),
+    })?;
+    if u.password().is_some() {
+        let _ = u.set_password(None);
+    }
+    let secret_key =
+        |k: &str| k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
+    if u.query_pairs().any(|(k, _)| secret_key(&k)) {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .filter(|(k, _)| !secret_key(k))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        if pairs.is_empty() {
+            u.set_query(None);
+        } else {
+            u.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+    }
+    Ok(u.to_string())
+}
+
 /// `host:port/database` of a database URL: which database (and so which ledger) it points
 /// at, without user or password. Stable across password rotations.
 pub fn database_identity(url: &str) -> Result<String, MigrationError> {
@@ -1834,6 +1861,24 @@ async fn upsert_sidecar(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_password_keeps_a_working_url() {
+        assert_eq!(
+            without_password("postgres://app:s3cr3t@db:5432/af?sslmode=require&password=x")
+                .unwrap(),
+            "postgres://app@db:5432/af?sslmode=require"
+        );
+        assert_eq!(
+            without_password("postgres://app@db/af?password=x").unwrap(),
+            "postgres://app@db/af"
+        );
+        assert_eq!(
+            without_password("postgres://db/af").unwrap(),
+            "postgres://db/af"
+        );
+        assert!(without_password("not a url").is_err());
+    }
 
     fn file(version: &str, sql: &str) -> MigrationFile {
         MigrationFile::parse(version, PathBuf::from(version), sql.to_string()).unwrap()

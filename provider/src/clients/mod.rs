@@ -1,6 +1,7 @@
 //! Domain clients: talk to Artifortress and its dependencies; know nothing of Terraform.
 //!
-//! - [`api`]: the service's HTTP API (health, readiness; later ops summary and tokens).
+//! - [`api`]: the service's HTTP API (health, readiness, ops summary, tokens).
+//! - [`ops`]: judging an ops summary: thresholds, breaches, growth against a baseline.
 //! - [`migrations`]: the service's SQL migrations: files, ledger, plan, exactly-once apply.
 //! - [`object_store`]: S3-compatible object storage.
 //! - [`backup`]: `pg_dump` streamed into object storage, with a manifest, verified.
@@ -10,4 +11,5 @@ pub mod api;
 pub mod backup;
 pub mod migrations;
 pub mod object_store;
+pub mod ops;
 pub mod restore;

@@ -2,4 +2,6 @@
 
 pub mod backups;
 pub mod migrations;
+pub mod ops_summary;
+pub mod preflight;
 pub mod readiness;

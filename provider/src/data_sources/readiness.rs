@@ -26,7 +26,7 @@ const DEFAULT_POLL_INTERVAL: &str = "2s";
 
 pub struct Readiness;
 
-fn dependency_type() -> Type {
+pub fn dependency_type() -> Type {
     Type::object([
         ("name", Type::String),
         ("healthy", Type::Bool),
@@ -113,6 +113,23 @@ impl DataSource<Settings> for Readiness {
             resp.diagnostics.push(d);
         }
     }
+}
+
+/// The service's dependency list as a value of [`dependency_type`]s.
+pub fn dependencies_value(deps: &[api::Dependency]) -> Value {
+    Value::List(
+        deps.iter()
+            .map(|d| {
+                Value::object([
+                    ("name", Value::from(d.name.as_str())),
+                    ("healthy", Value::Bool(d.healthy)),
+                    ("essential", Value::Bool(d.essential)),
+                    ("status", Value::from(d.status.as_str())),
+                    ("detail", Value::opt_string(d.detail.clone())),
+                ])
+            })
+            .collect(),
+    )
 }
 
 /// How to probe, from the configuration.
@@ -313,20 +330,7 @@ impl Observation {
         state.set_attr("ready", Value::Bool(self.status == api::READY));
         state.set_attr("http_status", Value::int(i64::from(self.http_status)));
         state.set_attr("checked_at", Value::from(self.checked_at.as_str()));
-        let deps = self
-            .dependencies
-            .iter()
-            .map(|d| {
-                Value::object([
-                    ("name", Value::from(d.name.as_str())),
-                    ("healthy", Value::Bool(d.healthy)),
-                    ("essential", Value::Bool(d.essential)),
-                    ("status", Value::from(d.status.as_str())),
-                    ("detail", Value::opt_string(d.detail.clone())),
-                ])
-            })
-            .collect();
-        state.set_attr("dependencies", Value::List(deps));
+        state.set_attr("dependencies", dependencies_value(&self.dependencies));
     }
 }
 

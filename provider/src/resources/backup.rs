@@ -14,8 +14,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::clients::backup::{self, BackupError, BackupSpec, Compression, Format, Manifest};
+use crate::clients::migrations::database_identity;
 use crate::clients::object_store;
-use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
+use crate::protocol::diagnostics::{AttributePath, Diagnostic, Diagnostics};
 use crate::protocol::framework::{
     self, ApplyRequest, ApplyResponse, DeleteRequest, Import, ModifyPlanRequest,
     ModifyPlanResponse, ReadRequest, ReadResponse, Resource,
@@ -62,6 +63,7 @@ pub(crate) fn error_diagnostic(summary: &str, err: &BackupError) -> Diagnostic {
 /// Sets every computed attribute from a manifest.
 fn write_manifest(state: &mut Value, m: &Manifest) {
     state.set_attr("id", m.id.clone().into());
+    state.set_attr("source_database", m.database.clone().into());
     state.set_attr("bucket", m.bucket.clone().into());
     state.set_attr("object_key", m.object_key.clone().into());
     state.set_attr("manifest_key", m.manifest_key.clone().into());
@@ -92,8 +94,9 @@ fn labels_value(labels: &BTreeMap<String, String>) -> Value {
     }
 }
 
-const COMPUTED: [&str; 14] = [
+const COMPUTED: [&str; 15] = [
     "id",
+    "source_database",
     "object_key",
     "manifest_key",
     "sha256",
@@ -129,8 +132,10 @@ impl Resource<Settings> for Backup {
             vec![
                 Attribute::optional("database_url", Type::String)
                     .sensitive()
-                    .requires_replace()
-                    .description("PostgreSQL URL of the database to back up. Default: the provider's `database_url`. pg_dump gets the password through its environment, never its command line."),
+                    .write_only()
+                    .description("PostgreSQL URL of the database to back up. Default: the provider's `database_url`. Write-only (Terraform >= 1.11): never stored; `source_database` records which database it was, and pointing at another database plans a new backup. pg_dump gets the password through its environment, never its command line."),
+                Attribute::computed("source_database", Type::String)
+                    .description("`host:port/database` of the database backed up (from the manifest)."),
                 Attribute::optional_computed("bucket", Type::String)
                     .requires_replace()
                     .use_state_for_unknown()
@@ -212,7 +217,25 @@ impl Resource<Settings> for Backup {
         req: ModifyPlanRequest<'_, Settings>,
         resp: &mut ModifyPlanResponse,
     ) {
-        super::plan_default_bucket(req.config, req.prior_state, req.provider, resp);
+        let (config, prior, settings) = (req.config, req.prior_state, req.provider);
+        super::plan_default_bucket(config, prior, settings, resp);
+        // The URL is write-only: which database it names is compared instead (a password
+        // rotation is not a new backup, another database is).
+        let identity = match settings.database_url_for(config.attr("database_url")) {
+            Ok(Some(url)) => database_identity(&url).ok(),
+            _ => None,
+        };
+        match (identity, prior.attr("source_database").as_str()) {
+            (Some(id), None) if prior.is_null() => {
+                resp.planned_state.set_attr("source_database", id.into());
+            }
+            (Some(id), Some(before)) if id != before => {
+                resp.planned_state.set_attr("source_database", id.into());
+                resp.requires_replace
+                    .push(AttributePath::root().child_attr("source_database"));
+            }
+            _ => {}
+        }
     }
 
     async fn create(&self, req: ApplyRequest<'_, Settings>, resp: &mut ApplyResponse) {

@@ -44,6 +44,7 @@ pub const TYPE_NAME: &str = "artifortress_migration";
 const DEFAULT_LOCK_TIMEOUT: &str = "5m";
 const DEFAULT_APPLY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Inputs that decide what the database should hold; a change makes the plan read it.
+/// `database_url` is write-only: it is compared through `connection_url` (see [`url_changed`]).
 const DATABASE_INPUTS: [&str; 5] = [
     "dir",
     "database_url",
@@ -51,6 +52,41 @@ const DATABASE_INPUTS: [&str; 5] = [
     "baseline_version",
     "accept_checksums",
 ];
+const STORED_INPUTS: [&str; 4] = [
+    "dir",
+    "target_version",
+    "baseline_version",
+    "accept_checksums",
+];
+
+/// Whether the database the configuration points at (its URL without password) differs from
+/// the one in state. A password rotation is not a change.
+fn url_changed(config: &Value, prior: &Value, settings: &Settings) -> bool {
+    match settings.database_url_for(config.attr("database_url")) {
+        Ok(Some(url)) => match migrations::without_password(&url) {
+            Ok(u) => prior.attr("connection_url").as_str() != Some(u.as_str()),
+            Err(_) => true,
+        },
+        _ => true,
+    }
+}
+
+/// The URL refresh uses: the provider's `database_url` when it points at the database in state
+/// (it carries the password), else the stored URL without password (`PGPASSWORD`/`~/.pgpass`).
+fn refresh_url(state: &Value, settings: &Settings) -> Result<String, Diagnostic> {
+    let provider_url = settings.database_url_for(&Value::Null).ok().flatten();
+    let stored = state.attr("connection_url").as_str();
+    let id = state.attr("id").as_str();
+    if let Some(p) = &provider_url
+        && (stored.is_none() || migrations::database_identity(p).ok().as_deref() == id)
+    {
+        return Ok(p.clone());
+    }
+    match stored {
+        Some(u) => Ok(u.to_string()),
+        None => settings.need_database_url(&Value::Null, "database_url"),
+    }
+}
 
 pub struct Migration;
 
@@ -520,7 +556,8 @@ impl Resource<Settings> for Migration {
                 .validate(Validator::NotEmpty),
             Attribute::optional("database_url", Type::String)
                 .sensitive()
-                .description("PostgreSQL URL of the database to migrate. Default: the provider's `database_url`. Stored in state like any argument; to keep the password out of state, leave this unset and use the provider's setting, or give a URL without password and supply it through `PGPASSWORD` or `~/.pgpass`."),
+                .write_only()
+                .description("PostgreSQL URL of the database to migrate. Default: the provider's `database_url`. Write-only (Terraform >= 1.11): never stored; state keeps `connection_url`, the URL without its password. Refresh connects with the provider's `database_url` when it names the same database, else with `connection_url` and the password from `PGPASSWORD` or `~/.pgpass`."),
             Attribute::optional("target_version", Type::String)
                 .description("Apply up to and including this version (a file name with `.sql`). Default: the newest file."),
             Attribute::optional("baseline_version", Type::String)
@@ -539,6 +576,10 @@ impl Resource<Settings> for Migration {
             framework::timeouts_attribute(&["create", "update"]),
         ];
         attributes.extend(view_attributes());
+        attributes.push(
+            Attribute::computed("connection_url", Type::String)
+                .description("The database URL without its password (what refresh connects with when the provider's `database_url` names another database)."),
+        );
         Schema::new(
             0,
             "Applies the service's SQL migrations exactly once, in file-name order, using the \
@@ -585,9 +626,10 @@ impl Resource<Settings> for Migration {
     ) {
         let (config, prior, settings) = (req.config, req.prior_state, req.provider);
         let changed = prior.is_null()
-            || DATABASE_INPUTS
+            || STORED_INPUTS
                 .iter()
-                .any(|a| !config.attr(a).same(prior.attr(a)));
+                .any(|a| !config.attr(a).same(prior.attr(a)))
+            || url_changed(config, prior, settings);
         let private = Private::decode(&resp.planned_private);
         match private {
             Some(private) if !changed => plan_from_refresh(config, prior, settings, &private, resp),
@@ -605,10 +647,7 @@ impl Resource<Settings> for Migration {
 
     async fn read(&self, req: ReadRequest<'_, Settings>, resp: &mut ReadResponse) {
         let state = &mut resp.new_state;
-        let url = match req
-            .provider
-            .need_database_url(state.attr("database_url"), "database_url")
-        {
+        let url = match refresh_url(state, req.provider) {
             Ok(u) => u,
             Err(d) => return resp.diagnostics.push(d),
         };
@@ -649,6 +688,11 @@ impl Resource<Settings> for Migration {
         match observed {
             Ok(obs) => {
                 obs.write_now(state);
+                if state.attr("connection_url").is_null()
+                    && let Ok(u) = migrations::without_password(&url)
+                {
+                    state.set_attr("connection_url", u.into());
+                }
                 // A fresh import has no arguments yet: give the defaulted ones their default.
                 if state.attr("lock_timeout").is_null() {
                     state.set_attr("lock_timeout", DEFAULT_LOCK_TIMEOUT.into());
@@ -716,6 +760,7 @@ fn plan_from_refresh(
     let planned = &mut resp.planned_state;
     for name in [
         "id",
+        "connection_url",
         "applied_versions",
         "pending",
         "head",
@@ -755,6 +800,13 @@ async fn plan_by_reading(
     {
         resp.planned_state.set_attr("id", id.into());
     }
+    resp.planned_state.set_attr(
+        "connection_url",
+        match url.as_deref().map(migrations::without_password) {
+            Some(Ok(u)) => u.into(),
+            _ => Value::unknown(),
+        },
+    );
     let known = DATABASE_INPUTS
         .iter()
         .all(|a| config.attr(a).is_wholly_known());
@@ -930,6 +982,9 @@ async fn apply(req: ApplyRequest<'_, Settings>, resp: &mut ApplyResponse, operat
             if !(resp.diagnostics.has_errors() && req.prior_state.is_null()) {
                 let mut state = req.planned_state.clone();
                 obs.write_now(&mut state);
+                if let Ok(u) = migrations::without_password(&url) {
+                    state.set_attr("connection_url", u.into());
+                }
                 resp.new_state = state;
                 resp.private = obs.private().encode();
             }

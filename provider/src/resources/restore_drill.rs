@@ -149,8 +149,8 @@ impl Resource<Settings> for RestoreDrill {
                 .description("Prefix of the backup when `backup_id` is an id."),
             Attribute::optional("admin_database_url", Type::String)
                 .sensitive()
-                .requires_replace()
-                .description("PostgreSQL URL of a role that may create and drop databases, on the server to restore to. Default: the provider's `database_url`. Its own database is never the drill database."),
+                .write_only()
+                .description("PostgreSQL URL of a role that may create and drop databases, on the server to restore to. Default: the provider's `database_url`. Its own database is never the drill database. Write-only (Terraform >= 1.11): never stored; use `triggers` to run a new drill."),
             Attribute::optional_computed("drill_database", Type::String)
                 .requires_replace()
                 .default_value(DEFAULT_DRILL_DATABASE)

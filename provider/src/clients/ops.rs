@@ -1,0 +1,265 @@
+//! Judging an ops summary: the service's alert thresholds, breaches, and backlog growth against a
+//! pre-deploy baseline (contract: "Alert thresholds", "Rollback triggers").
+
+use std::collections::BTreeMap;
+
+use super::api::{self, OpsSummary};
+
+/// The seven counters, in the contract's order.
+pub const COUNTERS: [&str; 7] = [
+    "pending_outbox_events",
+    "available_outbox_events",
+    "oldest_pending_outbox_age_seconds",
+    "failed_search_jobs",
+    "pending_search_jobs",
+    "incomplete_gc_runs",
+    "recent_policy_timeouts_24h",
+];
+
+/// Counters whose growth against a baseline means the worker is falling behind. The policy
+/// timeout count is a 24-hour window, not a backlog.
+pub const BACKLOG_COUNTERS: [&str; 6] = [
+    "pending_outbox_events",
+    "available_outbox_events",
+    "oldest_pending_outbox_age_seconds",
+    "failed_search_jobs",
+    "pending_search_jobs",
+    "incomplete_gc_runs",
+];
+
+/// The pseudo-metric for "readiness status != ready is critical".
+pub const READINESS_METRIC: &str = "readiness_status";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    None,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::None => "none",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s {
+            "none" | "never" => Some(Severity::None),
+            "warning" => Some(Severity::Warning),
+            "critical" => Some(Severity::Critical),
+            _ => None,
+        }
+    }
+}
+
+/// A level is breached when the value is strictly greater than it (the contract says
+/// "warning > 50"). `None`: no such level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Levels {
+    pub warning: Option<i64>,
+    pub critical: Option<i64>,
+}
+
+/// The service's own thresholds.
+pub fn default_thresholds() -> BTreeMap<&'static str, Levels> {
+    let l = |warning, critical| Levels { warning, critical };
+    BTreeMap::from([
+        ("pending_outbox_events", l(Some(50), Some(200))),
+        ("available_outbox_events", l(None, None)),
+        ("oldest_pending_outbox_age_seconds", l(Some(300), Some(900))),
+        ("failed_search_jobs", l(Some(5), Some(20))),
+        ("pending_search_jobs", l(Some(100), None)),
+        ("incomplete_gc_runs", l(Some(0), None)),
+        ("recent_policy_timeouts_24h", l(Some(0), None)),
+    ])
+}
+
+/// Per-metric overrides: a level given replaces the service's, a level left out keeps it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides(pub BTreeMap<String, Levels>);
+
+impl Overrides {
+    pub fn effective(&self) -> BTreeMap<&'static str, Levels> {
+        let mut t = default_thresholds();
+        for (metric, given) in &self.0 {
+            if let Some(levels) = t.iter_mut().find(|(k, _)| **k == metric.as_str()) {
+                if given.warning.is_some() {
+                    levels.1.warning = given.warning;
+                }
+                if given.critical.is_some() {
+                    levels.1.critical = given.critical;
+                }
+            }
+        }
+        t
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Breach {
+    pub metric: String,
+    pub severity: Severity,
+    /// Null for the readiness pseudo-metric.
+    pub value: Option<i64>,
+    pub threshold: Option<i64>,
+    pub detail: String,
+}
+
+/// Every breached threshold (the highest level per metric), readiness first.
+pub fn breaches(summary: &OpsSummary, overrides: &Overrides) -> Vec<Breach> {
+    let mut out = Vec::new();
+    if summary.readiness.status != api::READY {
+        out.push(Breach {
+            metric: READINESS_METRIC.into(),
+            severity: Severity::Critical,
+            value: None,
+            threshold: None,
+            detail: format!(
+                "readiness status is {:?}, not \"ready\"",
+                summary.readiness.status
+            ),
+        });
+    }
+    let thresholds = overrides.effective();
+    for (metric, value) in summary.counters() {
+        let levels = thresholds.get(metric).copied().unwrap_or_default();
+        let hit = [
+            (Severity::Critical, levels.critical),
+            (Severity::Warning, levels.warning),
+        ]
+        .into_iter()
+        .find_map(|(sev, lvl)| lvl.filter(|t| value > *t).map(|t| (sev, t)));
+        if let Some((severity, threshold)) = hit {
+            out.push(Breach {
+                metric: metric.into(),
+                severity,
+                value: Some(value),
+                threshold: Some(threshold),
+                detail: format!(
+                    "{metric} = {value} is above the {} threshold {threshold}",
+                    severity.as_str()
+                ),
+            });
+        }
+    }
+    out
+}
+
+pub fn worst(breaches: &[Breach]) -> Severity {
+    breaches
+        .iter()
+        .map(|b| b.severity)
+        .max()
+        .unwrap_or(Severity::None)
+}
+
+/// `current - baseline` for every metric in the baseline, and whether any backlog metric grew.
+pub fn growth(
+    summary: &OpsSummary,
+    baseline: &BTreeMap<String, i64>,
+) -> (BTreeMap<String, i64>, bool) {
+    let mut deltas = BTreeMap::new();
+    let mut grew = false;
+    for (metric, value) in summary.counters() {
+        if let Some(before) = baseline.get(metric) {
+            let d = value - before;
+            deltas.insert(metric.to_string(), d);
+            grew |= d > 0 && BACKLOG_COUNTERS.contains(&metric);
+        }
+    }
+    (deltas, grew)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(status: &str, counters: [i64; 7]) -> OpsSummary {
+        let c = counters;
+        serde_json::from_value(serde_json::json!({
+            "pendingOutboxEvents": c[0], "availableOutboxEvents": c[1],
+            "oldestPendingOutboxAgeSeconds": c[2], "failedSearchJobs": c[3],
+            "pendingSearchJobs": c[4], "incompleteGcRuns": c[5], "recentPolicyTimeouts24h": c[6],
+            "readiness": {"status": status, "dependencies": []}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_services_thresholds_are_strictly_greater_than() {
+        let at_limits = summary("ready", [50, 0, 300, 5, 100, 0, 0]);
+        assert!(breaches(&at_limits, &Overrides::default()).is_empty());
+        let above = summary("ready", [201, 0, 301, 6, 101, 1, 1]);
+        let b = breaches(&above, &Overrides::default());
+        let got: Vec<_> = b
+            .iter()
+            .map(|b| (b.metric.as_str(), b.severity, b.threshold))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("pending_outbox_events", Severity::Critical, Some(200)),
+                (
+                    "oldest_pending_outbox_age_seconds",
+                    Severity::Warning,
+                    Some(300)
+                ),
+                ("failed_search_jobs", Severity::Warning, Some(5)),
+                ("pending_search_jobs", Severity::Warning, Some(100)),
+                ("incomplete_gc_runs", Severity::Warning, Some(0)),
+                ("recent_policy_timeouts_24h", Severity::Warning, Some(0)),
+            ]
+        );
+        assert_eq!(worst(&b), Severity::Critical);
+    }
+
+    #[test]
+    fn readiness_other_than_ready_is_critical() {
+        let b = breaches(&summary("degraded", [0; 7]), &Overrides::default());
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].metric, READINESS_METRIC);
+        assert_eq!(b[0].severity, Severity::Critical);
+        assert!(b[0].detail.contains("degraded"));
+    }
+
+    #[test]
+    fn overrides_replace_only_the_levels_given() {
+        let o = Overrides(BTreeMap::from([(
+            "pending_outbox_events".to_string(),
+            Levels {
+                warning: Some(5),
+                critical: None,
+            },
+        )]));
+        let t = o.effective();
+        assert_eq!(
+            t["pending_outbox_events"],
+            Levels {
+                warning: Some(5),
+                critical: Some(200)
+            }
+        );
+        let b = breaches(&summary("ready", [6, 0, 0, 0, 0, 0, 0]), &o);
+        assert_eq!(b[0].severity, Severity::Warning);
+        assert_eq!(b[0].threshold, Some(5));
+    }
+
+    #[test]
+    fn growth_counts_backlog_metrics_only() {
+        let s = summary("ready", [12, 0, 0, 2, 0, 0, 9]);
+        let base = BTreeMap::from([
+            ("pending_outbox_events".to_string(), 12),
+            ("recent_policy_timeouts_24h".to_string(), 0),
+        ]);
+        let (d, grew) = growth(&s, &base);
+        assert_eq!(d["pending_outbox_events"], 0);
+        assert_eq!(d["recent_policy_timeouts_24h"], 9);
+        assert!(!grew, "policy timeouts are not a backlog");
+        let base = BTreeMap::from([("failed_search_jobs".to_string(), 1)]);
+        assert!(growth(&s, &base).1);
+    }
+}

@@ -1,0 +1,232 @@
+//! `ephemeral "artifortress_admin_token"`: a short-lived personal access token minted with the
+//! provider's bootstrap token for one Terraform run, revoked when Terraform closes it.
+//!
+//! The token never reaches state or plan (Terraform keeps ephemeral results in memory); the
+//! provider keeps it in process memory only, keyed by its id, to revoke it on close.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::clients::api::Credential;
+use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
+use crate::protocol::framework::{Context, EphemeralResource, OpenRequest, OpenResponse};
+use crate::protocol::schema::{Attribute, Schema};
+use crate::protocol::types::Type;
+use crate::protocol::validators::Validator;
+use crate::protocol::value::Value;
+use crate::provider::{self, BOOTSTRAP_TOKEN, Secret, Settings, api_diagnostic};
+
+pub const TYPE_NAME: &str = "artifortress_admin_token";
+pub const DEFAULT_SCOPE: &str = "repo:*:admin";
+pub const DEFAULT_SUBJECT: &str = "terraform";
+
+pub struct AdminToken;
+
+/// What Terraform hands back on close: no secret, only the id.
+#[derive(Serialize, Deserialize)]
+struct Private {
+    token_id: String,
+    expires_at: String,
+}
+
+#[async_trait]
+impl EphemeralResource<Settings> for AdminToken {
+    fn type_name(&self) -> &'static str {
+        TYPE_NAME
+    }
+
+    fn schema(&self) -> Schema {
+        Schema::new(
+            0,
+            "Mints a short-lived personal access token through `POST /v1/auth/pats` with the provider's `bootstrap_token`, for this Terraform run only, and revokes it when Terraform closes the resource at the end of the run. Use it as the `token` of `data \"artifortress_ops_summary\"` / `data \"artifortress_preflight\"` or as the `admin_token` of a second, aliased provider block. Never in state or plan. Needs Terraform >= 1.10.",
+            vec![
+                Attribute::optional_computed("subject", Type::String)
+                    .default_value(DEFAULT_SUBJECT)
+                    .validate(Validator::NotEmpty)
+                    .description("Subject recorded on the token and in the service's audit log (e.g. `ci-drift-check`)."),
+                Attribute::optional_computed("scopes", Type::list(Type::String))
+                    .default_value(Value::string_list([DEFAULT_SCOPE.to_string()]))
+                    .description("Scopes, in the service's grammar `repo:<repoKey|*>:<read|write|admin|promote>`."),
+                Attribute::optional_computed("ttl_minutes", Type::Number)
+                    .default_value(Value::int(15))
+                    .validate(Validator::IntBetween(5, 1440))
+                    .description("Lifetime in minutes (5 to 1440). The token is revoked at the end of the run anyway; the TTL bounds a run that is killed."),
+                Attribute::computed("token", Type::String)
+                    .sensitive()
+                    .description("The bearer token."),
+                Attribute::computed("token_id", Type::String)
+                    .description("The service's id of the token (what its audit log records)."),
+                Attribute::computed("expires_at", Type::String)
+                    .description("When the token expires (RFC 3339, UTC)."),
+            ],
+        )
+    }
+
+    async fn validate(&self, config: &Value) -> Diagnostics {
+        let mut diags = Diagnostics::new();
+        if let Some(items) = config.attr("scopes").as_elements() {
+            if items.is_empty() {
+                diags.push(
+                    Diagnostic::error("No scopes", "scopes must list at least one scope.")
+                        .at_attr("scopes"),
+                );
+            }
+            for s in items.iter().filter_map(Value::as_str) {
+                if let Err(e) = check_scope(s) {
+                    diags.push(Diagnostic::error("Invalid scope", e).at_attr("scopes"));
+                }
+            }
+        }
+        diags
+    }
+
+    async fn open(&self, req: OpenRequest<'_, Settings>, resp: &mut OpenResponse) {
+        let settings = req.provider;
+        let bootstrap = match provider::require(
+            &settings.bootstrap_token,
+            BOOTSTRAP_TOKEN,
+            "the service's bootstrap token to mint an admin token",
+        ) {
+            Ok(t) => t,
+            Err(d) => return resp.diagnostics.push(d),
+        };
+        let client = match settings.api_client(None) {
+            Ok(c) => c,
+            Err(d) => return resp.diagnostics.push(d),
+        };
+        let result = &mut resp.result;
+        let subject = result
+            .attr("subject")
+            .as_str()
+            .unwrap_or(DEFAULT_SUBJECT)
+            .to_string();
+        let scopes: Vec<String> = result
+            .attr("scopes")
+            .as_elements()
+            .map(|v| {
+                v.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_else(|| vec![DEFAULT_SCOPE.to_string()]);
+        let ttl = result.attr("ttl_minutes").as_i64().unwrap_or(15);
+        let issued = tokio::select! {
+            r = client.issue_token(Credential::Bootstrap(bootstrap.expose()), &subject, &scopes, ttl) => r,
+            _ = req.ctx.cancel.cancelled() => {
+                return resp.diagnostics.push(Diagnostic::error("Minting the admin token cancelled", "Terraform was interrupted."));
+            }
+        };
+        let issued = match issued {
+            Ok(t) => t,
+            Err(e) => {
+                return resp
+                    .diagnostics
+                    .push(api_diagnostic("Minting an admin token", &e));
+            }
+        };
+        tracing::info!(
+            token_id = %issued.token_id,
+            subject = %issued.subject,
+            expires_at = %issued.expires_at_utc,
+            "admin token minted"
+        );
+        result.set_attr("token", Value::from(issued.token.as_str()));
+        result.set_attr("token_id", Value::from(issued.token_id.as_str()));
+        result.set_attr("expires_at", Value::from(issued.expires_at_utc.as_str()));
+        settings.remember_minted(&issued.token_id, Secret::new(issued.token.clone()));
+        resp.private = serde_json::to_vec(&Private {
+            token_id: issued.token_id,
+            expires_at: issued.expires_at_utc,
+        })
+        .unwrap_or_default();
+    }
+
+    async fn close(&self, private: &[u8], settings: &Settings, ctx: &Context) -> Diagnostics {
+        let mut diags = Diagnostics::new();
+        let Ok(p) = serde_json::from_slice::<Private>(private) else {
+            return diags;
+        };
+        let client = match settings.api_client(None) {
+            Ok(c) => c,
+            Err(d) => {
+                diags.push(d);
+                return diags;
+            }
+        };
+        // Revoke with the token itself (it is an admin token by default), else with the
+        // provider's admin token.
+        let own = settings.forget_minted(&p.token_id);
+        let mut tried = Vec::new();
+        for (label, token) in [
+            ("the token itself", own),
+            (
+                "the provider's admin_token",
+                match &settings.admin_token {
+                    provider::Setting::Known(s) => Some(s.clone()),
+                    _ => None,
+                },
+            ),
+        ] {
+            let Some(token) = token else { continue };
+            let r = tokio::select! {
+                r = client.revoke_token(token.expose(), &p.token_id) => r,
+                _ = ctx.cancel.cancelled() => break,
+            };
+            match r {
+                Ok(_) => {
+                    tracing::info!(token_id = %p.token_id, "admin token revoked");
+                    return diags;
+                }
+                Err(e) => tried.push(format!("with {label}: {e}")),
+            }
+        }
+        diags.push(Diagnostic::warning(
+            "Admin token not revoked",
+            format!(
+                "Token {} could not be revoked; it stays valid until {}.{}",
+                p.token_id,
+                p.expires_at,
+                if tried.is_empty() {
+                    " No admin credential was available to revoke it.".to_string()
+                } else {
+                    format!(" Attempts:\n  - {}", tried.join("\n  - "))
+                }
+            ),
+        ));
+        diags
+    }
+}
+
+/// `repo:<repoKey|*>:<read|write|admin|promote>`.
+fn check_scope(s: &str) -> Result<(), String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    match parts.as_slice() {
+        ["repo", key, perm]
+            if !key.is_empty() && ["read", "write", "admin", "promote"].contains(perm) =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "{s:?} is not a scope; the grammar is repo:<repoKey|*>:<read|write|admin|promote>."
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_is_valid() {
+        assert!(AdminToken.schema().check().is_empty());
+    }
+
+    #[test]
+    fn scopes_follow_the_grammar() {
+        assert!(check_scope("repo:*:admin").is_ok());
+        assert!(check_scope("repo:core:promote").is_ok());
+        assert!(check_scope("repo:*:owner").is_err());
+        assert!(check_scope("admin").is_err());
+        assert!(check_scope("repo::read").is_err());
+    }
+}
