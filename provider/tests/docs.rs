@@ -199,6 +199,21 @@ fn docs_are_generated_from_the_schemas() {
             ),
         ));
     }
+    for e in provider.ephemeral_resources() {
+        let short = e.type_name().trim_start_matches("artifortress_");
+        pages.push((
+            repo().join(format!("docs/ephemeral-resources/{short}.md")),
+            render(
+                "Ephemeral Resource",
+                e.type_name(),
+                &e.schema(),
+                &repo().join(format!(
+                    "examples/ephemeral-resources/{}/ephemeral-resource.tf",
+                    e.type_name()
+                )),
+            ),
+        ));
+    }
     let update = std::env::var_os("UPDATE_DOCS").is_some();
     let mut stale = Vec::new();
     for (path, text) in pages {

@@ -314,8 +314,13 @@ impl Workdir {
 /// A test bed API of its own for one test, against the dev environment's PostgreSQL and
 /// object storage, with test-only fault switches (`TESTBED_FAULT_*`).
 pub fn testbed(faults: &[(&str, &str)]) -> TestbedApi {
+    testbed_on(&required_env("ARTIFORTRESS_DATABASE_URL"), faults)
+}
+
+/// [`testbed`] on another database (of the dev environment's PostgreSQL).
+pub fn testbed_on(database_url: &str, faults: &[(&str, &str)]) -> TestbedApi {
     let mut env = api_env(
-        &npgsql(&required_env("ARTIFORTRESS_DATABASE_URL")),
+        &npgsql(database_url),
         &required_env("ARTIFORTRESS_BOOTSTRAP_TOKEN"),
         vec![
             (

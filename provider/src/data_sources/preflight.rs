@@ -84,33 +84,24 @@ pub fn window_check(window: Option<&str>, now: DateTime<Utc>) -> Check {
             "no change window given (change_window)",
         );
     };
+    // Absolute times, so that the report is stable from one plan to the next.
+    let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     match parse_window(w) {
         Err(e) => Check::new("change_window", false, e),
         Ok((start, _)) if now < start => Check::new(
             "change_window",
             false,
-            format!(
-                "the window {w} opens in {}",
-                duration::format(Duration::from_secs(
-                    (start - now).num_seconds().max(0) as u64
-                ))
-            ),
+            format!("the window {w} is not open yet: it opens at {}", at(start)),
         ),
-        Ok((_, end_)) if now >= end_ => Check::new(
+        Ok((_, end)) if now >= end => Check::new(
             "change_window",
             false,
-            format!(
-                "the window {w} closed {} ago",
-                duration::format(Duration::from_secs((now - end_).num_seconds().max(0) as u64))
-            ),
+            format!("the window {w} closed at {}", at(end)),
         ),
-        Ok((_, end_)) => Check::new(
+        Ok((_, end)) => Check::new(
             "change_window",
             true,
-            format!(
-                "open now; it closes in {}",
-                duration::format(Duration::from_secs((end_ - now).num_seconds().max(0) as u64))
-            ),
+            format!("open now; it closes at {}", at(end)),
         ),
     }
 }
@@ -148,9 +139,10 @@ pub fn backup_check(
         "backup_age",
         passed,
         format!(
-            "newest backup {} is {} old (limit {})",
+            "newest backup {} (recovery point {}) is {} the limit of {}",
             m.id,
-            duration::format(Duration::from_secs(age)),
+            m.snapshot_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            if passed { "within" } else { "older than" },
             duration::format(max_age)
         ),
     )

@@ -1,0 +1,582 @@
+//! D3/D5 gates with the real Terraform CLIs: `data "artifortress_ops_summary"`,
+//! `ephemeral "artifortress_admin_token"` and `data "artifortress_preflight"`, against a test bed
+//! API of their own on a database of their own (so counters can be pushed over thresholds
+//! without disturbing other tests).
+
+use std::path::Path;
+use std::process::Command;
+
+use acceptance_tests::support::api::TestbedApi;
+use acceptance_tests::support::migrations_dir;
+use acceptance_tests::support::postgres::run_db_migrate;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::harness::{Workdir, required_env, terraforms, testbed_on};
+
+/// A migrated database on the dev environment's PostgreSQL and a test bed API on it (fault
+/// switches enabled). Dropped at the end.
+pub struct Bed {
+    api: Option<TestbedApi>,
+    admin_url: String,
+    pub db: String,
+    pub url: String,
+    rt: tokio::runtime::Runtime,
+}
+
+fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "psql {sql:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let mut u = url::Url::parse(url).unwrap();
+    u.set_path(&format!("/{db}"));
+    u.to_string()
+}
+
+impl Bed {
+    pub fn start(tag: &str) -> Bed {
+        let admin_url = required_env("ARTIFORTRESS_DEV_POSTGRES_ADMIN_URL");
+        let db = format!("af_{tag}_{:08x}", rand::random::<u32>());
+        psql(&admin_url, &format!("create database {db}"));
+        let url = with_database(&admin_url, &db);
+        let out = run_db_migrate(&url, &migrations_dir()).unwrap();
+        assert!(
+            out.status.success(),
+            "db-migrate.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let api = testbed_on(&url, &[("TESTBED_FAULTS_ENABLED", "1")]);
+        Bed {
+            api: Some(api),
+            admin_url,
+            db,
+            url,
+            rt: tokio::runtime::Runtime::new().unwrap(),
+        }
+    }
+
+    pub fn api_url(&self) -> &str {
+        self.api.as_ref().unwrap().url()
+    }
+
+    pub fn sql(&self, sql: &str) -> String {
+        psql(&self.url, sql)
+    }
+
+    /// Adds `n` undelivered outbox events.
+    pub fn add_outbox(&self, n: u32) {
+        self.sql(&format!(
+            "insert into outbox_events (tenant_id, aggregate_type, aggregate_id, event_type, payload) \
+             select gen_random_uuid(), 'package', 'p' || g, 'package.published', '{{}}'::jsonb \
+             from generate_series(1, {n}) g"
+        ));
+    }
+
+    /// Mints a token with the bootstrap token (outside Terraform).
+    pub fn mint(&self, subject: &str, scopes: &[&str]) -> String {
+        let url = format!("{}/v1/auth/pats", self.api_url());
+        let body: Value = self.rt.block_on(async {
+            reqwest::Client::new()
+                .post(&url)
+                .header("X-Bootstrap-Token", required_env("ARTIFORTRESS_BOOTSTRAP_TOKEN"))
+                .json(&json!({"subject": subject, "scopes": scopes, "ttlMinutes": 30}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        });
+        body["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token in {body}"))
+            .to_string()
+    }
+
+    /// Replaces the test bed's fault switches (`{"neverReady": true}`, `{}`).
+    pub fn faults(&self, doc: Value) {
+        let url = format!("{}/testbed/faults", self.api_url());
+        let status = self.rt.block_on(async {
+            reqwest::Client::new()
+                .put(&url)
+                .json(&doc)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+        assert!(status.is_success(), "PUT /testbed/faults: {status}");
+    }
+
+    pub fn audit_count(&self, action: &str) -> i64 {
+        self.sql(&format!(
+            "select count(*) from audit_log where action = '{action}'"
+        ))
+        .parse()
+        .unwrap()
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        drop(self.api.take());
+        let _ = Command::new("psql")
+            .arg(&self.admin_url)
+            .args(["-X", "-q", "-c"])
+            .arg(format!("drop database if exists {} with (force)", self.db))
+            .output();
+    }
+}
+
+fn summary_config(api_url: &str, token: &str, body: &str) -> String {
+    format!(
+        r#"
+provider "artifortress" {{
+  api_url     = "{api_url}"
+  admin_token = "{token}"
+}}
+
+data "artifortress_ops_summary" "now" {{
+{body}
+}}
+
+output "worst"    {{ value = data.artifortress_ops_summary.now.worst_severity }}
+output "breaches" {{ value = data.artifortress_ops_summary.now.breaches }}
+output "pending"  {{ value = data.artifortress_ops_summary.now.counters["pending_outbox_events"] }}
+output "growth"   {{ value = data.artifortress_ops_summary.now.growth }}
+output "grew"     {{ value = data.artifortress_ops_summary.now.grew }}
+output "ready"    {{ value = data.artifortress_ops_summary.now.readiness_status }}
+output "trust"    {{ value = data.artifortress_ops_summary.now.trust_material }}
+"#
+    )
+}
+
+fn assert_failed(run: &crate::harness::Run, tf: &str, needles: &[&str]) {
+    let text = run.text();
+    assert_ne!(run.code, 0, "terraform {tf} should have failed:\n{text}");
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for n in needles {
+        assert!(
+            flat.contains(n),
+            "terraform {tf}: {n:?} not in the output:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn ops_summary_judges_thresholds_and_baseline_growth() {
+    let bed = Bed::start("ops");
+    let token = bed.mint("acc-ops", &["repo:*:admin"]);
+    for tf in terraforms() {
+        bed.sql("delete from outbox_events");
+        let body = r#"
+  thresholds = { pending_outbox_events = { warning = 2, critical = 4 } }
+  baseline   = { pending_outbox_events = 0, failed_search_jobs = 0, recent_policy_timeouts_24h = 0 }
+"#;
+        let wd = Workdir::new(&tf, &summary_config(bed.api_url(), &token, body));
+        let reads_before = bed.audit_count("ops.summary.read");
+        wd.apply_ok();
+        assert!(
+            bed.audit_count("ops.summary.read") > reads_before,
+            "every read writes an audit row"
+        );
+        assert_eq!(wd.output("worst"), "none", "terraform {}", tf.version);
+        assert_eq!(wd.output("breaches"), json!([]));
+        assert_eq!(wd.output("ready"), "ready");
+        assert_eq!(wd.output("grew"), false);
+        assert_eq!(wd.output("pending"), 0);
+        assert_eq!(wd.output("trust")["oidc"]["status"], "not_configured");
+        wd.assert_plan_empty();
+
+        // Above the overridden warning level: a warning, and growth against the baseline.
+        bed.add_outbox(3);
+        wd.apply_ok();
+        assert_eq!(wd.output("worst"), "warning");
+        assert_eq!(
+            wd.output("breaches"),
+            json!([{
+                "metric": "pending_outbox_events", "severity": "warning", "value": 3,
+                "threshold": 2,
+                "detail": "pending_outbox_events = 3 is above the warning threshold 2"
+            }])
+        );
+        assert_eq!(wd.output("growth")["pending_outbox_events"], 3);
+        assert_eq!(wd.output("growth")["failed_search_jobs"], 0);
+        assert_eq!(wd.output("grew"), true);
+
+        // Above critical, with fail_on: the read fails and names the breach.
+        bed.add_outbox(2);
+        wd.set_config(&summary_config(
+            bed.api_url(),
+            &token,
+            &format!("{body}\n  fail_on = \"critical\""),
+        ));
+        assert_failed(
+            &wd.apply(),
+            &tf.version,
+            &[
+                "Artifortress backlog is critical",
+                "pending_outbox_events = 5 is above the critical threshold 4",
+            ],
+        );
+        // The service's own thresholds apply where none is overridden (critical > 200).
+        wd.set_config(&summary_config(bed.api_url(), &token, ""));
+        wd.apply_ok();
+        assert_eq!(wd.output("worst"), "none");
+        assert_eq!(wd.output("growth"), Value::Null);
+        bed.add_outbox(200);
+        wd.apply_ok();
+        assert_eq!(wd.output("worst"), "critical");
+        assert_eq!(wd.output("breaches")[0]["threshold"], 200);
+
+        // Readiness other than ready is critical, with the summary still answering.
+        bed.sql("delete from outbox_events");
+        bed.faults(json!({"dependencies": {"oidc_jwks": "degraded"}}));
+        wd.apply_ok();
+        assert_eq!(wd.output("ready"), "degraded");
+        assert_eq!(wd.output("worst"), "critical");
+        assert_eq!(wd.output("breaches")[0]["metric"], "readiness_status");
+        assert_eq!(wd.output("trust")["oidc"]["status"], "degraded");
+        bed.faults(json!({}));
+        wd.destroy_ok();
+    }
+}
+
+#[test]
+fn ops_summary_errors_quote_the_service() {
+    let bed = Bed::start("opserr");
+    let reader = bed.mint("acc-reader", &["repo:core:read"]);
+    for tf in terraforms() {
+        let wd = Workdir::new(&tf, &summary_config(bed.api_url(), "af_pat_wrong", ""));
+        assert_failed(
+            &wd.plan_detailed(),
+            &tf.version,
+            &[
+                "Artifortress refused the token (401)",
+                "unauthorized: the token is invalid, expired or revoked",
+            ],
+        );
+        wd.set_config(&summary_config(bed.api_url(), &reader, ""));
+        assert_failed(
+            &wd.plan_detailed(),
+            &tf.version,
+            &[
+                "the token lacks the required role (403)",
+                "forbidden: subject \"acc-reader\" lacks the required role",
+            ],
+        );
+        // Thresholds name real metrics, and warning <= critical.
+        wd.set_config(&summary_config(
+            bed.api_url(),
+            &reader,
+            "  thresholds = { pending = { warning = 1 }, failed_search_jobs = { warning = 9, critical = 3 } }",
+        ));
+        assert_failed(
+            &wd.run(&["validate", "-no-color"]),
+            &tf.version,
+            &["Unknown ops summary metric", "warning (9) is above critical (3)"],
+        );
+    }
+}
+
+fn ephemeral_config(api_url: &str, subject: &str, extra: &str) -> String {
+    format!(
+        r#"
+provider "artifortress" {{
+  api_url = "{api_url}"
+}}
+
+ephemeral "artifortress_admin_token" "ci" {{
+  subject = "{subject}"
+  {extra}
+}}
+
+provider "artifortress" {{
+  alias       = "minted"
+  api_url     = "{api_url}"
+  admin_token = ephemeral.artifortress_admin_token.ci.token
+}}
+
+data "artifortress_ops_summary" "now" {{
+  provider = artifortress.minted
+}}
+
+output "worst" {{ value = data.artifortress_ops_summary.now.worst_severity }}
+"#
+    )
+}
+
+/// Every occurrence of the test bed's token prefix in `text`.
+fn token_like(text: &str) -> usize {
+    text.matches("af_pat_").count()
+}
+
+#[test]
+fn admin_token_is_minted_used_revoked_and_never_stored() {
+    let bed = Bed::start("eph");
+    for tf in terraforms() {
+        let subject = format!("acc-eph-{}", tf.version.replace('.', "-"));
+        let wd = Workdir::new(&tf, &ephemeral_config(bed.api_url(), &subject, ""))
+            .without_env("ARTIFORTRESS_ADMIN_TOKEN")
+            .with_env("TF_LOG", "trace")
+            .with_env("TF_LOG_PATH", wd_log_path().as_str());
+        let plan = wd.run(&["plan", "-out=tfplan", "-input=false", "-no-color"]);
+        assert_eq!(plan.code, 0, "plan:\n{}", plan.text());
+        let shown = wd.run(&["show", "-json", "tfplan"]);
+        assert_eq!(shown.code, 0);
+        let apply = wd.run(&["apply", "-input=false", "-no-color", "tfplan"]);
+        assert_eq!(apply.code, 0, "apply:\n{}", apply.text());
+        assert_eq!(wd.output("worst"), "none");
+
+        // Minted at plan and at apply (each run opens it again), revoked at each close.
+        let tokens = bed.sql(&format!(
+            "select count(*), count(revoked_at) from personal_access_tokens where subject = '{subject}'"
+        ));
+        assert_eq!(tokens, "2|2", "minted|revoked for {subject}");
+        let reads = bed.sql(&format!(
+            "select count(*) from audit_log where action = 'ops.summary.read' and actor_subject = '{subject}'"
+        ));
+        // Read at plan time only: applying a saved plan does not read data sources again.
+        assert_eq!(reads, "1");
+        let revoked = bed.sql(&format!(
+            "select count(*) from audit_log a join personal_access_tokens t \
+               on a.resource_id = t.token_id::text \
+             where a.action = 'auth.pat.revoked' and t.subject = '{subject}'"
+        ));
+        assert_eq!(revoked, "2", "the test bed saw both revocations");
+
+        // Never in state, plan or logs.
+        let state = std::fs::read_to_string(wd.file("terraform.tfstate")).unwrap();
+        assert_eq!(token_like(&state), 0, "token in state:\n{state}");
+        assert_eq!(token_like(&shown.stdout), 0, "token in the plan JSON");
+        assert_eq!(token_like(&(plan.text() + &apply.text())), 0);
+        let log = std::fs::read_to_string(wd_log_path()).unwrap_or_default();
+        assert!(log.contains("CloseEphemeralResource"), "trace log captured");
+        assert_eq!(token_like(&log), 0, "token in the TF_LOG=trace log");
+        wd.assert_plan_empty();
+
+        // TTL bounds are validated before anything is minted.
+        wd.set_config(&ephemeral_config(bed.api_url(), &subject, "ttl_minutes = 2"));
+        assert_failed(
+            &wd.run(&["validate", "-no-color"]),
+            &tf.version,
+            &["ttl_minutes must be a whole number from 5 to 1440"],
+        );
+        wd.set_config(&ephemeral_config(bed.api_url(), &subject, "scopes = [\"admin\"]"));
+        assert_failed(
+            &wd.run(&["validate", "-no-color"]),
+            &tf.version,
+            &["Invalid scope"],
+        );
+        let _ = std::fs::remove_file(wd_log_path());
+    }
+}
+
+/// A per-process trace log path (tests run in their own processes under nextest).
+fn wd_log_path() -> String {
+    std::env::temp_dir()
+        .join(format!("af-acc-trace-{}.log", std::process::id()))
+        .display()
+        .to_string()
+}
+
+fn preflight_config(bed: &Bed, token: &str, prefix: &str, dir: &Path, args: &str) -> String {
+    format!(
+        r#"
+provider "artifortress" {{
+  api_url      = "{api}"
+  admin_token  = "{token}"
+  database_url = "{url}"
+}}
+
+data "artifortress_preflight" "prod" {{
+  backup_prefix  = "{prefix}"
+  migrations_dir = "{dir}"
+  {args}
+}}
+
+output "go"      {{ value = data.artifortress_preflight.prod.go }}
+output "failed"  {{ value = data.artifortress_preflight.prod.failed }}
+output "checks"  {{ value = data.artifortress_preflight.prod.checks }}
+output "pending" {{ value = data.artifortress_preflight.prod.pending_migrations }}
+output "newest"  {{ value = data.artifortress_preflight.prod.newest_backup_id }}
+"#,
+        api = bed.api_url(),
+        url = bed.url,
+        dir = dir.display(),
+    )
+}
+
+fn backup_config(bed: &Bed, prefix: &str) -> String {
+    format!(
+        r#"
+resource "artifortress_backup" "pre" {{
+  database_url = "{url}"
+  prefix       = "{prefix}"
+  retention    = "delete"
+}}
+"#,
+        url = bed.url
+    )
+}
+
+fn window(open: bool) -> String {
+    let now = chrono::Utc::now();
+    let (a, b) = if open {
+        (now - chrono::Duration::hours(1), now + chrono::Duration::hours(1))
+    } else {
+        (now - chrono::Duration::hours(3), now - chrono::Duration::hours(2))
+    };
+    format!(
+        "{}/{}",
+        a.format("%Y-%m-%dT%H:%M:%SZ"),
+        b.format("%Y-%m-%dT%H:%M:%SZ")
+    )
+}
+
+#[test]
+fn preflight_is_go_only_when_every_check_passes() {
+    let bed = Bed::start("pre");
+    let token = bed.mint("acc-preflight", &["repo:*:admin"]);
+    for tf in terraforms() {
+        let prefix = format!("backups/acc-preflight-{:08x}/", rand::random::<u32>());
+        // The service's migrations plus a pending contract migration.
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(migrations_dir()).unwrap() {
+            let p = entry.unwrap().path();
+            std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+        }
+        let contract = "-- artifortress:class C\nalter table repos drop column if exists legacy_flag;\n";
+        std::fs::write(dir.path().join("0004_drop_legacy.sql"), contract).unwrap();
+
+        // Everything wrong at once: each failed check is reported, in order.
+        bed.add_outbox(201);
+        bed.faults(json!({"neverReady": true}));
+        let nogo_args = format!(
+            "change_window = \"{}\"\n  fail_on_no_go = false",
+            window(false)
+        );
+        let wd = Workdir::new(
+            &tf,
+            &preflight_config(&bed, &token, &prefix, dir.path(), &nogo_args),
+        );
+        wd.apply_ok();
+        assert_eq!(wd.output("go"), false, "terraform {}", tf.version);
+        assert_eq!(
+            wd.output("failed"),
+            json!([
+                "change_window",
+                "rollback_owner",
+                "backup_age",
+                "readiness",
+                "backlog",
+                "contract_migrations"
+            ])
+        );
+        let checks = wd.output("checks");
+        let detail = |name: &str| {
+            checks
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == name)
+                .map(|c| c["detail"].as_str().unwrap().to_string())
+                .unwrap_or_else(|| panic!("no check {name} in {checks}"))
+        };
+        assert!(detail("change_window").contains("closed"), "{checks}");
+        assert!(detail("backup_age").contains("no backup under"));
+        assert!(detail("readiness").contains("not_ready"), "{checks}");
+        assert!(
+            detail("backlog").contains("pending_outbox_events = 201 is above the critical threshold 200"),
+            "{checks}"
+        );
+        assert!(detail("contract_migrations").contains("0004_drop_legacy.sql"));
+        assert_eq!(
+            wd.output("pending"),
+            json!([{"version": "0004_drop_legacy.sql", "class": "C"}])
+        );
+
+        // fail_on_no_go (the default) makes the no-go an error listing the failed checks.
+        wd.set_config(&preflight_config(
+            &bed,
+            &token,
+            &prefix,
+            dir.path(),
+            &format!("change_window = \"{}\"", window(false)),
+        ));
+        assert_failed(
+            &wd.plan_detailed(),
+            &tf.version,
+            &[
+                "Preflight: no-go (6 of 7 checks failed)",
+                "- rollback_owner: no rollback owner given",
+                "- backlog: critical:",
+            ],
+        );
+
+        // Fix everything: a backup, the window open, an owner, ready, no backlog, the
+        // contract migration approved.
+        bed.sql("delete from outbox_events");
+        bed.faults(json!({}));
+        let go_args = format!(
+            "change_window  = \"{}\"\n  rollback_owner = \"oncall-platform\"\n  allow_contract = true\n  depends_on     = [artifortress_backup.pre]",
+            window(true)
+        );
+        wd.set_config(&format!(
+            "{}\n{}",
+            preflight_config(&bed, &token, &prefix, dir.path(), &go_args),
+            backup_config(&bed, &prefix)
+        ));
+        wd.apply_ok();
+        assert_eq!(wd.output("go"), true, "{}", wd.output("checks"));
+        assert_eq!(wd.output("failed"), json!([]));
+        assert!(wd.output("newest").as_str().is_some());
+
+        // A dirty migration (a no-transaction file that died) is a no-go on its own.
+        let sum = hex::encode(Sha256::digest(contract.as_bytes()));
+        bed.sql(&format!(
+            "create table if not exists artifortress_migrations_log (version text primary key, \
+               checksum text not null, source text not null, applied_by text not null, \
+               execution_ms bigint, dirty boolean not null default false, \
+               recorded_at timestamptz not null default now()); \
+             insert into artifortress_migrations_log (version, checksum, source, applied_by, dirty) \
+               values ('0004_drop_legacy.sql', '{sum}', 'terraform', 'acc', true)"
+        ));
+        let run = wd.apply();
+        assert_failed(
+            &run,
+            &tf.version,
+            &["- migrations_dirty: unfinished (dirty) migrations: 0004_drop_legacy.sql"],
+        );
+        bed.sql("drop table artifortress_migrations_log");
+
+        // An old backup fails the age check.
+        wd.set_config(&format!(
+            "{}\n{}",
+            preflight_config(
+                &bed,
+                &token,
+                &prefix,
+                dir.path(),
+                &go_args.replace("allow_contract", "max_backup_age = \"1s\"\n  allow_contract"),
+            ),
+            backup_config(&bed, &prefix)
+        ));
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        assert_failed(&wd.apply(), &tf.version, &["- backup_age: newest backup", "is older than the limit of 1s"]);
+        // A failing gate also fails the refresh of `destroy`: destroy without refreshing.
+        let destroy = wd.run(&["destroy", "-auto-approve", "-refresh=false", "-input=false", "-no-color"]);
+        assert_eq!(destroy.code, 0, "destroy:\n{}", destroy.text());
+    }
+}
