@@ -20,16 +20,19 @@ provider "artifortress" {
 variable "admin_token" {
   type      = string
   sensitive = true
+  ephemeral = true
 }
 
 variable "bootstrap_token" {
   type      = string
   sensitive = true
+  ephemeral = true
 }
 
 variable "database_url" {
   type      = string
   sensitive = true
+  ephemeral = true
 }
 
 variable "s3_access_key_id" {
@@ -39,4 +42,5 @@ variable "s3_access_key_id" {
 variable "s3_secret_access_key" {
   type      = string
   sensitive = true
+  ephemeral = true
 }

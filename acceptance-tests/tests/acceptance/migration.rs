@@ -9,7 +9,7 @@ use std::process::Child;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use acceptance_tests::support::postgres::{PgServer, run_db_migrate};
+use acceptance_tests::support::postgres::{PG_PASSWORD, PgServer, run_db_migrate};
 use acceptance_tests::support::{migrations_dir, send_signal, wait_for};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -616,10 +616,33 @@ output "head" {{ value = artifortress_migration.schema.head }}
                 dir.path().display()
             ),
         )
-        .without_env("ARTIFORTRESS_DATABASE_URL");
+        .without_env("ARTIFORTRESS_DATABASE_URL")
+        // database_url is write-only: refresh connects with connection_url (no password) and
+        // the password from the environment, as documented.
+        .with_env("PGPASSWORD", PG_PASSWORD);
         let plan = wd.plan_json();
         assert_eq!(change(&plan)["after_unknown"]["pending"], true);
         wd.apply_ok();
+        // (terraform_data.db holds the URL; the migration's own state must not.)
+        let state: Value =
+            serde_json::from_str(&std::fs::read_to_string(wd.file("terraform.tfstate")).unwrap())
+                .unwrap();
+        let state = state["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == "artifortress_migration")
+            .unwrap()
+            .to_string();
+        assert!(!state.contains(PG_PASSWORD), "the password is in the state:\n{state}");
+        let connection = url::Url::parse(&url).map(|mut u| {
+            u.set_password(None).unwrap();
+            u.to_string()
+        });
+        assert!(
+            state.contains(&format!("\"connection_url\":\"{}\"", connection.unwrap())),
+            "{state}"
+        );
         assert_eq!(wd.output("head"), "0002_auth_and_audit.sql");
         assert_eq!(ledger(&pg, &db), TESTBED_VERSIONS[..2]);
     }

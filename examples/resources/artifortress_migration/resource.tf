@@ -1,6 +1,5 @@
 # D0/D4: the service's migrations, applied exactly once, with the plan showing what will run.
-# The database comes from the provider's `database_url` (or ARTIFORTRESS_DATABASE_URL), which
-# keeps its password out of the state.
+# The database comes from the provider's `database_url` (or ARTIFORTRESS_DATABASE_URL).
 resource "artifortress_migration" "schema" {
   dir = "${path.module}/db/migrations" # NNNN_name.sql, applied in file-name order
 }
@@ -9,7 +8,7 @@ resource "artifortress_migration" "schema" {
 # contract migration it contains, and accept a comment-only edit of an applied file.
 resource "artifortress_migration" "production" {
   dir              = "${path.module}/db/migrations"
-  database_url     = var.production_database_url # sensitive; stored in state when set here
+  database_url     = var.production_database_url # write-only: never in state or plan
   target_version   = "0012_tenant_role_bindings.sql"
   backup_id        = var.pre_release_backup_id # required when the provider's environment is "production"
   allow_contract   = true
@@ -29,6 +28,7 @@ resource "artifortress_migration" "legacy" {
 variable "production_database_url" {
   type      = string
   sensitive = true
+  ephemeral = true # Terraform >= 1.10: not saved in plan files either
 }
 
 variable "pre_release_backup_id" {
@@ -38,6 +38,7 @@ variable "pre_release_backup_id" {
 variable "legacy_database_url" {
   type      = string
   sensitive = true
+  ephemeral = true
 }
 
 output "schema_head" {

@@ -12,7 +12,7 @@ resource "artifortress_backup" "weekly" {
 resource "artifortress_restore_drill" "weekly" {
   backup_id           = artifortress_backup.weekly.id # or its object_key
   prefix              = "backups/staging/"
-  admin_database_url  = var.admin_database_url # a role that may create and drop databases
+  admin_database_url  = var.admin_database_url # write-only; a role that may create and drop databases
   drill_database      = "artifortress_drill"   # never the source; ^[A-Za-z_][A-Za-z0-9_]*$
   rto_target_seconds  = 900
   rpo_target_seconds  = 300
@@ -26,6 +26,7 @@ resource "artifortress_restore_drill" "weekly" {
 variable "admin_database_url" {
   type      = string
   sensitive = true
+  ephemeral = true # Terraform >= 1.10: kept out of plan files too
 }
 
 output "drill" {

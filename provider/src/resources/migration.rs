@@ -71,6 +71,14 @@ fn url_changed(config: &Value, prior: &Value, settings: &Settings) -> bool {
     }
 }
 
+const REFRESH_HINT: &str = "\n\nRefresh has no configuration, and database_url is write-only: it \
+     connects with the provider's database_url when that names the same database, otherwise \
+     with connection_url (no password) and the password from PGPASSWORD or ~/.pgpass.";
+
+fn is_stored_url(state: &Value, url: &str) -> bool {
+    state.attr("connection_url").as_str() == Some(url)
+}
+
 /// The URL refresh uses: the provider's `database_url` when it points at the database in state
 /// (it carries the password), else the stored URL without password (`PGPASSWORD`/`~/.pgpass`).
 fn refresh_url(state: &Value, settings: &Settings) -> Result<String, Diagnostic> {
@@ -713,7 +721,14 @@ impl Resource<Settings> for Migration {
                 }
                 resp.private = private.encode();
             }
-            Err(f) => resp.diagnostics.extend(f.diagnostics),
+            Err(mut f) => {
+                if is_stored_url(state, &url) {
+                    for d in &mut f.diagnostics.0 {
+                        d.detail.push_str(REFRESH_HINT);
+                    }
+                }
+                resp.diagnostics.extend(f.diagnostics)
+            }
         }
     }
 
