@@ -119,6 +119,14 @@ impl Bed {
         assert!(status.is_success(), "PUT /testbed/faults: {status}");
     }
 
+    /// Drops the database under the running API (it then answers 503 on what needs it).
+    pub fn drop_database(&self) {
+        psql(
+            &self.admin_url,
+            &format!("drop database if exists {} with (force)", self.db),
+        );
+    }
+
     pub fn audit_count(&self, action: &str) -> i64 {
         self.sql(&format!(
             "select count(*) from audit_log where action = '{action}'"
@@ -286,6 +294,20 @@ fn ops_summary_errors_quote_the_service() {
             &wd.run(&["validate", "-no-color"]),
             &tf.version,
             &["Unknown ops summary metric", "warning (9) is above critical (3)"],
+        );
+    }
+    // PostgreSQL not answering for the service: 503 with the service's own words.
+    let admin = bed.mint("acc-admin", &["repo:*:admin"]);
+    bed.drop_database();
+    for tf in terraforms() {
+        let wd = Workdir::new(&tf, &summary_config(bed.api_url(), &admin, ""));
+        assert_failed(
+            &wd.plan_detailed(),
+            &tf.version,
+            &[
+                "Artifortress is unavailable (503)",
+                "service_unavailable: PostgreSQL is unavailable",
+            ],
         );
     }
 }
