@@ -89,7 +89,10 @@ impl Bed {
         let body: Value = self.rt.block_on(async {
             reqwest::Client::new()
                 .post(&url)
-                .header("X-Bootstrap-Token", required_env("ARTIFORTRESS_BOOTSTRAP_TOKEN"))
+                .header(
+                    "X-Bootstrap-Token",
+                    required_env("ARTIFORTRESS_BOOTSTRAP_TOKEN"),
+                )
                 .json(&json!({"subject": subject, "scopes": scopes, "ttlMinutes": 30}))
                 .send()
                 .await
@@ -293,7 +296,10 @@ fn ops_summary_errors_quote_the_service() {
         assert_failed(
             &wd.run(&["validate", "-no-color"]),
             &tf.version,
-            &["Unknown ops summary metric", "warning (9) is above critical (3)"],
+            &[
+                "Unknown ops summary metric",
+                "warning (9) is above critical (3)",
+            ],
         );
     }
     // PostgreSQL not answering for the service: 503 with the service's own words.
@@ -389,13 +395,21 @@ fn admin_token_is_minted_used_revoked_and_never_stored() {
         wd.assert_plan_empty();
 
         // TTL bounds are validated before anything is minted.
-        wd.set_config(&ephemeral_config(bed.api_url(), &subject, "ttl_minutes = 2"));
+        wd.set_config(&ephemeral_config(
+            bed.api_url(),
+            &subject,
+            "ttl_minutes = 2",
+        ));
         assert_failed(
             &wd.run(&["validate", "-no-color"]),
             &tf.version,
             &["ttl_minutes must be a whole number from 5 to 1440"],
         );
-        wd.set_config(&ephemeral_config(bed.api_url(), &subject, "scopes = [\"admin\"]"));
+        wd.set_config(&ephemeral_config(
+            bed.api_url(),
+            &subject,
+            "scopes = [\"admin\"]",
+        ));
         assert_failed(
             &wd.run(&["validate", "-no-color"]),
             &tf.version,
@@ -456,9 +470,15 @@ resource "artifortress_backup" "pre" {{
 fn window(open: bool) -> String {
     let now = chrono::Utc::now();
     let (a, b) = if open {
-        (now - chrono::Duration::hours(1), now + chrono::Duration::hours(1))
+        (
+            now - chrono::Duration::hours(1),
+            now + chrono::Duration::hours(1),
+        )
     } else {
-        (now - chrono::Duration::hours(3), now - chrono::Duration::hours(2))
+        (
+            now - chrono::Duration::hours(3),
+            now - chrono::Duration::hours(2),
+        )
     };
     format!(
         "{}/{}",
@@ -479,7 +499,8 @@ fn preflight_is_go_only_when_every_check_passes() {
             let p = entry.unwrap().path();
             std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
         }
-        let contract = "-- artifortress:class C\nalter table repos drop column if exists legacy_flag;\n";
+        let contract =
+            "-- artifortress:class C\nalter table repos drop column if exists legacy_flag;\n";
         std::fs::write(dir.path().join("0004_drop_legacy.sql"), contract).unwrap();
 
         // Everything wrong at once: each failed check is reported, in order.
@@ -520,7 +541,8 @@ fn preflight_is_go_only_when_every_check_passes() {
         assert!(detail("backup_age").contains("no backup under"));
         assert!(detail("readiness").contains("not_ready"), "{checks}");
         assert!(
-            detail("backlog").contains("pending_outbox_events = 201 is above the critical threshold 200"),
+            detail("backlog")
+                .contains("pending_outbox_events = 201 is above the critical threshold 200"),
             "{checks}"
         );
         assert!(detail("contract_migrations").contains("0004_drop_legacy.sql"));
@@ -591,14 +613,30 @@ fn preflight_is_go_only_when_every_check_passes() {
                 &token,
                 &prefix,
                 dir.path(),
-                &go_args.replace("allow_contract", "max_backup_age = \"1s\"\n  allow_contract"),
+                &go_args.replace(
+                    "allow_contract",
+                    "max_backup_age = \"1s\"\n  allow_contract"
+                ),
             ),
             backup_config(&bed, &prefix)
         ));
         std::thread::sleep(std::time::Duration::from_secs(2));
-        assert_failed(&wd.apply(), &tf.version, &["- backup_age: newest backup", "is older than the limit of 1s"]);
+        assert_failed(
+            &wd.apply(),
+            &tf.version,
+            &[
+                "- backup_age: newest backup",
+                "is older than the limit of 1s",
+            ],
+        );
         // A failing gate also fails the refresh of `destroy`: destroy without refreshing.
-        let destroy = wd.run(&["destroy", "-auto-approve", "-refresh=false", "-input=false", "-no-color"]);
+        let destroy = wd.run(&[
+            "destroy",
+            "-auto-approve",
+            "-refresh=false",
+            "-input=false",
+            "-no-color",
+        ]);
         assert_eq!(destroy.code, 0, "destroy:\n{}", destroy.text());
     }
 }

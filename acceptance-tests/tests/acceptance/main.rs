@@ -5,7 +5,10 @@
 //! real S3 server (Garage).
 
 mod backup;
+mod ci_drift;
+mod gates;
 mod harness;
 mod migration;
 mod provider_config;
 mod readiness;
+mod secrets;

@@ -634,7 +634,10 @@ output "head" {{ value = artifortress_migration.schema.head }}
             .find(|r| r["type"] == "artifortress_migration")
             .unwrap()
             .to_string();
-        assert!(!state.contains(PG_PASSWORD), "the password is in the state:\n{state}");
+        assert!(
+            !state.contains(PG_PASSWORD),
+            "the password is in the state:\n{state}"
+        );
         let connection = url::Url::parse(&url).map(|mut u| {
             u.set_password(None).unwrap();
             u.to_string()

@@ -147,9 +147,15 @@ fn no_secret_reaches_state_plans_or_trace_logs() {
         let log = std::env::temp_dir().join(format!("af-acc-secrets-{tag}.log"));
         let wd = Workdir::new(&tf, &config(&bed, &prefix, &drill_db))
             .with_env("TF_VAR_admin_token", &token)
-            .with_env("TF_VAR_bootstrap_token", &required_env("ARTIFORTRESS_BOOTSTRAP_TOKEN"))
+            .with_env(
+                "TF_VAR_bootstrap_token",
+                &required_env("ARTIFORTRESS_BOOTSTRAP_TOKEN"),
+            )
             .with_env("TF_VAR_database_url", &bed.url)
-            .with_env("TF_VAR_s3_secret_key", &required_env("AWS_SECRET_ACCESS_KEY"))
+            .with_env(
+                "TF_VAR_s3_secret_key",
+                &required_env("AWS_SECRET_ACCESS_KEY"),
+            )
             // Nothing from the dev environment: only what the configuration gives.
             .without_env("ARTIFORTRESS_ADMIN_TOKEN")
             .without_env("ARTIFORTRESS_DATABASE_URL")
@@ -173,14 +179,20 @@ fn no_secret_reaches_state_plans_or_trace_logs() {
         run(&["plan", "-out=create.tfplan", "-input=false", "-no-color"]);
         run(&["show", "-json", "create.tfplan"]);
         run(&["apply", "-input=false", "-no-color", "create.tfplan"]);
-        let second = run(&["plan", "-out=second.tfplan", "-input=false", "-no-color", "-detailed-exitcode"]);
+        let second = run(&[
+            "plan",
+            "-out=second.tfplan",
+            "-input=false",
+            "-no-color",
+            "-detailed-exitcode",
+        ]);
         assert!(second.stdout.contains("No changes"), "{}", second.text());
         run(&["show", "-json", "second.tfplan"]);
         run(&["show", "-json"]);
         assert_eq!(wd.output("status"), "ready");
         assert_eq!(wd.output("drill"), true, "{}", wd.output("report"));
         assert_eq!(wd.output("backups"), 1);
-        assert_eq!(wd.output("worst").as_str().is_some(), true);
+        assert!(wd.output("worst").as_str().is_some());
         assert_eq!(wd.output("checks")["migrations_dirty"], json!(true));
         let state = std::fs::read_to_string(wd.file("terraform.tfstate")).unwrap();
         run(&["destroy", "-auto-approve", "-input=false", "-no-color"]);

@@ -141,7 +141,8 @@ pub fn backup_check(
         format!(
             "newest backup {} (recovery point {}) is {} the limit of {}",
             m.id,
-            m.snapshot_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            m.snapshot_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             if passed { "within" } else { "older than" },
             duration::format(max_age)
         ),
@@ -615,7 +616,7 @@ mod tests {
         assert!(
             window_check(w, t("2026-12-01T21:00:00Z"))
                 .detail
-                .contains("opens in 1h")
+                .contains("opens at 2026-12-01T22:00:00Z")
         );
         assert!(!window_check(None, t("2026-12-01T22:00:00Z")).passed);
         assert!(parse_window("2026-12-01T23:00:00Z/2026-12-01T22:00:00Z").is_err());

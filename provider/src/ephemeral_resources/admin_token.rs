@@ -38,7 +38,7 @@ impl EphemeralResource<Settings> for AdminToken {
     fn schema(&self) -> Schema {
         Schema::new(
             0,
-            "Mints a short-lived personal access token through `POST /v1/auth/pats` with the provider's `bootstrap_token`, for this Terraform run only, and revokes it when Terraform closes the resource at the end of the run. Use it as the `token` of `data \"artifortress_ops_summary\"` / `data \"artifortress_preflight\"` or as the `admin_token` of a second, aliased provider block. Never in state or plan. Needs Terraform >= 1.10.",
+            "Mints a short-lived personal access token through `POST /v1/auth/pats` with the provider's `bootstrap_token`, for this Terraform run only, and revokes it when Terraform closes the resource at the end of the run. Give it to a second, aliased provider block as its `admin_token`, and read `data \"artifortress_ops_summary\"` or `data \"artifortress_preflight\"` through that alias (data sources take no token argument: their arguments are saved in the state). Never in state or plan. Needs Terraform >= 1.10.",
             vec![
                 Attribute::optional_computed("subject", Type::String)
                     .default_value(DEFAULT_SUBJECT)

@@ -87,8 +87,12 @@ fn encode_into(
                 Number::Int(i) => {
                     rmp::encode::write_sint(out, *i).ok();
                 }
-                Number::Float(f) => {
-                    rmp::encode::write_f64(out, *f).ok();
+                Number::Float(_) => {
+                    // As go-cty does for a number that is not an exact float64: the decimal
+                    // text. Terraform parses it back at its own precision, so the value equals
+                    // the one it reads from the state file's JSON (1.234 as f64 would not, and
+                    // `plan -refresh-only -detailed-exitcode` would report a change it cannot show).
+                    rmp::encode::write_str(out, &n.to_decimal_string()).ok();
                 }
                 Number::Big(s) => {
                     rmp::encode::write_str(out, s).ok();
@@ -632,6 +636,19 @@ fn skip_item(rd: &mut Reader<'_>, path: &AttributePath, depth: usize) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fractions_travel_as_decimal_text_and_come_back_equal() {
+        let v = Value::Number(Number::Float(1.234));
+        let bytes = encode(&v, &Type::Number).unwrap();
+        let mut expected = Vec::new();
+        rmp::encode::write_str(&mut expected, "1.234").unwrap();
+        assert_eq!(bytes, expected);
+        assert_eq!(decode(&bytes, &Type::Number).unwrap(), v);
+        // Integers stay integers.
+        let bytes = encode(&Value::int(7), &Type::Number).unwrap();
+        assert_eq!(bytes, [7]);
+    }
 
     #[test]
     fn unknown_is_written_like_tftypes() {
