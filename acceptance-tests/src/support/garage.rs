@@ -189,6 +189,25 @@ admin_token = "{admin}"
     pub fn secret_key(&self) -> &str {
         &self.secret_key
     }
+    /// An S3 client for this server with its key (path-style).
+    pub fn s3_client(&self) -> aws_sdk_s3::Client {
+        use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(self.region()))
+            .endpoint_url(self.endpoint())
+            .force_path_style(true)
+            .credentials_provider(Credentials::new(
+                self.access_key(),
+                self.secret_key(),
+                None,
+                None,
+                "test",
+            ))
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
     /// The bucket created at start.
     pub fn bucket(&self) -> &str {
         &self.bucket

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use acceptance_tests::support::garage::GarageServer;
 use acceptance_tests::support::postgres::{PgServer, pg_bin_dir};
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -24,22 +23,9 @@ impl Bed {
     fn start() -> Bed {
         let pg = PgServer::start().unwrap();
         let garage = GarageServer::start().unwrap();
-        let conf = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(garage.region()))
-            .endpoint_url(garage.endpoint())
-            .force_path_style(true)
-            .credentials_provider(Credentials::new(
-                garage.access_key(),
-                garage.secret_key(),
-                None,
-                None,
-                "test",
-            ))
-            .build();
         Bed {
             pg,
-            s3: aws_sdk_s3::Client::from_conf(conf),
+            s3: garage.s3_client(),
             garage,
             rt: tokio::runtime::Runtime::new().unwrap(),
         }

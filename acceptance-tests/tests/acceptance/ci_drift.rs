@@ -10,7 +10,6 @@ use acceptance_tests::support::api::{TestbedApi, api_env};
 use acceptance_tests::support::garage::GarageServer;
 use acceptance_tests::support::migrations_dir;
 use acceptance_tests::support::postgres::{PgServer, run_db_migrate};
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 
 use crate::harness::{Run, Terraform, Workdir, cli_config, terraforms};
 
@@ -47,21 +46,8 @@ impl Bed {
             &env,
         )
         .expect("test bed API starts");
-        let conf = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(garage.region()))
-            .endpoint_url(garage.endpoint())
-            .force_path_style(true)
-            .credentials_provider(Credentials::new(
-                garage.access_key(),
-                garage.secret_key(),
-                None,
-                None,
-                "test",
-            ))
-            .build();
         Bed {
-            s3: aws_sdk_s3::Client::from_conf(conf),
+            s3: garage.s3_client(),
             pg,
             garage,
             api,

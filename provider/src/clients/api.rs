@@ -139,17 +139,6 @@ impl std::fmt::Debug for IssuedToken {
     }
 }
 
-/// `GET /v1/auth/whoami`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WhoAmI {
-    pub subject: String,
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    #[serde(default)]
-    pub auth_source: Option<String>,
-}
-
 /// `GET /health/ready`: `{"status", "checkedAtUtc", "dependencies": [...]}`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -299,18 +288,28 @@ impl ApiClient {
         }
     }
 
-    /// `GET /v1/admin/ops/summary` with an admin (or auditor) bearer token.
-    pub async fn ops_summary(&self, token: &str) -> Result<OpsSummary, ApiError> {
-        const PATH: &str = "/v1/admin/ops/summary";
+    /// `GET path` with a bearer token, the answer parsed as `T`.
+    async fn get_with_token<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        what: &'static str,
+        token: &str,
+    ) -> Result<T, ApiError> {
         let (status, text) = self
             .send(
                 reqwest::Method::GET,
-                PATH,
+                path,
                 Some(Credential::Bearer(token)),
                 None,
             )
             .await?;
-        self.parse(PATH, "ops summary", status, &text)
+        self.parse(path, what, status, &text)
+    }
+
+    /// `GET /v1/admin/ops/summary` with an admin (or auditor) bearer token.
+    pub async fn ops_summary(&self, token: &str) -> Result<OpsSummary, ApiError> {
+        self.get_with_token("/v1/admin/ops/summary", "ops summary", token)
+            .await
     }
 
     /// `POST /v1/auth/pats`: mint a personal access token.
@@ -352,20 +351,6 @@ impl ApiClient {
         }
         let r: Revoked = self.parse(PATH, "revocation", status, &text)?;
         Ok(r.status == "revoked")
-    }
-
-    /// `GET /v1/auth/whoami`.
-    pub async fn whoami(&self, token: &str) -> Result<WhoAmI, ApiError> {
-        const PATH: &str = "/v1/auth/whoami";
-        let (status, text) = self
-            .send(
-                reqwest::Method::GET,
-                PATH,
-                Some(Credential::Bearer(token)),
-                None,
-            )
-            .await?;
-        self.parse(PATH, "whoami answer", status, &text)
     }
 
     /// `GET /health/live`: true when the process answers 200 `{"status":"ok"}`.
