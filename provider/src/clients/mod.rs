@@ -6,9 +6,12 @@
 //! - [`object_store`]: S3-compatible object storage.
 //! - [`backup`]: `pg_dump` streamed into object storage, with a manifest, verified.
 //! - [`restore`]: restore drills: restore a backup, verify it, measure RTO and RPO.
+//! - [`hosts`]: deploy hosts over SSH (russh) or locally: commands, uploads, and the release
+//!   directory (deploy lock, install with an on-host checksum, env files, `current`, prune).
 
 pub mod api;
 pub mod backup;
+pub mod hosts;
 pub mod migrations;
 pub mod object_store;
 pub mod ops;
