@@ -48,24 +48,25 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 PY
 }
 
-# af_port_free PORT : 0 when nothing listens on / holds 127.0.0.1:PORT.
+# af_port_free PORT [ADDR] : 0 when nothing listens on / holds ADDR:PORT (ADDR defaults to 127.0.0.1).
 af_port_free() {
-  "$AF_PYTHON" - "$1" <<'PY'
+  "$AF_PYTHON" - "$1" "${2:-127.0.0.1}" <<'PY'
 import socket, sys
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no obstacle
 try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
+    s.bind((sys.argv[2], int(sys.argv[1])))
 except OSError:
     sys.exit(1)
 PY
 }
 
-# af_wait_port PORT TIMEOUT_S : wait until something accepts TCP connections on 127.0.0.1:PORT.
+# af_wait_port PORT TIMEOUT_S [ADDR] : wait until something accepts TCP connections on ADDR:PORT
+# (ADDR defaults to 127.0.0.1).
 af_wait_port() {
-  local port=$1 deadline=$((SECONDS + $2))
+  local port=$1 deadline=$((SECONDS + $2)) addr=${3:-127.0.0.1}
   while ((SECONDS < deadline)); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    if (exec 3<>"/dev/tcp/$addr/$port") 2>/dev/null; then return 0; fi
     sleep 0.05
   done
   return 1
