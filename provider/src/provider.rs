@@ -513,6 +513,7 @@ impl Provider for ArtifortressProvider {
     fn resources(&self) -> Vec<Arc<dyn Resource<Settings>>> {
         vec![
             Arc::new(resources::backup::Backup),
+            Arc::new(resources::bootstrap::Bootstrap),
             Arc::new(resources::migration::Migration),
             Arc::new(resources::restore_drill::RestoreDrill),
         ]

@@ -5,6 +5,7 @@
 //! real S3 server (Garage).
 
 mod backup;
+mod bootstrap;
 mod ci_drift;
 mod gates;
 mod harness;

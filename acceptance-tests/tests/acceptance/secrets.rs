@@ -10,7 +10,7 @@ use crate::gates::Bed;
 use crate::harness::{Workdir, required_env, terraforms};
 use acceptance_tests::support::migrations_dir;
 
-fn config(bed: &Bed, prefix: &str, drill_db: &str) -> String {
+fn config(bed: &Bed, prefix: &str, drill_db: &str, boot: &str) -> String {
     format!(
         r#"
 # Secrets come in as ephemeral variables (TF_VAR_*): Terraform keeps them out of plan files,
@@ -32,6 +32,11 @@ variable "database_url" {{
   ephemeral = true
 }}
 variable "s3_secret_key" {{
+  type      = string
+  sensitive = true
+  ephemeral = true
+}}
+variable "owner_password" {{
   type      = string
   sensitive = true
   ephemeral = true
@@ -59,6 +64,16 @@ provider "artifortress" {{
   api_url      = "{api}"
   admin_token  = ephemeral.artifortress_admin_token.run.token
   database_url = var.database_url
+}}
+
+resource "artifortress_bootstrap" "staging" {{
+  admin_database_url        = var.database_url
+  database                  = "{boot}"
+  owner_role                = "{boot}"
+  owner_password_wo         = var.owner_password
+  owner_password_wo_version = 1
+  bucket                    = "{bucket}"
+  on_destroy                = "drop"
 }}
 
 resource "artifortress_migration" "schema" {{
@@ -145,7 +160,10 @@ fn no_secret_reaches_state_plans_or_trace_logs() {
         let prefix = format!("backups/acc-secrets-{tag}/");
         let drill_db = format!("af_drill_{tag}");
         let log = std::env::temp_dir().join(format!("af-acc-secrets-{tag}.log"));
-        let wd = Workdir::new(&tf, &config(&bed, &prefix, &drill_db))
+        let boot = format!("af_boot_{tag}");
+        let owner_password = format!("pw-{:016x}", rand::random::<u64>());
+        let wd = Workdir::new(&tf, &config(&bed, &prefix, &drill_db, &boot))
+            .with_env("TF_VAR_owner_password", &owner_password)
             .with_env("TF_VAR_admin_token", &token)
             .with_env(
                 "TF_VAR_bootstrap_token",
@@ -211,7 +229,8 @@ fn no_secret_reaches_state_plans_or_trace_logs() {
             ("the CLI output and show -json", &seen),
             ("the TF_LOG=trace log", &trace),
         ] {
-            for (what, secret) in &secrets {
+            let per_run = [("bootstrap owner password", owner_password.clone())];
+            for (what, secret) in secrets.iter().chain(per_run.iter()) {
                 let n = text.matches(secret.as_str()).count();
                 assert_eq!(
                     n, 0,

@@ -305,3 +305,37 @@ pub async fn complete_upload(
         .map(|_| ())
         .map_err(|e| ObjectStoreError::new("COMPLETE UPLOAD", bucket, key, &e))
 }
+
+/// Whether `bucket` exists (and these credentials may see it). A bucket that exists but is
+/// refused (403) is an error, not "absent".
+pub async fn head_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<bool, ObjectStoreError> {
+    match s3.head_bucket().bucket(bucket).send().await {
+        Ok(_) => Ok(true),
+        Err(SdkError::ServiceError(e)) if e.err().is_not_found() => Ok(false),
+        Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 404 => Ok(false),
+        Err(e) => Err(ObjectStoreError::new("HEAD BUCKET", bucket, "", &e)),
+    }
+}
+
+/// Create `bucket`; outside `us-east-1` with the region as its location constraint. A bucket
+/// these credentials already own is not an error.
+pub async fn create_bucket(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    region: &str,
+) -> Result<(), ObjectStoreError> {
+    use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+    let mut req = s3.create_bucket().bucket(bucket);
+    if region != "us-east-1" {
+        req = req.create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(region))
+                .build(),
+        );
+    }
+    match req.send().await {
+        Ok(_) => Ok(()),
+        Err(SdkError::ServiceError(e)) if e.err().is_bucket_already_owned_by_you() => Ok(()),
+        Err(e) => Err(ObjectStoreError::new("CREATE BUCKET", bucket, "", &e)),
+    }
+}

@@ -1,6 +1,7 @@
 //! Resources: one file each, joining a domain client to the protocol layer.
 
 pub mod backup;
+pub mod bootstrap;
 pub mod migration;
 pub mod restore_drill;
 

@@ -1,0 +1,526 @@
+//! `resource "artifortress_bootstrap"`: the staging database and bucket bootstrap (D1),
+//! joining the bootstrap client to Terraform.
+//!
+//! Create (and every update) makes sure the owner role exists with LOGIN, the database exists
+//! and is owned by it, the bucket exists (created with `create_bucket`), and that the storage
+//! credentials can put, get and delete a probe object. The owner's password is set on create
+//! and whenever `owner_password_wo_version` changes; it is write-only, like the admin URL, so
+//! neither is ever in state.
+//!
+//! Read re-verifies the role, the owner and the bucket without writing anything (the probe's
+//! record is kept from the last apply). It has no configuration, so it connects with the
+//! provider's `database_url` when that names the same server (any role may read the
+//! catalogs). A role, database or bucket gone out of band leaves the state with a warning, so
+//! the plan proposes creating it again; a role without LOGIN or a database with another owner
+//! plans an update that puts it right.
+
+use async_trait::async_trait;
+
+use crate::clients::bootstrap::{
+    self, BootstrapError, BootstrapSpec, CHECK_NAMES, Check, probe_check, server_of,
+    valid_identifier,
+};
+use crate::protocol::diagnostics::{AttributePath, Diagnostic, Diagnostics};
+use crate::protocol::framework::{
+    ApplyRequest, ApplyResponse, DeleteRequest, ModifyPlanRequest, ModifyPlanResponse, ReadRequest,
+    ReadResponse, Resource,
+};
+use crate::protocol::schema::{Attribute, Schema};
+use crate::protocol::types::Type;
+use crate::protocol::validators::Validator;
+use crate::protocol::value::Value;
+use crate::provider::{Setting, Settings};
+
+pub const TYPE_NAME: &str = "artifortress_bootstrap";
+
+pub struct Bootstrap;
+
+fn check_type() -> Type {
+    Type::object([
+        ("name", Type::String),
+        ("passed", Type::Bool),
+        ("detail", Type::String),
+    ])
+}
+
+fn checks_value(checks: &[Check]) -> Value {
+    Value::List(
+        checks
+            .iter()
+            .map(|c| {
+                Value::object([
+                    ("name", Value::String(c.name.to_string())),
+                    ("passed", Value::Bool(c.passed)),
+                    ("detail", Value::String(c.detail.clone())),
+                ])
+            })
+            .collect(),
+    )
+}
+
+fn identity(server: &str, database: &str) -> String {
+    format!("{server}/{database}")
+}
+
+fn url_template(server: &str, role: &str, database: &str) -> String {
+    format!("postgres://{role}@{server}/{database}")
+}
+
+/// The diagnostic for a bootstrap error, on the attribute it is about.
+fn error_diagnostic(summary: &str, err: &BootstrapError) -> Diagnostic {
+    let attr = match err {
+        BootstrapError::BadIdentifier { what, .. } => what,
+        BootstrapError::InvalidUrl { .. }
+        | BootstrapError::Connect { .. }
+        | BootstrapError::Database { .. } => "admin_database_url",
+        BootstrapError::ObjectStore(_)
+        | BootstrapError::BucketMissing { .. }
+        | BootstrapError::ProbeMismatch { .. } => "bucket",
+    };
+    Diagnostic::error(summary, err.to_string()).at_attr(attr)
+}
+
+fn identifier_diagnostic(attr: &str, name: &str) -> Diagnostic {
+    Diagnostic::error(
+        format!("Invalid {attr}"),
+        format!(
+            "{name:?} must match ^[A-Za-z_][A-Za-z0-9_]*$ and be at most 63 bytes: it becomes a \
+             PostgreSQL identifier."
+        ),
+    )
+    .at_attr(attr)
+}
+
+fn region(settings: &Settings) -> String {
+    match &settings.object_storage.region {
+        Setting::Known(r) if !r.is_empty() => r.clone(),
+        _ => "us-east-1".to_string(),
+    }
+}
+
+/// The server (`host:port`) a resource in state lives on, from its id.
+fn state_server(state: &Value) -> Option<String> {
+    state
+        .attr("id")
+        .as_str()
+        .and_then(|id| id.rsplit_once('/'))
+        .map(|(server, _)| server.to_string())
+}
+
+/// The provider's `database_url` when it names `server`: what Read and a destroy (which get
+/// no write-only values) connect with.
+fn provider_url_on(settings: &Settings, server: &str, own: &Value) -> Result<String, Diagnostic> {
+    let url = settings
+        .need_database_url(own, "admin_database_url")
+        .map_err(|d| {
+            Diagnostic::error(
+                d.summary.clone(),
+                format!(
+                    "{}\n\nThis bootstrap lives on {server}. admin_database_url is write-only and \
+                     never stored, so refresh and destroy connect with the provider's \
+                     `database_url` (or ARTIFORTRESS_DATABASE_URL), which must name that server.",
+                    d.detail
+                ),
+            )
+            .at_attr("admin_database_url")
+        })?;
+    match server_of(&url) {
+        Ok(s) if s == server => Ok(url),
+        Ok(other) => Err(Diagnostic::error(
+            "No database URL for this server",
+            format!(
+                "This bootstrap lives on {server}, but the provider's database_url names \
+                 {other}. admin_database_url is write-only and never stored, so refresh and \
+                 destroy connect with the provider's `database_url` (or \
+                 ARTIFORTRESS_DATABASE_URL): point it at {server} (any role may read the \
+                 catalogs; `on_destroy = \"drop\"` needs one that may drop the database and \
+                 the role)."
+            ),
+        )
+        .at_attr("admin_database_url")),
+        Err(e) => Err(error_diagnostic("Invalid database URL", &e)),
+    }
+}
+
+#[async_trait]
+impl Resource<Settings> for Bootstrap {
+    fn type_name(&self) -> &'static str {
+        TYPE_NAME
+    }
+
+    fn schema(&self) -> Schema {
+        Schema::new(
+            0,
+            "The bootstrap of an environment's database and bucket (D1): the owner role \
+             (LOGIN, its password set on create and on every change of \
+             `owner_password_wo_version`), the database owned by it, the bucket (created with \
+             `create_bucket`), and a probe that the provider's storage credentials can put, get \
+             (content compared) and delete an object under `_artifortress/`. Names are plain \
+             identifiers, checked at plan time and always double-quoted. Neither password is \
+             ever stored. A refresh re-verifies the role, the owner and the bucket (without \
+             writing a probe); one that vanished out of band is planned again.",
+            vec![
+                Attribute::optional("admin_database_url", Type::String)
+                    .sensitive()
+                    .write_only()
+                    .description("PostgreSQL URL of a role that may create roles and databases, on the server to bootstrap. Default: the provider's `database_url`. Write-only (Terraform >= 1.11): never stored. Refresh and destroy get no write-only values and connect with the provider's `database_url`, which must then name the same server (`id`); a different server plans a replacement. When its own database does not exist (yet), `postgres` is used."),
+                Attribute::required("database", Type::String)
+                    .requires_replace()
+                    .description("The database to create (owned by `owner_role`). `^[A-Za-z_][A-Za-z0-9_]*$`, at most 63 bytes."),
+                Attribute::required("owner_role", Type::String)
+                    .requires_replace()
+                    .description("The login role that owns the database (created when absent, given LOGIN when it lacks it). `^[A-Za-z_][A-Za-z0-9_]*$`, at most 63 bytes."),
+                Attribute::optional("owner_password_wo", Type::String)
+                    .sensitive()
+                    .write_only()
+                    .description("The owner role's password, set on create and whenever `owner_password_wo_version` changes. Write-only (Terraform >= 1.11): never stored. Without it no password is set (nor removed). The server builds the `ALTER ROLE … PASSWORD` statement from bind parameters (`format('%I', '%L')`), so the password is never formatted into SQL by the provider."),
+                Attribute::optional("owner_password_wo_version", Type::Number)
+                    .description("Change it (e.g. 1 → 2) to set `owner_password_wo` again: the usual `*_wo_version` rotation trigger. Updates in place."),
+                Attribute::optional_computed("bucket", Type::String)
+                    .requires_replace()
+                    .use_state_for_unknown()
+                    .description("The environment's bucket. Default: the provider's `object_storage.bucket`. It is never deleted."),
+                Attribute::optional_computed("create_bucket", Type::Bool)
+                    .default_value(false)
+                    .description("`true`: create the bucket when absent. `false`: it must exist. Updates in place."),
+                Attribute::optional_computed("on_destroy", Type::String)
+                    .default_value("keep")
+                    .validate(Validator::OneOf(&["keep", "drop"]))
+                    .description("`keep`: destroying only forgets the resource (with a warning). `drop`: terminate the database's sessions, drop the database, then the role. The bucket is never deleted. Updates in place."),
+                Attribute::computed("id", Type::String)
+                    .use_state_for_unknown()
+                    .description("`host:port/database`."),
+                Attribute::computed("database_url_template", Type::String)
+                    .use_state_for_unknown()
+                    .description("`postgres://<owner_role>@host:port/<database>`, without password: add it where the URL is used."),
+                Attribute::computed("checks", Type::list(check_type()))
+                    .use_state_for_unknown()
+                    .description("What was verified: `role` (exists with LOGIN), `database_owner`, `bucket`, `storage_put_get_delete` (the probe; measured by create and update, kept as recorded by a refresh). Each with `name`, `passed` and `detail`. A refresh that finds a failed check plans an update that repairs it."),
+                Attribute::computed("server_version", Type::String)
+                    .use_state_for_unknown()
+                    .description("PostgreSQL's `server_version`."),
+            ],
+        )
+    }
+
+    async fn validate(&self, config: &Value) -> Diagnostics {
+        let mut diags = Diagnostics::new();
+        for attr in ["database", "owner_role"] {
+            if let Some(name) = config.attr(attr).as_str()
+                && !valid_identifier(name)
+            {
+                diags.push(identifier_diagnostic(attr, name));
+            }
+        }
+        diags
+    }
+
+    async fn modify_plan(
+        &self,
+        req: ModifyPlanRequest<'_, Settings>,
+        resp: &mut ModifyPlanResponse,
+    ) {
+        let (config, prior, settings) = (req.config, req.prior_state, req.provider);
+        super::plan_default_bucket(config, prior, settings, resp);
+        let planned = &mut resp.planned_state;
+        for attr in ["database", "owner_role"] {
+            if let Some(name) = planned.attr(attr).as_str()
+                && !valid_identifier(name)
+            {
+                resp.diagnostics.push(identifier_diagnostic(attr, name));
+            }
+        }
+        let server = match settings.database_url_for(config.attr("admin_database_url")) {
+            Ok(Some(url)) => server_of(&url).ok(),
+            _ => None,
+        };
+        let database = planned.attr("database").as_str().map(str::to_string);
+        let role = planned.attr("owner_role").as_str().map(str::to_string);
+        match (server, database, role) {
+            (Some(server), Some(db), Some(role)) => {
+                let id = identity(&server, &db);
+                if !prior.is_null() && prior.attr("id").as_str() != Some(id.as_str()) {
+                    // Another server (the admin URL changed): a new bootstrap.
+                    resp.requires_replace
+                        .push(AttributePath::root().child_attr("id"));
+                }
+                planned.set_attr("id", id.into());
+                planned.set_attr(
+                    "database_url_template",
+                    url_template(&server, &role, &db).into(),
+                );
+            }
+            (_, database, role) => {
+                // Not known yet: a new resource (or new names) is unknown; otherwise the
+                // recorded identity stands.
+                let renamed = database.as_deref() != prior.attr("database").as_str()
+                    || role.as_deref() != prior.attr("owner_role").as_str();
+                if prior.is_null() || renamed {
+                    planned.set_attr("id", Value::unknown());
+                    planned.set_attr("database_url_template", Value::unknown());
+                }
+            }
+        }
+        if prior.is_null() {
+            return;
+        }
+        // A refresh that found something wrong (NOLOGIN, another owner): the update repairs it.
+        let failed = prior
+            .attr("checks")
+            .as_elements()
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.attr("passed").as_bool() != Some(true));
+        if failed {
+            planned.set_attr("checks", Value::unknown());
+            planned.set_attr("server_version", Value::unknown());
+        }
+    }
+
+    async fn create(&self, req: ApplyRequest<'_, Settings>, resp: &mut ApplyResponse) {
+        self.apply(req, resp, true).await;
+    }
+
+    async fn read(&self, req: ReadRequest<'_, Settings>, resp: &mut ReadResponse) {
+        let settings = req.provider;
+        let state = &mut resp.new_state;
+        let Some(server) = state_server(state) else {
+            return resp.diagnostics.push(Diagnostic::provider_bug(
+                "Bootstrap without id",
+                "id is null or not host:port/database",
+            ));
+        };
+        let database = state
+            .attr("database")
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let role = state
+            .attr("owner_role")
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let bucket = state
+            .attr("bucket")
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let url = match provider_url_on(settings, &server, &Value::Null) {
+            Ok(u) => u,
+            Err(d) => return resp.diagnostics.push(d),
+        };
+        let s3 = match settings.object_store() {
+            Ok(c) => c,
+            Err(d) => return resp.diagnostics.push(d),
+        };
+        let seen = match bootstrap::observe(
+            &s3,
+            &url,
+            &database,
+            &role,
+            &bucket,
+            settings.request_timeout,
+        )
+        .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                return resp
+                    .diagnostics
+                    .push(error_diagnostic("Cannot verify the bootstrap", &e));
+            }
+        };
+        let mut gone = Vec::new();
+        if !seen.role_exists {
+            gone.push(format!("role {role}"));
+        }
+        if !seen.database_exists {
+            gone.push(format!("database {database}"));
+        }
+        if !seen.bucket_exists {
+            gone.push(format!("bucket {bucket}"));
+        }
+        if !gone.is_empty() {
+            resp.diagnostics.push(Diagnostic::warning(
+                "Bootstrap changed outside Terraform",
+                format!(
+                    "{} no longer exist{} on {server}, so this bootstrap is gone from the state \
+                     and the plan proposes creating it again.",
+                    gone.join(", "),
+                    if gone.len() == 1 { "s" } else { "" }
+                ),
+            ));
+            resp.new_state = Value::Null;
+            return;
+        }
+        let mut checks = seen.checks(&role, &database, &bucket);
+        // The probe writes; a refresh does not. Its last measured result is kept.
+        let probe = state
+            .attr("checks")
+            .as_elements()
+            .and_then(|cs| cs.get(3))
+            .filter(|c| c.attr("name").as_str() == Some(CHECK_NAMES[3]))
+            .map(|c| Check {
+                name: CHECK_NAMES[3],
+                passed: c.attr("passed").as_bool().unwrap_or(false),
+                detail: c.attr("detail").as_str().unwrap_or_default().to_string(),
+            })
+            .unwrap_or_else(|| probe_check(&bucket));
+        checks.push(probe);
+        state.set_attr("checks", checks_value(&checks));
+        state.set_attr("server_version", seen.server_version.into());
+    }
+
+    async fn update(&self, req: ApplyRequest<'_, Settings>, resp: &mut ApplyResponse) {
+        self.apply(req, resp, false).await;
+    }
+
+    async fn delete(&self, req: DeleteRequest<'_, Settings>) -> Diagnostics {
+        let prior = req.prior_state;
+        let database = prior.attr("database").as_str().unwrap_or_default();
+        let role = prior.attr("owner_role").as_str().unwrap_or_default();
+        if prior.attr("on_destroy").as_str() != Some("drop") {
+            return Diagnostic::warning(
+                "Database and role kept",
+                format!(
+                    "on_destroy = \"keep\": database {database} and role {role} stay on the \
+                     server, and the bucket {} stays; only the resource is forgotten.",
+                    prior.attr("bucket").as_str().unwrap_or_default()
+                ),
+            )
+            .into();
+        }
+        let Some(server) = state_server(prior) else {
+            return Diagnostic::provider_bug("Bootstrap without id", "id is null").into();
+        };
+        let url =
+            match provider_url_on(req.provider, &server, req.config.attr("admin_database_url")) {
+                Ok(u) => u,
+                Err(d) => return d.into(),
+            };
+        match bootstrap::drop_all(&url, database, role, req.provider.request_timeout).await {
+            Ok(()) => Diagnostics::new(),
+            Err(e) => error_diagnostic("Cannot drop the database and role", &e)
+                .at_attr("on_destroy")
+                .into(),
+        }
+    }
+}
+
+impl Bootstrap {
+    /// Create and update: make everything so, then record what was verified.
+    async fn apply(&self, req: ApplyRequest<'_, Settings>, resp: &mut ApplyResponse, create: bool) {
+        let (config, prior, planned, settings) =
+            (req.config, req.prior_state, req.planned_state, req.provider);
+        let admin_url = match settings
+            .need_database_url(config.attr("admin_database_url"), "admin_database_url")
+        {
+            Ok(u) => u,
+            Err(d) => return resp.diagnostics.push(d),
+        };
+        let bucket = match settings.need_bucket(planned.attr("bucket").as_str(), "bucket") {
+            Ok(b) => b,
+            Err(d) => return resp.diagnostics.push(d),
+        };
+        let s3 = match settings.object_store() {
+            Ok(c) => c,
+            Err(d) => return resp.diagnostics.push(d),
+        };
+        let rotate = create
+            || !planned
+                .attr("owner_password_wo_version")
+                .same(prior.attr("owner_password_wo_version"));
+        let password = config
+            .attr("owner_password_wo")
+            .as_str()
+            .map(str::to_string);
+        if rotate && !create && password.is_none() {
+            resp.diagnostics.push(
+                Diagnostic::warning(
+                    "No password to set",
+                    "owner_password_wo_version changed but owner_password_wo is not set: the \
+                     role's password was left as it is.",
+                )
+                .at_attr("owner_password_wo"),
+            );
+        }
+        let spec = BootstrapSpec {
+            admin_url,
+            database: planned
+                .attr("database")
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            owner_role: planned
+                .attr("owner_role")
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            owner_password: if rotate { password } else { None },
+            bucket,
+            create_bucket: planned.attr("create_bucket").as_bool().unwrap_or(false),
+            region: region(settings),
+            connect_timeout: settings.request_timeout,
+        };
+        let outcome = match bootstrap::ensure(&s3, &spec).await {
+            Ok(o) => o,
+            Err(e) => {
+                return resp
+                    .diagnostics
+                    .push(error_diagnostic("Bootstrap failed", &e));
+            }
+        };
+        if let Some(failed) = outcome.checks.iter().find(|c| !c.passed) {
+            return resp.diagnostics.push(
+                Diagnostic::error(
+                    "Bootstrap check failed",
+                    format!("{}: {}", failed.name, failed.detail),
+                )
+                .at_attr("checks"),
+            );
+        }
+        let mut state = planned.clone();
+        state.set_attr("bucket", spec.bucket.clone().into());
+        state.set_attr("id", identity(&outcome.server, &spec.database).into());
+        state.set_attr(
+            "database_url_template",
+            url_template(&outcome.server, &spec.owner_role, &spec.database).into(),
+        );
+        state.set_attr("checks", checks_value(&outcome.checks));
+        state.set_attr("server_version", outcome.server_version.into());
+        resp.new_state = state;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_is_valid() {
+        assert!(Bootstrap.schema().check().is_empty());
+    }
+
+    #[test]
+    fn ids_and_templates_carry_no_password() {
+        let server = server_of("postgres://admin:s3cret@db.internal:5433/postgres").unwrap();
+        assert_eq!(identity(&server, "af"), "db.internal:5433/af");
+        let t = url_template(&server, "artifortress", "artifortress_staging");
+        assert_eq!(
+            t,
+            "postgres://artifortress@db.internal:5433/artifortress_staging"
+        );
+        assert!(!t.contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn bad_identifiers_are_refused_at_validate() {
+        let mut config = Value::null_object(&Bootstrap.schema().value_type());
+        config.set_attr("database", "bad-name".into());
+        config.set_attr("owner_role", "ok_role".into());
+        let diags = Bootstrap.validate(&config).await;
+        assert!(diags.has_errors());
+        let d = diags.iter().next().unwrap();
+        assert!(d.summary.contains("database"), "{}", d.summary);
+    }
+}
