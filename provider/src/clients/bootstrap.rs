@@ -13,28 +13,15 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, Connection};
 
-use super::migrations::redact_url;
+use super::migrations::{redact_url, scrub};
 use super::object_store::{self, ObjectStoreError};
+use super::pg::{quote_ident, valid_identifier};
 
 /// Where the probe object goes (`<PROBE_PREFIX><random>`).
 pub const PROBE_PREFIX: &str = "_artifortress/bootstrap-probe-";
 
 /// The names of the checks, in the order they are reported.
 pub const CHECK_NAMES: [&str; 4] = ["role", "database_owner", "bucket", "storage_put_get_delete"];
-
-/// `^[A-Za-z_][A-Za-z0-9_]*$`, at most 63 bytes (PostgreSQL's identifier limit).
-pub fn valid_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= 63
-}
-
-/// A double-quoted SQL identifier (inner `"` doubled), keeping its case. Callers validate
-/// names first; quoting is the second line of defence.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
 
 /// What to bootstrap.
 #[derive(Clone)]
@@ -220,17 +207,6 @@ fn options(url: &str) -> Result<PgConnectOptions, BootstrapError> {
         url: redact_url(url),
         message: scrub(&e.to_string(), url),
     })
-}
-
-/// Never echo a password from the URL in an error.
-fn scrub(message: &str, url: &str) -> String {
-    match url::Url::parse(url)
-        .ok()
-        .and_then(|u| u.password().map(str::to_string))
-    {
-        Some(p) if !p.is_empty() => message.replace(&p, "***"),
-        _ => message.to_string(),
-    }
 }
 
 /// A session on `url`; when its database does not exist (SQLSTATE 3D000) or is `avoid` (a
@@ -533,42 +509,6 @@ pub async fn drop_all(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn identifiers_are_plain_and_at_most_63_bytes() {
-        for ok in [
-            "artifortress",
-            "artifortress_staging",
-            "_x",
-            "A1",
-            &"a".repeat(63),
-        ] {
-            assert!(valid_identifier(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "bad-name",
-            "1abc",
-            "a b",
-            "a\"b",
-            "a;drop role x",
-            "é",
-            "x'",
-            &"a".repeat(64),
-        ] {
-            assert!(!valid_identifier(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn quoting_doubles_inner_quotes_and_keeps_case() {
-        assert_eq!(quote_ident("Artifortress"), "\"Artifortress\"");
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-        assert_eq!(
-            quote_ident("x\"; drop role y; --"),
-            "\"x\"\"; drop role y; --\""
-        );
-    }
 
     #[test]
     fn bad_names_are_refused_before_any_connection() {

@@ -330,7 +330,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Remove the URL's password from a message (defence in depth for driver messages).
-fn scrub(message: &str, url: &str) -> String {
+pub fn scrub(message: &str, url: &str) -> String {
     let mut out = message.to_string();
     if let Ok(u) = url::Url::parse(url)
         && let Some(p) = u.password()

@@ -25,14 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::backup::{self, BackupError, Compression, Format, Manifest, libpq_env};
 use super::migrations::redact_url;
 use super::object_store::ObjectStoreError;
-
-/// `^[A-Za-z_][A-Za-z0-9_]*$`, at most 63 bytes (the service's rule for restore targets).
-pub fn valid_database_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= 63
-}
+use super::pg::{quote_ident, valid_identifier};
 
 #[derive(Debug, Clone)]
 pub struct DrillSpec {
@@ -320,7 +313,7 @@ pub async fn run(
     spec: &DrillSpec,
     cancel: &CancellationToken,
 ) -> Result<DrillReport, DrillError> {
-    if !valid_database_name(&spec.drill_database) {
+    if !valid_identifier(&spec.drill_database) {
         return Err(DrillError::BadName {
             name: spec.drill_database.clone(),
         });
@@ -473,8 +466,8 @@ pub async fn run(
             .map_err(db_err("looking up a parity table"))?;
         if exists {
             let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "select count(*) from \"{}\"",
-                table.replace('"', "\"\"")
+                "select count(*) from {}",
+                quote_ident(table)
             )))
             .fetch_one(&mut drill)
             .await
@@ -557,20 +550,4 @@ pub async fn run(
         data_pass,
         passed: rto_pass && rpo_pass && data_pass,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn drill_database_names_are_plain_identifiers() {
-        assert!(valid_database_name("artifortress_drill"));
-        assert!(valid_database_name("_x9"));
-        assert!(!valid_database_name("9x"));
-        assert!(!valid_database_name("drill\"; drop database prod; --"));
-        assert!(!valid_database_name("o'brien"));
-        assert!(!valid_database_name(""));
-        assert!(!valid_database_name(&"a".repeat(64)));
-    }
 }

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 
 use crate::clients::bootstrap::{
     self, BootstrapError, BootstrapSpec, CHECK_NAMES, Check, probe_check, server_of,
-    valid_identifier,
 };
+use crate::clients::pg::valid_identifier;
 use crate::protocol::diagnostics::{AttributePath, Diagnostic, Diagnostics};
 use crate::protocol::framework::{
     ApplyRequest, ApplyResponse, DeleteRequest, ModifyPlanRequest, ModifyPlanResponse, ReadRequest,
@@ -221,15 +221,10 @@ impl Resource<Settings> for Bootstrap {
         resp: &mut ModifyPlanResponse,
     ) {
         let (config, prior, settings) = (req.config, req.prior_state, req.provider);
+        // Names are checked by `validate`, which Terraform calls again during plan with the
+        // evaluated configuration, and once more by the client before any SQL.
         super::plan_default_bucket(config, prior, settings, resp);
         let planned = &mut resp.planned_state;
-        for attr in ["database", "owner_role"] {
-            if let Some(name) = planned.attr(attr).as_str()
-                && !valid_identifier(name)
-            {
-                resp.diagnostics.push(identifier_diagnostic(attr, name));
-            }
-        }
         let server = match settings.database_url_for(config.attr("admin_database_url")) {
             Ok(Some(url)) => server_of(&url).ok(),
             _ => None,

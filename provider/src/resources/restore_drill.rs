@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use crate::clients::backup::{self, PARITY_TABLES};
 use crate::clients::migrations::database_identity;
 use crate::clients::object_store;
-use crate::clients::restore::{self, DrillError, DrillReport, DrillSpec, valid_database_name};
+use crate::clients::pg::valid_identifier;
+use crate::clients::restore::{self, DrillError, DrillReport, DrillSpec};
 use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
 use crate::protocol::framework::{
     self, ApplyRequest, ApplyResponse, DeleteRequest, ModifyPlanRequest, ModifyPlanResponse,
@@ -251,7 +252,7 @@ impl Resource<Settings> for RestoreDrill {
     async fn validate(&self, config: &Value) -> Diagnostics {
         let mut diags = Diagnostics::new();
         if let Some(name) = config.attr("drill_database").as_str()
-            && !valid_database_name(name)
+            && !valid_identifier(name)
         {
             diags.push(
                 Diagnostic::error(
