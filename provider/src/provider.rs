@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use url::Url;
 
 use crate::clients::api::{ApiClient, ApiError};
+use crate::clients::hosts::{HostError, PrivateKeyText, SshConfig, SshTransport};
 use crate::clients::object_store::{self, ObjectStoreConfig};
 use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
 use crate::protocol::duration;
@@ -123,6 +124,33 @@ pub const S3_SECRET_KEY: SettingName = SettingName {
     env: Some("AWS_SECRET_ACCESS_KEY"),
 };
 
+pub const SSH_USER: SettingName = SettingName {
+    block: Some("ssh"),
+    attribute: "ssh.user",
+    env: Some("ARTIFORTRESS_SSH_USER"),
+};
+pub const SSH_PRIVATE_KEY: SettingName = SettingName {
+    block: Some("ssh"),
+    attribute: "ssh.private_key",
+    env: Some("ARTIFORTRESS_SSH_PRIVATE_KEY"),
+};
+pub const SSH_KNOWN_HOSTS: SettingName = SettingName {
+    block: Some("ssh"),
+    attribute: "ssh.known_hosts",
+    env: Some("ARTIFORTRESS_SSH_KNOWN_HOSTS"),
+};
+
+/// How to reach deploy hosts over SSH.
+#[derive(Clone, Debug)]
+pub struct SshSettings {
+    pub user: Setting<String>,
+    pub private_key: Setting<Secret>,
+    /// known_hosts text; unset: `~/.ssh/known_hosts`.
+    pub known_hosts: Setting<String>,
+    pub insecure_ignore_host_key: bool,
+    pub connect_timeout: Duration,
+}
+
 #[derive(Clone, Debug)]
 pub struct ObjectStorageSettings {
     pub endpoint: Setting<String>,
@@ -143,12 +171,15 @@ pub struct Settings {
     pub bootstrap_token: Setting<Secret>,
     pub database_url: Setting<Secret>,
     pub object_storage: ObjectStorageSettings,
+    pub ssh: SshSettings,
     pub request_timeout: Duration,
     http: OnceLock<Result<reqwest::Client, String>>,
     s3: OnceLock<aws_sdk_s3::Client>,
     /// Tokens minted by `ephemeral "artifortress_admin_token"` in this process, by id, so close
     /// can revoke them without the secret ever leaving the process.
     minted: std::sync::Mutex<std::collections::HashMap<String, Secret>>,
+    /// SSH sessions by `address:port`, reused by every operation of this provider process.
+    ssh_sessions: tokio::sync::Mutex<std::collections::HashMap<String, Arc<SshTransport>>>,
 }
 
 impl Settings {
@@ -257,6 +288,65 @@ impl Settings {
 }
 
 impl Settings {
+    /// The SSH client configuration, or the diagnostic naming what is missing.
+    pub fn ssh_config(&self) -> Result<SshConfig, Diagnostic> {
+        let user = match &self.ssh.user {
+            Setting::Unset => std::env::var("USER")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| "root".into()),
+            other => require(other, SSH_USER, "the SSH user")?,
+        };
+        let mut config = SshConfig::new(user);
+        config.private_key = match &self.ssh.private_key {
+            Setting::Unset => None,
+            other => Some(PrivateKeyText::new(
+                require(other, SSH_PRIVATE_KEY, "the SSH private key")?
+                    .expose()
+                    .to_string(),
+            )),
+        };
+        config.insecure_ignore_host_key = self.ssh.insecure_ignore_host_key;
+        config.connect_timeout = self.ssh.connect_timeout;
+        if !config.insecure_ignore_host_key {
+            config.known_hosts = match &self.ssh.known_hosts {
+                Setting::Unset => {
+                    let path = std::env::var_os("HOME")
+                        .map(|h| std::path::PathBuf::from(h).join(".ssh/known_hosts"));
+                    match path.as_ref().map(std::fs::read_to_string) {
+                        Some(Ok(text)) => text,
+                        _ => {
+                            return Err(Diagnostic::error(
+                                "No known_hosts for SSH",
+                                "Host keys are verified against `ssh.known_hosts` (the text of a known_hosts file; environment: ARTIFORTRESS_SSH_KNOWN_HOSTS), else ~/.ssh/known_hosts, and neither is there. Add the hosts' keys (after checking their fingerprints), or set `ssh.insecure_ignore_host_key = true` for throw-away hosts.",
+                            )
+                            .at_attr("ssh"));
+                        }
+                    }
+                }
+                other => require(other, SSH_KNOWN_HOSTS, "the known_hosts text")?,
+            };
+        }
+        Ok(config)
+    }
+
+    /// A session to `address:port`, reused within this provider process (reconnecting when the
+    /// connection was lost).
+    pub async fn ssh(&self, address: &str, port: u16) -> Result<Arc<SshTransport>, HostError> {
+        let key = format!("{address}:{port}");
+        let mut sessions = self.ssh_sessions.lock().await;
+        if let Some(t) = sessions.get(&key) {
+            return Ok(t.clone());
+        }
+        let config = self.ssh_config().map_err(|d| HostError::Connect {
+            host: key.clone(),
+            message: format!("{}: {}", d.summary, d.detail),
+        })?;
+        let t = Arc::new(SshTransport::connect(address, port, &config).await?);
+        sessions.insert(key, t.clone());
+        Ok(t)
+    }
+
     pub fn remember_minted(&self, token_id: &str, token: Secret) {
         if let Ok(mut m) = self.minted.lock() {
             m.insert(token_id.to_string(), token);
@@ -417,10 +507,28 @@ impl Settings {
                 secret_access_key: secret_setting(config, S3_SECRET_KEY),
                 force_path_style: storage.attr("force_path_style").as_bool().unwrap_or(true),
             },
+            ssh: SshSettings {
+                user: string_setting(config, SSH_USER),
+                private_key: secret_setting(config, SSH_PRIVATE_KEY),
+                known_hosts: string_setting(config, SSH_KNOWN_HOSTS),
+                insecure_ignore_host_key: config
+                    .attr("ssh")
+                    .attr("insecure_ignore_host_key")
+                    .as_bool()
+                    .unwrap_or(false),
+                connect_timeout: match config.attr("ssh").attr("connect_timeout").as_str() {
+                    Some(s) => duration::parse(s).map_err(|e| {
+                        Diagnostic::error("Invalid ssh.connect_timeout", e.to_string())
+                            .at_attr("ssh")
+                    })?,
+                    None => Duration::from_secs(30),
+                },
+            },
             request_timeout,
             http: OnceLock::new(),
             s3: OnceLock::new(),
             minted: Default::default(),
+            ssh_sessions: Default::default(),
         })
     }
 }
@@ -478,6 +586,26 @@ impl Provider for ArtifortressProvider {
                     ],
                 )
                 .description("S3-compatible object storage holding the service's blobs and the backups."),
+                Attribute::nested(
+                    "ssh",
+                    Nesting::Single,
+                    Constraint::Optional,
+                    vec![
+                        Attribute::optional("user", Type::String)
+                            .description("Login user on the deploy hosts. Environment: `ARTIFORTRESS_SSH_USER`; default: `$USER`."),
+                        Attribute::optional("private_key", Type::String)
+                            .sensitive()
+                            .description("Private key (OpenSSH or PEM text, unencrypted). Environment: `ARTIFORTRESS_SSH_PRIVATE_KEY`. Unset: the SSH agent at `SSH_AUTH_SOCK` is used."),
+                        Attribute::optional("known_hosts", Type::String)
+                            .description("known_hosts text (`file(\"known_hosts\")`) the hosts' keys are verified against: `host` and `[host]:port` names, patterns, hashed names, `@revoked`. Environment: `ARTIFORTRESS_SSH_KNOWN_HOSTS`; default: `~/.ssh/known_hosts`. A host whose key is not listed is refused."),
+                        Attribute::optional("insecure_ignore_host_key", Type::Bool)
+                            .description("Accept any host key (throw-away hosts only): every operation that connects warns."),
+                        Attribute::optional("connect_timeout", Type::String)
+                            .validate(Validator::Duration { min_millis: 100 })
+                            .description("Time limit for connecting, key exchange and authentication (default `30s`)."),
+                    ],
+                )
+                .description("SSH access to the deploy hosts of `artifortress_release` (transport `ssh`). Credentials belong to the provider so that refresh and import, which get no resource configuration, can reach the hosts."),
                 Attribute::optional("request_timeout", Type::String)
                     .description("Time limit for one HTTP request to the API, as a duration (default `30s`).")
                     .validate(Validator::Duration { min_millis: 100 }),
@@ -515,6 +643,7 @@ impl Provider for ArtifortressProvider {
             Arc::new(resources::backup::Backup),
             Arc::new(resources::bootstrap::Bootstrap),
             Arc::new(resources::migration::Migration),
+            Arc::new(resources::release::Release),
             Arc::new(resources::restore_drill::RestoreDrill),
         ]
     }

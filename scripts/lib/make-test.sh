@@ -56,7 +56,7 @@ trap 'exit 143' TERM
 
 scripts/install-deps || exit $?
 # The exports go to .dev/env.sh; keep the tokens out of the build log.
-scripts/dev-env up >/dev/null || exit $?
+scripts/dev-env up --hosts 4 >/dev/null || exit $?
 
 af_log "cargo fmt --all -- --check"
 cargo fmt --all -- --check

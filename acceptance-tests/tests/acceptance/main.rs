@@ -12,4 +12,5 @@ mod harness;
 mod migration;
 mod provider_config;
 mod readiness;
+mod release;
 mod secrets;

@@ -2370,6 +2370,131 @@ pub async fn write_env(
     Ok(hex::encode(sha2::Sha256::digest(content.as_bytes())))
 }
 
+/// What a host has now: the release `current` names, the artifact that release came from,
+/// and the sha256 of each file asked about (`None`: no such file).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inspection {
+    pub version: Option<String>,
+    pub artifact_sha256: Option<String>,
+    pub files: BTreeMap<String, Option<String>>,
+}
+
+/// Reads `current`, its artifact checksum and the checksums of `files` in one command.
+pub async fn inspect(
+    t: &dyn Transport,
+    deploy_dir: &str,
+    files: &[String],
+) -> Result<Inspection, HostError> {
+    let d = deploy_dir_arg(deploy_dir)?;
+    let mut cmd = format!(
+        "c={c}\n\
+         if [ -L \"$c\" ]; then printf 'current %s\\n' \"$(readlink -- \"$c\")\"; \
+         printf 'artifact %s\\n' \"$(cat -- \"$c/{ARTIFACT_SHA256_FILE}\" 2>/dev/null)\"; \
+         elif [ -e \"$c\" ]; then echo \"$c is not a symbolic link\" >&2; exit 1; fi\n",
+        c = shell_quote(&format!("{d}/{CURRENT_LINK}")),
+    );
+    for (i, f) in files.iter().enumerate() {
+        check_path("path", f)?;
+        cmd.push_str(&format!(
+            "if [ -f {p} ]; then printf 'file {i} '; {sha}; else echo 'file {i} missing'; fi\n",
+            p = shell_quote(f),
+            sha = sha256_command(f),
+        ));
+    }
+    let out = run_ok(t, "inspect host", &cmd, Stdin::Null, t.timeouts().transfer).await?;
+    let mut found = Inspection::default();
+    for line in out.lines() {
+        if let Some(target) = line.strip_prefix("current ") {
+            found.version = version_of_target(target);
+        } else if let Some(sha) = line.strip_prefix("artifact ") {
+            found.artifact_sha256 = normalize_sha256(sha).ok();
+        } else if let Some(rest) = line.strip_prefix("file ")
+            && let Some((i, sha)) = rest.split_once(' ')
+            && let Some(f) = i.parse::<usize>().ok().and_then(|i| files.get(i))
+        {
+            let sha = if sha.trim() == "missing" {
+                None
+            } else {
+                Some(parse_sha256_output(t.host(), sha)?)
+            };
+            found.files.insert(f.clone(), sha);
+        }
+    }
+    Ok(found)
+}
+
+/// Keeps a copy of `path` beside it (`<path>.rollback`) for [`restore_stash`]; returns whether
+/// `path` existed (when it did not, restoring removes it).
+pub async fn stash_file(t: &dyn Transport, path: &str) -> Result<bool, HostError> {
+    check_path("path", path)?;
+    let cmd = format!(
+        "p={p}; s={s}\n\
+         if [ -f \"$p\" ]; then cp -p -- \"$p\" \"$s.tmp\" && mv -f -- \"$s.tmp\" \"$s\" && echo present; \
+         else rm -f -- \"$s\" && echo absent; fi",
+        p = shell_quote(path),
+        s = shell_quote(&format!("{path}.rollback")),
+    );
+    let out = run_ok(t, "stash file", &cmd, Stdin::Null, t.timeouts().command).await?;
+    Ok(out.trim() == "present")
+}
+
+/// Puts back what [`stash_file`] kept (or removes `path` when there was nothing). With `keep`,
+/// the copy stays for another restore; else it is removed.
+pub async fn restore_stash(
+    t: &dyn Transport,
+    path: &str,
+    existed: bool,
+    keep: bool,
+) -> Result<(), HostError> {
+    check_path("path", path)?;
+    let s = shell_quote(&format!("{path}.rollback"));
+    let p = shell_quote(path);
+    let cmd = match (existed, keep) {
+        (true, true) => format!("cp -p -- {s} {p}.tmp && mv -f -- {p}.tmp {p}"),
+        (true, false) => format!("mv -f -- {s} {p}"),
+        (false, _) => format!("rm -f -- {p} {s}"),
+    };
+    run_ok(t, "restore file", &cmd, Stdin::Null, t.timeouts().command).await?;
+    Ok(())
+}
+
+/// Removes the copy [`stash_file`] kept.
+pub async fn drop_stash(t: &dyn Transport, path: &str) -> Result<(), HostError> {
+    check_path("path", path)?;
+    let cmd = format!("rm -f -- {}", shell_quote(&format!("{path}.rollback")));
+    run_ok(t, "drop stash", &cmd, Stdin::Null, t.timeouts().command).await?;
+    Ok(())
+}
+
+/// Removes `current` (when it is a symbolic link) and `releases/<version>`: what a failed
+/// first deploy leaves behind.
+pub async fn remove_release(
+    t: &dyn Transport,
+    deploy_dir: &str,
+    version: &str,
+) -> Result<(), HostError> {
+    let d = deploy_dir_arg(deploy_dir)?;
+    check_version(version)?;
+    let cmd = format!(
+        "c={c}; r={r}\n\
+         if [ -L \"$c\" ] && [ \"$(basename -- \"$(readlink -- \"$c\")\")\" = {v} ]; then rm -f -- \"$c\"; fi\n\
+         rm -rf -- \"$r\"",
+        c = shell_quote(&format!("{d}/{CURRENT_LINK}")),
+        r = shell_quote(&format!("{d}/{RELEASES_DIR}/{version}")),
+        v = shell_quote(version),
+    );
+    run_ok(
+        t,
+        "remove release",
+        &cmd,
+        Stdin::Null,
+        t.timeouts().transfer,
+    )
+    .await?;
+    tracing::info!(host = t.host(), version, "release removed");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,8 @@
 //! - [`restore`]: restore drills: restore a backup, verify it, measure RTO and RPO.
 //! - [`hosts`]: deploy hosts over SSH (russh) or locally: commands, uploads, and the release
 //!   directory (deploy lock, install with an on-host checksum, env files, `current`, prune).
+//! - [`release`]: rolling releases over those hosts: staged artifacts, batches, readiness
+//!   waits, atomic rollback, watch window, rollback rehearsal.
 
 pub mod api;
 pub mod backup;
@@ -19,4 +21,5 @@ pub mod migrations;
 pub mod object_store;
 pub mod ops;
 pub mod pg;
+pub mod release;
 pub mod restore;

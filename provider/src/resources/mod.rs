@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod bootstrap;
 pub mod migration;
+pub mod release;
 pub mod restore_drill;
 
 use crate::protocol::framework::ModifyPlanResponse;

@@ -1,0 +1,947 @@
+//! `artifortress_release` against real sshd deploy hosts (`scripts/dev-env up --hosts 4`: each an
+//! sshd on 127.0.0.K+1 in its own mount namespace, so every host has its own
+//! `/opt/artifortress`), the test bed's release tarballs (`v1`, `v2`, `broken`: the test bed API
+//! and worker with a control script) and the real Terraform CLIs.
+//!
+//! Hosts 1-3 are shared by the tests here: each test works in its own subdirectory of
+//! `/opt/artifortress` with its own API port. Host 4 is only used by the crash test, which
+//! kills it (`scripts/dev-env host stop host-4`) and starts it again.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use super::harness::{Terraform, Workdir, npgsql, required_env, terraforms};
+
+/// A deploy host of the dev environment.
+#[derive(Clone, Debug)]
+struct DevHost {
+    address: String,
+    port: u16,
+}
+
+fn dev_hosts() -> BTreeMap<String, DevHost> {
+    let json: serde_json::Value = serde_json::from_str(&required_env("ARTIFORTRESS_TEST_HOSTS"))
+        .expect("ARTIFORTRESS_TEST_HOSTS is JSON");
+    json.as_object()
+        .expect("an object")
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                DevHost {
+                    address: v["address"].as_str().unwrap().to_string(),
+                    port: v["port"].as_u64().unwrap() as u16,
+                },
+            )
+        })
+        .collect()
+}
+
+fn dev_host(name: &str) -> DevHost {
+    dev_hosts().remove(name).unwrap_or_else(|| {
+        panic!("{name} is not running: the release tests need `scripts/dev-env up --hosts 4`")
+    })
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs a command on a dev host over OpenSSH (independently of the provider).
+fn ssh(h: &DevHost, cmd: &str) -> (i32, String) {
+    let out = Command::new("ssh")
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            &format!(
+                "UserKnownHostsFile={}",
+                required_env("ARTIFORTRESS_SSH_KNOWN_HOSTS_FILE")
+            ),
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=5",
+            "-o",
+            "LogLevel=ERROR",
+            "-i",
+            &required_env("ARTIFORTRESS_SSH_PRIVATE_KEY_FILE"),
+            "-p",
+            &h.port.to_string(),
+            &format!("root@{}", h.address),
+            cmd,
+        ])
+        .output()
+        .expect("ssh runs");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn free_port() -> u16 {
+    acceptance_tests::support::free_port().unwrap()
+}
+
+fn artifacts() -> (String, BTreeMap<String, String>) {
+    let dir = required_env("ARTIFORTRESS_TEST_ARTIFACTS");
+    let sums = std::fs::read_to_string(format!("{dir}/SHA256SUMS")).expect("SHA256SUMS");
+    let sums = sums
+        .lines()
+        .filter_map(|l| {
+            let mut p = l.split_whitespace();
+            Some((p.next()?.to_string(), p.next()?.to_string()))
+        })
+        .map(|(sha, file)| (file, sha))
+        .collect();
+    (dir, sums)
+}
+
+fn hcl(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+/// One release under test: hosts (name → dev host, roles), where, and on which port the APIs
+/// listen.
+struct Fleet {
+    hosts: Vec<(String, DevHost, Vec<&'static str>)>,
+    deploy_dir: String,
+    api_port: u16,
+    local: bool,
+}
+
+impl Fleet {
+    fn api_url(&self, h: &DevHost) -> String {
+        format!("http://{}:{}", h.address, self.api_port)
+    }
+
+    fn apis(&self) -> Vec<(String, String)> {
+        self.hosts
+            .iter()
+            .filter(|(_, _, r)| r.contains(&"api"))
+            .map(|(n, h, _)| (n.clone(), self.api_url(h)))
+            .collect()
+    }
+
+    fn provider(&self, extra: &str) -> String {
+        format!(
+            r#"
+provider "artifortress" {{
+  {extra}
+  ssh = {{
+    user        = "root"
+    private_key = file({key})
+    known_hosts = file({kh})
+  }}
+}}
+"#,
+            key = hcl(&required_env("ARTIFORTRESS_SSH_PRIVATE_KEY_FILE")),
+            kh = hcl(&required_env("ARTIFORTRESS_SSH_KNOWN_HOSTS_FILE")),
+        )
+    }
+
+    /// The resource for `version`, with extra resource arguments.
+    fn resource(&self, version: &str, extra: &str) -> String {
+        let (dir, sums) = artifacts();
+        let file = format!("artifortress-{version}.tar.gz");
+        let db = npgsql(&required_env("ARTIFORTRESS_DATABASE_URL"));
+        let mut hosts = String::new();
+        for (name, h, roles) in &self.hosts {
+            let roles = roles.iter().map(|r| hcl(r)).collect::<Vec<_>>().join(", ");
+            let api = if self
+                .hosts
+                .iter()
+                .any(|x| x.0 == *name && x.2.contains(&"api"))
+            {
+                format!(", api_url = {}", hcl(&self.api_url(h)))
+            } else {
+                String::new()
+            };
+            let port = if self.local {
+                String::new()
+            } else {
+                format!(", port = {}", h.port)
+            };
+            hosts.push_str(&format!(
+                "    {} = {{ address = {}{port}, roles = [{roles}]{api} }}\n",
+                hcl(name),
+                hcl(&h.address)
+            ));
+        }
+        format!(
+            r#"
+resource "artifortress_release" "r" {{
+  version    = {version}
+  artifact   = {{ source = {source}, sha256 = {sha} }}
+  deploy_dir = {deploy_dir}
+  transport  = {transport}
+  hosts = {{
+{hosts}  }}
+  api_env_wo = {{
+    ConnectionStrings__Postgres = {db}
+    ObjectStorage__Endpoint     = {s3}
+    ObjectStorage__AccessKey    = {ak}
+    ObjectStorage__SecretKey    = {sk}
+    ObjectStorage__Bucket       = {bucket}
+    Auth__BootstrapToken        = {boot}
+  }}
+  worker_env_wo = {{ ConnectionStrings__Postgres = {db}, Worker__PollSeconds = "1" }}
+  commands = {{
+    restart_api    = "ASPNETCORE_URLS=http://{{{{address}}}}:{port} {{{{release_dir}}}}/bin/artifortress restart api"
+    restart_worker = "{{{{release_dir}}}}/bin/artifortress restart worker"
+    worker_status  = "{{{{release_dir}}}}/bin/artifortress status worker"
+    stop_api       = "{{{{release_dir}}}}/bin/artifortress stop api"
+    stop_worker    = "{{{{release_dir}}}}/bin/artifortress stop worker"
+  }}
+  on_destroy = "stop"
+  {extra}
+}}
+
+"#,
+            version = hcl(version),
+            source = hcl(&format!("{dir}/{file}")),
+            sha = hcl(&sums[&file]),
+            deploy_dir = hcl(&self.deploy_dir),
+            transport = hcl(if self.local { "local" } else { "ssh" }),
+            db = hcl(&db),
+            s3 = hcl(&required_env("ARTIFORTRESS_S3_ENDPOINT")),
+            ak = hcl(&required_env("AWS_ACCESS_KEY_ID")),
+            sk = hcl(&required_env("AWS_SECRET_ACCESS_KEY")),
+            bucket = hcl(&required_env("ARTIFORTRESS_S3_BUCKET")),
+            boot = hcl(&required_env("ARTIFORTRESS_BOOTSTRAP_TOKEN")),
+            port = self.api_port,
+        )
+    }
+
+    /// Leftovers of an earlier run of the same test (same deploy_dir) are stopped and removed.
+    fn reset(&self) {
+        let d = &self.deploy_dir;
+        let cmd = format!(
+            "for r in api worker; do [ -x {d}/current/bin/artifortress ] && {d}/current/bin/artifortress stop $r >/dev/null 2>&1; done; rm -rf {d}"
+        );
+        for (name, h, _) in &self.hosts {
+            let (code, out) = if self.local {
+                let out = Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
+                (
+                    out.status.code().unwrap_or(-1),
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                )
+            } else {
+                ssh(h, &cmd)
+            };
+            assert_eq!(code, 0, "{name}: reset failed: {out}");
+        }
+    }
+
+    fn config(&self, version: &str, extra: &str) -> String {
+        format!("{}{}", self.provider(""), self.resource(version, extra))
+    }
+}
+
+/// The resource's attributes in the state (`terraform show -json`), or null without one.
+fn state(wd: &Workdir) -> serde_json::Value {
+    let run = wd.run(&["show", "-json", "-no-color"]);
+    assert_eq!(run.code, 0, "show -json failed:\n{}", run.text());
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("show -json is JSON");
+    v["values"]["root_module"]["resources"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["type"] == "artifortress_release"))
+        .map(|r| r["values"].clone())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// `GET /health/ready` over plain HTTP/1.0: `Some(status)` from the body, `None` when nothing
+/// answers.
+fn readiness(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("http://")?;
+    let addr: std::net::SocketAddr = rest.trim_end_matches('/').parse().ok()?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(format!("GET /health/ready HTTP/1.0\r\nHost: {rest}\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let body = buf.split_once("\r\n\r\n")?.1;
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v["status"].as_str().map(str::to_string)
+}
+
+/// Probes every API every 50 ms until stopped; records the most APIs not ready at once.
+struct Prober {
+    stop: Arc<AtomicBool>,
+    max_down: Arc<AtomicUsize>,
+    samples: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Prober {
+    fn start(urls: Vec<String>) -> Prober {
+        let stop = Arc::new(AtomicBool::new(false));
+        let max_down = Arc::new(AtomicUsize::new(0));
+        let samples = Arc::new(AtomicUsize::new(0));
+        let (s, m, n) = (stop.clone(), max_down.clone(), samples.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                let down = urls
+                    .iter()
+                    .filter(|u| readiness(u).as_deref() != Some("ready"))
+                    .count();
+                m.fetch_max(down, Ordering::SeqCst);
+                n.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        Prober {
+            stop,
+            max_down,
+            samples,
+            thread: Some(thread),
+        }
+    }
+
+    /// (most APIs down at once, samples taken)
+    fn finish(mut self) -> (usize, usize) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        (
+            self.max_down.load(Ordering::SeqCst),
+            self.samples.load(Ordering::SeqCst),
+        )
+    }
+}
+
+fn tf_tag(tf: &Terraform) -> String {
+    tf.version.replace('.', "_")
+}
+
+fn shared_fleet(test: &str, tf: &Terraform) -> Fleet {
+    let fleet = Fleet {
+        hosts: vec![
+            ("api-1".into(), dev_host("host-1"), vec!["api"]),
+            ("api-2".into(), dev_host("host-2"), vec!["api"]),
+            ("worker-1".into(), dev_host("host-3"), vec!["worker"]),
+        ],
+        deploy_dir: format!("/opt/artifortress/{test}-{}", tf_tag(tf)),
+        api_port: free_port(),
+        local: false,
+    };
+    fleet.reset();
+    fleet
+}
+
+/// Every host's `current` and env file modes, read over OpenSSH.
+fn live_version(h: &DevHost, deploy_dir: &str) -> String {
+    let (_, out) = ssh(
+        h,
+        &format!("basename \"$(readlink {deploy_dir}/current)\" 2>/dev/null"),
+    );
+    out.trim().to_string()
+}
+
+#[test]
+fn release_rolls_out_rolls_back_and_detects_drift() {
+    for tf in terraforms() {
+        let fleet = shared_fleet("roll", &tf);
+        let strategy =
+            r#"strategy = { max_parallel = 1, health_timeout = "10s", poll_interval = "100ms" }"#;
+        let wd = Workdir::new(&tf, &fleet.config("v1", strategy));
+
+        // Fresh deploy of v1 to 2 API hosts and a worker; apply_ok also checks the next plan
+        // is empty.
+        wd.apply_ok();
+        let s = state(&wd);
+        assert_eq!(s["version"], "v1");
+        assert_eq!(s["deployed_version"], "v1");
+        assert_eq!(
+            s["host_versions"],
+            serde_json::json!({"api-1": "v1", "api-2": "v1", "worker-1": "v1"})
+        );
+        assert_eq!(s["revision"], 1);
+        assert!(
+            s["api_env_wo"].is_null(),
+            "write-only env must not be stored"
+        );
+        for (name, h, roles) in &fleet.hosts {
+            assert_eq!(live_version(h, &fleet.deploy_dir), "v1", "{name}");
+            let role = roles[0];
+            let (_, mode) = ssh(
+                h,
+                &format!("stat -c %a {}/shared/{role}.env", fleet.deploy_dir),
+            );
+            assert_eq!(mode.trim(), "600", "{name}: env file mode");
+        }
+        for (name, url) in fleet.apis() {
+            assert_eq!(readiness(&url).as_deref(), Some("ready"), "{name}");
+        }
+
+        // Rolling upgrade to v2, one host at a time: never more than one API down.
+        wd.set_config(&fleet.config("v2", strategy));
+        let prober = Prober::start(fleet.apis().into_iter().map(|(_, u)| u).collect());
+        wd.apply_ok();
+        let (max_down, samples) = prober.finish();
+        assert!(samples > 20, "the prober ran ({samples} samples)");
+        assert_eq!(
+            max_down, 1,
+            "terraform {}: during a max_parallel = 1 rollout exactly one API at a time must be down (the restart); the most down at once was {max_down}",
+            tf.version
+        );
+        let s = state(&wd);
+        assert_eq!(s["version"], "v2");
+        assert_eq!(s["previous_version"], "v1");
+        assert_eq!(s["revision"], 2);
+        let (_, log) = ssh(
+            &fleet.hosts[0].1,
+            &format!("cat {}/revisions.log", fleet.deploy_dir),
+        );
+        assert_eq!(log.lines().count(), 2, "revisions.log:\n{log}");
+        assert!(log.lines().last().unwrap().contains("version=v2"), "{log}");
+
+        // broken never becomes ready: every host back on v2, the state says so.
+        wd.set_config(&fleet.config("broken", strategy));
+        let run = wd.apply();
+        assert_ne!(run.code, 0, "applying broken must fail:\n{}", run.text());
+        let text = run.text();
+        assert!(
+            text.contains("Release broken failed on api-1 (ready)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("testbed fault: never ready"),
+            "the dependency detail is shown:\n{text}"
+        );
+        assert!(text.contains("rolled back to v2"), "{text}");
+        let s = state(&wd);
+        assert_eq!(s["version"], "v2", "state after the rollback: {s}");
+        assert_eq!(
+            s["host_versions"],
+            serde_json::json!({"api-1": "v2", "api-2": "v2", "worker-1": "v2"})
+        );
+        assert_eq!(s["last_failure"]["version"], "broken");
+        assert_eq!(s["last_failure"]["host"], "api-1");
+        assert_eq!(s["last_failure"]["phase"], "ready");
+        for (name, h, _) in &fleet.hosts {
+            assert_eq!(live_version(h, &fleet.deploy_dir), "v2", "{name}");
+            let (_, ls) = ssh(h, &format!("ls {}/releases", fleet.deploy_dir));
+            assert!(
+                !ls.contains("broken"),
+                "{name}: the rolled-back release is removed: {ls}"
+            );
+        }
+        for (name, url) in fleet.apis() {
+            assert_eq!(
+                readiness(&url).as_deref(),
+                Some("ready"),
+                "{name} is ready on v2"
+            );
+        }
+        // Nothing is wedged: the next plan proposes broken again...
+        let plan = wd.plan_detailed();
+        assert_eq!(plan.code, 2, "{}", plan.text());
+        assert!(
+            plan.text().contains(r#""v2" -> "broken""#),
+            "{}",
+            plan.text()
+        );
+        // ...and the v2 configuration is what is live.
+        wd.set_config(&fleet.config("v2", strategy));
+        wd.assert_plan_empty();
+
+        // A host switched by hand shows up in the plan, naming the host.
+        let (code, out) = ssh(
+            &fleet.hosts[1].1,
+            &format!("cd {} && ln -sfn releases/v1 current", fleet.deploy_dir),
+        );
+        assert_eq!(code, 0, "{out}");
+        let plan = wd.plan_detailed();
+        assert_eq!(plan.code, 2, "drift must be a change:\n{}", plan.text());
+        assert!(
+            plan.text().contains("api-2=v1"),
+            "the plan names the host:\n{}",
+            plan.text()
+        );
+        wd.apply_ok();
+        assert_eq!(live_version(&fleet.hosts[1].1, &fleet.deploy_dir), "v2");
+
+        // An env file edited by hand is drift too.
+        let (code, out) = ssh(
+            &fleet.hosts[2].1,
+            &format!("echo EXTRA=1 >> {}/shared/worker.env", fleet.deploy_dir),
+        );
+        assert_eq!(code, 0, "{out}");
+        let plan = wd.plan_detailed();
+        assert_eq!(plan.code, 2, "env drift must be a change:\n{}", plan.text());
+        assert!(plan.text().contains("worker-1="), "{}", plan.text());
+        wd.apply_ok();
+
+        wd.destroy_ok();
+        for (name, url) in fleet.apis() {
+            assert_eq!(
+                readiness(&url),
+                None,
+                "{name}: on_destroy = stop stopped the API"
+            );
+        }
+    }
+}
+
+#[test]
+fn release_rolls_back_when_a_host_dies_mid_rollout() {
+    for tf in terraforms() {
+        let fleet = Fleet {
+            hosts: vec![
+                ("api-1".into(), dev_host("host-1"), vec!["api"]),
+                ("api-2".into(), dev_host("host-2"), vec!["api"]),
+                ("api-3".into(), dev_host("host-4"), vec!["api"]),
+            ],
+            deploy_dir: format!("/opt/artifortress/crash-{}", tf_tag(&tf)),
+            api_port: free_port(),
+            local: false,
+        };
+        fleet.reset();
+        let strategy = r#"strategy = { max_parallel = 1, health_timeout = "20s", consecutive_ready = 5, poll_interval = "200ms" }"#;
+        let wd = Workdir::new(&tf, &fleet.config("v1", strategy));
+        wd.apply_ok();
+
+        // Roll out v2; once api-1 runs it, host-4 (api-3) dies with everything on it.
+        wd.set_config(&fleet.config("v2", strategy));
+        let child = wd.spawn(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while live_version(&fleet.hosts[0].1, &fleet.deploy_dir) != "v2" {
+            assert!(Instant::now() < deadline, "api-1 never switched to v2");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let stop = Command::new(repo().join("scripts/dev-env"))
+            .args(["host", "stop", "host-4"])
+            .output()
+            .unwrap();
+        assert!(
+            stop.status.success(),
+            "{}",
+            String::from_utf8_lossy(&stop.stderr)
+        );
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "the apply must fail:\n{text}");
+        assert!(
+            text.contains("Release v2 failed on api-3"),
+            "the error names the host:\n{text}"
+        );
+        assert!(text.contains("rolled back to v1"), "{text}");
+        let s = state(&wd);
+        assert_eq!(s["version"], "v1", "{s}");
+        assert_eq!(s["host_versions"]["api-1"], "v1");
+        assert_eq!(s["host_versions"]["api-2"], "v1");
+        assert_eq!(s["last_failure"]["host"], "api-3");
+        assert_eq!(live_version(&fleet.hosts[0].1, &fleet.deploy_dir), "v1");
+        assert_eq!(live_version(&fleet.hosts[1].1, &fleet.deploy_dir), "v1");
+        for (name, url) in fleet.apis().into_iter().take(2) {
+            assert_eq!(
+                readiness(&url).as_deref(),
+                Some("ready"),
+                "{name} is back and ready"
+            );
+        }
+
+        // The host comes back (empty); the next apply completes.
+        let start = Command::new(repo().join("scripts/dev-env"))
+            .args(["host", "start", "host-4"])
+            .output()
+            .unwrap();
+        assert!(
+            start.status.success(),
+            "{}",
+            String::from_utf8_lossy(&start.stderr)
+        );
+        wd.apply_ok();
+        let s = state(&wd);
+        assert_eq!(
+            s["host_versions"],
+            serde_json::json!({"api-1": "v2", "api-2": "v2", "api-3": "v2"})
+        );
+        wd.destroy_ok();
+    }
+}
+
+/// The provider's processes under `root` (Terraform's child, or the shim's grandchild).
+fn provider_pids_under(root: u32) -> Vec<i32> {
+    let mut parents: BTreeMap<i32, i32> = BTreeMap::new();
+    let mut names: BTreeMap<i32, String> = BTreeMap::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(after) = stat.rsplit_once(") ").map(|x| x.1) else {
+            continue;
+        };
+        let ppid = after.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+        if let Some(ppid) = ppid {
+            parents.insert(pid, ppid);
+        }
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let first = cmd.split(|b| *b == 0).next().unwrap_or_default();
+        names.insert(pid, String::from_utf8_lossy(first).into_owned());
+    }
+    names
+        .iter()
+        .filter(|(_, n)| n.contains("terraform-provider-artifortress"))
+        .map(|(p, _)| *p)
+        .filter(|p| {
+            let mut cur = *p;
+            for _ in 0..10 {
+                match parents.get(&cur) {
+                    Some(pp) if *pp == root as i32 => return true,
+                    Some(pp) => cur = *pp,
+                    None => return false,
+                }
+            }
+            false
+        })
+        .collect()
+}
+
+#[test]
+fn release_completes_after_the_provider_was_killed_mid_rollout() {
+    for tf in terraforms() {
+        let fleet = shared_fleet("sigkill", &tf);
+        let strategy = r#"strategy = { max_parallel = 1, health_timeout = "30s", consecutive_ready = 10, poll_interval = "300ms" }"#;
+        let wd = Workdir::new(&tf, &fleet.config("v1", strategy));
+        wd.apply_ok();
+
+        wd.set_config(&fleet.config("v2", strategy));
+        let child = wd.spawn(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+        let root = child.id();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while live_version(&fleet.hosts[0].1, &fleet.deploy_dir) != "v2" {
+            assert!(Instant::now() < deadline, "api-1 never switched to v2");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let pids = provider_pids_under(root);
+        assert!(!pids.is_empty(), "no provider process found under {root}");
+        for p in &pids {
+            // SAFETY: kill(2) on a pid we just found; no memory is involved.
+            unsafe {
+                libc::kill(*p, libc::SIGKILL);
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            !out.status.success(),
+            "terraform must fail when its provider dies"
+        );
+        // The dead provider's locks are still there...
+        let (code, _) = ssh(
+            &fleet.hosts[1].1,
+            &format!("test -d {}/.deploy-lock", fleet.deploy_dir),
+        );
+        assert_eq!(
+            code, 0,
+            "the killed run left its deploy lock behind (this test must exercise the takeover)"
+        );
+        // ...and the next apply takes them over and completes.
+        wd.apply_ok();
+        let s = state(&wd);
+        assert_eq!(
+            s["host_versions"],
+            serde_json::json!({"api-1": "v2", "api-2": "v2", "worker-1": "v2"})
+        );
+        let (code, _) = ssh(
+            &fleet.hosts[1].1,
+            &format!("test -d {}/.deploy-lock", fleet.deploy_dir),
+        );
+        assert_ne!(code, 0, "the lock is released after the apply");
+        wd.destroy_ok();
+    }
+}
+
+#[test]
+fn release_verifies_host_keys() {
+    for tf in terraforms() {
+        let h1 = dev_host("host-1");
+        let h2 = dev_host("host-2");
+        let fleet = Fleet {
+            hosts: vec![("api-1".into(), h1.clone(), vec!["api"])],
+            deploy_dir: format!("/opt/artifortress/hostkey-{}", tf_tag(&tf)),
+            api_port: free_port(),
+            local: false,
+        };
+        fleet.reset();
+        // known_hosts that lists host-2's key for host-1's address.
+        let kh =
+            std::fs::read_to_string(required_env("ARTIFORTRESS_SSH_KNOWN_HOSTS_FILE")).unwrap();
+        let key2 = kh
+            .lines()
+            .find(|l| l.starts_with(&format!("[{}]:{} ", h2.address, h2.port)))
+            .and_then(|l| l.split_once(' '))
+            .map(|x| x.1.to_string())
+            .expect("host-2's key in known_hosts");
+        let wrong = format!("[{}]:{} {key2}\n", h1.address, h1.port);
+        let provider = |extra: &str| {
+            format!(
+                r#"
+provider "artifortress" {{
+  ssh = {{
+    user        = "root"
+    private_key = file({key})
+    known_hosts = {kh}
+    {extra}
+  }}
+}}
+"#,
+                key = hcl(&required_env("ARTIFORTRESS_SSH_PRIVATE_KEY_FILE")),
+                kh = hcl(&wrong),
+            )
+        };
+        let wd = Workdir::new(
+            &tf,
+            &format!("{}{}", provider(""), fleet.resource("v1", "")),
+        );
+        let run = wd.apply();
+        assert_ne!(
+            run.code,
+            0,
+            "a wrong host key must be refused:\n{}",
+            run.text()
+        );
+        assert!(run.text().contains("HOST KEY MISMATCH"), "{}", run.text());
+        assert!(run.text().contains("api-1"), "{}", run.text());
+        assert!(state(&wd).is_null(), "nothing deployed, no state");
+        assert_eq!(
+            live_version(&h1, &fleet.deploy_dir),
+            "",
+            "nothing reached the host"
+        );
+
+        wd.set_config(&format!(
+            "{}{}",
+            provider("insecure_ignore_host_key = true"),
+            fleet.resource("v1", "")
+        ));
+        let run = wd.apply_ok();
+        assert!(
+            run.text().contains("SSH host keys are not verified"),
+            "insecure_ignore_host_key warns:\n{}",
+            run.text()
+        );
+        assert_eq!(live_version(&h1, &fleet.deploy_dir), "v1");
+        wd.destroy_ok();
+    }
+}
+
+#[test]
+fn release_deploys_on_this_machine_and_imports() {
+    for tf in terraforms() {
+        let dir = tempfile::Builder::new()
+            .prefix("af-release-local-")
+            .tempdir()
+            .unwrap();
+        let deploy_dir = dir.path().join("deploy").display().to_string();
+        let fleet = Fleet {
+            hosts: vec![(
+                "box".into(),
+                DevHost {
+                    address: "127.0.0.1".into(),
+                    port: 22,
+                },
+                vec!["api", "worker"],
+            )],
+            deploy_dir: deploy_dir.clone(),
+            api_port: free_port(),
+            local: true,
+        };
+        let wd = Workdir::new(&tf, &fleet.config("v1", ""));
+        wd.apply_ok();
+        let s = state(&wd);
+        assert_eq!(s["host_versions"], serde_json::json!({"box": "v1"}));
+        let link = std::fs::read_link(format!("{deploy_dir}/current")).unwrap();
+        assert!(link.ends_with("releases/v1"), "{}", link.display());
+        let mode = std::fs::metadata(format!("{deploy_dir}/shared/api.env"))
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+            .unwrap();
+        assert_eq!(mode, 0o600);
+        let url = fleet.apis()[0].1.clone();
+        assert_eq!(readiness(&url).as_deref(), Some("ready"));
+
+        // Import by id: the same deployment, nothing redeployed.
+        let id = s["id"].as_str().unwrap().to_string();
+        assert_eq!(id, format!("local:{deploy_dir},box=127.0.0.1"));
+        let run = wd.run(&["state", "rm", "artifortress_release.r"]);
+        assert_eq!(run.code, 0, "{}", run.text());
+        let run = wd.run(&[
+            "import",
+            "-input=false",
+            "-no-color",
+            "artifortress_release.r",
+            &id,
+        ]);
+        assert_eq!(run.code, 0, "import failed:\n{}", run.text());
+        let imported = state(&wd);
+        assert_eq!(imported["version"], "v1");
+        assert_eq!(
+            imported["hosts"]["box"]["roles"],
+            serde_json::json!(["api", "worker"])
+        );
+        assert_eq!(imported["env_sha256"], s["env_sha256"]);
+        wd.apply_ok();
+        assert_eq!(
+            state(&wd)["revision"],
+            imported["revision"],
+            "no rollout after import"
+        );
+        wd.destroy_ok();
+        assert_eq!(readiness(&url), None, "stopped on destroy");
+    }
+}
+
+/// Writes a backup manifest (as `artifortress_backup` does) with the given recovery point.
+fn put_manifest(id: &str, snapshot_at: chrono::DateTime<chrono::Utc>) {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let bucket = required_env("ARTIFORTRESS_S3_BUCKET");
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(required_env("ARTIFORTRESS_S3_ENDPOINT"))
+        .force_path_style(true)
+        .credentials_provider(Credentials::new(
+            required_env("AWS_ACCESS_KEY_ID"),
+            required_env("AWS_SECRET_ACCESS_KEY"),
+            None,
+            None,
+            "test",
+        ))
+        .build();
+    let s3 = aws_sdk_s3::Client::from_conf(conf);
+    let key = format!("backups/{id}.manifest.json");
+    let t = snapshot_at.to_rfc3339();
+    let body = serde_json::json!({
+        "id": id, "bucket": bucket, "object_key": format!("backups/{id}.dump"),
+        "manifest_key": key, "sha256": "0".repeat(64), "size_bytes": 1, "dump_bytes": 1,
+        "format": "custom", "compression": "none", "database": "127.0.0.1:5432/x",
+        "snapshot_at": t, "started_at": t, "completed_at": t, "duration_seconds": 1.0,
+        "migration_head": null, "table_counts": {}, "postgres_version": "15",
+        "pg_dump_version": "15", "verified": true
+    });
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        s3.put_object()
+            .bucket(&bucket)
+            .key(&key)
+            .body(serde_json::to_vec(&body).unwrap().into())
+            .send()
+            .await
+            .expect("put manifest");
+    });
+}
+
+#[test]
+fn release_production_gate_refuses_unsafe_changes_at_plan() {
+    let now = chrono::Utc::now();
+    let suffix = format!("{:x}", rand::random::<u32>());
+    let fresh = format!("gate-fresh-{suffix}");
+    let stale = format!("gate-stale-{suffix}");
+    put_manifest(&fresh, now - chrono::Duration::minutes(10));
+    put_manifest(&stale, now - chrono::Duration::hours(30));
+    let open = format!(
+        "{}/{}",
+        (now - chrono::Duration::hours(1)).to_rfc3339(),
+        (now + chrono::Duration::hours(1)).to_rfc3339()
+    );
+    let closed = format!(
+        "{}/{}",
+        (now - chrono::Duration::hours(3)).to_rfc3339(),
+        (now - chrono::Duration::hours(2)).to_rfc3339()
+    );
+    for tf in terraforms() {
+        let dir = tempfile::Builder::new()
+            .prefix("af-release-gate-")
+            .tempdir()
+            .unwrap();
+        let fleet = Fleet {
+            hosts: vec![(
+                "box".into(),
+                DevHost {
+                    address: "127.0.0.1".into(),
+                    port: 22,
+                },
+                vec!["api"],
+            )],
+            deploy_dir: dir.path().join("deploy").display().to_string(),
+            api_port: free_port(),
+            local: true,
+        };
+        let config = |change: &str| {
+            format!(
+                "{}{}",
+                fleet.provider(r#"environment = "production""#),
+                fleet.resource("v1", change)
+            )
+        };
+        let change = |window: &str, owner: Option<&str>, backup: Option<&str>| {
+            let mut c = format!("change = {{ window = {}", hcl(window));
+            if let Some(o) = owner {
+                c.push_str(&format!(", rollback_owner = {}", hcl(o)));
+            }
+            if let Some(b) = backup {
+                c.push_str(&format!(", backup_id = {}", hcl(b)));
+            }
+            c.push_str(" }");
+            c
+        };
+        let cases: Vec<(String, &str)> = vec![
+            (String::new(), "A production release needs `change`"),
+            (change(&closed, Some("oncall"), Some(&fresh)), "closed at"),
+            (change(&open, None, Some(&fresh)), "no rollback owner"),
+            (change(&open, Some("oncall"), None), "No backup given"),
+            (
+                change(&open, Some("oncall"), Some("no-such-backup")),
+                "does not exist",
+            ),
+            (
+                change(&open, Some("oncall"), Some(&stale)),
+                "a production release needs one younger than",
+            ),
+        ];
+        let wd = Workdir::new(&tf, &config(""));
+        for (c, expected) in &cases {
+            wd.set_config(&config(c));
+            let plan = wd.plan_detailed();
+            assert_eq!(
+                plan.code,
+                1,
+                "terraform {}: {c:?} must fail the plan:\n{}",
+                tf.version,
+                plan.text()
+            );
+            assert!(
+                plan.text().contains(expected),
+                "{c:?}: expected {expected:?} in:\n{}",
+                plan.text()
+            );
+        }
+        wd.set_config(&config(&change(&open, Some("oncall"), Some(&fresh))));
+        let plan = wd.plan_detailed();
+        assert_eq!(
+            plan.code,
+            2,
+            "a gated change that passes plans normally:\n{}",
+            plan.text()
+        );
+    }
+}

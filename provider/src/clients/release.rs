@@ -1,0 +1,1255 @@
+//! Rolling releases of the API and the worker to hosts: lock every host, stage the artifact
+//! everywhere first, then per batch of hosts write the env files, switch `current`, restart and
+//! wait for real readiness; on a failure put every touched host back (atomic rollback) and
+//! report what is live. Optional watch window (D5) and rollback rehearsal (D2). Knows nothing
+//! of Terraform: the caller builds a [`Deployment`] and turns the [`Outcome`] into state.
+//!
+//! Readiness poll schedule (the defaults; `Strategy::poll_interval`): while a host is being
+//! waited for, one `GET /health/live` every interval until it answers `ok`, then one
+//! `GET /health/ready` every interval until `consecutive_ready` answers in a row say `ready`
+//! (a `degraded` 200 resets the count). With the default 200 ms that is at most 5 requests per
+//! second per API host, and only while that host is in its wait.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+use tokio_util::sync::CancellationToken;
+
+use super::api::{self, ApiClient, Readiness};
+use super::hosts::{self, DeployLock, HostError, Transport};
+use super::ops::{self, Overrides, Severity};
+
+/// How long a deploy lock lives without renewal; renewed every third of it.
+pub const LOCK_TTL: Duration = Duration::from_secs(120);
+/// The default interval between readiness probes.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// Time limit of one readiness probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the watch window reads the ops summary.
+const OPS_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Api,
+    Worker,
+}
+
+impl Role {
+    pub const ALL: [Role; 2] = [Role::Api, Role::Worker];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Api => "api",
+            Role::Worker => "worker",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "api" => Some(Role::Api),
+            "worker" => Some(Role::Worker),
+            _ => None,
+        }
+    }
+}
+
+/// A host to deploy to.
+#[derive(Clone, Debug)]
+pub struct Host {
+    pub name: String,
+    /// The address commands are templated with (`{{address}}`).
+    pub address: String,
+    pub transport: Arc<dyn Transport>,
+    pub roles: Vec<Role>,
+    /// The host's API (required for the `api` role).
+    pub api: Option<ApiClient>,
+}
+
+/// Commands run on the hosts, templated with `{{release_dir}}`, `{{version}}`, `{{host}}`,
+/// `{{role}}`, `{{address}}` and `{{deploy_dir}}` (each substituted shell-quoted).
+#[derive(Clone, Debug, Default)]
+pub struct Commands {
+    pub restart: BTreeMap<Role, String>,
+    pub stop: BTreeMap<Role, String>,
+    pub worker_status: Option<String>,
+}
+
+pub const TEMPLATE_VARIABLES: [&str; 6] = [
+    "release_dir",
+    "version",
+    "host",
+    "role",
+    "address",
+    "deploy_dir",
+];
+
+/// Checks that a command only uses known `{{variables}}`.
+pub fn check_template(command: &str) -> Result<(), String> {
+    let mut rest = command;
+    while let Some(i) = rest.find("{{") {
+        let after = &rest[i + 2..];
+        let Some(j) = after.find("}}") else {
+            return Err("has a `{{` without a closing `}}`".into());
+        };
+        let name = after[..j].trim();
+        if !TEMPLATE_VARIABLES.contains(&name) {
+            return Err(format!(
+                "uses {{{{{name}}}}}; the variables are {}",
+                TEMPLATE_VARIABLES
+                    .iter()
+                    .map(|v| format!("{{{{{v}}}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        rest = &after[j + 2..];
+    }
+    Ok(())
+}
+
+/// Substitutes the template variables (values shell-quoted).
+pub fn render(command: &str, vars: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(command.len());
+    let mut rest = command;
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        match after.find("}}") {
+            Some(j) => {
+                let name = after[..j].trim();
+                match vars.iter().find(|(k, _)| *k == name) {
+                    Some((_, v)) => out.push_str(&hosts::shell_quote(v)),
+                    None => out.push_str(&rest[i..i + 2 + j + 2]),
+                }
+                rest = &after[j + 2..];
+            }
+            None => {
+                out.push_str(&rest[i..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[derive(Clone, Debug)]
+pub struct Strategy {
+    pub max_parallel: usize,
+    pub consecutive_ready: u32,
+    pub health_timeout: Duration,
+    pub poll_interval: Duration,
+    pub atomic: bool,
+    pub keep_releases: usize,
+}
+
+impl Default for Strategy {
+    fn default() -> Self {
+        Strategy {
+            max_parallel: 1,
+            consecutive_ready: 3,
+            health_timeout: Duration::from_secs(300),
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            atomic: true,
+            keep_releases: 5,
+        }
+    }
+}
+
+/// What to deploy.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub version: String,
+    /// A local `.tar.gz`, already checked against `sha256`.
+    pub artifact: PathBuf,
+    pub sha256: String,
+    /// Env files to manage, per role (a role left out keeps whatever file it has).
+    pub env: BTreeMap<Role, BTreeMap<String, String>>,
+}
+
+/// The D5 watch window.
+#[derive(Clone, Debug)]
+pub struct Watch {
+    pub duration: Duration,
+    pub max_not_ready: Duration,
+    pub poll_interval: Duration,
+    pub ops: Option<OpsWatch>,
+}
+
+/// Backlog watching through the ops summary.
+#[derive(Clone, Debug)]
+pub struct OpsWatch {
+    pub api: ApiClient,
+    pub token: String,
+    pub overrides: Overrides,
+    /// Roll back on growth past a critical threshold; else only warn.
+    pub rollback_on_growth: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Deployment {
+    pub deploy_dir: String,
+    pub hosts: Vec<Host>,
+    pub commands: Commands,
+    pub strategy: Strategy,
+    pub lock_owner: String,
+    pub cancel: CancellationToken,
+}
+
+/// Where a host's env file for `role` lives.
+pub fn env_path(deploy_dir: &str, role: Role) -> String {
+    format!(
+        "{}/shared/{}.env",
+        deploy_dir.trim_end_matches('/'),
+        role.as_str()
+    )
+}
+
+/// A host as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostState {
+    pub version: Option<String>,
+    pub artifact_sha256: Option<String>,
+    /// Per role asked about: the env file's sha256, `None` when there is none.
+    pub env_sha256: BTreeMap<Role, Option<String>>,
+}
+
+/// Reads a host's live release, artifact checksum and env file checksums.
+pub async fn observe(
+    t: &dyn Transport,
+    deploy_dir: &str,
+    roles: &[Role],
+) -> Result<HostState, HostError> {
+    let files: Vec<String> = roles.iter().map(|r| env_path(deploy_dir, *r)).collect();
+    let found = hosts::inspect(t, deploy_dir, &files).await?;
+    Ok(HostState {
+        version: found.version,
+        artifact_sha256: found.artifact_sha256,
+        env_sha256: roles
+            .iter()
+            .zip(&files)
+            .map(|(r, f)| (*r, found.files.get(f).cloned().flatten()))
+            .collect(),
+    })
+}
+
+/// One thing that went wrong, on one host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub host: String,
+    pub version: String,
+    /// connect, lock, inspect, upload, env, switch, restart, ready, watch, rehearse,
+    /// interrupted, rollback.
+    pub phase: &'static str,
+    pub detail: String,
+    pub at: DateTime<Utc>,
+}
+
+/// What a deployment did and what is live now.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// Live per host at the end (as last seen, when a host could not be read).
+    pub hosts: BTreeMap<String, HostState>,
+    /// Live per host before anything was switched.
+    pub before: BTreeMap<String, Option<String>>,
+    pub failures: Vec<Failure>,
+    /// Failures while putting hosts back.
+    pub rollback_failures: Vec<Failure>,
+    pub rolled_back: bool,
+    pub warnings: Vec<String>,
+    pub rehearsed_at: Option<DateTime<Utc>>,
+    /// Hosts that were changed (the others already had the release and env).
+    pub changed_hosts: Vec<String>,
+}
+
+impl Outcome {
+    pub fn succeeded(&self) -> bool {
+        self.failures.is_empty() && self.rollback_failures.is_empty()
+    }
+}
+
+/// What a host's deploy step did, so that it can be undone.
+#[derive(Clone, Debug, Default)]
+struct Touched {
+    /// Env files stashed: (path, existed before).
+    stashed: Vec<(String, bool)>,
+    /// `current` was switched (from `before`).
+    switched: bool,
+    /// The release was installed by this run (not already there).
+    installed: bool,
+}
+
+fn failure(host: &str, version: &str, phase: &'static str, detail: impl Into<String>) -> Failure {
+    Failure {
+        host: host.to_string(),
+        version: version.to_string(),
+        phase,
+        detail: detail.into(),
+        at: Utc::now(),
+    }
+}
+
+/// A one-line account of a readiness report: the status and every dependency that is not
+/// ready, with its detail.
+pub fn describe_readiness(r: &Readiness) -> String {
+    let deps: Vec<String> = r
+        .body
+        .dependencies
+        .iter()
+        .filter(|d| d.status != api::READY && d.status != "not_configured")
+        .map(|d| match &d.detail {
+            Some(detail) => format!("{} {} ({detail})", d.name, d.status),
+            None => format!("{} {}", d.name, d.status),
+        })
+        .collect();
+    if deps.is_empty() {
+        format!("status {} (HTTP {})", r.body.status, r.http_status)
+    } else {
+        format!(
+            "status {} (HTTP {}): {}",
+            r.body.status,
+            r.http_status,
+            deps.join(", ")
+        )
+    }
+}
+
+/// Waits until the API answers `/health/live`, then `consecutive` `/health/ready` probes in a
+/// row say `ready`. Returns the time it took, or why it never got there.
+pub async fn wait_api_ready(
+    api: &ApiClient,
+    consecutive: u32,
+    poll: Duration,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> Result<Duration, String> {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut last = String::from("no answer yet");
+    let mut live = false;
+    let mut count = 0;
+    loop {
+        if cancel.is_cancelled() {
+            return Err(format!("interrupted while waiting; last: {last}"));
+        }
+        if !live {
+            match api.live(PROBE_TIMEOUT).await {
+                Ok(true) => live = true,
+                Ok(false) => last = "/health/live did not answer ok".into(),
+                Err(e) => last = format!("/health/live: {e}"),
+            }
+        }
+        if live {
+            match api.ready(PROBE_TIMEOUT).await {
+                Ok(r) if r.body.status == api::READY => {
+                    count += 1;
+                    if count >= consecutive.max(1) {
+                        return Ok(started.elapsed());
+                    }
+                }
+                Ok(r) => {
+                    count = 0;
+                    last = describe_readiness(&r);
+                }
+                Err(e) => {
+                    count = 0;
+                    last = format!("/health/ready: {e}");
+                }
+            }
+        }
+        if Instant::now() + poll > deadline {
+            return Err(format!(
+                "not ready within {}: {} ({}); last: {last}",
+                crate::protocol::duration::format(timeout),
+                api.base_url(),
+                if live { "live" } else { "not live" },
+            ));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = cancel.cancelled() => {}
+        }
+    }
+}
+
+impl Deployment {
+    fn vars<'a>(&'a self, host: &'a Host, version: &'a str, role: Role) -> Vec<(&'a str, String)> {
+        let d = self.deploy_dir.trim_end_matches('/');
+        vec![
+            (
+                "release_dir",
+                format!("{d}/{}/{version}", hosts::RELEASES_DIR),
+            ),
+            ("version", version.to_string()),
+            ("host", host.name.clone()),
+            ("role", role.as_str().to_string()),
+            ("address", host.address.clone()),
+            ("deploy_dir", d.to_string()),
+        ]
+    }
+
+    fn command(&self, template: &str, host: &Host, version: &str, role: Role) -> String {
+        let vars = self.vars(host, version, role);
+        let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        render(template, &refs)
+    }
+
+    /// Runs a command; a non-zero exit is an error with its stderr.
+    async fn run(&self, host: &Host, command: &str) -> Result<String, String> {
+        let t = &host.transport;
+        match t.exec(command, None, t.timeouts().command).await {
+            Ok(out) if out.success() => Ok(out.stdout_text()),
+            Ok(out) => Err(format!(
+                "`{command}` failed ({}): {}",
+                out.status_text(),
+                out.stderr_text().trim()
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Restarts the host's roles on `version` and waits until each is ready.
+    async fn restart_and_wait(
+        &self,
+        host: &Host,
+        version: &str,
+    ) -> Result<(), (&'static str, String)> {
+        for role in &host.roles {
+            let Some(template) = self.commands.restart.get(role) else {
+                return Err((
+                    "restart",
+                    format!("no restart command for role {}", role.as_str()),
+                ));
+            };
+            let cmd = self.command(template, host, version, *role);
+            tracing::info!(host = %host.name, role = role.as_str(), version, "restarting");
+            self.run(host, &cmd).await.map_err(|e| ("restart", e))?;
+        }
+        for role in &host.roles {
+            let started = Instant::now();
+            match role {
+                Role::Api => {
+                    let Some(api) = &host.api else {
+                        return Err(("ready", "the host has the api role but no api_url".into()));
+                    };
+                    wait_api_ready(
+                        api,
+                        self.strategy.consecutive_ready,
+                        self.strategy.poll_interval,
+                        self.strategy.health_timeout,
+                        &self.cancel,
+                    )
+                    .await
+                    .map_err(|e| ("ready", e))?;
+                }
+                Role::Worker => self
+                    .wait_worker(host, version)
+                    .await
+                    .map_err(|e| ("ready", e))?,
+            }
+            tracing::info!(
+                host = %host.name,
+                role = role.as_str(),
+                version,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "ready"
+            );
+        }
+        Ok(())
+    }
+
+    async fn wait_worker(&self, host: &Host, version: &str) -> Result<(), String> {
+        let Some(template) = &self.commands.worker_status else {
+            return Err("no worker_status command".into());
+        };
+        let cmd = self.command(template, host, version, Role::Worker);
+        let deadline = Instant::now() + self.strategy.health_timeout;
+        let mut count = 0;
+        let mut last = String::new();
+        loop {
+            if self.cancel.is_cancelled() {
+                return Err(format!("interrupted while waiting; last: {last}"));
+            }
+            match self.run(host, &cmd).await {
+                Ok(_) => {
+                    count += 1;
+                    if count >= self.strategy.consecutive_ready.max(1) {
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    count = 0;
+                    last = e;
+                }
+            }
+            if Instant::now() + self.strategy.poll_interval > deadline {
+                return Err(format!(
+                    "worker not running within {}; last: {last}",
+                    crate::protocol::duration::format(self.strategy.health_timeout)
+                ));
+            }
+            tokio::time::sleep(self.strategy.poll_interval).await;
+        }
+    }
+
+    /// Env files, switch, restart, wait: one host forward to `target`.
+    async fn forward(
+        &self,
+        host: &Host,
+        target: &Target,
+        touched: &mut Touched,
+        stash: bool,
+    ) -> Result<(), Failure> {
+        let t = &*host.transport;
+        let v = &target.version;
+        let fail = |phase, detail: String| failure(&host.name, v, phase, detail);
+        if self.cancel.is_cancelled() {
+            return Err(fail("interrupted", "the deployment was interrupted".into()));
+        }
+        tracing::info!(host = %host.name, version = %v, "deploying");
+        for role in &host.roles {
+            let Some(env) = target.env.get(role) else {
+                continue;
+            };
+            let path = env_path(&self.deploy_dir, *role);
+            if stash {
+                let existed = hosts::stash_file(t, &path)
+                    .await
+                    .map_err(|e| fail("env", e.to_string()))?;
+                touched.stashed.push((path.clone(), existed));
+            }
+            hosts::write_env(t, &path, env)
+                .await
+                .map_err(|e| fail("env", e.to_string()))?;
+        }
+        hosts::switch_current(t, &self.deploy_dir, v)
+            .await
+            .map_err(|e| fail("switch", e.to_string()))?;
+        touched.switched = true;
+        self.restart_and_wait(host, v)
+            .await
+            .map_err(|(phase, e)| fail(phase, e))?;
+        tracing::info!(host = %host.name, version = %v, "host deployed");
+        Ok(())
+    }
+
+    /// Puts a host back: env files restored, `current` back on `before` and restarted (or, when
+    /// there was no release before, stopped and the new release removed).
+    async fn back(
+        &self,
+        host: &Host,
+        before: Option<&str>,
+        target: &Target,
+        touched: &Touched,
+        keep_stash: bool,
+    ) -> Result<(), Failure> {
+        let t = &*host.transport;
+        let v = before.unwrap_or(&target.version);
+        let fail = |detail: String| failure(&host.name, v, "rollback", detail);
+        if !touched.switched && touched.stashed.is_empty() {
+            // Staged only: nothing to put back; the staged release is removed, best effort.
+            if touched.installed
+                && !keep_stash
+                && before != Some(target.version.as_str())
+                && let Err(e) = hosts::remove_release(t, &self.deploy_dir, &target.version).await
+            {
+                tracing::warn!(host = %host.name, error = %e, "could not remove the staged release");
+            }
+            return Ok(());
+        }
+        tracing::warn!(host = %host.name, to = ?before, "rolling back");
+        for (path, existed) in &touched.stashed {
+            hosts::restore_stash(t, path, *existed, keep_stash)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        match before {
+            Some(prev) => {
+                if touched.switched {
+                    hosts::switch_current(t, &self.deploy_dir, prev)
+                        .await
+                        .map_err(|e| fail(e.to_string()))?;
+                }
+                self.restart_and_wait(host, prev)
+                    .await
+                    .map_err(|(_, e)| fail(format!("{prev} after rollback: {e}")))?;
+                // A release this run installed and rolled back from is not kept (a rehearsal
+                // rolls forward to it again).
+                if touched.installed && !keep_stash && prev != target.version {
+                    hosts::remove_release(t, &self.deploy_dir, &target.version)
+                        .await
+                        .map_err(|e| fail(e.to_string()))?;
+                }
+            }
+            None => {
+                for role in &host.roles {
+                    if let Some(template) = self.commands.stop.get(role) {
+                        let cmd = self.command(template, host, &target.version, *role);
+                        self.run(host, &cmd).await.map_err(fail)?;
+                    }
+                }
+                if touched.installed || touched.switched {
+                    hosts::remove_release(t, &self.deploy_dir, &target.version)
+                        .await
+                        .map_err(|e| fail(e.to_string()))?;
+                }
+            }
+        }
+        tracing::info!(host = %host.name, to = ?before, "rolled back");
+        Ok(())
+    }
+
+    /// Takes every host's lock, waiting for a lock held by someone else to be released or to
+    /// expire (bounded by cancellation).
+    async fn lock_all(&self) -> (Vec<Option<DeployLock>>, Vec<Failure>) {
+        let locks = join_all(self.hosts.iter().map(|h| async move {
+            let mut waited = false;
+            loop {
+                match hosts::acquire_lock(&*h.transport, &self.deploy_dir, &self.lock_owner, LOCK_TTL)
+                    .await
+                {
+                    Ok(l) => return Ok(l),
+                    Err(HostError::LockHeld { holder, remaining_secs, .. })
+                        if !self.cancel.is_cancelled() =>
+                    {
+                        if !waited {
+                            tracing::warn!(host = %h.name, holder, remaining_secs, "deploy lock held; waiting");
+                            waited = true;
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                            _ = self.cancel.cancelled() => {}
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }))
+        .await;
+        let mut got = Vec::new();
+        let mut failures = Vec::new();
+        for (h, r) in self.hosts.iter().zip(locks) {
+            match r {
+                Ok(l) => got.push(Some(l)),
+                Err(e) => {
+                    let phase = if e.is_connection_failure() {
+                        "connect"
+                    } else {
+                        "lock"
+                    };
+                    failures.push(failure(&h.name, "", phase, e.to_string()));
+                    got.push(None);
+                }
+            }
+        }
+        (got, failures)
+    }
+
+    async fn unlock_all(&self, locks: &[Option<DeployLock>]) {
+        join_all(self.hosts.iter().zip(locks).map(|(h, l)| async move {
+            if let Some(l) = l
+                && let Err(e) = hosts::release_lock(&*h.transport, l).await
+            {
+                tracing::warn!(host = %h.name, error = %e, "could not release the deploy lock");
+            }
+        }))
+        .await;
+    }
+
+    /// Re-reads every host (the end state to report); a host that cannot be read keeps `last`.
+    async fn observe_all(
+        &self,
+        roles: &[Role],
+        last: &mut BTreeMap<String, HostState>,
+    ) -> Vec<(String, HostError)> {
+        let seen = join_all(
+            self.hosts
+                .iter()
+                .map(|h| observe(&*h.transport, &self.deploy_dir, roles)),
+        )
+        .await;
+        let mut errors = Vec::new();
+        for (h, r) in self.hosts.iter().zip(seen) {
+            match r {
+                Ok(s) => {
+                    last.insert(h.name.clone(), s);
+                }
+                Err(e) => errors.push((h.name.clone(), e)),
+            }
+        }
+        errors
+    }
+
+    /// Deploys `target`. Never panics, never leaves a lock of its own behind; the outcome says
+    /// what is live.
+    pub async fn deploy(&self, target: &Target, watch: Option<&Watch>, rehearse: bool) -> Outcome {
+        let mut out = Outcome::default();
+        let env_roles: Vec<Role> = target.env.keys().copied().collect();
+        let (locks, failures) = self.lock_all().await;
+        if !failures.is_empty() {
+            out.failures = failures;
+            self.unlock_all(&locks).await;
+            return out;
+        }
+        let renewer = self.spawn_renewal(&locks);
+        self.run_locked(target, watch, rehearse, &env_roles, &mut out)
+            .await;
+        renewer.cancel();
+        self.unlock_all(&locks).await;
+        out
+    }
+
+    fn spawn_renewal(&self, locks: &[Option<DeployLock>]) -> CancellationToken {
+        let stop = CancellationToken::new();
+        for (h, l) in self.hosts.iter().zip(locks) {
+            let (Some(mut lock), t, name, stop) =
+                (l.clone(), h.transport.clone(), h.name.clone(), stop.clone())
+            else {
+                continue;
+            };
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(LOCK_TTL / 3) => {}
+                    }
+                    match hosts::renew_lock(&*t, &lock, LOCK_TTL).await {
+                        Ok(l) => lock = l,
+                        Err(e) => {
+                            tracing::warn!(host = %name, error = %e, "could not renew the deploy lock")
+                        }
+                    }
+                }
+            });
+        }
+        stop
+    }
+
+    async fn run_locked(
+        &self,
+        target: &Target,
+        watch: Option<&Watch>,
+        rehearse: bool,
+        env_roles: &[Role],
+        out: &mut Outcome,
+    ) {
+        // What is live before anything changes.
+        let mut live = BTreeMap::new();
+        for (name, e) in self.observe_all(env_roles, &mut live).await {
+            out.failures
+                .push(failure(&name, &target.version, "inspect", e.to_string()));
+        }
+        if !out.failures.is_empty() {
+            out.hosts = live;
+            return;
+        }
+        let expected_env: BTreeMap<Role, String> = target
+            .env
+            .iter()
+            .filter_map(|(r, env)| hosts::env_sha256(env).ok().map(|s| (*r, s)))
+            .collect();
+        for h in &self.hosts {
+            out.before
+                .insert(h.name.clone(), live[&h.name].version.clone());
+        }
+        let todo: Vec<&Host> = self
+            .hosts
+            .iter()
+            .filter(|h| {
+                let s = &live[&h.name];
+                let env_ok = h.roles.iter().all(|r| match expected_env.get(r) {
+                    Some(sha) => s.env_sha256.get(r).cloned().flatten().as_deref() == Some(sha),
+                    None => true,
+                });
+                !(s.version.as_deref() == Some(target.version.as_str())
+                    && s.artifact_sha256.as_deref() == Some(target.sha256.as_str())
+                    && env_ok)
+            })
+            .collect();
+        out.changed_hosts = todo.iter().map(|h| h.name.clone()).collect();
+        let ops_baseline = match watch.and_then(|w| w.ops.as_ref()) {
+            Some(o) => match o.api.ops_summary(&o.token).await {
+                Ok(s) => Some(
+                    s.counters()
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), *v))
+                        .collect::<BTreeMap<_, _>>(),
+                ),
+                Err(e) => {
+                    out.warnings.push(format!(
+                        "the ops summary could not be read before the rollout, so backlog growth is not watched: {e}"
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut touched: BTreeMap<String, Touched> = BTreeMap::new();
+
+        // Stage the artifact everywhere before anything switches.
+        let installs = join_all(todo.iter().map(|h| {
+            hosts::install_release(
+                &*h.transport,
+                &self.deploy_dir,
+                &target.version,
+                &target.artifact,
+                &target.sha256,
+            )
+        }))
+        .await;
+        for (h, r) in todo.iter().zip(installs) {
+            match r {
+                Ok(i) => {
+                    touched.entry(h.name.clone()).or_default().installed = !i.already_present;
+                }
+                Err(e) => {
+                    out.failures
+                        .push(failure(&h.name, &target.version, "upload", e.to_string()))
+                }
+            }
+        }
+
+        // Batches of max_parallel.
+        if out.failures.is_empty() {
+            for (n, batch) in todo.chunks(self.strategy.max_parallel.max(1)).enumerate() {
+                tracing::info!(
+                    batch = n + 1,
+                    hosts = ?batch.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
+                    version = %target.version,
+                    "rolling out batch"
+                );
+                let results = join_all(batch.iter().map(|h| {
+                    let mut t = touched.get(&h.name).cloned().unwrap_or_default();
+                    async move {
+                        let r = self.forward(h, target, &mut t, true).await;
+                        (t, r)
+                    }
+                }))
+                .await;
+                for (h, (t, r)) in batch.iter().zip(results) {
+                    touched.insert(h.name.clone(), t);
+                    if let Err(f) = r {
+                        out.failures.push(f);
+                    }
+                }
+                if !out.failures.is_empty() {
+                    break;
+                }
+            }
+        }
+
+        if out.failures.is_empty()
+            && let Some(w) = watch
+            && let Err(f) = self.watch(w, target, ops_baseline.as_ref(), out).await
+        {
+            out.failures.push(f);
+        }
+
+        if out.failures.is_empty() && rehearse {
+            match self.rehearse(&todo, target, &out.before, &mut touched).await {
+                Ok(Some(at)) => out.rehearsed_at = Some(at),
+                Ok(None) => out.warnings.push(
+                    "rollback rehearsal skipped: not every host had an earlier release to roll back to".into(),
+                ),
+                Err(f) => out.failures.push(f),
+            }
+        }
+
+        if !out.failures.is_empty() {
+            let undo: Vec<&Host> = if self.strategy.atomic {
+                // Failed hosts first: they are the ones down.
+                let failed: Vec<&str> = out.failures.iter().map(|f| f.host.as_str()).collect();
+                let mut v: Vec<&Host> = todo
+                    .iter()
+                    .copied()
+                    .filter(|h| touched.contains_key(&h.name))
+                    .collect();
+                v.sort_by_key(|h| !failed.contains(&h.name.as_str()));
+                v
+            } else {
+                // Only undo releases installed but never switched to.
+                Vec::new()
+            };
+            if self.strategy.atomic {
+                out.rolled_back = true;
+            }
+            for batch in undo.chunks(self.strategy.max_parallel.max(1)) {
+                let results = join_all(batch.iter().map(|h| {
+                    let t = touched.get(&h.name).cloned().unwrap_or_default();
+                    let before = out.before.get(&h.name).cloned().flatten();
+                    async move { self.back(h, before.as_deref(), target, &t, false).await }
+                }))
+                .await;
+                for r in results {
+                    if let Err(f) = r {
+                        out.rollback_failures.push(f);
+                    }
+                }
+            }
+        } else {
+            let before = out.before.clone();
+            self.finish(&todo, target, &before, &touched, out).await;
+        }
+
+        for (name, e) in self.observe_all(env_roles, &mut live).await {
+            out.warnings.push(format!(
+                "{name}: could not read the host after the deployment, reporting what was last seen: {e}"
+            ));
+            let rollback_failed = out.rollback_failures.iter().any(|f| f.host == name);
+            if let Some(s) = live.get_mut(&name)
+                && touched.get(&name).is_some_and(|t| t.switched)
+                && (!out.rolled_back || rollback_failed)
+            {
+                s.version = Some(target.version.clone());
+            }
+        }
+        out.hosts = live;
+    }
+
+    /// Revisions log, stashes dropped, old releases pruned.
+    async fn finish(
+        &self,
+        todo: &[&Host],
+        target: &Target,
+        before: &BTreeMap<String, Option<String>>,
+        touched: &BTreeMap<String, Touched>,
+        out: &mut Outcome,
+    ) {
+        let at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let results = join_all(todo.iter().map(|h| {
+            let line = format!(
+                "{at} version={} sha256={} previous={} by={}",
+                target.version,
+                target.sha256,
+                before
+                    .get(&h.name)
+                    .cloned()
+                    .flatten()
+                    .as_deref()
+                    .unwrap_or("-"),
+                self.lock_owner
+            );
+            let stashed = touched
+                .get(&h.name)
+                .map(|t| t.stashed.clone())
+                .unwrap_or_default();
+            let prev = before.get(&h.name).cloned().flatten();
+            async move {
+                let t = &*h.transport;
+                hosts::append_revision(t, &self.deploy_dir, &line).await?;
+                for (path, _) in &stashed {
+                    hosts::drop_stash(t, path).await?;
+                }
+                let protect: Vec<&str> = prev.iter().map(String::as_str).collect();
+                hosts::prune(
+                    t,
+                    &self.deploy_dir,
+                    self.strategy.keep_releases.max(1),
+                    &protect,
+                )
+                .await?;
+                Ok::<_, HostError>(())
+            }
+        }))
+        .await;
+        for (h, r) in todo.iter().zip(results) {
+            if let Err(e) = r {
+                out.warnings.push(format!(
+                    "{}: deployed, but the clean-up failed: {e}",
+                    h.name
+                ));
+            }
+        }
+    }
+
+    /// Rolls every changed host back to its earlier release and forward again, checking
+    /// readiness both ways. `None` when some host has no earlier release.
+    async fn rehearse(
+        &self,
+        todo: &[&Host],
+        target: &Target,
+        before: &BTreeMap<String, Option<String>>,
+        touched: &mut BTreeMap<String, Touched>,
+    ) -> Result<Option<DateTime<Utc>>, Failure> {
+        let prev = |h: &Host| before.get(&h.name).cloned().flatten();
+        if todo.is_empty()
+            || todo
+                .iter()
+                .any(|h| prev(h).is_none_or(|p| p == target.version))
+        {
+            return Ok(None);
+        }
+        tracing::info!("rehearsing the rollback");
+        for batch in todo.chunks(self.strategy.max_parallel.max(1)) {
+            let results = join_all(batch.iter().map(|h| {
+                let t = touched.get(&h.name).cloned().unwrap_or_default();
+                let p = prev(h);
+                async move { self.back(h, p.as_deref(), target, &t, true).await }
+            }))
+            .await;
+            if let Some(Err(f)) = results.into_iter().find(Result::is_err) {
+                return Err(Failure {
+                    phase: "rehearse",
+                    ..f
+                });
+            }
+        }
+        tracing::info!("rehearsal: rolled back; rolling forward again");
+        for batch in todo.chunks(self.strategy.max_parallel.max(1)) {
+            let results = join_all(batch.iter().map(|h| {
+                let mut t = touched.get(&h.name).cloned().unwrap_or_default();
+                async move {
+                    let r = self.forward(h, target, &mut t, false).await;
+                    (h.name.clone(), t, r)
+                }
+            }))
+            .await;
+            for (name, t, r) in results {
+                touched.insert(name, t);
+                if let Err(f) = r {
+                    return Err(Failure {
+                        phase: "rehearse",
+                        ..f
+                    });
+                }
+            }
+        }
+        Ok(Some(Utc::now()))
+    }
+
+    /// Keeps probing readiness (and the ops summary) for the watch window.
+    async fn watch(
+        &self,
+        w: &Watch,
+        target: &Target,
+        baseline: Option<&BTreeMap<String, i64>>,
+        out: &mut Outcome,
+    ) -> Result<(), Failure> {
+        tracing::info!(duration_s = w.duration.as_secs(), "watch window started");
+        let end = Instant::now() + w.duration;
+        let apis: Vec<(&str, &ApiClient)> = self
+            .hosts
+            .iter()
+            .filter_map(|h| h.api.as_ref().map(|a| (h.name.as_str(), a)))
+            .collect();
+        let mut not_ready_since: BTreeMap<&str, (Instant, String)> = BTreeMap::new();
+        let mut next_ops = Instant::now();
+        let mut warned_growth = false;
+        while Instant::now() < end {
+            if self.cancel.is_cancelled() {
+                return Err(failure(
+                    "(all hosts)",
+                    &target.version,
+                    "interrupted",
+                    "interrupted during the watch window",
+                ));
+            }
+            let probes = join_all(apis.iter().map(|(_, a)| a.ready(PROBE_TIMEOUT))).await;
+            for ((name, _), r) in apis.iter().zip(probes) {
+                let bad = match r {
+                    Ok(r) if r.body.status != api::NOT_READY => None,
+                    Ok(r) => Some(describe_readiness(&r)),
+                    Err(e) => Some(e.to_string()),
+                };
+                match bad {
+                    None => {
+                        not_ready_since.remove(name);
+                    }
+                    Some(why) => {
+                        let since = not_ready_since
+                            .entry(name)
+                            .or_insert_with(|| (Instant::now(), why.clone()));
+                        since.1 = why;
+                        if since.0.elapsed() > w.max_not_ready {
+                            return Err(failure(
+                                name,
+                                &target.version,
+                                "watch",
+                                format!(
+                                    "not ready for longer than {} during the watch window: {}",
+                                    crate::protocol::duration::format(w.max_not_ready),
+                                    since.1
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+            if let (Some(o), Some(base)) = (&w.ops, baseline)
+                && Instant::now() >= next_ops
+            {
+                next_ops = Instant::now() + OPS_INTERVAL;
+                match o.api.ops_summary(&o.token).await {
+                    Ok(s) => {
+                        let (deltas, _) = ops::growth(&s, base);
+                        let grown: Vec<String> = ops::breaches(&s, &o.overrides)
+                            .into_iter()
+                            .filter(|b| {
+                                b.severity == Severity::Critical
+                                    && ops::BACKLOG_COUNTERS.contains(&b.metric.as_str())
+                                    && deltas.get(&b.metric).is_some_and(|d| *d > 0)
+                            })
+                            .map(|b| {
+                                format!(
+                                    "{} (+{} since before the rollout)",
+                                    b.detail, deltas[&b.metric]
+                                )
+                            })
+                            .collect();
+                        if !grown.is_empty() {
+                            let detail = format!(
+                                "backlog grew past critical thresholds: {}",
+                                grown.join("; ")
+                            );
+                            if o.rollback_on_growth {
+                                return Err(failure(
+                                    "(all hosts)",
+                                    &target.version,
+                                    "watch",
+                                    detail,
+                                ));
+                            } else if !warned_growth {
+                                warned_growth = true;
+                                out.warnings.push(detail);
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "watch: ops summary unavailable"),
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(w.poll_interval) => {}
+                _ = self.cancel.cancelled() => {}
+            }
+        }
+        tracing::info!("watch window passed");
+        Ok(())
+    }
+}
+
+/// An artifact ready to upload: a local file whose sha256 matched.
+#[derive(Debug)]
+pub struct LocalArtifact {
+    pub path: PathBuf,
+    pub size: u64,
+    /// Holds a downloaded artifact's temporary file until the deployment is over.
+    _download: Option<tempfile::TempPath>,
+}
+
+/// Makes `source` (a local path, or an `http(s)://` URL downloaded to a temporary file) a local
+/// file and checks its sha256 against `expected` before any host sees it.
+pub async fn fetch_artifact(
+    http: &reqwest::Client,
+    source: &str,
+    expected: &str,
+) -> Result<LocalArtifact, String> {
+    use sha2::Digest;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let expected = expected.trim().to_ascii_lowercase();
+    let (path, download) = if source.starts_with("http://") || source.starts_with("https://") {
+        let tmp = tempfile::Builder::new()
+            .prefix("artifortress-artifact-")
+            .suffix(".tar.gz")
+            .tempfile()
+            .map_err(|e| format!("cannot create a temporary file: {e}"))?
+            .into_temp_path();
+        let mut resp = http
+            .get(source)
+            .timeout(Duration::from_secs(3600))
+            .send()
+            .await
+            .map_err(|e| format!("GET {source}: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("GET {source}: HTTP {}", resp.status()));
+        }
+        let mut f = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("GET {source}: {e}"))?
+        {
+            f.write_all(&chunk)
+                .await
+                .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        }
+        f.flush()
+            .await
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        (tmp.to_path_buf(), Some(tmp))
+    } else {
+        (
+            PathBuf::from(source.strip_prefix("file://").unwrap_or(source)),
+            None,
+        )
+    };
+    let mut f = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    let actual = hex::encode(hasher.finalize());
+    if actual != expected {
+        return Err(format!(
+            "{source}: sha256 is {actual}, the configuration says {expected}"
+        ));
+    }
+    Ok(LocalArtifact {
+        path,
+        size,
+        _download: download,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_substitute_known_variables_quoted() {
+        let cmd = render(
+            "{{release_dir}}/bin/artifortress restart {{role}} # {{host}} {{nope}}",
+            &[
+                ("release_dir", "/opt/a b/releases/v1"),
+                ("role", "api"),
+                ("host", "api-1"),
+            ],
+        );
+        assert_eq!(
+            cmd,
+            "'/opt/a b/releases/v1'/bin/artifortress restart api # api-1 {{nope}}"
+        );
+        assert!(check_template("x {{ version }} {{address}}").is_ok());
+        assert!(
+            check_template("x {{nope}}")
+                .unwrap_err()
+                .contains("{{nope}}")
+        );
+        assert!(check_template("x {{version").is_err());
+    }
+
+    #[test]
+    fn env_files_live_in_shared() {
+        assert_eq!(
+            env_path("/opt/af/", Role::Worker),
+            "/opt/af/shared/worker.env"
+        );
+    }
+}

@@ -1,0 +1,1586 @@
+//! `resource "artifortress_release"`: the API and the worker deployed to hosts (D1/D2/D4/D5),
+//! joining the release engine (`clients::release`) to Terraform.
+//!
+//! State is always what is live: after a failed rollout that was rolled back, `version` is
+//! the version the hosts run again (so the next plan proposes the new one again), and
+//! `last_failure` says what happened. Refresh reads every host's `current`, artifact checksum
+//! and env-file checksums; a host changed by hand makes `version`, `artifact.sha256` or
+//! `env_sha256` differ from the configuration, which the plan shows as a change.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+
+use crate::clients::backup;
+use crate::clients::hosts::{self, LocalTransport, Timeouts, Transport};
+use crate::clients::migrations::{Migrator, redact_url};
+use crate::clients::ops::Overrides;
+use crate::clients::release::{
+    self, Commands, Deployment, Failure, Host, HostState, OpsWatch, Outcome, Role, Strategy,
+    Target, Watch,
+};
+use crate::data_sources::preflight;
+use crate::protocol::diagnostics::{AttributePath, Diagnostic, Diagnostics};
+use crate::protocol::duration;
+use crate::protocol::framework::{
+    self, ApplyRequest, ApplyResponse, DeleteRequest, Import, ModifyPlanRequest,
+    ModifyPlanResponse, ReadRequest, ReadResponse, Resource,
+};
+use crate::protocol::schema::{Attribute, Constraint, Nesting, Schema};
+use crate::protocol::types::Type;
+use crate::protocol::validators::Validator;
+use crate::protocol::value::Value;
+use crate::provider::{Setting, Settings};
+
+pub const TYPE_NAME: &str = "artifortress_release";
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// A production release needs a backup younger than this.
+const MAX_BACKUP_AGE: Duration = Duration::from_secs(24 * 3600);
+const DEFAULT_BACKUP_PREFIX: &str = "backups/";
+/// Prefix of a `version` or checksum that refresh found different on some host.
+const DRIFT: &str = "drifted: ";
+
+pub struct Release;
+
+const COMPUTED: [&str; 10] = [
+    "id",
+    "deployed_version",
+    "previous_version",
+    "host_versions",
+    "host_artifact_sha256",
+    "env_sha256",
+    "revision",
+    "deployed_at",
+    "last_failure",
+    "rehearsed_at",
+];
+
+fn failure_type() -> Type {
+    Type::object([
+        ("version", Type::String),
+        ("host", Type::String),
+        ("phase", Type::String),
+        ("detail", Type::String),
+        ("at", Type::String),
+    ])
+}
+
+fn env_attr(role: &str) -> &'static str {
+    if role == "api" {
+        "api_env_wo"
+    } else {
+        "worker_env_wo"
+    }
+}
+
+fn timestamp(t: DateTime<Utc>) -> Value {
+    super::backup::timestamp(t)
+}
+
+/// One host as configured.
+#[derive(Clone, Debug, PartialEq)]
+struct HostConfig {
+    name: String,
+    address: String,
+    port: u16,
+    roles: Vec<Role>,
+    api_url: Option<String>,
+}
+
+fn host_configs(hosts: &Value) -> Vec<HostConfig> {
+    hosts
+        .as_map()
+        .map(|m| {
+            m.iter()
+                .map(|(name, h)| HostConfig {
+                    name: name.clone(),
+                    address: h.attr("address").as_str().unwrap_or_default().to_string(),
+                    port: h
+                        .attr("port")
+                        .as_i64()
+                        .and_then(|p| u16::try_from(p).ok())
+                        .unwrap_or(22),
+                    roles: h
+                        .attr("roles")
+                        .as_elements()
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|r| r.as_str().and_then(Role::parse))
+                        .collect(),
+                    api_url: h.attr("api_url").as_str().map(str::to_string),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The id (and import ID): `[local:]<deploy_dir>,<host>=<address>[:<port>],...`.
+fn make_id(transport: &str, deploy_dir: &str, hosts: &[HostConfig]) -> String {
+    let mut id = String::new();
+    if transport == "local" {
+        id.push_str("local:");
+    }
+    id.push_str(deploy_dir);
+    for h in hosts {
+        id.push_str(&format!(",{}={}", h.name, h.address));
+        if h.port != 22 {
+            id.push_str(&format!(":{}", h.port));
+        }
+    }
+    id
+}
+
+/// Parses an import ID; roles may be given as `/api+worker` after a host, else they are read
+/// from the env files on the host.
+/// A parsed import ID: each host with whether its roles were given.
+struct ImportId {
+    transport: String,
+    deploy_dir: String,
+    hosts: Vec<(HostConfig, bool)>,
+}
+
+fn parse_id(id: &str) -> Result<ImportId, String> {
+    let (transport, rest) = match id.strip_prefix("local:") {
+        Some(r) => ("local", r),
+        None => ("ssh", id),
+    };
+    let mut parts = rest.split(',');
+    let dir = parts.next().unwrap_or_default().trim();
+    if !dir.starts_with('/') {
+        return Err(format!(
+            "{id:?}: expected [local:]<deploy_dir>,<host>=<address>[:<port>][/<role>+<role>],... with an absolute deploy_dir"
+        ));
+    }
+    let mut hosts = Vec::new();
+    for p in parts {
+        let (name, addr) = p
+            .split_once('=')
+            .ok_or_else(|| format!("{p:?}: expected <host>=<address>[:<port>]"))?;
+        let (addr, roles) = match addr.split_once('/') {
+            Some((a, r)) => (a, Some(r)),
+            None => (addr, None),
+        };
+        let (address, port) = match addr.rsplit_once(':') {
+            Some((a, port)) if !a.contains(':') || a.starts_with('[') => (
+                a.trim_matches(['[', ']']).to_string(),
+                port.parse::<u16>()
+                    .map_err(|e| format!("{p:?}: port: {e}"))?,
+            ),
+            _ => (addr.to_string(), 22),
+        };
+        let explicit = roles.is_some();
+        let roles = match roles {
+            Some(r) => r
+                .split('+')
+                .map(|r| Role::parse(r).ok_or_else(|| format!("{p:?}: unknown role {r:?}")))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
+        hosts.push((
+            HostConfig {
+                name: name.trim().to_string(),
+                address,
+                port,
+                roles,
+                api_url: None,
+            },
+            explicit,
+        ));
+    }
+    if hosts.is_empty() {
+        return Err(format!("{id:?}: no hosts after the deploy_dir"));
+    }
+    Ok(ImportId {
+        transport: transport.to_string(),
+        deploy_dir: dir.to_string(),
+        hosts,
+    })
+}
+
+/// The env per role as configured (`None`: not known yet).
+fn configured_env(config: &Value) -> Option<BTreeMap<Role, BTreeMap<String, String>>> {
+    let mut out = BTreeMap::new();
+    for role in Role::ALL {
+        match config.attr(env_attr(role.as_str())) {
+            Value::Null => {}
+            v if !v.is_wholly_known() => return None,
+            v => {
+                out.insert(role, v.to_string_map());
+            }
+        }
+    }
+    Some(out)
+}
+
+fn env_hashes(env: &BTreeMap<Role, BTreeMap<String, String>>) -> Result<Value, Diagnostic> {
+    let mut m = BTreeMap::new();
+    for (role, e) in env {
+        let sha = hosts::env_sha256(e).map_err(|err| {
+            Diagnostic::error("Invalid env", err.to_string()).at_attr(env_attr(role.as_str()))
+        })?;
+        m.insert(role.as_str().to_string(), Value::String(sha));
+    }
+    Ok(Value::Map(m))
+}
+
+fn strategy(config: &Value) -> Strategy {
+    let s = config.attr("strategy");
+    let d = Strategy::default();
+    let dur = |name: &str, default: Duration| {
+        s.attr(name)
+            .as_str()
+            .and_then(|v| duration::parse(v).ok())
+            .unwrap_or(default)
+    };
+    let int = |name: &str, default: i64| s.attr(name).as_i64().unwrap_or(default).max(0);
+    Strategy {
+        max_parallel: int("max_parallel", d.max_parallel as i64).max(1) as usize,
+        consecutive_ready: int("consecutive_ready", i64::from(d.consecutive_ready)).max(1) as u32,
+        health_timeout: dur("health_timeout", d.health_timeout),
+        poll_interval: dur("poll_interval", d.poll_interval),
+        atomic: s.attr("atomic").as_bool().unwrap_or(d.atomic),
+        keep_releases: int("keep_releases", d.keep_releases as i64).max(1) as usize,
+    }
+}
+
+fn commands(config: &Value) -> Commands {
+    let c = config.attr("commands");
+    let mut out = Commands::default();
+    for role in Role::ALL {
+        if let Some(cmd) = c.attr(&format!("restart_{}", role.as_str())).as_str() {
+            out.restart.insert(role, cmd.to_string());
+        }
+        if let Some(cmd) = c.attr(&format!("stop_{}", role.as_str())).as_str() {
+            out.stop.insert(role, cmd.to_string());
+        }
+    }
+    out.worker_status = c.attr("worker_status").as_str().map(str::to_string);
+    out
+}
+
+/// Whether what is deployed would change: version, artifact, hosts (address, port, roles),
+/// env. `None` while something that decides it is unknown.
+fn deployment_changes(planned: &Value, prior: &Value, env_sha: &Value) -> bool {
+    if prior.is_null() {
+        return true;
+    }
+    let strip = |hosts: &Value| -> Value {
+        match hosts.as_map() {
+            Some(m) => Value::Map(
+                m.iter()
+                    .map(|(k, h)| {
+                        let mut h = h.clone();
+                        h.set_attr("api_url", Value::Null);
+                        (k.clone(), h)
+                    })
+                    .collect(),
+            ),
+            None => hosts.clone(),
+        }
+    };
+    !(planned.attr("version").same(prior.attr("version"))
+        && planned
+            .attr("artifact")
+            .attr("sha256")
+            .same(prior.attr("artifact").attr("sha256"))
+        && strip(planned.attr("hosts")).same(&strip(prior.attr("hosts")))
+        && planned.attr("deploy_dir").same(prior.attr("deploy_dir"))
+        && env_sha.same(prior.attr("env_sha256")))
+}
+
+/// The D3 gate's checks; each failure is a diagnostic on `change`.
+async fn gate(settings: &Settings, config: &Value, at_apply: bool) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    match &settings.environment {
+        Setting::Known(e) if e == "production" => {}
+        _ => return diags,
+    }
+    let change = config.attr("change");
+    let path = AttributePath::root().child_attr("change");
+    if change.is_null() {
+        diags.push(
+            Diagnostic::error(
+                "A production release needs `change`",
+                "The provider's environment is \"production\": give `change = { window, rollback_owner, backup_id }` (the D3 gate).",
+            )
+            .at(path),
+        );
+        return diags;
+    }
+    if change.is_unknown() && !at_apply {
+        // Checked at apply, once known.
+        return diags;
+    }
+    let now = Utc::now();
+    for check in [
+        preflight::window_check(change.attr("window").as_str(), now),
+        preflight::owner_check(change.attr("rollback_owner").as_str()),
+    ] {
+        let attr = if check.name == "change_window" {
+            "window"
+        } else {
+            "rollback_owner"
+        };
+        if !check.passed && (at_apply || change.attr(attr).is_known()) {
+            diags.push(
+                Diagnostic::error(format!("Production gate: {}", check.name), check.detail)
+                    .at(path.child_attr(attr)),
+            );
+        }
+    }
+    match change.attr("backup_id") {
+        Value::Unknown(_) => {}
+        Value::String(id) => {
+            let prefix = change
+                .attr("backup_prefix")
+                .as_str()
+                .unwrap_or(DEFAULT_BACKUP_PREFIX);
+            if let Err(d) = backup_fresh(settings, id, prefix, now).await {
+                diags.push(d.at(path.child_attr("backup_id")));
+            }
+        }
+        _ => diags.push(
+            Diagnostic::error(
+                "Production gate: backup_id",
+                "No backup given: take one before the release (`backup_id = artifortress_backup.pre_release.id`).",
+            )
+            .at(path.child_attr("backup_id")),
+        ),
+    }
+    diags
+}
+
+async fn backup_fresh(
+    settings: &Settings,
+    id: &str,
+    prefix: &str,
+    now: DateTime<Utc>,
+) -> Result<(), Diagnostic> {
+    let bucket = settings.need_bucket(None, "change")?;
+    let s3 = settings.object_store()?;
+    let key = format!("{prefix}{id}.manifest.json");
+    let m = backup::read_manifest(&s3, &bucket, &key)
+        .await
+        .map_err(|e| Diagnostic::error("Production gate: backup_id", e.to_string()))?
+        .ok_or_else(|| {
+            Diagnostic::error(
+                "Production gate: backup_id",
+                format!("Backup {id:?} does not exist (no manifest s3://{bucket}/{key})."),
+            )
+        })?;
+    let age = (now - m.snapshot_at).num_seconds().max(0) as u64;
+    if age > MAX_BACKUP_AGE.as_secs() {
+        return Err(Diagnostic::error(
+            "Production gate: backup_id",
+            format!(
+                "Backup {id} (recovery point {}) is {} old; a production release needs one younger than {}.",
+                m.snapshot_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                duration::format(Duration::from_secs(age)),
+                duration::format(MAX_BACKUP_AGE)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Transports for the hosts (SSH sessions connect here); errors per host.
+async fn transports(
+    settings: &Settings,
+    transport: &str,
+    hosts: &[HostConfig],
+) -> Vec<Result<Arc<dyn Transport>, String>> {
+    join_all(hosts.iter().map(|h| async move {
+        if transport == "local" {
+            let t: Arc<dyn Transport> = Arc::new(LocalTransport::new(Timeouts::default()));
+            return Ok(t);
+        }
+        settings
+            .ssh(&h.address, h.port)
+            .await
+            .map(|t| t as Arc<dyn Transport>)
+            .map_err(|e| e.to_string())
+    }))
+    .await
+}
+
+fn insecure_warning(settings: &Settings, transport: &str) -> Option<Diagnostic> {
+    (transport == "ssh" && settings.ssh.insecure_ignore_host_key).then(|| {
+        Diagnostic::warning(
+            "SSH host keys are not verified",
+            "`ssh.insecure_ignore_host_key = true`: any host answering at these addresses is trusted with the release and its env files. Use known_hosts for anything but throw-away hosts.",
+        )
+        .at_attr("hosts")
+    })
+}
+
+fn host_path(name: &str) -> AttributePath {
+    AttributePath::root().child_attr("hosts").child_key(name)
+}
+
+fn live_maps(hosts: &BTreeMap<String, HostState>) -> (Value, Value) {
+    let versions = hosts
+        .iter()
+        .map(|(k, s)| {
+            (
+                k.clone(),
+                Value::String(s.version.clone().unwrap_or_default()),
+            )
+        })
+        .collect();
+    let shas = hosts
+        .iter()
+        .map(|(k, s)| {
+            (
+                k.clone(),
+                Value::String(s.artifact_sha256.clone().unwrap_or_default()),
+            )
+        })
+        .collect();
+    (Value::Map(versions), Value::Map(shas))
+}
+
+/// The one value every host has, else `mixed (a=x, b=y)`.
+fn common<'a>(values: impl Iterator<Item = (&'a String, Option<&'a str>)>) -> Option<String> {
+    let all: Vec<(&String, Option<&str>)> = values.collect();
+    let first = all.first()?.1;
+    if all.iter().all(|(_, v)| *v == first) {
+        first.map(str::to_string)
+    } else {
+        Some(format!(
+            "mixed ({})",
+            all.iter()
+                .map(|(h, v)| format!("{h}={}", v.unwrap_or("none")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+}
+
+fn failure_value(f: &Failure) -> Value {
+    Value::object([
+        ("version", Value::String(f.version.clone())),
+        ("host", Value::String(f.host.clone())),
+        ("phase", Value::String(f.phase.to_string())),
+        ("detail", Value::String(f.detail.clone())),
+        ("at", timestamp(f.at)),
+    ])
+}
+
+impl Release {
+    /// Everything a create or update needs; diagnostics when something is missing.
+    async fn deployment(
+        &self,
+        req: &ApplyRequest<'_, Settings>,
+    ) -> Result<(Deployment, Vec<HostConfig>), Diagnostics> {
+        let (config, planned, settings) = (req.config, req.planned_state, req.provider);
+        let transport = planned
+            .attr("transport")
+            .as_str()
+            .unwrap_or("ssh")
+            .to_string();
+        let deploy_dir = planned
+            .attr("deploy_dir")
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let configs = host_configs(planned.attr("hosts"));
+        let mut diags = Diagnostics::new();
+        let mut hosts = Vec::new();
+        for (h, t) in configs
+            .iter()
+            .zip(transports(settings, &transport, &configs).await)
+        {
+            let api = match &h.api_url {
+                Some(u) => match settings.api_client(Some(u)) {
+                    Ok(c) => Some(c),
+                    Err(d) => {
+                        diags.push(d.at(host_path(&h.name).child_attr("api_url")));
+                        None
+                    }
+                },
+                None => None,
+            };
+            match t {
+                Ok(transport) => hosts.push(Host {
+                    name: h.name.clone(),
+                    address: h.address.clone(),
+                    transport,
+                    roles: h.roles.clone(),
+                    api,
+                }),
+                Err(e) => diags.push(
+                    Diagnostic::error(format!("Cannot reach host {}", h.name), e)
+                        .at(host_path(&h.name)),
+                ),
+            }
+        }
+        if diags.has_errors() {
+            return Err(diags);
+        }
+        let lock_owner = format!(
+            "terraform-provider-artifortress {}@{}",
+            user_name(),
+            hostname()
+        );
+        Ok((
+            Deployment {
+                deploy_dir,
+                hosts,
+                commands: commands(config),
+                strategy: strategy(config),
+                lock_owner,
+                cancel: req.ctx.cancel.child_token(),
+            },
+            configs,
+        ))
+    }
+
+    fn watch(&self, config: &Value, settings: &Settings, diags: &mut Diagnostics) -> Option<Watch> {
+        let w = config.attr("watch");
+        if w.is_null() {
+            return None;
+        }
+        let dur = |name: &str, default: Duration| {
+            w.attr(name)
+                .as_str()
+                .and_then(|v| duration::parse(v).ok())
+                .unwrap_or(default)
+        };
+        let rollback_on_growth = w.attr("on_backlog_growth").as_str() != Some("warn");
+        let ops = match settings.admin_token() {
+            Ok(token) => match settings.api_client(None) {
+                Ok(api) => Some(OpsWatch {
+                    api,
+                    token,
+                    overrides: Overrides::default(),
+                    rollback_on_growth,
+                }),
+                Err(_) => None,
+            },
+            Err(_) => None,
+        };
+        if ops.is_none() {
+            diags.push(Diagnostic::warning(
+                "Watch window without backlog checks",
+                "The watch window probes readiness only: backlog growth is watched through the ops summary, which needs the provider's `api_url` and `admin_token`.",
+            ).at_attr("watch"));
+        }
+        Some(Watch {
+            duration: dur("duration", Duration::from_secs(600)),
+            max_not_ready: dur("max_not_ready", Duration::from_secs(60)),
+            poll_interval: Duration::from_secs(1),
+            ops,
+        })
+    }
+
+    async fn apply(&self, req: ApplyRequest<'_, Settings>, resp: &mut ApplyResponse) {
+        let (config, planned, prior, settings) =
+            (req.config, req.planned_state, req.prior_state, req.provider);
+        let creating = prior.is_null();
+        let env_sha = planned.attr("env_sha256").clone();
+        if !deployment_changes(planned, prior, &env_sha) {
+            // Only settings of future rollouts changed (commands, strategy, ...).
+            resp.new_state = planned.clone();
+            return;
+        }
+        let transport = planned
+            .attr("transport")
+            .as_str()
+            .unwrap_or("ssh")
+            .to_string();
+        if let Some(w) = insecure_warning(settings, &transport) {
+            resp.diagnostics.push(w);
+        }
+        let gate_diags = gate(settings, config, true).await;
+        if gate_diags.has_errors() {
+            resp.diagnostics.extend(gate_diags);
+            return;
+        }
+        if let Some(required) = config.attr("requires_schema").as_str()
+            && let Err(d) = schema_check(settings, required).await
+        {
+            return resp.diagnostics.push(d);
+        }
+        let Some(env) = configured_env(config) else {
+            return resp.diagnostics.push(Diagnostic::provider_bug(
+                "Env not known at apply",
+                "api_env_wo / worker_env_wo are not wholly known",
+            ));
+        };
+        let version = planned
+            .attr("version")
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let sha = planned
+            .attr("artifact")
+            .attr("sha256")
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let source = planned
+            .attr("artifact")
+            .attr("source")
+            .as_str()
+            .unwrap_or_default();
+        let http = match settings.http() {
+            Ok(h) => h,
+            Err(d) => return resp.diagnostics.push(d),
+        };
+        let artifact = match release::fetch_artifact(&http, source, &sha).await {
+            Ok(a) => a,
+            Err(e) => {
+                return resp.diagnostics.push(
+                    Diagnostic::error("Artifact rejected", e).at(AttributePath::root()
+                        .child_attr("artifact")
+                        .child_attr("sha256")),
+                );
+            }
+        };
+        tracing::info!(
+            version,
+            source,
+            bytes = artifact.size,
+            "artifact verified locally"
+        );
+        let (deployment, configs) = match self.deployment(&req).await {
+            Ok(d) => d,
+            Err(diags) => return resp.diagnostics.extend(diags),
+        };
+        let watch = self.watch(config, settings, &mut resp.diagnostics);
+        let rehearse = planned.attr("rehearse_rollback").as_bool().unwrap_or(false);
+        let target = Target {
+            version: version.clone(),
+            artifact: artifact.path.clone(),
+            sha256: sha.clone(),
+            env,
+        };
+        let limit = framework::timeout(
+            config,
+            if creating { "create" } else { "update" },
+            DEFAULT_TIMEOUT,
+        );
+        let cancel = deployment.cancel.clone();
+        let work = deployment.deploy(&target, watch.as_ref(), rehearse);
+        tokio::pin!(work);
+        let mut timed_out = false;
+        let outcome: Outcome = tokio::select! {
+            o = &mut work => o,
+            _ = tokio::time::sleep(limit) => {
+                timed_out = true;
+                cancel.cancel();
+                work.await
+            }
+        };
+        drop(artifact);
+        for w in &outcome.warnings {
+            resp.diagnostics
+                .push(Diagnostic::warning("Release warning", w.clone()));
+        }
+        if timed_out {
+            resp.diagnostics.push(
+                Diagnostic::error(
+                    "Release timed out",
+                    format!(
+                        "The release did not finish within the {} timeout ({}); it was interrupted{}.",
+                        if creating { "create" } else { "update" },
+                        duration::format(limit),
+                        if outcome.rolled_back { " and rolled back" } else { "" }
+                    ),
+                )
+                .at_attr("timeouts"),
+            );
+        }
+        let (host_versions, host_shas) = live_maps(&outcome.hosts);
+        if outcome.succeeded() && !timed_out {
+            let mut state = planned.clone();
+            let befores: Vec<&str> = outcome
+                .before
+                .values()
+                .filter_map(|v| v.as_deref())
+                .filter(|v| *v != version)
+                .collect();
+            let previous = if befores.is_empty() {
+                prior.attr("previous_version").clone()
+            } else {
+                let mut b = befores.clone();
+                b.sort();
+                b.dedup();
+                Value::String(b.join(", "))
+            };
+            state.set_attr("previous_version", previous);
+            state.set_attr("deployed_version", Value::String(version.clone()));
+            state.set_attr("host_versions", host_versions);
+            state.set_attr("host_artifact_sha256", host_shas);
+            state.set_attr(
+                "revision",
+                Value::int(prior.attr("revision").as_i64().unwrap_or(0) + 1),
+            );
+            state.set_attr("deployed_at", timestamp(Utc::now()));
+            state.set_attr("last_failure", Value::Null);
+            state.set_attr(
+                "rehearsed_at",
+                match outcome.rehearsed_at {
+                    Some(t) => timestamp(t),
+                    None => prior.attr("rehearsed_at").clone(),
+                },
+            );
+            tracing::info!(version, hosts = ?outcome.changed_hosts, "release deployed");
+            resp.new_state = state;
+            return;
+        }
+
+        // Failed: say what is true.
+        let first = outcome
+            .failures
+            .first()
+            .or(outcome.rollback_failures.first())
+            .cloned();
+        let rolled_back_cleanly = outcome.rolled_back && outcome.rollback_failures.is_empty();
+        for f in &outcome.failures {
+            let path = if self_is_host(&configs, &f.host) {
+                host_path(&f.host)
+            } else {
+                AttributePath::root().child_attr("hosts")
+            };
+            let after = if rolled_back_cleanly {
+                match prior.attr("version").as_str() {
+                    Some(v) => format!("\n\nEvery host was rolled back to {v} and is ready again."),
+                    None => "\n\nEvery host was put back: the release was removed and nothing was left running on it (where stop commands are configured).".to_string(),
+                }
+            } else if outcome.rolled_back {
+                "\n\nThe rollback did not complete everywhere: see the rollback errors.".to_string()
+            } else if !deployment.strategy.atomic && !outcome.before.is_empty() {
+                "\n\nstrategy.atomic = false: hosts already switched stay on the new release; host_versions records each host.".to_string()
+            } else {
+                String::new()
+            };
+            resp.diagnostics.push(
+                Diagnostic::error(
+                    format!("Release {version} failed on {} ({})", f.host, f.phase),
+                    format!("{}{after}", f.detail),
+                )
+                .at(path),
+            );
+        }
+        for f in &outcome.rollback_failures {
+            resp.diagnostics.push(
+                Diagnostic::error(
+                    format!("Rollback failed on {}", f.host),
+                    format!(
+                        "{}\n\nThe host may still run {version}; host_versions records what was last seen. Fix the host, then apply again.",
+                        f.detail
+                    ),
+                )
+                .at(host_path(&f.host)),
+            );
+        }
+        let nothing_left = outcome.hosts.iter().all(|(name, s)| {
+            s.version.is_none()
+                || s.version.as_deref() == outcome.before.get(name).cloned().flatten().as_deref()
+        });
+        if creating && nothing_left {
+            // A failed first deploy leaves nothing behind, and no state.
+            resp.new_state = Value::Null;
+            return;
+        }
+        let mut state = if creating {
+            planned.clone()
+        } else {
+            prior.clone()
+        };
+        if creating {
+            for a in COMPUTED {
+                if state.attr(a).is_unknown() {
+                    state.set_attr(a, Value::Null);
+                }
+            }
+            // Not deployed: the next plan must propose it again.
+            state.set_attr(
+                "version",
+                Value::String(format!("{DRIFT}failed first deploy")),
+            );
+        }
+        state.set_attr("id", planned.attr("id").clone());
+        let deployed = common(outcome.hosts.iter().map(|(k, s)| (k, s.version.as_deref())));
+        state.set_attr("deployed_version", Value::opt_string(deployed));
+        state.set_attr("host_versions", host_versions);
+        state.set_attr("host_artifact_sha256", host_shas);
+        if let Some(f) = &first {
+            state.set_attr("last_failure", failure_value(f));
+        }
+        // Carry the configuration that is not about what is deployed.
+        for a in [
+            "commands",
+            "strategy",
+            "watch",
+            "change",
+            "rehearse_rollback",
+            "on_destroy",
+            "timeouts",
+            "requires_schema",
+        ] {
+            state.set_attr(a, planned.attr(a).clone());
+        }
+        if !creating && !rolled_back_cleanly && !deployment.strategy.atomic {
+            // Mixed: the version stays the old one, so the plan proposes the new one again.
+            state.set_attr("hosts", planned.attr("hosts").clone());
+        }
+        resp.new_state = state;
+    }
+}
+
+fn self_is_host(configs: &[HostConfig], name: &str) -> bool {
+    configs.iter().any(|h| h.name == name)
+}
+
+/// The local user (for the deploy lock's owner): `$USER`, `$LOGNAME`, else the uid's name.
+fn user_name() -> String {
+    for var in ["USER", "LOGNAME"] {
+        if let Ok(u) = std::env::var(var)
+            && !u.is_empty()
+        {
+            return u;
+        }
+    }
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2] == uid.to_string()).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// `requires_schema`: the provider's database must have that migration applied.
+async fn schema_check(settings: &Settings, required: &str) -> Result<(), Diagnostic> {
+    let url = match settings.database_url_for(&Value::Null) {
+        Ok(Some(u)) => u,
+        // No database configured: the attribute only orders the apply.
+        _ => return Ok(()),
+    };
+    let mut m = Migrator::connect(&url, settings.request_timeout)
+        .await
+        .map_err(|e| {
+            Diagnostic::error("Cannot check requires_schema", e.to_string())
+                .at_attr("requires_schema")
+        })?;
+    let view = m.view().await.map_err(|e| {
+        Diagnostic::error("Cannot check requires_schema", e.to_string()).at_attr("requires_schema")
+    })?;
+    if view
+        .applied
+        .iter()
+        .any(|a| a.version == required && !a.dirty)
+    {
+        return Ok(());
+    }
+    Err(Diagnostic::error(
+        "The schema this release needs is not applied",
+        format!(
+            "requires_schema = {required:?}, but {} has no such applied migration (head: {}). Apply the migrations first (artifortress_migration).",
+            redact_url(&url),
+            view.head().unwrap_or("none")
+        ),
+    )
+    .at_attr("requires_schema"))
+}
+
+#[async_trait]
+impl Resource<Settings> for Release {
+    fn type_name(&self) -> &'static str {
+        TYPE_NAME
+    }
+
+    fn schema(&self) -> Schema {
+        Schema::new(
+            0,
+            "The Artifortress API and worker deployed to hosts (D1 staging, D2 rollback rehearsal, D4 rollout, D5 watch window). Per host: a deploy lock with owner and expiry, the artifact uploaded and its sha256 checked on the host, unpacked into `releases/<version>`, env files written mode 0600, `current` switched atomically, the role restarted and waited for (API: `/health/live`, then `consecutive_ready` `/health/ready` probes in a row saying `ready`; a `degraded` 200 is not ready; worker: `worker_status` succeeding as often), a line in `revisions.log`, old releases pruned. Every host is staged before any switches; hosts go in batches of `max_parallel`. When any host fails, every host already switched goes back to its previous release, restarted and ready (atomic rollback); the state then says what is live and `last_failure` what went wrong, so the next plan proposes the release again. Refresh reads each host's live release, artifact checksum and env-file checksums: a host changed by hand shows up as a change in the plan.",
+            vec![
+                Attribute::required("version", Type::String)
+                    .description("The release to deploy: one path component (`A-Z a-z 0-9 . _ + -`), installed as `releases/<version>`. Refresh sets it to `drifted: <host>=<version>, ...` when hosts run something else."),
+                Attribute::nested("artifact", Nesting::Single, Constraint::Required, vec![
+                    Attribute::required("source", Type::String)
+                        .description("A local path (or `file://`) or an `http(s)://` URL of the release tarball (`.tar.gz`; a single top directory is unpacked as the release)."),
+                    Attribute::required("sha256", Type::String)
+                        .description("Its sha256, checked locally before any host sees it and again on every host after the upload."),
+                ]).description("The release tarball. Only `sha256` decides whether anything is deployed; a new `source` with the same checksum changes nothing on the hosts."),
+                Attribute::required("deploy_dir", Type::String)
+                    .requires_replace()
+                    .description("Absolute directory on every host holding `releases/`, `current`, `shared/<role>.env`, `revisions.log` and the deploy lock."),
+                Attribute::optional_computed("transport", Type::String)
+                    .default_value("ssh")
+                    .requires_replace()
+                    .validate(Validator::OneOf(&["ssh", "local"]))
+                    .description("`ssh` (the provider's `ssh` settings) or `local` (commands run on the machine running Terraform; for single-box installs and the quickstart)."),
+                Attribute::nested("hosts", Nesting::Map, Constraint::Required, vec![
+                    Attribute::required("address", Type::String)
+                        .description("Address to connect to (and `{{address}}` in commands)."),
+                    Attribute::optional("port", Type::Number)
+                        .validate(Validator::IntBetween(1, 65535))
+                        .description("SSH port (default 22)."),
+                    Attribute::required("roles", Type::list(Type::String))
+                        .description("`api`, `worker` or both."),
+                    Attribute::optional("api_url", Type::String)
+                        .validate(Validator::HttpUrl)
+                        .description("The host's own API base URL, probed for readiness; required for the `api` role."),
+                ]).description("Hosts by name. Names appear in logs, errors, `host_versions` and the import ID."),
+                Attribute::optional("api_env_wo", Type::map(Type::String))
+                    .sensitive()
+                    .write_only()
+                    .description("Environment of the API (`shared/api.env`, mode 0600, `KEY=value` lines). Write-only: never stored; `env_sha256.api` is its only trace. Null: the file is not managed."),
+                Attribute::optional("worker_env_wo", Type::map(Type::String))
+                    .sensitive()
+                    .write_only()
+                    .description("Environment of the worker (`shared/worker.env`), like `api_env_wo`."),
+                Attribute::nested("commands", Nesting::Single, Constraint::Required, vec![
+                    Attribute::optional("restart_api", Type::String).description("Restarts the API on the new release (required with an `api` host)."),
+                    Attribute::optional("restart_worker", Type::String).description("Restarts the worker (required with a `worker` host)."),
+                    Attribute::optional("worker_status", Type::String).description("Succeeds while the worker runs (required with a `worker` host)."),
+                    Attribute::optional("stop_api", Type::String).description("Stops the API: for `on_destroy = \"stop\"` and for undoing a failed first deploy."),
+                    Attribute::optional("stop_worker", Type::String).description("Stops the worker, like `stop_api`."),
+                ]).description("Commands run on the hosts with `sh`, templated with `{{release_dir}}`, `{{version}}`, `{{host}}`, `{{role}}`, `{{address}}` and `{{deploy_dir}}` (substituted shell-quoted). Changing them changes nothing until the next rollout."),
+                Attribute::nested("strategy", Nesting::Single, Constraint::Optional, vec![
+                    Attribute::optional("max_parallel", Type::Number).validate(Validator::IntBetween(1, 1000)).description("Hosts switched at once (default 1)."),
+                    Attribute::optional("consecutive_ready", Type::Number).validate(Validator::IntBetween(1, 100)).description("Ready probes in a row a host needs (default 3)."),
+                    Attribute::optional("health_timeout", Type::String).validate(Validator::Duration { min_millis: 1000 }).description("How long a host may take to become ready (default `5m`)."),
+                    Attribute::optional("poll_interval", Type::String).validate(Validator::Duration { min_millis: 50 }).description("Interval between readiness probes of a host being waited for (default `200ms`: at most 5 requests per second per host, only during its wait)."),
+                    Attribute::optional("atomic", Type::Bool).description("Roll every switched host back when any host fails (default true). `false`: hosts already switched stay, and `host_versions` says so."),
+                    Attribute::optional("keep_releases", Type::Number).validate(Validator::IntBetween(1, 1000)).description("Releases kept per host (default 5); the previous release is always kept."),
+                ]).description("How the rollout goes."),
+                Attribute::optional("requires_schema", Type::String)
+                    .description("A migration version the release needs (e.g. `artifortress_migration.schema.head`): orders the apply after the migration and, when the provider has a `database_url`, is checked to be applied before anything is deployed."),
+                Attribute::nested("watch", Nesting::Single, Constraint::Optional, vec![
+                    Attribute::required("duration", Type::String).validate(Validator::Duration { min_millis: 1000 }).description("How long to watch after the rollout."),
+                    Attribute::optional("max_not_ready", Type::String).validate(Validator::Duration { min_millis: 1000 }).description("A host `not_ready` (or unreachable) for longer than this triggers the rollback (default `1m`)."),
+                    Attribute::optional("on_backlog_growth", Type::String).validate(Validator::OneOf(&["rollback", "warn"])).description("Backlog growth past a critical threshold (ops summary against a baseline read before the rollout; needs the provider's `admin_token`): `rollback` (default) or `warn`."),
+                ]).description("D5 watch window: readiness probed every second on every API host; the apply finishes after it."),
+                Attribute::nested("change", Nesting::Single, Constraint::Optional, vec![
+                    Attribute::optional("window", Type::String).description("Approved change window, RFC 3339 `START/END`."),
+                    Attribute::optional("rollback_owner", Type::String).description("Who owns the rollback."),
+                    Attribute::optional("approved_by", Type::String).description("Who approved the change (recorded)."),
+                    Attribute::optional("backup_id", Type::String).description("The pre-release backup (`artifortress_backup.x.id`); it must exist and be younger than 24 h."),
+                    Attribute::optional("backup_prefix", Type::String).description("Key prefix of the backup (default `backups/`)."),
+                ]).description("D3 production gate, required when the provider's `environment` is `production`: a rollout is refused outside the window, without a rollback owner, or without a fresh backup. Checked at plan (what is known) and again at apply; plans that deploy nothing are not gated."),
+                Attribute::optional_computed("rehearse_rollback", Type::Bool)
+                    .default_value(Value::Bool(false))
+                    .description("D2: after a successful rollout, roll back to the previous release, check readiness, roll forward again, check readiness; `rehearsed_at` records it. Skipped with a warning when a host has no previous release."),
+                Attribute::optional_computed("on_destroy", Type::String)
+                    .default_value("keep")
+                    .validate(Validator::OneOf(&["keep", "stop"]))
+                    .description("`keep` leaves the hosts running; `stop` runs `stop_api`/`stop_worker` on every host."),
+                framework::timeouts_attribute(&["create", "update"]),
+                Attribute::computed("id", Type::String)
+                    .description("`[local:]<deploy_dir>,<host>=<address>[:<port>],...`; also the import ID (roles may be appended to a host as `/api+worker`, else they are read from the env files present)."),
+                Attribute::computed("deployed_version", Type::String)
+                    .description("The version live on every host, or `mixed (host=version, ...)`."),
+                Attribute::computed("previous_version", Type::String)
+                    .description("What the hosts ran before the last rollout."),
+                Attribute::computed("host_versions", Type::map(Type::String))
+                    .description("Per host, the version `current` points to (empty: none)."),
+                Attribute::computed("host_artifact_sha256", Type::map(Type::String))
+                    .description("Per host, the sha256 of the artifact the live release came from."),
+                Attribute::computed("env_sha256", Type::map(Type::String))
+                    .description("Per managed role, the sha256 of its env file: the only trace of the env in state."),
+                Attribute::computed("revision", Type::Number)
+                    .description("Successful rollouts through this resource."),
+                Attribute::computed("deployed_at", Type::String)
+                    .description("When the last rollout finished."),
+                Attribute::computed("last_failure", failure_type())
+                    .description("The last failed rollout (`version`, `host`, `phase`, `detail`, `at`), kept until the next successful one."),
+                Attribute::computed("rehearsed_at", Type::String)
+                    .description("When the last rollback rehearsal passed."),
+            ],
+        )
+    }
+
+    async fn validate(&self, config: &Value) -> Diagnostics {
+        let mut diags = Diagnostics::new();
+        if let Some(v) = config.attr("version").as_str()
+            && let Err(e) = hosts::check_version(v)
+        {
+            diags.push(Diagnostic::error("Invalid version", e.to_string()).at_attr("version"));
+        }
+        if let Some(d) = config.attr("deploy_dir").as_str()
+            && (!d.starts_with('/') || d.trim_end_matches('/').is_empty())
+        {
+            diags.push(
+                Diagnostic::error(
+                    "Invalid deploy_dir",
+                    format!("{d:?} must be an absolute path other than /"),
+                )
+                .at_attr("deploy_dir"),
+            );
+        }
+        if let Some(s) = config.attr("artifact").attr("sha256").as_str()
+            && !(s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            diags.push(
+                Diagnostic::error(
+                    "Invalid sha256",
+                    format!("{s:?} is not 64 hexadecimal digits"),
+                )
+                .at(AttributePath::root()
+                    .child_attr("artifact")
+                    .child_attr("sha256")),
+            );
+        }
+        let cmds = config.attr("commands");
+        for name in [
+            "restart_api",
+            "restart_worker",
+            "worker_status",
+            "stop_api",
+            "stop_worker",
+        ] {
+            if let Some(c) = cmds.attr(name).as_str()
+                && let Err(e) = release::check_template(c)
+            {
+                diags.push(
+                    Diagnostic::error("Invalid command template", format!("commands.{name} {e}"))
+                        .at(AttributePath::root()
+                            .child_attr("commands")
+                            .child_attr(name)),
+                );
+            }
+        }
+        let stop = config.attr("on_destroy").as_str() == Some("stop");
+        if let Some(hosts) = config.attr("hosts").as_map() {
+            if hosts.is_empty() {
+                diags.push(
+                    Diagnostic::error("No hosts", "Give at least one host.").at_attr("hosts"),
+                );
+            }
+            for (name, h) in hosts {
+                let path = host_path(name);
+                let Some(roles) = h.attr("roles").as_elements() else {
+                    continue;
+                };
+                if roles.is_empty() {
+                    diags.push(
+                        Diagnostic::error("A host needs a role", "roles: `api`, `worker` or both.")
+                            .at(path.child_attr("roles")),
+                    );
+                }
+                for r in roles {
+                    let Some(r) = r.as_str() else { continue };
+                    let Some(role) = Role::parse(r) else {
+                        diags.push(
+                            Diagnostic::error(
+                                "Unknown role",
+                                format!("{r:?}: roles are `api` and `worker`"),
+                            )
+                            .at(path.child_attr("roles")),
+                        );
+                        continue;
+                    };
+                    let needs = |attr: &str| cmds.is_known() && cmds.attr(attr).is_null();
+                    let restart = format!("restart_{r}");
+                    if needs(&restart) {
+                        diags.push(
+                            Diagnostic::error(
+                                format!("commands.{restart} is required"),
+                                format!("Host {name} has the {r} role."),
+                            )
+                            .at(AttributePath::root()
+                                .child_attr("commands")
+                                .child_attr(&restart)),
+                        );
+                    }
+                    if role == Role::Worker && needs("worker_status") {
+                        diags.push(Diagnostic::error("commands.worker_status is required", format!("Host {name} has the worker role: its readiness is that command succeeding.")).at(AttributePath::root().child_attr("commands").child_attr("worker_status")));
+                    }
+                    let stop_cmd = format!("stop_{r}");
+                    if stop && needs(&stop_cmd) {
+                        diags.push(
+                            Diagnostic::error(
+                                format!("commands.{stop_cmd} is required"),
+                                "on_destroy = \"stop\" runs it on every host with the role.",
+                            )
+                            .at(AttributePath::root()
+                                .child_attr("commands")
+                                .child_attr(&stop_cmd)),
+                        );
+                    }
+                    if role == Role::Api && h.attr("api_url").is_null() {
+                        diags.push(Diagnostic::error("api_url is required", format!("Host {name} has the api role: its readiness is probed at api_url.")).at(path.child_attr("api_url")));
+                    }
+                }
+            }
+        }
+        if let Some(w) = config.attr("change").attr("window").as_str()
+            && let Err(e) = preflight::parse_window(w)
+        {
+            diags.push(
+                Diagnostic::error("Invalid change window", e).at(AttributePath::root()
+                    .child_attr("change")
+                    .child_attr("window")),
+            );
+        }
+        diags
+    }
+
+    async fn modify_plan(
+        &self,
+        req: ModifyPlanRequest<'_, Settings>,
+        resp: &mut ModifyPlanResponse,
+    ) {
+        let (config, prior, settings) = (req.config, req.prior_state, req.provider);
+        let planned = &mut resp.planned_state;
+        let env_sha = match configured_env(config) {
+            Some(env) => match env_hashes(&env) {
+                Ok(v) => v,
+                Err(d) => return resp.diagnostics.push(d),
+            },
+            None => Value::unknown(),
+        };
+        let changes = deployment_changes(planned, prior, &env_sha);
+        if !changes {
+            for a in COMPUTED {
+                planned.set_attr(a, prior.attr(a).clone());
+            }
+            return;
+        }
+        let transport = planned
+            .attr("transport")
+            .as_str()
+            .unwrap_or("ssh")
+            .to_string();
+        let hosts_value = planned.attr("hosts").clone();
+        let configs = host_configs(&hosts_value);
+        let known = |v: &Value| v.is_wholly_known();
+        planned.set_attr(
+            "id",
+            if known(&hosts_value) && known(planned.attr("deploy_dir")) {
+                Value::String(make_id(
+                    &transport,
+                    planned.attr("deploy_dir").as_str().unwrap_or_default(),
+                    &configs,
+                ))
+            } else {
+                Value::unknown()
+            },
+        );
+        let version = planned.attr("version").clone();
+        let sha = match planned.attr("artifact").attr("sha256") {
+            Value::String(s) => Value::String(s.to_ascii_lowercase()),
+            other => other.clone(),
+        };
+        planned.set_attr("deployed_version", version.clone());
+        let per_host = |v: &Value| {
+            if known(&hosts_value) {
+                Value::Map(
+                    configs
+                        .iter()
+                        .map(|h| (h.name.clone(), v.clone()))
+                        .collect(),
+                )
+            } else {
+                Value::unknown()
+            }
+        };
+        planned.set_attr("host_versions", per_host(&version));
+        planned.set_attr("host_artifact_sha256", per_host(&sha));
+        planned.set_attr("env_sha256", env_sha);
+        planned.set_attr("last_failure", Value::Null);
+        for a in ["previous_version", "revision", "deployed_at"] {
+            planned.set_attr(a, Value::unknown());
+        }
+        let rehearse = planned.attr("rehearse_rollback").as_bool().unwrap_or(false);
+        planned.set_attr(
+            "rehearsed_at",
+            if rehearse || !planned.attr("rehearse_rollback").is_known() {
+                Value::unknown()
+            } else {
+                prior.attr("rehearsed_at").clone()
+            },
+        );
+        if let Some(w) = insecure_warning(settings, &transport) {
+            resp.diagnostics.push(w);
+        }
+        resp.diagnostics.extend(gate(settings, config, false).await);
+    }
+
+    async fn create(&self, req: ApplyRequest<'_, Settings>, resp: &mut ApplyResponse) {
+        self.apply(req, resp).await;
+    }
+
+    async fn update(&self, req: ApplyRequest<'_, Settings>, resp: &mut ApplyResponse) {
+        self.apply(req, resp).await;
+    }
+
+    async fn read(&self, req: ReadRequest<'_, Settings>, resp: &mut ReadResponse) {
+        let settings = req.provider;
+        let state = &mut resp.new_state;
+        let importing = state.attr("hosts").is_null();
+        let (transport, deploy_dir, configs, explicit_roles) = if importing {
+            let id = state.attr("id").as_str().unwrap_or_default().to_string();
+            match parse_id(&id) {
+                Ok(parsed) => {
+                    let explicit: Vec<bool> = parsed.hosts.iter().map(|(_, e)| *e).collect();
+                    (
+                        parsed.transport,
+                        parsed.deploy_dir,
+                        parsed.hosts.into_iter().map(|(h, _)| h).collect::<Vec<_>>(),
+                        explicit,
+                    )
+                }
+                Err(e) => {
+                    return resp
+                        .diagnostics
+                        .push(Diagnostic::error("Invalid import ID", e).at_attr("id"));
+                }
+            }
+        } else {
+            let configs = host_configs(state.attr("hosts"));
+            let n = configs.len();
+            (
+                state
+                    .attr("transport")
+                    .as_str()
+                    .unwrap_or("ssh")
+                    .to_string(),
+                state
+                    .attr("deploy_dir")
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                configs,
+                vec![true; n],
+            )
+        };
+        // Env files: those state says are managed; on import, both (roles come from them).
+        let env_roles: Vec<Role> = if importing {
+            Role::ALL.to_vec()
+        } else {
+            state
+                .attr("env_sha256")
+                .as_map()
+                .map(|m| m.keys().filter_map(|k| Role::parse(k)).collect())
+                .unwrap_or_default()
+        };
+        let ts = transports(settings, &transport, &configs).await;
+        let seen = join_all(ts.into_iter().map(|t| {
+            let (deploy_dir, env_roles) = (&deploy_dir, &env_roles);
+            async move {
+                let t = t?;
+                release::observe(&*t, deploy_dir, env_roles)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }))
+        .await;
+        let mut live: BTreeMap<String, HostState> = BTreeMap::new();
+        for (h, r) in configs.iter().zip(seen) {
+            match r {
+                Ok(s) => {
+                    live.insert(h.name.clone(), s);
+                }
+                Err(e) => resp.diagnostics.push(
+                    Diagnostic::error(
+                        format!("Cannot read host {}", h.name),
+                        format!("Refreshing {TYPE_NAME} needs every host: {e}"),
+                    )
+                    .at(host_path(&h.name)),
+                ),
+            }
+        }
+        if resp.diagnostics.has_errors() {
+            return;
+        }
+        if importing {
+            let mut hosts = BTreeMap::new();
+            for (h, explicit) in configs.iter().zip(&explicit_roles) {
+                let s = &live[&h.name];
+                let roles: Vec<Role> = if *explicit {
+                    h.roles.clone()
+                } else {
+                    Role::ALL
+                        .into_iter()
+                        .filter(|r| s.env_sha256.get(r).is_some_and(Option::is_some))
+                        .collect()
+                };
+                hosts.insert(
+                    h.name.clone(),
+                    Value::object([
+                        ("address", Value::String(h.address.clone())),
+                        (
+                            "port",
+                            if h.port == 22 {
+                                Value::Null
+                            } else {
+                                Value::int(i64::from(h.port))
+                            },
+                        ),
+                        (
+                            "roles",
+                            Value::string_list(roles.iter().map(|r| r.as_str().to_string())),
+                        ),
+                        ("api_url", Value::Null),
+                    ]),
+                );
+            }
+            state.set_attr("hosts", Value::Map(hosts));
+            state.set_attr("transport", Value::String(transport.clone()));
+            state.set_attr("deploy_dir", Value::String(deploy_dir.clone()));
+            state.set_attr("on_destroy", Value::String("keep".into()));
+            state.set_attr("rehearse_rollback", Value::Bool(false));
+            let version = common(live.iter().map(|(k, s)| (k, s.version.as_deref())));
+            let sha = common(live.iter().map(|(k, s)| (k, s.artifact_sha256.as_deref())));
+            state.set_attr("version", Value::opt_string(version.clone()));
+            state.set_attr("deployed_version", Value::opt_string(version));
+            state.set_attr(
+                "artifact",
+                Value::object([("source", Value::Null), ("sha256", Value::opt_string(sha))]),
+            );
+            let mut env = BTreeMap::new();
+            for role in Role::ALL {
+                if let Some(sha) = common(
+                    live.iter()
+                        .map(|(k, s)| (k, s.env_sha256.get(&role).cloned().flatten()))
+                        .filter(|(_, v)| v.is_some())
+                        .collect::<Vec<_>>()
+                        .iter()
+                        .map(|(k, v)| (*k, v.as_deref())),
+                ) {
+                    env.insert(role.as_str().to_string(), Value::String(sha));
+                }
+            }
+            state.set_attr("env_sha256", Value::Map(env));
+            if let Some(Ok(t)) = transports(settings, &transport, &configs[..1]).await.pop() {
+                let n = hosts::revisions(&*t, &deploy_dir, 100_000)
+                    .await
+                    .map(|r| r.len())
+                    .unwrap_or(0);
+                state.set_attr("revision", Value::int(n as i64));
+            }
+        }
+        let (host_versions, host_shas) = live_maps(&live);
+        state.set_attr("host_versions", host_versions);
+        state.set_attr("host_artifact_sha256", host_shas);
+        // Drift: the configuration-facing attributes take what the hosts say.
+        let want_version = state
+            .attr("version")
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let drifted: Vec<String> = live
+            .iter()
+            .filter(|(_, s)| s.version.as_deref() != Some(want_version.as_str()))
+            .map(|(h, s)| format!("{h}={}", s.version.as_deref().unwrap_or("none")))
+            .collect();
+        if !drifted.is_empty() && !want_version.starts_with(DRIFT) {
+            tracing::warn!(hosts = ?drifted, "hosts run another release than the state says");
+            state.set_attr(
+                "version",
+                Value::String(format!("{DRIFT}{}", drifted.join(", "))),
+            );
+        }
+        let want_sha = state
+            .attr("artifact")
+            .attr("sha256")
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let sha_drift: Vec<String> = live
+            .iter()
+            .filter(|(_, s)| {
+                s.version.as_deref() == Some(want_version.as_str())
+                    && s.artifact_sha256.as_deref() != Some(want_sha.as_str())
+            })
+            .map(|(h, s)| format!("{h}={}", s.artifact_sha256.as_deref().unwrap_or("none")))
+            .collect();
+        if !sha_drift.is_empty()
+            && let Some(Value::Object(a)) = state.attr_mut("artifact")
+        {
+            a.insert(
+                "sha256".into(),
+                Value::String(format!("{DRIFT}{}", sha_drift.join(", "))),
+            );
+        }
+        if let Some(Value::Map(env)) = state.attr_mut("env_sha256") {
+            for (role_name, want) in env.iter_mut() {
+                let Some(role) = Role::parse(role_name) else {
+                    continue;
+                };
+                let holders = configs
+                    .iter()
+                    .filter(|h| h.roles.contains(&role) || importing);
+                let bad: Vec<String> = holders
+                    .filter_map(|h| {
+                        let got = live.get(&h.name)?.env_sha256.get(&role).cloned().flatten();
+                        (got.as_deref() != want.as_str() && !(importing && got.is_none()))
+                            .then(|| format!("{}={}", h.name, got.as_deref().unwrap_or("missing")))
+                    })
+                    .collect();
+                if !bad.is_empty() {
+                    tracing::warn!(role = role_name.as_str(), hosts = ?bad, "env file changed on hosts");
+                    *want = Value::String(format!("{DRIFT}{}", bad.join(", ")));
+                }
+            }
+        }
+        if state.attr("deployed_version").is_null() || !drifted.is_empty() {
+            let deployed = common(live.iter().map(|(k, s)| (k, s.version.as_deref())));
+            state.set_attr("deployed_version", Value::opt_string(deployed));
+        }
+    }
+
+    async fn delete(&self, req: DeleteRequest<'_, Settings>) -> Diagnostics {
+        let mut diags = Diagnostics::new();
+        let state = req.prior_state;
+        if state.attr("on_destroy").as_str() != Some("stop") {
+            tracing::info!("on_destroy = keep: the hosts are left running");
+            return diags;
+        }
+        let settings = req.provider;
+        let transport = state
+            .attr("transport")
+            .as_str()
+            .unwrap_or("ssh")
+            .to_string();
+        let deploy_dir = state
+            .attr("deploy_dir")
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let configs = host_configs(state.attr("hosts"));
+        let cmds = commands(state);
+        let version = state
+            .attr("deployed_version")
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let ts = transports(settings, &transport, &configs).await;
+        let results = join_all(configs.iter().zip(ts).map(|(h, t)| {
+            let (cmds, deploy_dir, version) = (&cmds, &deploy_dir, &version);
+            async move {
+                let t = t?;
+                for role in &h.roles {
+                    let Some(template) = cmds.stop.get(role) else {
+                        continue;
+                    };
+                    let release_dir = format!(
+                        "{}/{}/{version}",
+                        deploy_dir.trim_end_matches('/'),
+                        hosts::RELEASES_DIR
+                    );
+                    let cmd = release::render(
+                        template,
+                        &[
+                            ("release_dir", &release_dir),
+                            ("version", version),
+                            ("host", &h.name),
+                            ("role", role.as_str()),
+                            ("address", &h.address),
+                            ("deploy_dir", deploy_dir.trim_end_matches('/')),
+                        ],
+                    );
+                    let out = t
+                        .exec(&cmd, None, t.timeouts().command)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if !out.success() {
+                        return Err(format!(
+                            "`{cmd}` failed ({}): {}",
+                            out.status_text(),
+                            out.stderr_text().trim()
+                        ));
+                    }
+                    tracing::info!(host = %h.name, role = role.as_str(), "stopped");
+                }
+                Ok(())
+            }
+        }))
+        .await;
+        for (h, r) in configs.iter().zip(results) {
+            if let Err(e) = r {
+                diags.push(
+                    Diagnostic::error(format!("Could not stop {}", h.name), e)
+                        .at(host_path(&h.name)),
+                );
+            }
+        }
+        diags
+    }
+
+    fn import(&self) -> Import {
+        Import::Passthrough("id")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_ids_round_trip() {
+        let hosts = vec![
+            HostConfig {
+                name: "api-1".into(),
+                address: "10.0.1.5".into(),
+                port: 22,
+                roles: vec![Role::Api],
+                api_url: None,
+            },
+            HostConfig {
+                name: "worker-1".into(),
+                address: "10.0.1.6".into(),
+                port: 2222,
+                roles: vec![Role::Worker],
+                api_url: None,
+            },
+        ];
+        let id = make_id("ssh", "/opt/artifortress", &hosts);
+        assert_eq!(
+            id,
+            "/opt/artifortress,api-1=10.0.1.5,worker-1=10.0.1.6:2222"
+        );
+        let p = parse_id(&id).unwrap();
+        assert_eq!(
+            (p.transport.as_str(), p.deploy_dir.as_str()),
+            ("ssh", "/opt/artifortress")
+        );
+        assert_eq!(p.hosts[1].0.port, 2222);
+        assert!(!p.hosts[0].1);
+        let p = parse_id("local:/srv/af,box=localhost/api+worker").unwrap();
+        assert_eq!(p.transport, "local");
+        assert_eq!(p.hosts[0].0.roles, vec![Role::Api, Role::Worker]);
+        assert!(parse_id("relative,h=1").is_err());
+        assert!(parse_id("/opt/x").is_err());
+        assert!(parse_id("/opt/x,h=a/cron").is_err());
+    }
+
+    #[test]
+    fn mixed_versions_name_each_host() {
+        let (a, b) = ("a".to_string(), "b".to_string());
+        assert_eq!(
+            common([(&a, Some("v1")), (&b, Some("v1"))].into_iter()),
+            Some("v1".into())
+        );
+        assert_eq!(
+            common([(&a, Some("v1")), (&b, None)].into_iter()),
+            Some("mixed (a=v1, b=none)".into())
+        );
+    }
+
+    #[test]
+    fn the_schema_is_valid() {
+        assert!(!Release.schema().check().has_errors());
+    }
+}
