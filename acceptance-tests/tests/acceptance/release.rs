@@ -118,7 +118,12 @@ struct Fleet {
     deploy_dir: String,
     api_port: u16,
     local: bool,
+    /// The APIs accept `PUT /testbed/faults`.
+    faults: bool,
 }
+
+/// Extra API environment: the test bed's run-time fault switch (`PUT /testbed/faults`).
+const FAULTS_ENV: &str = "TESTBED_FAULTS_ENABLED = \"1\"";
 
 impl Fleet {
     fn api_url(&self, h: &DevHost) -> String {
@@ -194,6 +199,7 @@ resource "artifortress_release" "r" {{
     ObjectStorage__SecretKey    = {sk}
     ObjectStorage__Bucket       = {bucket}
     Auth__BootstrapToken        = {boot}
+    {faults}
   }}
   worker_env_wo = {{ ConnectionStrings__Postgres = {db}, Worker__PollSeconds = "1" }}
   commands = {{
@@ -220,6 +226,7 @@ resource "artifortress_release" "r" {{
             bucket = hcl(&required_env("ARTIFORTRESS_S3_BUCKET")),
             boot = hcl(&required_env("ARTIFORTRESS_BOOTSTRAP_TOKEN")),
             port = self.api_port,
+            faults = if self.faults { FAULTS_ENV } else { "" },
         )
     }
 
@@ -274,6 +281,26 @@ fn readiness(url: &str) -> Option<String> {
     let body = buf.split_once("\r\n\r\n")?.1;
     let v: serde_json::Value = serde_json::from_str(body).ok()?;
     v["status"].as_str().map(str::to_string)
+}
+
+/// `PUT /testbed/faults` (test bed only); panics unless it answers 200.
+fn put_faults(url: &str, body: &str) {
+    let rest = url.strip_prefix("http://").unwrap().trim_end_matches('/');
+    let mut s = TcpStream::connect(rest).unwrap();
+    s.write_all(
+        format!(
+            "PUT /testbed/faults HTTP/1.0\r\nHost: {rest}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    assert!(
+        buf.starts_with("HTTP/1.1 200") || buf.starts_with("HTTP/1.0 200"),
+        "PUT /testbed/faults: {buf}"
+    );
 }
 
 /// Probes every API every 50 ms until stopped; records the most APIs not ready at once.
@@ -336,6 +363,7 @@ fn shared_fleet(test: &str, tf: &Terraform) -> Fleet {
         deploy_dir: format!("/opt/artifortress/{test}-{}", tf_tag(tf)),
         api_port: free_port(),
         local: false,
+        faults: false,
     };
     fleet.reset();
     fleet
@@ -508,6 +536,7 @@ fn release_rolls_back_when_a_host_dies_mid_rollout() {
             deploy_dir: format!("/opt/artifortress/crash-{}", tf_tag(&tf)),
             api_port: free_port(),
             local: false,
+            faults: false,
         };
         fleet.reset();
         let strategy = r#"strategy = { max_parallel = 1, health_timeout = "20s", consecutive_ready = 5, poll_interval = "200ms" }"#;
@@ -682,6 +711,7 @@ fn release_verifies_host_keys() {
             deploy_dir: format!("/opt/artifortress/hostkey-{}", tf_tag(&tf)),
             api_port: free_port(),
             local: false,
+            faults: false,
         };
         fleet.reset();
         // known_hosts that lists host-2's key for host-1's address.
@@ -766,6 +796,7 @@ fn release_deploys_on_this_machine_and_imports() {
             deploy_dir: deploy_dir.clone(),
             api_port: free_port(),
             local: true,
+            faults: false,
         };
         let wd = Workdir::new(&tf, &fleet.config("v1", ""));
         wd.apply_ok();
@@ -885,6 +916,7 @@ fn release_production_gate_refuses_unsafe_changes_at_plan() {
             deploy_dir: dir.path().join("deploy").display().to_string(),
             api_port: free_port(),
             local: true,
+            faults: false,
         };
         let config = |change: &str| {
             format!(
@@ -943,5 +975,108 @@ fn release_production_gate_refuses_unsafe_changes_at_plan() {
             "a gated change that passes plans normally:\n{}",
             plan.text()
         );
+    }
+}
+
+#[test]
+fn release_rehearses_the_rollback_and_watches_the_rollout() {
+    for tf in terraforms() {
+        let fleet = Fleet {
+            hosts: vec![
+                ("api-1".into(), dev_host("host-1"), vec!["api"]),
+                ("api-2".into(), dev_host("host-2"), vec!["api"]),
+            ],
+            deploy_dir: format!("/opt/artifortress/watch-{}", tf_tag(&tf)),
+            api_port: free_port(),
+            local: false,
+            faults: true,
+        };
+        fleet.reset();
+        let strategy = r#"strategy = { health_timeout = "15s", poll_interval = "100ms" }"#;
+        let wd = Workdir::new(&tf, &fleet.config("v1", strategy));
+        wd.apply_ok();
+
+        // D2: v2 with a rollback rehearsal: v2, back to v1, forward to v2 again.
+        wd.set_config(&fleet.config("v2", &format!("{strategy}\n  rehearse_rollback = true")));
+        wd.apply_ok();
+        let s = state(&wd);
+        assert!(s["rehearsed_at"].is_string(), "rehearsed_at is set: {s}");
+        assert_eq!(s["version"], "v2");
+        let (_, log) = ssh(
+            &fleet.hosts[0].1,
+            &format!("cat {}/run/api.log", fleet.deploy_dir),
+        );
+        let starts: Vec<&str> = log
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("=== ")
+                    .and_then(|l| l.split_once(" starting api "))
+                    .map(|x| x.1)
+            })
+            .collect();
+        assert_eq!(
+            starts,
+            ["v1", "v2", "v1", "v2"],
+            "api-1 start history:\n{log}"
+        );
+
+        // D5: the watch window rolls back when a host stays not_ready too long.
+        let watch = format!(
+            "{strategy}\n  rehearse_rollback = true\n  watch = {{ duration = \"40s\", max_not_ready = \"2s\" }}"
+        );
+        wd.set_config(&fleet.config("v1", &watch));
+        let child = wd.spawn(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let done = fleet
+                .hosts
+                .iter()
+                .all(|(_, h, _)| live_version(h, &fleet.deploy_dir) == "v1")
+                && fleet
+                    .apis()
+                    .iter()
+                    .all(|(_, u)| readiness(u).as_deref() == Some("ready"));
+            if done {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the rollout to v1 never finished"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // The rollout has finished (the last host needs 3 ready probes 100 ms apart); the
+        // watch window is running.
+        std::thread::sleep(Duration::from_secs(2));
+        put_faults(&fleet.apis()[0].1, r#"{"neverReady": true}"#);
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !out.status.success(),
+            "the watch window must fail the apply:\n{text}"
+        );
+        assert!(text.contains("during the watch window"), "{text}");
+        assert!(text.contains("rolled back to v2"), "{text}");
+        let s = state(&wd);
+        assert_eq!(s["version"], "v2", "{s}");
+        assert_eq!(s["last_failure"]["phase"], "watch");
+        assert_eq!(s["last_failure"]["host"], "api-1");
+        for (name, h, _) in &fleet.hosts {
+            assert_eq!(live_version(h, &fleet.deploy_dir), "v2", "{name}");
+        }
+        for (name, url) in fleet.apis() {
+            assert_eq!(
+                readiness(&url).as_deref(),
+                Some("ready"),
+                "{name} ready on v2 again"
+            );
+        }
+        wd.set_config(&fleet.config("v2", &watch));
+        wd.assert_plan_empty();
+        wd.destroy_ok();
     }
 }

@@ -807,7 +807,28 @@ impl Release {
             );
         }
         state.set_attr("id", planned.attr("id").clone());
-        let deployed = common(outcome.hosts.iter().map(|(k, s)| (k, s.version.as_deref())));
+        // Hosts the run never read (it stopped before) keep what the state knew of them.
+        let merge = |before: &Value, seen: Value| -> Value {
+            let mut m = before.as_map().cloned().unwrap_or_default();
+            m.extend(seen.as_map().cloned().unwrap_or_default());
+            Value::Map(m)
+        };
+        let host_versions = merge(prior.attr("host_versions"), host_versions);
+        let host_shas = merge(prior.attr("host_artifact_sha256"), host_shas);
+        let versions: Vec<(String, Option<String>)> = host_versions
+            .as_map()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str().filter(|s| !s.is_empty()).map(str::to_string),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let deployed = common(versions.iter().map(|(k, v)| (k, v.as_deref())));
         state.set_attr("deployed_version", Value::opt_string(deployed));
         state.set_attr("host_versions", host_versions);
         state.set_attr("host_artifact_sha256", host_shas);
