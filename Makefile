@@ -19,7 +19,8 @@ help:
 	@echo "make install     release build, install into ~/.terraform.d/plugins (filesystem mirror)"
 	@echo "make env-up      scripts/dev-env up (exports saved in .dev/env.sh)"
 	@echo "make env-down    scripts/dev-env down"
-	@echo "make bench       bench/plan_overhead.sh, bench/migrations.sh (dev env), bench/backup.sh, bench/drill.sh"
+	@echo "make bench       bench/plan_overhead.sh, bench/migrations.sh (dev env), bench/backup.sh, bench/drill.sh,"
+	@echo "                 bench/release.sh (dev env with 10 SSH deploy hosts; root)"
 	@echo "make docs        regenerate docs/ from the schemas and examples/"
 	@echo "make fuzz-smoke  a bounded run of the msgpack decoder fuzzer (FUZZ_SECONDS, default 60)"
 
@@ -101,4 +102,5 @@ install:
 
 bench: env-up
 	@source $(REPO)/.dev/env.sh && bash $(REPO)/bench/plan_overhead.sh && \
-	  bash $(REPO)/bench/migrations.sh && bash $(REPO)/bench/backup.sh && bash $(REPO)/bench/drill.sh
+	  bash $(REPO)/bench/migrations.sh && bash $(REPO)/bench/backup.sh && bash $(REPO)/bench/drill.sh && \
+	  bash $(REPO)/bench/release.sh

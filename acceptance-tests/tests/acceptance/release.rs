@@ -798,7 +798,25 @@ fn release_deploys_on_this_machine_and_imports() {
             local: true,
             faults: false,
         };
-        let wd = Workdir::new(&tf, &fleet.config("v1", ""));
+        // requires_schema is checked against the provider's database before anything starts.
+        let wd = Workdir::new(
+            &tf,
+            &fleet.config("v1", r#"requires_schema = "9999_not_there.sql""#),
+        );
+        let run = wd.apply();
+        assert_ne!(run.code, 0, "{}", run.text());
+        assert!(
+            run.text()
+                .contains("The schema this release needs is not applied"),
+            "{}",
+            run.text()
+        );
+        assert!(state(&wd).is_null());
+        assert!(
+            !std::path::Path::new(&deploy_dir).exists(),
+            "nothing was deployed"
+        );
+        wd.set_config(&fleet.config("v1", r#"requires_schema = "0001_core.sql""#));
         wd.apply_ok();
         let s = state(&wd);
         assert_eq!(s["host_versions"], serde_json::json!({"box": "v1"}));
