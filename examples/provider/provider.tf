@@ -14,6 +14,15 @@ provider "artifortress" {
     force_path_style  = true
   }
 
+  # Deploy hosts of artifortress_release (transport "ssh").
+  ssh = {
+    user                     = "deploy"                           # or ARTIFORTRESS_SSH_USER; default $USER
+    private_key              = var.ssh_private_key                # or ARTIFORTRESS_SSH_PRIVATE_KEY; unset: SSH agent
+    known_hosts              = file("${path.module}/known_hosts") # or ARTIFORTRESS_SSH_KNOWN_HOSTS; default ~/.ssh/known_hosts
+    insecure_ignore_host_key = false
+    connect_timeout          = "30s"
+  }
+
   request_timeout = "30s"
 }
 
@@ -40,6 +49,12 @@ variable "s3_access_key_id" {
 }
 
 variable "s3_secret_access_key" {
+  type      = string
+  sensitive = true
+  ephemeral = true
+}
+
+variable "ssh_private_key" {
   type      = string
   sensitive = true
   ephemeral = true

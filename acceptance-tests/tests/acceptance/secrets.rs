@@ -1,6 +1,7 @@
 //! The secrets policy, end to end: every resource, data source and ephemeral resource of the
 //! provider in one configuration, given every kind of secret (provider tokens, database URLs
-//! with passwords at provider and resource level, the S3 secret key, a minted token), run
+//! with passwords at provider and resource level, the S3 secret key, a minted token, the SSH
+//! private key, a release's env values; the release goes to dev deploy host 1), run
 //! with `TF_LOG=trace`; the state files, `terraform show -json` of every plan, the CLI output
 //! and the trace log must contain none of the secret values.
 
@@ -10,7 +11,26 @@ use crate::gates::Bed;
 use crate::harness::{Workdir, required_env, terraforms};
 use acceptance_tests::support::migrations_dir;
 
-fn config(bed: &Bed, prefix: &str, drill_db: &str, boot: &str) -> String {
+/// Where the release goes: a dev deploy host (`scripts/dev-env up --hosts`).
+struct ReleaseTarget {
+    address: String,
+    port: u64,
+    deploy_dir: String,
+    api_port: u16,
+}
+
+fn config(bed: &Bed, prefix: &str, drill_db: &str, boot: &str, rel: &ReleaseTarget) -> String {
+    let (artifacts, sha) = {
+        let dir = required_env("ARTIFORTRESS_TEST_ARTIFACTS");
+        let sums = std::fs::read_to_string(format!("{dir}/SHA256SUMS")).unwrap();
+        let sha = sums
+            .lines()
+            .find(|l| l.ends_with("artifortress-v1.tar.gz"))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap()
+            .to_string();
+        (dir, sha)
+    };
     format!(
         r#"
 # Secrets come in as ephemeral variables (TF_VAR_*): Terraform keeps them out of plan files,
@@ -41,6 +61,21 @@ variable "owner_password" {{
   sensitive = true
   ephemeral = true
 }}
+variable "ssh_private_key" {{
+  type      = string
+  sensitive = true
+  ephemeral = true
+}}
+variable "api_connection_string" {{
+  type      = string
+  sensitive = true
+  ephemeral = true
+}}
+variable "env_secret" {{
+  type      = string
+  sensitive = true
+  ephemeral = true
+}}
 
 provider "artifortress" {{
   api_url         = "{api}"
@@ -52,6 +87,11 @@ provider "artifortress" {{
     bucket            = "{bucket}"
     access_key_id     = "{access}"
     secret_access_key = var.s3_secret_key
+  }}
+  ssh = {{
+    user        = "root"
+    private_key = var.ssh_private_key
+    known_hosts = file("{known_hosts}")
   }}
 }}
 
@@ -96,6 +136,33 @@ resource "artifortress_restore_drill" "drill" {{
   fail_on_breach     = false
 }}
 
+resource "artifortress_release" "app" {{
+  version    = "v1"
+  artifact   = {{ source = "{artifacts}/artifortress-v1.tar.gz", sha256 = "{sha}" }}
+  deploy_dir = "{deploy_dir}"
+  hosts = {{
+    "api-1" = {{ address = "{rel_address}", port = {rel_port}, roles = ["api", "worker"], api_url = "http://{rel_address}:{api_port}" }}
+  }}
+  api_env_wo = {{
+    ConnectionStrings__Postgres = var.api_connection_string
+    ObjectStorage__Endpoint     = "{endpoint}"
+    ObjectStorage__AccessKey    = "{access}"
+    ObjectStorage__SecretKey    = var.s3_secret_key
+    ObjectStorage__Bucket       = "{bucket}"
+    Auth__BootstrapToken        = var.bootstrap_token
+    Probe__Secret               = var.env_secret
+  }}
+  worker_env_wo = {{ ConnectionStrings__Postgres = var.api_connection_string, Probe__Secret = var.env_secret }}
+  commands = {{
+    restart_api    = "ASPNETCORE_URLS=http://{{{{address}}}}:{api_port} {{{{release_dir}}}}/bin/artifortress restart api"
+    restart_worker = "{{{{release_dir}}}}/bin/artifortress restart worker"
+    worker_status  = "{{{{release_dir}}}}/bin/artifortress status worker"
+    stop_api       = "{{{{release_dir}}}}/bin/artifortress stop api"
+    stop_worker    = "{{{{release_dir}}}}/bin/artifortress stop worker"
+  }}
+  on_destroy = "stop"
+}}
+
 data "artifortress_readiness" "api" {{}}
 
 data "artifortress_migrations" "now" {{
@@ -121,6 +188,7 @@ data "artifortress_preflight" "gate" {{
 }}
 
 output "status"  {{ value = data.artifortress_readiness.api.status }}
+output "release" {{ value = artifortress_release.app.host_versions }}
 output "drill"   {{ value = artifortress_restore_drill.drill.passed }}
 output "report"  {{ value = artifortress_restore_drill.drill.report_markdown }}
 output "backups" {{ value = length(data.artifortress_backups.all.backups) }}
@@ -132,6 +200,11 @@ output "checks"  {{ value = {{ for c in data.artifortress_preflight.gate.checks 
         bucket = required_env("ARTIFORTRESS_S3_BUCKET"),
         access = required_env("AWS_ACCESS_KEY_ID"),
         dir = migrations_dir().display(),
+        known_hosts = required_env("ARTIFORTRESS_SSH_KNOWN_HOSTS_FILE"),
+        deploy_dir = rel.deploy_dir,
+        rel_address = rel.address,
+        rel_port = rel.port,
+        api_port = rel.api_port,
     )
 }
 
@@ -144,6 +217,13 @@ fn no_secret_reaches_state_plans_or_trace_logs() {
         .password()
         .expect("the dev admin URL has a password")
         .to_string();
+    let ssh_key =
+        std::fs::read_to_string(required_env("ARTIFORTRESS_SSH_PRIVATE_KEY_FILE")).unwrap();
+    let key_line = ssh_key
+        .lines()
+        .nth(2)
+        .expect("an OpenSSH key has body lines")
+        .to_string();
     let secrets = [
         ("database password", db_password),
         ("admin token", token.clone()),
@@ -154,7 +234,10 @@ fn no_secret_reaches_state_plans_or_trace_logs() {
         ("S3 secret key", required_env("AWS_SECRET_ACCESS_KEY")),
         // Tokens minted by the ephemeral resource are never seen by the test: any token.
         ("a minted token (prefix)", "af_pat_".to_string()),
+        ("SSH private key (a line of it)", key_line.clone()),
     ];
+    let hosts: serde_json::Value =
+        serde_json::from_str(&required_env("ARTIFORTRESS_TEST_HOSTS")).unwrap();
     for tf in terraforms() {
         let tag = format!("{:08x}", rand::random::<u32>());
         let prefix = format!("backups/acc-secrets-{tag}/");
@@ -162,7 +245,20 @@ fn no_secret_reaches_state_plans_or_trace_logs() {
         let log = std::env::temp_dir().join(format!("af-acc-secrets-{tag}.log"));
         let boot = format!("af_boot_{tag}");
         let owner_password = format!("pw-{:016x}", rand::random::<u64>());
-        let wd = Workdir::new(&tf, &config(&bed, &prefix, &drill_db, &boot))
+        let env_secret = format!("env-{:016x}", rand::random::<u64>());
+        let rel = ReleaseTarget {
+            address: hosts["host-1"]["address"].as_str().unwrap().to_string(),
+            port: hosts["host-1"]["port"].as_u64().unwrap(),
+            deploy_dir: format!("/opt/artifortress/secrets-{tag}"),
+            api_port: acceptance_tests::support::free_port().unwrap(),
+        };
+        let wd = Workdir::new(&tf, &config(&bed, &prefix, &drill_db, &boot, &rel))
+            .with_env("TF_VAR_ssh_private_key", &ssh_key)
+            .with_env(
+                "TF_VAR_api_connection_string",
+                &crate::harness::npgsql(&bed.url),
+            )
+            .with_env("TF_VAR_env_secret", &env_secret)
             .with_env("TF_VAR_owner_password", &owner_password)
             .with_env("TF_VAR_admin_token", &token)
             .with_env(
@@ -208,6 +304,7 @@ fn no_secret_reaches_state_plans_or_trace_logs() {
         run(&["show", "-json", "second.tfplan"]);
         run(&["show", "-json"]);
         assert_eq!(wd.output("status"), "ready");
+        assert_eq!(wd.output("release"), json!({"api-1": "v1"}));
         assert_eq!(wd.output("drill"), true, "{}", wd.output("report"));
         assert_eq!(wd.output("backups"), 1);
         assert!(wd.output("worst").as_str().is_some());
@@ -229,7 +326,10 @@ fn no_secret_reaches_state_plans_or_trace_logs() {
             ("the CLI output and show -json", &seen),
             ("the TF_LOG=trace log", &trace),
         ] {
-            let per_run = [("bootstrap owner password", owner_password.clone())];
+            let per_run = [
+                ("bootstrap owner password", owner_password.clone()),
+                ("release env secret", env_secret.clone()),
+            ];
             for (what, secret) in secrets.iter().chain(per_run.iter()) {
                 let n = text.matches(secret.as_str()).count();
                 assert_eq!(
