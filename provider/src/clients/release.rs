@@ -412,11 +412,12 @@ impl Deployment {
         }
     }
 
-    /// Restarts the host's roles on `version` and waits until each is ready.
+    /// Restarts the host's roles on `version` and waits until each is ready (or `cancel`).
     async fn restart_and_wait(
         &self,
         host: &Host,
         version: &str,
+        cancel: &CancellationToken,
     ) -> Result<(), (&'static str, String)> {
         for role in &host.roles {
             let Some(template) = self.commands.restart.get(role) else {
@@ -441,13 +442,13 @@ impl Deployment {
                         self.strategy.consecutive_ready,
                         self.strategy.poll_interval,
                         self.strategy.health_timeout,
-                        &self.cancel,
+                        cancel,
                     )
                     .await
                     .map_err(|e| ("ready", e))?;
                 }
                 Role::Worker => self
-                    .wait_worker(host, version)
+                    .wait_worker(host, version, cancel)
                     .await
                     .map_err(|e| ("ready", e))?,
             }
@@ -462,7 +463,12 @@ impl Deployment {
         Ok(())
     }
 
-    async fn wait_worker(&self, host: &Host, version: &str) -> Result<(), String> {
+    async fn wait_worker(
+        &self,
+        host: &Host,
+        version: &str,
+        cancel: &CancellationToken,
+    ) -> Result<(), String> {
         let Some(template) = &self.commands.worker_status else {
             return Err("no worker_status command".into());
         };
@@ -471,7 +477,7 @@ impl Deployment {
         let mut count = 0;
         let mut last = String::new();
         loop {
-            if self.cancel.is_cancelled() {
+            if cancel.is_cancelled() {
                 return Err(format!("interrupted while waiting; last: {last}"));
             }
             match self.run(host, &cmd).await {
@@ -530,7 +536,7 @@ impl Deployment {
             .await
             .map_err(|e| fail("switch", e.to_string()))?;
         touched.switched = true;
-        self.restart_and_wait(host, v)
+        self.restart_and_wait(host, v, &self.cancel)
             .await
             .map_err(|(phase, e)| fail(phase, e))?;
         tracing::info!(host = %host.name, version = %v, "host deployed");
@@ -574,7 +580,9 @@ impl Deployment {
                         .await
                         .map_err(|e| fail(e.to_string()))?;
                 }
-                self.restart_and_wait(host, prev)
+                // Not cancellable: an interrupted or timed-out rollout is still put back
+                // (each host bounded by health_timeout).
+                self.restart_and_wait(host, prev, &CancellationToken::new())
                     .await
                     .map_err(|(_, e)| fail(format!("{prev} after rollback: {e}")))?;
                 // A release this run installed and rolled back from is not kept (a rehearsal
@@ -905,6 +913,7 @@ impl Deployment {
                 && (!out.rolled_back || rollback_failed)
             {
                 s.version = Some(target.version.clone());
+                s.artifact_sha256 = Some(target.sha256.clone());
             }
         }
         out.hosts = live;
