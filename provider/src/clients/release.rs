@@ -502,6 +502,33 @@ impl Deployment {
         }
     }
 
+    /// One probe per role: the API answers `ready`, the worker's status command succeeds.
+    async fn running(&self, host: &Host, version: &str) -> bool {
+        for role in &host.roles {
+            let ok = match role {
+                Role::Api => match &host.api {
+                    Some(api) => api
+                        .ready(PROBE_TIMEOUT)
+                        .await
+                        .is_ok_and(|r| r.body.status == api::READY),
+                    None => false,
+                },
+                Role::Worker => match &self.commands.worker_status {
+                    Some(t) => {
+                        let cmd = self.command(t, host, version, Role::Worker);
+                        self.run(host, &cmd).await.is_ok()
+                    }
+                    None => false,
+                },
+            };
+            if !ok {
+                tracing::info!(host = %host.name, role = role.as_str(), version, "release in place but not running or not ready: it is restarted");
+                return false;
+            }
+        }
+        true
+    }
+
     /// Env files, switch, restart, wait: one host forward to `target`.
     async fn forward(
         &self,
@@ -764,19 +791,30 @@ impl Deployment {
             out.before
                 .insert(h.name.clone(), live[&h.name].version.clone());
         }
+        let in_place = |h: &Host| {
+            let s = &live[&h.name];
+            let env_ok = h.roles.iter().all(|r| match expected_env.get(r) {
+                Some(sha) => s.env_sha256.get(r).cloned().flatten().as_deref() == Some(sha),
+                None => true,
+            });
+            s.version.as_deref() == Some(target.version.as_str())
+                && s.artifact_sha256.as_deref() == Some(target.sha256.as_str())
+                && env_ok
+        };
+        // A host whose files are already right is left alone only while it also runs: its
+        // processes may have been stopped (a destroy with on_destroy = "stop", a crash).
+        let running = join_all(
+            self.hosts
+                .iter()
+                .map(|h| async move { in_place(h) && self.running(h, &target.version).await }),
+        )
+        .await;
         let todo: Vec<&Host> = self
             .hosts
             .iter()
-            .filter(|h| {
-                let s = &live[&h.name];
-                let env_ok = h.roles.iter().all(|r| match expected_env.get(r) {
-                    Some(sha) => s.env_sha256.get(r).cloned().flatten().as_deref() == Some(sha),
-                    None => true,
-                });
-                !(s.version.as_deref() == Some(target.version.as_str())
-                    && s.artifact_sha256.as_deref() == Some(target.sha256.as_str())
-                    && env_ok)
-            })
+            .zip(running)
+            .filter(|(_, ok)| !ok)
+            .map(|(h, _)| h)
             .collect();
         out.changed_hosts = todo.iter().map(|h| h.name.clone()).collect();
         let ops_baseline = match watch.and_then(|w| w.ops.as_ref()) {

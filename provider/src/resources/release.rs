@@ -749,9 +749,25 @@ impl Release {
                 AttributePath::root().child_attr("hosts")
             };
             let after = if rolled_back_cleanly {
-                match prior.attr("version").as_str() {
-                    Some(v) => format!("\n\nEvery host was rolled back to {v} and is ready again."),
-                    None => "\n\nEvery host was put back: the release was removed and nothing was left running on it (where stop commands are configured).".to_string(),
+                let mut befores: Vec<String> = outcome
+                    .changed_hosts
+                    .iter()
+                    .map(|h| {
+                        outcome
+                            .before
+                            .get(h)
+                            .cloned()
+                            .flatten()
+                            .unwrap_or_else(|| "nothing (first deploy)".into())
+                    })
+                    .collect();
+                befores.sort();
+                befores.dedup();
+                match befores.as_slice() {
+                    [] => "\n\nNo host had been changed.".to_string(),
+                    [one] if one.starts_with("nothing") => "\n\nEvery host was put back: the new release was removed, and stopped where stop commands are configured.".to_string(),
+                    [one] => format!("\n\nEvery host was rolled back to {one} and is ready again."),
+                    many => format!("\n\nEvery changed host was rolled back to what it ran before ({}) and is ready again.", many.join(", ")),
                 }
             } else if outcome.rolled_back {
                 "\n\nThe rollback did not complete everywhere: see the rollback errors.".to_string()
