@@ -638,6 +638,34 @@ impl Deployment {
         Ok(())
     }
 
+    /// Runs the stop command of every role on every host (`versions`: what each host runs, for
+    /// the templates). Per host: `Ok` or why not.
+    pub async fn stop(
+        &self,
+        versions: &BTreeMap<String, String>,
+    ) -> Vec<(String, Result<(), String>)> {
+        let results = join_all(self.hosts.iter().map(|h| async move {
+            let version = versions
+                .get(&h.name)
+                .map(String::as_str)
+                .unwrap_or_default();
+            for role in &h.roles {
+                if let Some(template) = self.commands.stop.get(role) {
+                    self.run(h, &self.command(template, h, version, *role))
+                        .await?;
+                    tracing::info!(host = %h.name, role = role.as_str(), "stopped");
+                }
+            }
+            Ok(())
+        }))
+        .await;
+        self.hosts
+            .iter()
+            .map(|h| h.name.clone())
+            .zip(results)
+            .collect()
+    }
+
     /// Takes every host's lock, waiting for a lock held by someone else to be released or to
     /// expire (bounded by cancellation).
     async fn lock_all(&self) -> (Vec<Option<DeployLock>>, Vec<Failure>) {

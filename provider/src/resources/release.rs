@@ -473,11 +473,15 @@ fn failure_value(f: &Failure) -> Value {
 
 impl Release {
     /// Everything a create or update needs; diagnostics when something is missing.
+    /// `config` gives the commands and strategy, `planned` the hosts (both the prior state on
+    /// destroy).
     async fn deployment(
         &self,
-        req: &ApplyRequest<'_, Settings>,
+        config: &Value,
+        planned: &Value,
+        settings: &Settings,
+        cancel: tokio_util::sync::CancellationToken,
     ) -> Result<(Deployment, Vec<HostConfig>), Diagnostics> {
-        let (config, planned, settings) = (req.config, req.planned_state, req.provider);
         let transport = planned
             .attr("transport")
             .as_str()
@@ -534,7 +538,7 @@ impl Release {
                 commands: commands(config),
                 strategy: strategy(config),
                 lock_owner,
-                cancel: req.ctx.cancel.child_token(),
+                cancel,
             },
             configs,
         ))
@@ -648,7 +652,10 @@ impl Release {
             bytes = artifact.size,
             "artifact verified locally"
         );
-        let (deployment, configs) = match self.deployment(&req).await {
+        let (deployment, configs) = match self
+            .deployment(config, planned, settings, req.ctx.cancel.child_token())
+            .await
+        {
             Ok(d) => d,
             Err(diags) => return resp.diagnostics.extend(diags),
         };
@@ -1479,77 +1486,24 @@ impl Resource<Settings> for Release {
     }
 
     async fn delete(&self, req: DeleteRequest<'_, Settings>) -> Diagnostics {
-        let mut diags = Diagnostics::new();
         let state = req.prior_state;
         if state.attr("on_destroy").as_str() != Some("stop") {
             tracing::info!("on_destroy = keep: the hosts are left running");
-            return diags;
+            return Diagnostics::new();
         }
-        let settings = req.provider;
-        let transport = state
-            .attr("transport")
-            .as_str()
-            .unwrap_or("ssh")
-            .to_string();
-        let deploy_dir = state
-            .attr("deploy_dir")
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let configs = host_configs(state.attr("hosts"));
-        let cmds = commands(state);
-        let version = state
-            .attr("deployed_version")
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let ts = transports(settings, &transport, &configs).await;
-        let results = join_all(configs.iter().zip(ts).map(|(h, t)| {
-            let (cmds, deploy_dir, version) = (&cmds, &deploy_dir, &version);
-            async move {
-                let t = t?;
-                for role in &h.roles {
-                    let Some(template) = cmds.stop.get(role) else {
-                        continue;
-                    };
-                    let release_dir = format!(
-                        "{}/{}/{version}",
-                        deploy_dir.trim_end_matches('/'),
-                        hosts::RELEASES_DIR
-                    );
-                    let cmd = release::render(
-                        template,
-                        &[
-                            ("release_dir", &release_dir),
-                            ("version", version),
-                            ("host", &h.name),
-                            ("role", role.as_str()),
-                            ("address", &h.address),
-                            ("deploy_dir", deploy_dir.trim_end_matches('/')),
-                        ],
-                    );
-                    let out = t
-                        .exec(&cmd, None, t.timeouts().command)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if !out.success() {
-                        return Err(format!(
-                            "`{cmd}` failed ({}): {}",
-                            out.status_text(),
-                            out.stderr_text().trim()
-                        ));
-                    }
-                    tracing::info!(host = %h.name, role = role.as_str(), "stopped");
-                }
-                Ok(())
-            }
-        }))
-        .await;
-        for (h, r) in configs.iter().zip(results) {
+        let (deployment, _) = match self
+            .deployment(state, state, req.provider, req.ctx.cancel.child_token())
+            .await
+        {
+            Ok(d) => d,
+            Err(diags) => return diags,
+        };
+        let versions = state.attr("host_versions").to_string_map();
+        let mut diags = Diagnostics::new();
+        for (host, r) in deployment.stop(&versions).await {
             if let Err(e) = r {
                 diags.push(
-                    Diagnostic::error(format!("Could not stop {}", h.name), e)
-                        .at(host_path(&h.name)),
+                    Diagnostic::error(format!("Could not stop {host}"), e).at(host_path(&host)),
                 );
             }
         }
