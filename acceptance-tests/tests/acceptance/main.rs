@@ -7,6 +7,7 @@
 mod backup;
 mod bootstrap;
 mod ci_drift;
+mod distribution;
 mod gates;
 mod harness;
 mod migration;
@@ -14,3 +15,4 @@ mod provider_config;
 mod readiness;
 mod release;
 mod secrets;
+mod state_upgrade;
