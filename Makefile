@@ -9,14 +9,16 @@ FEATURES := --features acceptance-tests/acceptance
 QUICKSTART := $(REPO)/examples/quickstart
 TF_AUTOMATION := CHECKPOINT_DISABLE=1 TF_IN_AUTOMATION=1 TF_INPUT=0
 
-.PHONY: help install-deps env-up env-down env-status build demo demo-down test lint install bench docs fuzz-smoke
+.PHONY: help install-deps env-up env-down env-status build demo demo-down test lint install release bench docs fuzz-smoke
 
 help:
-	@echo "make demo        install deps, start the dev env (builds), apply examples/quickstart"
+	@echo "make demo        install deps, start the dev env with 3 deploy hosts, walk examples/quickstart (D1-D6, upgrade, rollback, drift)"
 	@echo "make demo-down   destroy the quickstart (if it has state), stop the dev env"
 	@echo "make test        deps, dev env, fmt, clippy, fuzz smoke, nextest (acceptance); env stopped after"
 	@echo "make lint        cargo fmt --check, clippy -D warnings, shellcheck"
 	@echo "make install     release build, install into ~/.terraform.d/plugins (filesystem mirror)"
+	@echo "make release     VERSION=x.y.z (default: the crate's): zips, SHA256SUMS + GPG signature, registry"
+	@echo "                 manifest, filesystem and network mirrors in dist/<version>/ (scripts/release)"
 	@echo "make env-up      scripts/dev-env up (exports saved in .dev/env.sh)"
 	@echo "make env-down    scripts/dev-env down"
 	@echo "make bench       bench/plan_overhead.sh, bench/migrations.sh (dev env), bench/backup.sh, bench/drill.sh,"
@@ -41,19 +43,15 @@ build:
 	cargo build -p terraform-provider-artifortress
 
 # dev_overrides in .dev/terraformrc point Terraform at the debug provider: no `terraform init`.
-demo: install-deps env-up
-	@source $(REPO)/.dev/env.sh && cd $(QUICKSTART) && \
-	  $(TF_AUTOMATION) "$$TERRAFORM" apply -auto-approve -input=false
+# scripts/demo walks the quickstart: v1 (D1-D6), v2, broken (rolled back), drift, repair.
+demo: install-deps
+	@$(DEV_ENV) up --hosts 3 >/dev/null
+	@$(REPO)/scripts/demo
 
 demo-down:
 	@rc=0; \
-	if [[ -s $(QUICKSTART)/terraform.tfstate ]] && python3 -c 'import json, sys; \
-	    sys.exit(not any(r.get("mode") == "managed" for r in json.load(open(sys.argv[1])).get("resources", [])))' \
-	    $(QUICKSTART)/terraform.tfstate; then \
-	  $(DEV_ENV) up >/dev/null && source $(REPO)/.dev/env.sh && cd $(QUICKSTART) && \
-	    $(TF_AUTOMATION) "$$TERRAFORM" destroy -auto-approve -input=false || rc=$$?; \
-	else \
-	  echo "no managed resources in the quickstart state; nothing to destroy" >&2; \
+	if [[ -f $(REPO)/.dev/env.sh ]]; then \
+	  $(DEV_ENV) up --hosts 3 >/dev/null && $(REPO)/scripts/demo down || rc=$$?; \
 	fi; \
 	$(DEV_ENV) down || { [[ $$rc -ne 0 ]] || rc=1; }; \
 	exit $$rc
@@ -83,7 +81,7 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets $(FEATURES) -- -D warnings
 	@if command -v shellcheck >/dev/null 2>&1; then \
-	  shellcheck -x $(REPO)/scripts/dev-env $(REPO)/scripts/install-deps $(REPO)/scripts/lib/*.sh $(REPO)/.ci/run; \
+	  shellcheck -x $(REPO)/scripts/dev-env $(REPO)/scripts/demo $(REPO)/scripts/release $(REPO)/scripts/install-deps $(REPO)/scripts/lib/*.sh $(REPO)/.ci/run; \
 	else \
 	  echo "shellcheck not installed (apt-get install shellcheck); skipped" >&2; \
 	fi
@@ -99,6 +97,12 @@ install:
 	install -D -m 0755 "$$(af_target_dir)/release/terraform-provider-artifortress" \
 	  "$$dest/terraform-provider-artifortress_v$$version"; \
 	echo "installed $$dest/terraform-provider-artifortress_v$$version"
+
+# Release artifacts in dist/<version>/ (scripts/release says what, and which environment variables
+# supply the signing key; without one it signs with a throwaway key and says so).
+VERSION ?=
+release:
+	@$(REPO)/scripts/release $(VERSION) >/dev/null
 
 bench: env-up
 	@source $(REPO)/.dev/env.sh && bash $(REPO)/bench/plan_overhead.sh && \
