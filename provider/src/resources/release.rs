@@ -35,6 +35,7 @@ use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
 use crate::protocol::value::Value;
 use crate::provider::{Setting, Settings};
+use crate::resources::backup::timestamp;
 
 pub const TYPE_NAME: &str = "artifortress_release";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -75,10 +76,6 @@ fn env_attr(role: &str) -> &'static str {
     } else {
         "worker_env_wo"
     }
-}
-
-fn timestamp(t: DateTime<Utc>) -> Value {
-    super::backup::timestamp(t)
 }
 
 /// One host as configured.
@@ -750,7 +747,7 @@ impl Release {
             .cloned();
         let rolled_back_cleanly = outcome.rolled_back && outcome.rollback_failures.is_empty();
         for f in &outcome.failures {
-            let path = if self_is_host(&configs, &f.host) {
+            let path = if configs.iter().any(|h| h.name == f.host) {
                 host_path(&f.host)
             } else {
                 AttributePath::root().child_attr("hosts")
@@ -877,10 +874,6 @@ impl Release {
         }
         resp.new_state = state;
     }
-}
-
-fn self_is_host(configs: &[HostConfig], name: &str) -> bool {
-    configs.iter().any(|h| h.name == name)
 }
 
 /// The local user (for the deploy lock's owner): `$USER`, `$LOGNAME`, else the uid's name.
