@@ -7,8 +7,10 @@
 //! Readiness poll schedule (the defaults; `Strategy::poll_interval`): while a host is being
 //! waited for, one `GET /health/live` every interval until it answers `ok`, then one
 //! `GET /health/ready` every interval until `consecutive_ready` answers in a row say `ready`
-//! (a `degraded` 200 resets the count). With the default 200 ms that is at most 5 requests per
-//! second per API host, and only while that host is in its wait.
+//! (a `degraded` 200 resets the count). The first `/health/ready` follows the successful
+//! `/health/live` at once; after that probes are one interval plus the probe's own time apart.
+//! With the default 200 ms that is about 5 requests per second per API host (measured: 4.85/s
+//! steady, 6 in the first second), and only while that host is in its wait.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
