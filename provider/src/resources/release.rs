@@ -997,7 +997,7 @@ impl Resource<Settings> for Release {
                     Attribute::optional("max_parallel", Type::Number).validate(Validator::IntBetween(1, 1000)).description("Hosts switched at once (default 1)."),
                     Attribute::optional("consecutive_ready", Type::Number).validate(Validator::IntBetween(1, 100)).description("Ready probes in a row a host needs (default 3)."),
                     Attribute::optional("health_timeout", Type::String).validate(Validator::Duration { min_millis: 1000 }).description("How long a host may take to become ready (default `5m`)."),
-                    Attribute::optional("poll_interval", Type::String).validate(Validator::Duration { min_millis: 50 }).description("Interval between readiness probes of a host being waited for (default `200ms`: at most 5 requests per second per host, only during its wait)."),
+                    Attribute::optional("poll_interval", Type::String).validate(Validator::Duration { min_millis: 50 }).description("Interval between readiness probes of a host being waited for (default `200ms`: about 5 requests per second per host, only during its wait)."),
                     Attribute::optional("atomic", Type::Bool).description("Roll every switched host back when any host fails (default true). `false`: hosts already switched stay, and `host_versions` says so."),
                     Attribute::optional("keep_releases", Type::Number).validate(Validator::IntBetween(1, 1000)).description("Releases kept per host (default 5); the previous release is always kept."),
                 ]).description("How the rollout goes."),
