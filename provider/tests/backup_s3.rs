@@ -338,3 +338,48 @@ async fn garage_killed_mid_upload_leaves_no_object_and_the_next_run_cleans_up() 
         .unwrap();
     assert_eq!(keys.len(), 2, "one dump and its manifest: {keys:?}");
 }
+
+/// Terraform applies independent resources in parallel in one provider process: two backups
+/// under the same prefix must not abort each other's running upload as a stale one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_backups_under_one_prefix_at_once_both_succeed() {
+    let pg = PgServer::start().unwrap();
+    let g = GarageServer::start().unwrap();
+    pg.create_database("pair").unwrap();
+    // ~30 MB: uploads of several parts, long enough to overlap.
+    pg.psql(
+        "pair",
+        "create table t as select g as id, \
+         (select string_agg(md5(random()::text || g::text || i::text), '') \
+          from generate_series(1, 24) i) as payload \
+         from generate_series(1, 40000) g",
+    )
+    .unwrap();
+    let url = pg.database_url("pair");
+    let s3 = s3(&g);
+    let spec = spec(&g, "pair/", Format::Custom, Compression::None);
+    let first = {
+        let (s3, url, spec) = (s3.clone(), url.clone(), spec.clone());
+        tokio::spawn(async move { backup::run(&s3, &url, &spec, &CancellationToken::new()).await })
+    };
+    // The second starts (and sweeps the prefix for stale uploads) while the first uploads.
+    let mut seen = false;
+    for _ in 0..400 {
+        if let Ok(uploads) = object_store::list_uploads(&s3, g.bucket(), "pair/").await
+            && !uploads.is_empty()
+        {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(seen, "the first backup's upload started");
+    let second = backup::run(&s3, &url, &spec, &CancellationToken::new()).await;
+    let first = first.await.unwrap();
+    let (a, b) = (first.expect("first backup"), second.expect("second backup"));
+    assert_ne!(a.id, b.id);
+    let keys = object_store::list_keys(&s3, g.bucket(), "pair/")
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 4, "two dumps and two manifests: {keys:?}");
+}

@@ -408,7 +408,41 @@ async fn read_snapshot(
     })
 }
 
-/// Abort multipart uploads of dumps under `prefix` left by runs that died.
+/// Upload ids of the backups running in this process. Terraform applies independent
+/// resources in parallel in one provider process: two backups under one prefix must not take
+/// each other's running upload for a dead one.
+static RUNNING_UPLOADS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Marks an upload as running until dropped.
+struct RunningUpload(String);
+
+impl RunningUpload {
+    fn new(upload_id: &str) -> RunningUpload {
+        if let Ok(mut set) = RUNNING_UPLOADS.lock() {
+            set.insert(upload_id.to_string());
+        }
+        RunningUpload(upload_id.to_string())
+    }
+}
+
+impl Drop for RunningUpload {
+    fn drop(&mut self) {
+        if let Ok(mut set) = RUNNING_UPLOADS.lock() {
+            set.remove(&self.0);
+        }
+    }
+}
+
+fn is_running(upload_id: &str) -> bool {
+    RUNNING_UPLOADS
+        .lock()
+        .map(|set| set.contains(upload_id))
+        .unwrap_or(false)
+}
+
+/// Abort multipart uploads of dumps under `prefix` left by runs that died (never one a backup
+/// of this process is still writing).
 pub async fn abort_stale_uploads(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -416,7 +450,7 @@ pub async fn abort_stale_uploads(
 ) -> Result<usize, ObjectStoreError> {
     let mut n = 0;
     for (key, id) in object_store::list_uploads(s3, bucket, prefix).await? {
-        if DUMP_SUFFIXES.iter().any(|s| key.ends_with(s)) {
+        if DUMP_SUFFIXES.iter().any(|s| key.ends_with(s)) && !is_running(&id) {
             object_store::abort_upload(s3, bucket, &key, &id).await?;
             tracing::warn!(bucket, key = %key, "aborted a multipart upload left by an earlier backup");
             n += 1;
@@ -569,6 +603,7 @@ async fn run_on(
         &[("artifortress-backup-id", &id)],
     )
     .await?;
+    let _running = RunningUpload::new(&upload_id);
 
     let streamed = stream_parts(
         s3,
