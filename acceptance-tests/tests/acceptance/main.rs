@@ -8,6 +8,7 @@ mod backup;
 mod bootstrap;
 mod ci_drift;
 mod distribution;
+mod examples;
 mod gates;
 mod harness;
 mod migration;
