@@ -10,7 +10,6 @@
 //!   second run fails on the state lock while the first holds it (or waits, with
 //!   `-lock-timeout`).
 
-use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use acceptance_tests::support::free_port;
 
+use crate::deploy_hosts::{self, DevHost, dev_host, dev_s3_client, reset, ssh};
 use crate::harness::{Run, Terraform, cli_config, required_env, terraforms};
 
 fn examples_dir() -> PathBuf {
@@ -306,108 +306,6 @@ fn examples_are_formatted_and_valid() {
 // ---------------------------------------------------------------------------------------------
 // (b) examples/staging applied to the dev environment
 
-#[derive(Clone, Debug)]
-struct DevHost {
-    address: String,
-    port: u16,
-}
-
-fn dev_host(name: &str) -> DevHost {
-    let json: serde_json::Value = serde_json::from_str(&required_env("ARTIFORTRESS_TEST_HOSTS"))
-        .expect("ARTIFORTRESS_TEST_HOSTS is JSON");
-    let h = &json[name];
-    assert!(
-        h.is_object(),
-        "{name} is not running: the staging example needs `scripts/dev-env up --hosts 3`"
-    );
-    DevHost {
-        address: h["address"].as_str().unwrap().to_string(),
-        port: h["port"].as_u64().unwrap() as u16,
-    }
-}
-
-/// Runs a command on a dev host over OpenSSH (independently of the provider).
-fn ssh(h: &DevHost, cmd: &str) -> (i32, String) {
-    let out = Command::new("ssh")
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            &format!(
-                "UserKnownHostsFile={}",
-                required_env("ARTIFORTRESS_SSH_KNOWN_HOSTS_FILE")
-            ),
-            "-o",
-            "GlobalKnownHostsFile=/dev/null",
-            "-o",
-            "ConnectTimeout=5",
-            "-o",
-            "LogLevel=ERROR",
-            "-i",
-            &required_env("ARTIFORTRESS_SSH_PRIVATE_KEY_FILE"),
-            "-p",
-            &h.port.to_string(),
-            &format!("root@{}", h.address),
-            cmd,
-        ])
-        .output()
-        .expect("ssh runs");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-/// Stops what an earlier run left in `deploy_dir` and removes it.
-fn reset(hosts: &[(&str, DevHost)], deploy_dir: &str) {
-    let d = deploy_dir;
-    let cmd = format!(
-        "for r in api worker; do [ -x {d}/current/bin/artifortress ] && {d}/current/bin/artifortress stop $r >/dev/null 2>&1; done; rm -rf {d}"
-    );
-    for (name, h) in hosts {
-        let (code, out) = ssh(h, &cmd);
-        assert_eq!(code, 0, "{name}: reset of {d} failed: {out}");
-    }
-}
-
-/// version (`v1`) → sha256, from the test bed's SHA256SUMS.
-fn artifact_sums(dir: &str) -> BTreeMap<String, String> {
-    std::fs::read_to_string(format!("{dir}/SHA256SUMS"))
-        .expect("SHA256SUMS of ARTIFORTRESS_TEST_ARTIFACTS")
-        .lines()
-        .filter_map(|l| {
-            let mut p = l.split_whitespace();
-            let (sha, file) = (p.next()?, p.next()?);
-            let version = file
-                .strip_prefix("artifortress-")?
-                .strip_suffix(".tar.gz")?;
-            Some((version.to_string(), sha.to_string()))
-        })
-        .collect()
-}
-
-fn s3_client() -> aws_sdk_s3::Client {
-    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(required_env("ARTIFORTRESS_S3_ENDPOINT"))
-        .force_path_style(true)
-        .credentials_provider(Credentials::new(
-            required_env("AWS_ACCESS_KEY_ID"),
-            required_env("AWS_SECRET_ACCESS_KEY"),
-            None,
-            None,
-            "test",
-        ))
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
-}
-
 fn object_exists(rt: &tokio::runtime::Runtime, s3: &aws_sdk_s3::Client, key: &str) -> bool {
     let bucket = required_env("ARTIFORTRESS_S3_BUCKET");
     rt.block_on(async {
@@ -469,12 +367,11 @@ fn staging_example_deploys_upgrades_with_a_rehearsal_and_destroys() {
         ("api-2", dev_host("host-2"), "api"),
         ("worker-1", dev_host("host-3"), "worker"),
     ];
-    let by_name: Vec<(&str, DevHost)> = hosts.iter().map(|(n, h, _)| (*n, h.clone())).collect();
-    let artifacts = required_env("ARTIFORTRESS_TEST_ARTIFACTS");
-    let sums = artifact_sums(&artifacts);
+    let by_name: Vec<(&str, &DevHost)> = hosts.iter().map(|(n, h, _)| (*n, h)).collect();
+    let (artifacts, sums) = deploy_hosts::artifacts();
     let admin_url = required_env("ARTIFORTRESS_DEV_POSTGRES_ADMIN_URL");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let s3 = s3_client();
+    let s3 = dev_s3_client();
 
     for tf in terraforms() {
         let tag = format!("{}_{}", tf_tag(&tf), random_tag());

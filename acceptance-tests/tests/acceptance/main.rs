@@ -7,6 +7,7 @@
 mod backup;
 mod bootstrap;
 mod ci_drift;
+mod deploy_hosts;
 mod distribution;
 mod examples;
 mod gates;

@@ -16,95 +16,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use super::deploy_hosts::{DevHost, artifacts, dev_host, dev_s3_client, reset_command, ssh};
 use super::harness::{Terraform, Workdir, npgsql, required_env, terraforms};
-
-/// A deploy host of the dev environment.
-#[derive(Clone, Debug)]
-struct DevHost {
-    address: String,
-    port: u16,
-}
-
-fn dev_hosts() -> BTreeMap<String, DevHost> {
-    let json: serde_json::Value = serde_json::from_str(&required_env("ARTIFORTRESS_TEST_HOSTS"))
-        .expect("ARTIFORTRESS_TEST_HOSTS is JSON");
-    json.as_object()
-        .expect("an object")
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                DevHost {
-                    address: v["address"].as_str().unwrap().to_string(),
-                    port: v["port"].as_u64().unwrap() as u16,
-                },
-            )
-        })
-        .collect()
-}
-
-fn dev_host(name: &str) -> DevHost {
-    dev_hosts().remove(name).unwrap_or_else(|| {
-        panic!("{name} is not running: the release tests need `scripts/dev-env up --hosts 4`")
-    })
-}
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Runs a command on a dev host over OpenSSH (independently of the provider).
-fn ssh(h: &DevHost, cmd: &str) -> (i32, String) {
-    let out = Command::new("ssh")
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            &format!(
-                "UserKnownHostsFile={}",
-                required_env("ARTIFORTRESS_SSH_KNOWN_HOSTS_FILE")
-            ),
-            "-o",
-            "GlobalKnownHostsFile=/dev/null",
-            "-o",
-            "ConnectTimeout=5",
-            "-o",
-            "LogLevel=ERROR",
-            "-i",
-            &required_env("ARTIFORTRESS_SSH_PRIVATE_KEY_FILE"),
-            "-p",
-            &h.port.to_string(),
-            &format!("root@{}", h.address),
-            cmd,
-        ])
-        .output()
-        .expect("ssh runs");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 fn free_port() -> u16 {
     acceptance_tests::support::free_port().unwrap()
-}
-
-fn artifacts() -> (String, BTreeMap<String, String>) {
-    let dir = required_env("ARTIFORTRESS_TEST_ARTIFACTS");
-    let sums = std::fs::read_to_string(format!("{dir}/SHA256SUMS")).expect("SHA256SUMS");
-    let sums = sums
-        .lines()
-        .filter_map(|l| {
-            let mut p = l.split_whitespace();
-            Some((p.next()?.to_string(), p.next()?.to_string()))
-        })
-        .map(|(sha, file)| (file, sha))
-        .collect();
-    (dir, sums)
 }
 
 fn hcl(s: &str) -> String {
@@ -158,7 +78,6 @@ provider "artifortress" {{
     /// The resource for `version`, with extra resource arguments.
     fn resource(&self, version: &str, extra: &str) -> String {
         let (dir, sums) = artifacts();
-        let file = format!("artifortress-{version}.tar.gz");
         let db = npgsql(&required_env("ARTIFORTRESS_DATABASE_URL"));
         let mut hosts = String::new();
         for (name, h, roles) in &self.hosts {
@@ -215,8 +134,8 @@ resource "artifortress_release" "r" {{
 
 "#,
             version = hcl(version),
-            source = hcl(&format!("{dir}/{file}")),
-            sha = hcl(&sums[&file]),
+            source = hcl(&format!("{dir}/artifortress-{version}.tar.gz")),
+            sha = hcl(&sums[version]),
             deploy_dir = hcl(&self.deploy_dir),
             transport = hcl(if self.local { "local" } else { "ssh" }),
             db = hcl(&db),
@@ -232,10 +151,7 @@ resource "artifortress_release" "r" {{
 
     /// Leftovers of an earlier run of the same test (same deploy_dir) are stopped and removed.
     fn reset(&self) {
-        let d = &self.deploy_dir;
-        let cmd = format!(
-            "for r in api worker; do [ -x {d}/current/bin/artifortress ] && {d}/current/bin/artifortress stop $r >/dev/null 2>&1; done; rm -rf {d}"
-        );
+        let cmd = reset_command(&self.deploy_dir);
         for (name, h, _) in &self.hosts {
             let (code, out) = if self.local {
                 let out = Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
@@ -862,22 +778,8 @@ fn release_deploys_on_this_machine_and_imports() {
 
 /// Writes a backup manifest (as `artifortress_backup` does) with the given recovery point.
 fn put_manifest(id: &str, snapshot_at: chrono::DateTime<chrono::Utc>) {
-    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
     let bucket = required_env("ARTIFORTRESS_S3_BUCKET");
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(required_env("ARTIFORTRESS_S3_ENDPOINT"))
-        .force_path_style(true)
-        .credentials_provider(Credentials::new(
-            required_env("AWS_ACCESS_KEY_ID"),
-            required_env("AWS_SECRET_ACCESS_KEY"),
-            None,
-            None,
-            "test",
-        ))
-        .build();
-    let s3 = aws_sdk_s3::Client::from_conf(conf);
+    let s3 = dev_s3_client();
     let key = format!("backups/{id}.manifest.json");
     let t = snapshot_at.to_rfc3339();
     let body = serde_json::json!({
@@ -1011,7 +913,10 @@ fn release_rehearses_the_rollback_and_watches_the_rollout() {
         };
         fleet.reset();
         let strategy = r#"strategy = { health_timeout = "15s", poll_interval = "100ms" }"#;
-        let wd = Workdir::new(&tf, &fleet.config("v1", strategy));
+        // Readiness only: the dev environment's shared backlog (other tests write to it) must
+        // not decide this test's watch window.
+        let wd = Workdir::new(&tf, &fleet.config("v1", strategy))
+            .without_env("ARTIFORTRESS_ADMIN_TOKEN");
         wd.apply_ok();
 
         // D2: v2 with a rollback rehearsal: v2, back to v1, forward to v2 again.

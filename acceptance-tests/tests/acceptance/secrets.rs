@@ -14,23 +14,14 @@ use acceptance_tests::support::migrations_dir;
 /// Where the release goes: a dev deploy host (`scripts/dev-env up --hosts`).
 struct ReleaseTarget {
     address: String,
-    port: u64,
+    port: u16,
     deploy_dir: String,
     api_port: u16,
 }
 
 fn config(bed: &Bed, prefix: &str, drill_db: &str, boot: &str, rel: &ReleaseTarget) -> String {
-    let (artifacts, sha) = {
-        let dir = required_env("ARTIFORTRESS_TEST_ARTIFACTS");
-        let sums = std::fs::read_to_string(format!("{dir}/SHA256SUMS")).unwrap();
-        let sha = sums
-            .lines()
-            .find(|l| l.ends_with("artifortress-v1.tar.gz"))
-            .and_then(|l| l.split_whitespace().next())
-            .unwrap()
-            .to_string();
-        (dir, sha)
-    };
+    let (artifacts, sums) = crate::deploy_hosts::artifacts();
+    let sha = &sums["v1"];
     format!(
         r#"
 # Secrets come in as ephemeral variables (TF_VAR_*): Terraform keeps them out of plan files,
@@ -236,8 +227,7 @@ fn no_secret_reaches_state_plans_or_trace_logs() {
         ("a minted token (prefix)", "af_pat_".to_string()),
         ("SSH private key (a line of it)", key_line.clone()),
     ];
-    let hosts: serde_json::Value =
-        serde_json::from_str(&required_env("ARTIFORTRESS_TEST_HOSTS")).unwrap();
+    let host = crate::deploy_hosts::dev_host("host-1");
     for tf in terraforms() {
         let tag = format!("{:08x}", rand::random::<u32>());
         let prefix = format!("backups/acc-secrets-{tag}/");
@@ -247,8 +237,8 @@ fn no_secret_reaches_state_plans_or_trace_logs() {
         let owner_password = format!("pw-{:016x}", rand::random::<u64>());
         let env_secret = format!("env-{:016x}", rand::random::<u64>());
         let rel = ReleaseTarget {
-            address: hosts["host-1"]["address"].as_str().unwrap().to_string(),
-            port: hosts["host-1"]["port"].as_u64().unwrap(),
+            address: host.address.clone(),
+            port: host.port,
             deploy_dir: format!("/opt/artifortress/secrets-{tag}"),
             api_port: acceptance_tests::support::free_port().unwrap(),
         };

@@ -174,6 +174,34 @@ pub fn growth(
     (deltas, grew)
 }
 
+/// Backlog regressions against a baseline read before a change: critical breaches of backlog
+/// counters that the baseline did not have, or, for counts (not ages) that were critical
+/// already, growth. An age that was past critical before keeps growing by itself while the
+/// same item waits; the change did not cause it and undoing the change would not fix it.
+pub fn regressions(
+    summary: &OpsSummary,
+    baseline: &BTreeMap<String, i64>,
+    overrides: &Overrides,
+) -> Vec<String> {
+    breaches(summary, overrides)
+        .into_iter()
+        .filter(|b| {
+            b.severity == Severity::Critical && BACKLOG_COUNTERS.contains(&b.metric.as_str())
+        })
+        .filter_map(|b| {
+            let (value, threshold) = (b.value?, b.threshold?);
+            let before = baseline.get(&b.metric).copied();
+            let newly = before.is_none_or(|v| v <= threshold);
+            let count_grew =
+                !b.metric.ends_with("_age_seconds") && before.is_some_and(|v| value > v);
+            (newly || count_grew).then(|| match before {
+                Some(v) => format!("{} (was {v} before)", b.detail),
+                None => b.detail.clone(),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,5 +289,41 @@ mod tests {
         assert!(!grew, "policy timeouts are not a backlog");
         let base = BTreeMap::from([("failed_search_jobs".to_string(), 1)]);
         assert!(growth(&s, &base).1);
+    }
+
+    #[test]
+    fn regressions_are_new_critical_breaches_or_growing_critical_counts() {
+        let base = |c: [i64; 7]| -> BTreeMap<String, i64> {
+            summary("ready", c)
+                .counters()
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect()
+        };
+        let o = Overrides::default();
+        // An outbox item already past the critical age keeps ageing: not a regression.
+        let before = base([1, 0, 1311, 0, 0, 0, 0]);
+        assert!(regressions(&summary("ready", [1, 0, 1313, 0, 0, 0, 0]), &before, &o).is_empty());
+        // The age crossing the threshold during the change is.
+        let before = base([1, 0, 800, 0, 0, 0, 0]);
+        let r = regressions(&summary("ready", [1, 0, 901, 0, 0, 0, 0]), &before, &o);
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert!(r[0].contains("was 800 before"), "{r:?}");
+        // A count past critical before that keeps growing is; one that shrinks is not.
+        let before = base([250, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            regressions(&summary("ready", [260, 0, 0, 0, 0, 0, 0]), &before, &o).len(),
+            1
+        );
+        assert!(regressions(&summary("ready", [240, 0, 0, 0, 0, 0, 0]), &before, &o).is_empty());
+        // Warnings and readiness are not backlog regressions.
+        assert!(
+            regressions(
+                &summary("degraded", [60, 0, 0, 6, 0, 0, 0]),
+                &base([0; 7]),
+                &o
+            )
+            .is_empty()
+        );
     }
 }

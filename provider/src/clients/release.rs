@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::api::{self, ApiClient, Readiness};
 use super::hosts::{self, DeployLock, HostError, Transport};
-use super::ops::{self, Overrides, Severity};
+use super::ops::{self, Overrides};
 
 /// How long a deploy lock lives without renewal; renewed every third of it.
 pub const LOCK_TTL: Duration = Duration::from_secs(120);
@@ -200,6 +200,46 @@ pub struct Deployment {
     pub strategy: Strategy,
     pub lock_owner: String,
     pub cancel: CancellationToken,
+}
+
+/// The deploy lock's owner for runs from this machine and user:
+/// `terraform-provider-artifortress <user>@<machine>`. A lock left by a killed run of the same
+/// owner is taken over at once; another owner's waits for release or expiry.
+pub fn default_lock_owner() -> String {
+    format!(
+        "terraform-provider-artifortress {}@{}",
+        user_name(),
+        hostname()
+    )
+}
+
+/// The local user (for the deploy lock's owner): `$USER`, `$LOGNAME`, else the uid's name.
+fn user_name() -> String {
+    for var in ["USER", "LOGNAME"] {
+        if let Ok(u) = std::env::var(var)
+            && !u.is_empty()
+        {
+            return u;
+        }
+    }
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2] == uid.to_string()).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// Where a host's env file for `role` lives.
@@ -1162,24 +1202,10 @@ impl Deployment {
                 next_ops = Instant::now() + OPS_INTERVAL;
                 match o.api.ops_summary(&o.token).await {
                     Ok(s) => {
-                        let (deltas, _) = ops::growth(&s, base);
-                        let grown: Vec<String> = ops::breaches(&s, &o.overrides)
-                            .into_iter()
-                            .filter(|b| {
-                                b.severity == Severity::Critical
-                                    && ops::BACKLOG_COUNTERS.contains(&b.metric.as_str())
-                                    && deltas.get(&b.metric).is_some_and(|d| *d > 0)
-                            })
-                            .map(|b| {
-                                format!(
-                                    "{} (+{} since before the rollout)",
-                                    b.detail, deltas[&b.metric]
-                                )
-                            })
-                            .collect();
+                        let grown = ops::regressions(&s, base, &o.overrides);
                         if !grown.is_empty() {
                             let detail = format!(
-                                "backlog grew past critical thresholds: {}",
+                                "backlog regressed past critical thresholds during the watch window: {}",
                                 grown.join("; ")
                             );
                             if o.rollback_on_growth {

@@ -523,11 +523,7 @@ impl Release {
         if diags.has_errors() {
             return Err(diags);
         }
-        let lock_owner = format!(
-            "terraform-provider-artifortress {}@{}",
-            user_name(),
-            hostname()
-        );
+        let lock_owner = release::default_lock_owner();
         Ok((
             Deployment {
                 deploy_dir,
@@ -876,35 +872,6 @@ impl Release {
     }
 }
 
-/// The local user (for the deploy lock's owner): `$USER`, `$LOGNAME`, else the uid's name.
-fn user_name() -> String {
-    for var in ["USER", "LOGNAME"] {
-        if let Ok(u) = std::env::var(var)
-            && !u.is_empty()
-        {
-            return u;
-        }
-    }
-    // SAFETY: getuid has no preconditions.
-    let uid = unsafe { libc::getuid() };
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|p| {
-            p.lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.len() > 2 && f[2] == uid.to_string()).then(|| f[0].to_string())
-            })
-        })
-        .unwrap_or_else(|| format!("uid {uid}"))
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
-}
-
 /// `requires_schema`: the provider's database must have that migration applied.
 async fn schema_check(settings: &Settings, required: &str) -> Result<(), Diagnostic> {
     let url = match settings.database_url_for(&Value::Null) {
@@ -1006,7 +973,7 @@ impl Resource<Settings> for Release {
                 Attribute::nested("watch", Nesting::Single, Constraint::Optional, vec![
                     Attribute::required("duration", Type::String).validate(Validator::Duration { min_millis: 1000 }).description("How long to watch after the rollout."),
                     Attribute::optional("max_not_ready", Type::String).validate(Validator::Duration { min_millis: 1000 }).description("A host `not_ready` (or unreachable) for longer than this triggers the rollback (default `1m`)."),
-                    Attribute::optional("on_backlog_growth", Type::String).validate(Validator::OneOf(&["rollback", "warn"])).description("Backlog growth past a critical threshold (ops summary against a baseline read before the rollout; needs the provider's `admin_token`): `rollback` (default) or `warn`."),
+                    Attribute::optional("on_backlog_growth", Type::String).validate(Validator::OneOf(&["rollback", "warn"])).description("What a backlog regression does: `rollback` (default) or `warn`. The ops summary is read every 5 s through the provider's `api_url` with its `admin_token` (without them the watch is readiness only, with a warning) and compared with a baseline read before the rollout: a backlog counter newly past its critical threshold, or a count already past it that grows, is a regression; an age already past it keeps growing by itself and is not."),
                 ]).description("D5 watch window: readiness probed every second on every API host; the apply finishes after it."),
                 Attribute::nested("change", Nesting::Single, Constraint::Optional, vec![
                     Attribute::optional("window", Type::String).description("Approved change window, RFC 3339 `START/END`."),
