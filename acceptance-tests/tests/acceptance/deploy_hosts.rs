@@ -101,12 +101,29 @@ pub fn artifacts() -> (String, BTreeMap<String, String>) {
     (dir, sums)
 }
 
+/// The versions the API on `h` was started with, oldest first, from the release control
+/// script's log (`=== <time> starting api <version>` lines), and the log itself.
+pub fn api_start_history(h: &DevHost, deploy_dir: &str) -> (Vec<String>, String) {
+    let (_, log) = ssh(h, &format!("cat {deploy_dir}/run/api.log"));
+    let starts = log
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("=== ")
+                .and_then(|l| l.split_once(" starting api "))
+                .map(|x| x.1.to_string())
+        })
+        .collect();
+    (starts, log)
+}
+
 /// An S3 client for the dev environment's object storage.
 pub fn dev_s3_client() -> aws_sdk_s3::Client {
     use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
+        .region(Region::new(
+            std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+        ))
         .endpoint_url(required_env("ARTIFORTRESS_S3_ENDPOINT"))
         .force_path_style(true)
         .credentials_provider(Credentials::new(

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use acceptance_tests::support::free_port;
 
 use crate::deploy_hosts::{self, DevHost, dev_host, dev_s3_client, reset, ssh};
-use crate::harness::{Run, Terraform, cli_config, required_env, terraforms};
+use crate::harness::{Run, Terraform, cli_config, psql, required_env, terraforms, with_database};
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
@@ -203,27 +203,6 @@ impl Example {
             .map(|r| r["values"].clone())
             .unwrap_or(serde_json::Value::Null)
     }
-}
-
-fn psql(url: &str, sql: &str) -> String {
-    let bin = PathBuf::from(required_env("ARTIFORTRESS_DEV_PG_BIN")).join("psql");
-    let out = Command::new(&bin)
-        .arg(url)
-        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
-    assert!(
-        out.status.success(),
-        "psql {sql:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let mut u = url::Url::parse(url).unwrap();
-    u.set_path(&format!("/{db}"));
-    u.to_string()
 }
 
 /// Databases and roles of one run, dropped when the test ends however it ends.
@@ -519,15 +498,7 @@ fn staging_example_deploys_upgrades_with_a_rehearsal_and_destroys() {
             let (_, live) = ssh(h, &format!("basename \"$(readlink {deploy_dir}/current)\""));
             assert_eq!(live.trim(), "v2", "{name}");
         }
-        let (_, log) = ssh(&hosts[0].1, &format!("cat {deploy_dir}/run/api.log"));
-        let starts: Vec<&str> = log
-            .lines()
-            .filter_map(|l| {
-                l.strip_prefix("=== ")
-                    .and_then(|l| l.split_once(" starting api "))
-                    .map(|x| x.1)
-            })
-            .collect();
+        let (starts, log) = deploy_hosts::api_start_history(&hosts[0].1, &deploy_dir);
         assert_eq!(
             starts,
             ["v1", "v2", "v1", "v2"],

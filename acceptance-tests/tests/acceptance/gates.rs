@@ -12,7 +12,7 @@ use acceptance_tests::support::postgres::run_db_migrate;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::harness::{Workdir, required_env, terraforms, testbed_on};
+use crate::harness::{Workdir, psql, required_env, terraforms, testbed_on, with_database};
 
 /// A migrated database on the dev environment's PostgreSQL and a test bed API on it (fault
 /// switches enabled). Dropped at the end.
@@ -22,26 +22,6 @@ pub struct Bed {
     pub db: String,
     pub url: String,
     rt: tokio::runtime::Runtime,
-}
-
-fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .arg(url)
-        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .expect("psql runs");
-    assert!(
-        out.status.success(),
-        "psql {sql:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let mut u = url::Url::parse(url).unwrap();
-    u.set_path(&format!("/{db}"));
-    u.to_string()
 }
 
 impl Bed {

@@ -369,3 +369,29 @@ pub fn npgsql(database_url: &str) -> String {
 pub fn closed_port() -> u16 {
     acceptance_tests::support::free_port().unwrap()
 }
+
+/// Runs one SQL command with psql (`ARTIFORTRESS_DEV_PG_BIN`'s when set, else PATH's) and
+/// returns its unaligned output; panics with psql's stderr on failure.
+pub fn psql(url: &str, sql: &str) -> String {
+    let bin = std::env::var("ARTIFORTRESS_DEV_PG_BIN")
+        .map(|d| PathBuf::from(d).join("psql"))
+        .unwrap_or_else(|_| PathBuf::from("psql"));
+    let out = Command::new(&bin)
+        .arg(url)
+        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+    assert!(
+        out.status.success(),
+        "psql {sql:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The same PostgreSQL URL naming database `db`.
+pub fn with_database(url: &str, db: &str) -> String {
+    let mut u = url::Url::parse(url).unwrap();
+    u.set_path(&format!("/{db}"));
+    u.to_string()
+}

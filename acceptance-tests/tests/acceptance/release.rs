@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::deploy_hosts::{DevHost, artifacts, dev_host, dev_s3_client, reset_command, ssh};
+use super::deploy_hosts::{
+    DevHost, api_start_history, artifacts, dev_host, dev_s3_client, reset_command, ssh,
+};
 use super::harness::{Terraform, Workdir, npgsql, required_env, terraforms};
 
 fn repo() -> PathBuf {
@@ -925,18 +927,7 @@ fn release_rehearses_the_rollback_and_watches_the_rollout() {
         let s = state(&wd);
         assert!(s["rehearsed_at"].is_string(), "rehearsed_at is set: {s}");
         assert_eq!(s["version"], "v2");
-        let (_, log) = ssh(
-            &fleet.hosts[0].1,
-            &format!("cat {}/run/api.log", fleet.deploy_dir),
-        );
-        let starts: Vec<&str> = log
-            .lines()
-            .filter_map(|l| {
-                l.strip_prefix("=== ")
-                    .and_then(|l| l.split_once(" starting api "))
-                    .map(|x| x.1)
-            })
-            .collect();
+        let (starts, log) = api_start_history(&fleet.hosts[0].1, &fleet.deploy_dir);
         assert_eq!(
             starts,
             ["v1", "v2", "v1", "v2"],

@@ -20,7 +20,7 @@ use std::process::Command;
 use acceptance_tests::support::postgres::pg_bin_dir;
 use base64::Engine;
 
-use crate::harness::{Terraform, Workdir, required_env, terraforms};
+use crate::harness::{Terraform, Workdir, psql, required_env, terraforms, with_database};
 
 fn fixtures_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
@@ -50,26 +50,6 @@ fn version_key(p: &Path) -> Vec<u64> {
         .collect()
 }
 
-fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .arg(url)
-        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .expect("psql runs");
-    assert!(
-        out.status.success(),
-        "psql {sql:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let mut u = url::Url::parse(url).unwrap();
-    u.set_path(&format!("/{db}"));
-    u.to_string()
-}
-
 /// The objects, databases and role of one fixture's world, under fresh names. Removed on drop.
 struct World {
     fixture: PathBuf,
@@ -91,25 +71,7 @@ impl World {
         let admin_url = required_env("ARTIFORTRESS_DEV_POSTGRES_ADMIN_URL");
         let db = format!("su_mig_{token}");
         let url = with_database(&admin_url, &db);
-        let s3 = {
-            use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-            let conf = aws_sdk_s3::Config::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .region(Region::new(
-                    std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
-                ))
-                .endpoint_url(required_env("ARTIFORTRESS_S3_ENDPOINT"))
-                .force_path_style(true)
-                .credentials_provider(Credentials::new(
-                    required_env("AWS_ACCESS_KEY_ID"),
-                    required_env("AWS_SECRET_ACCESS_KEY"),
-                    None,
-                    None,
-                    "test",
-                ))
-                .build();
-            aws_sdk_s3::Client::from_conf(conf)
-        };
+        let s3 = crate::deploy_hosts::dev_s3_client();
         World {
             fixture: fixture.to_path_buf(),
             admin_url,

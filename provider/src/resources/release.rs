@@ -369,15 +369,15 @@ async fn backup_fresh(
                 format!("Backup {id:?} does not exist (no manifest s3://{bucket}/{key})."),
             )
         })?;
-    let age = (now - m.snapshot_at).num_seconds().max(0) as u64;
-    if age > MAX_BACKUP_AGE.as_secs() {
+    // The same age rule as the preflight's backup_age check.
+    let check = preflight::backup_check(Some(&m), prefix, MAX_BACKUP_AGE, now);
+    if !check.passed {
         return Err(Diagnostic::error(
             "Production gate: backup_id",
             format!(
-                "Backup {id} (recovery point {}) is {} old; a production release needs one younger than {}.",
+                "Backup {id} (recovery point {}) is too old: a production release needs one younger than {}.",
                 m.snapshot_at
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                duration::format(Duration::from_secs(age)),
                 duration::format(MAX_BACKUP_AGE)
             ),
         ));
@@ -420,25 +420,20 @@ fn host_path(name: &str) -> AttributePath {
 }
 
 fn live_maps(hosts: &BTreeMap<String, HostState>) -> (Value, Value) {
-    let versions = hosts
-        .iter()
-        .map(|(k, s)| {
-            (
-                k.clone(),
-                Value::String(s.version.clone().unwrap_or_default()),
-            )
-        })
-        .collect();
-    let shas = hosts
-        .iter()
-        .map(|(k, s)| {
-            (
-                k.clone(),
-                Value::String(s.artifact_sha256.clone().unwrap_or_default()),
-            )
-        })
-        .collect();
-    (Value::Map(versions), Value::Map(shas))
+    let per_host = |field: fn(&HostState) -> &Option<String>| {
+        Value::Map(
+            hosts
+                .iter()
+                .map(|(k, s)| {
+                    (
+                        k.clone(),
+                        Value::String(field(s).clone().unwrap_or_default()),
+                    )
+                })
+                .collect(),
+        )
+    };
+    (per_host(|s| &s.version), per_host(|s| &s.artifact_sha256))
 }
 
 /// The one value every host has, else `mixed (a=x, b=y)`.
