@@ -20,7 +20,7 @@ use acceptance_tests::support::free_port;
 use crate::deploy_hosts::{self, DevHost, dev_host, dev_s3_client, reset, ssh};
 use crate::harness::{Run, Terraform, cli_config, psql, required_env, terraforms, with_database};
 
-fn examples_dir() -> PathBuf {
+pub(crate) fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
 }
 
@@ -44,7 +44,7 @@ const PROVIDER_ENV: &[&str] = &[
     "PG_SCHEMA_NAME",
 ];
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -68,15 +68,15 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// Some directories of `examples/` copied into a temporary `examples/` (relative paths between
 /// them preserved), Terraform run in one of them.
-struct Example {
+pub(crate) struct Example {
     tf: Terraform,
     _root: tempfile::TempDir,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     env: Vec<(String, String)>,
 }
 
 impl Example {
-    fn new(tf: &Terraform, copies: &[&str], run_in: &str) -> Example {
+    pub(crate) fn new(tf: &Terraform, copies: &[&str], run_in: &str) -> Example {
         let root = tempfile::Builder::new()
             .prefix("af-examples-")
             .tempdir()
@@ -95,7 +95,11 @@ impl Example {
         }
     }
 
-    fn with_env(mut self, name: &str, value: &str) -> Self {
+    pub(crate) fn version(&self) -> &str {
+        &self.tf.version
+    }
+
+    pub(crate) fn with_env(mut self, name: &str, value: &str) -> Self {
         self.env.push((name.to_string(), value.to_string()));
         self
     }
@@ -124,7 +128,7 @@ impl Example {
         cmd
     }
 
-    fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         self.command(args)
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.tf.bin.display()))
@@ -140,7 +144,7 @@ impl Example {
     }
 
     #[track_caller]
-    fn ok(&self, args: &[&str]) -> Run {
+    pub(crate) fn ok(&self, args: &[&str]) -> Run {
         let run = self.run(args);
         assert_eq!(
             run.code,
@@ -156,7 +160,7 @@ impl Example {
     }
 
     #[track_caller]
-    fn init(&self, extra: &[&str]) {
+    pub(crate) fn init(&self, extra: &[&str]) {
         let mut args = vec!["init", "-input=false", "-no-color"];
         args.extend_from_slice(extra);
         self.ok(&args);
@@ -164,7 +168,7 @@ impl Example {
 
     /// `apply`, then `plan -detailed-exitcode` must be empty (exit 0).
     #[track_caller]
-    fn apply_ok(&self, vars: &[&str]) -> Run {
+    pub(crate) fn apply_ok(&self, vars: &[&str]) -> Run {
         let mut args = vec!["apply", "-auto-approve", "-input=false", "-no-color"];
         args.extend_from_slice(vars);
         let run = self.ok(&args);
@@ -173,7 +177,7 @@ impl Example {
     }
 
     #[track_caller]
-    fn assert_plan_empty(&self, vars: &[&str]) {
+    pub(crate) fn assert_plan_empty(&self, vars: &[&str]) {
         let mut args = vec!["plan", "-detailed-exitcode", "-input=false", "-no-color"];
         args.extend_from_slice(vars);
         let plan = self.run(&args);
@@ -187,14 +191,14 @@ impl Example {
         );
     }
 
-    fn output(&self, name: &str) -> serde_json::Value {
+    pub(crate) fn output(&self, name: &str) -> serde_json::Value {
         let run = self.ok(&["output", "-json"]);
         let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("output -json");
         v[name]["value"].clone()
     }
 
     /// The attributes of the first resource of `type_name` in the state.
-    fn state_of(&self, type_name: &str) -> serde_json::Value {
+    pub(crate) fn state_of(&self, type_name: &str) -> serde_json::Value {
         let run = self.ok(&["show", "-json", "-no-color"]);
         let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("show -json");
         v["values"]["root_module"]["resources"]
@@ -233,7 +237,7 @@ impl Drop for PgLeftovers {
     }
 }
 
-fn tf_tag(tf: &Terraform) -> String {
+pub(crate) fn tf_tag(tf: &Terraform) -> String {
     tf.version.replace('.', "_")
 }
 

@@ -16,5 +16,6 @@ mod migration;
 mod provider_config;
 mod readiness;
 mod release;
+mod resource_examples;
 mod secrets;
 mod state_upgrade;

@@ -3,7 +3,7 @@ data "artifortress_readiness" "now" {}
 
 # A deployment gate: ready (not degraded) three times in a row, within five minutes.
 data "artifortress_readiness" "gate" {
-  url            = "http://10.0.1.5:8086"
+  url            = var.api_url # default: the provider's api_url
   require_status = "ready"
   consecutive    = 3
   wait_timeout   = "5m"
@@ -33,4 +33,9 @@ check "artifortress_ready_for_drift_detection" {
     condition     = data.artifortress_readiness.drift.ready
     error_message = "Artifortress reports ${data.artifortress_readiness.drift.status}."
   }
+}
+
+variable "api_url" {
+  type    = string
+  default = "http://10.0.1.5:8086"
 }

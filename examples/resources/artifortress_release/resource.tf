@@ -9,6 +9,8 @@
 #   }
 # }
 
+# Where things live: the defaults show the shape; a root module passes its own (CI applies this
+# example to the dev environment's SSH hosts with the test bed's release tarballs).
 variable "release_version" {
   type    = string
   default = "1.4.2"
@@ -16,6 +18,53 @@ variable "release_version" {
 
 variable "artifact_sha256" {
   type = string
+}
+
+variable "artifact_base" {
+  description = "Where artifortress-<version>.tar.gz is: an https:// or file:// URL or a local directory."
+  type        = string
+  default     = "https://releases.example.com"
+}
+
+variable "deploy_dir" {
+  type    = string
+  default = "/opt/artifortress"
+}
+
+variable "hosts" {
+  type = map(object({ address = string, port = optional(number), roles = list(string), api_url = optional(string) }))
+  default = {
+    "api-1"    = { address = "10.0.1.5", roles = ["api"], api_url = "http://10.0.1.5:8086" }
+    "api-2"    = { address = "10.0.1.6", roles = ["api"], api_url = "http://10.0.1.6:8086" }
+    "worker-1" = { address = "10.0.1.7", roles = ["worker"], port = 22 }
+  }
+}
+
+variable "database" {
+  type    = object({ host = string, port = number, name = string, user = string })
+  default = { host = "db.internal", port = 5432, name = "artifortress", user = "artifortress" }
+}
+
+variable "object_storage" {
+  type    = object({ endpoint = string, region = string, bucket = string, access_key = string })
+  default = { endpoint = "https://s3.example.com", region = "us-east-1", bucket = "artifortress-production", access_key = "artifortress" }
+}
+
+variable "commands" {
+  description = "How each role is restarted, checked and stopped on a host ({{release_dir}}, {{version}}, {{host}}, {{role}}, {{address}}, {{deploy_dir}} are filled in)."
+  type        = map(string)
+  default = {
+    restart_api    = "sudo systemctl restart artifortress-api"
+    restart_worker = "sudo systemctl restart artifortress-worker"
+    worker_status  = "systemctl is-active artifortress-worker"
+    stop_api       = "sudo systemctl stop artifortress-api"
+    stop_worker    = "sudo systemctl stop artifortress-worker"
+  }
+}
+
+variable "watch_duration" {
+  type    = string
+  default = "10m"
 }
 
 variable "database_password" {
@@ -30,6 +79,16 @@ variable "s3_secret_key" {
   ephemeral = true
 }
 
+variable "bootstrap_token" {
+  type      = string
+  sensitive = true
+  ephemeral = true
+}
+
+locals {
+  npgsql = "Host=${var.database.host};Port=${var.database.port};Username=${var.database.user};Password=${var.database_password};Database=${var.database.name}"
+}
+
 resource "artifortress_migration" "schema" {
   dir = "${path.module}/db/migrations"
 }
@@ -41,39 +100,30 @@ resource "artifortress_backup" "pre_release" {
 resource "artifortress_release" "production" {
   version = var.release_version
   artifact = {
-    source = "https://releases.example.com/artifortress-${var.release_version}.tar.gz" # or a local path
+    source = "${var.artifact_base}/artifortress-${var.release_version}.tar.gz" # a URL or a local path
     sha256 = var.artifact_sha256
   }
-  deploy_dir = "/opt/artifortress"
+  deploy_dir = var.deploy_dir
   transport  = "ssh" # "local": this machine (single-box installs)
 
-  hosts = {
-    "api-1"    = { address = "10.0.1.5", roles = ["api"], api_url = "http://10.0.1.5:8086" }
-    "api-2"    = { address = "10.0.1.6", roles = ["api"], api_url = "http://10.0.1.6:8086" }
-    "worker-1" = { address = "10.0.1.7", roles = ["worker"], port = 22 }
-  }
+  hosts = var.hosts # name => { address, port (22), roles, api_url (http://<address>:8086) }
 
   # Write-only (Terraform >= 1.11): never stored; env_sha256 is their only trace in state.
   api_env_wo = {
-    ASPNETCORE_URLS             = "http://0.0.0.0:8086"
-    ConnectionStrings__Postgres = "Host=db.internal;Port=5432;Username=artifortress;Password=${var.database_password};Database=artifortress"
-    ObjectStorage__Endpoint     = "https://s3.example.com"
-    ObjectStorage__AccessKey    = "artifortress"
+    ConnectionStrings__Postgres = local.npgsql
+    ObjectStorage__Endpoint     = var.object_storage.endpoint
+    ObjectStorage__Region       = var.object_storage.region
+    ObjectStorage__Bucket       = var.object_storage.bucket
+    ObjectStorage__AccessKey    = var.object_storage.access_key
     ObjectStorage__SecretKey    = var.s3_secret_key
-    ObjectStorage__Bucket       = "artifortress-production"
+    Auth__BootstrapToken        = var.bootstrap_token
   }
   worker_env_wo = {
-    ConnectionStrings__Postgres = "Host=db.internal;Port=5432;Username=artifortress;Password=${var.database_password};Database=artifortress"
+    ConnectionStrings__Postgres = local.npgsql
     Worker__BatchSize           = "100"
   }
 
-  commands = {
-    restart_api    = "sudo systemctl restart artifortress-api"
-    restart_worker = "sudo systemctl restart artifortress-worker"
-    worker_status  = "systemctl is-active artifortress-worker"
-    stop_api       = "sudo systemctl stop artifortress-api"
-    stop_worker    = "sudo systemctl stop artifortress-worker"
-  }
+  commands = var.commands
 
   strategy = {
     max_parallel      = 1
@@ -87,7 +137,7 @@ resource "artifortress_release" "production" {
   requires_schema = artifortress_migration.schema.head
 
   # D5: watch readiness (and, with the provider's admin_token, the backlog) after the rollout.
-  watch = { duration = "10m", max_not_ready = "1m", on_backlog_growth = "rollback" }
+  watch = { duration = var.watch_duration, max_not_ready = "1m", on_backlog_growth = "rollback" }
 
   # D3: required when the provider's environment is "production".
   change = {

@@ -1,12 +1,14 @@
 # D6: the weekly backup/restore drill. A new week takes a new backup and restores it into a
 # scratch database, checks it against the backup's own counts, and reports RTO and RPO.
-resource "time_rotating" "weekly" {
-  rotation_days = 7
+# The scheduled CI job passes the week: `terraform apply -var drill_week=$(date -u +%G-W%V)`
+# (hashicorp/time's time_rotating works as well).
+variable "drill_week" {
+  type = string
 }
 
 resource "artifortress_backup" "weekly" {
   prefix   = "backups/staging/"
-  triggers = { week = time_rotating.weekly.id }
+  triggers = { week = var.drill_week }
 }
 
 resource "artifortress_restore_drill" "weekly" {
@@ -19,7 +21,7 @@ resource "artifortress_restore_drill" "weekly" {
   keep_drill_database = false
   report_object_key   = "drills/staging/latest.md" # and drills/staging/latest.json
   fail_on_breach      = true
-  triggers            = { week = time_rotating.weekly.id }
+  triggers            = { week = var.drill_week }
   timeouts            = { create = "1h" }
 }
 
