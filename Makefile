@@ -21,8 +21,9 @@ help:
 	@echo "                 manifest, filesystem and network mirrors in dist/<version>/ (scripts/release)"
 	@echo "make env-up      scripts/dev-env up (exports saved in .dev/env.sh)"
 	@echo "make env-down    scripts/dev-env down"
-	@echo "make bench       bench/plan_overhead.sh, bench/migrations.sh (dev env), bench/backup.sh, bench/drill.sh,"
-	@echo "                 bench/release.sh (dev env with 10 SSH deploy hosts; root)"
+	@echo "make bench       bench/run: plan_overhead, migrations, backup, drill, drift (3 SSH deploy hosts),"
+	@echo "                 release (10 SSH deploy hosts; root), then one table of ratios vs floors and goals"
+	@echo "                 (BENCHES=\"migrations drift\" a subset; RUNS, BENCH_SIZE_MB, ... passed through)"
 	@echo "make docs        regenerate docs/ from the schemas and examples/"
 	@echo "make fuzz-smoke  a bounded run of the msgpack decoder fuzzer (FUZZ_SECONDS, default 60)"
 
@@ -81,7 +82,8 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets $(FEATURES) -- -D warnings
 	@if command -v shellcheck >/dev/null 2>&1; then \
-	  shellcheck -x $(REPO)/scripts/dev-env $(REPO)/scripts/demo $(REPO)/scripts/release $(REPO)/scripts/install-deps $(REPO)/scripts/lib/*.sh $(REPO)/.ci/run; \
+	  shellcheck -x $(REPO)/scripts/dev-env $(REPO)/scripts/demo $(REPO)/scripts/release $(REPO)/scripts/install-deps $(REPO)/scripts/lib/*.sh $(REPO)/.ci/run \
+	    $(REPO)/bench/run $(REPO)/bench/drift.sh; \
 	else \
 	  echo "shellcheck not installed (apt-get install shellcheck); skipped" >&2; \
 	fi
@@ -104,7 +106,6 @@ VERSION ?=
 release:
 	@$(REPO)/scripts/release $(VERSION) >/dev/null
 
-bench: env-up
-	@source $(REPO)/.dev/env.sh && bash $(REPO)/bench/plan_overhead.sh && \
-	  bash $(REPO)/bench/migrations.sh && bash $(REPO)/bench/backup.sh && bash $(REPO)/bench/drill.sh && \
-	  bash $(REPO)/bench/release.sh
+# bench/run starts (or reuses) the dev environment itself; bench/README.md explains every row.
+bench:
+	@$(REPO)/bench/run

@@ -2,8 +2,10 @@
 # Plan overhead of the provider, measured against a floor taken in the same run:
 #   - `terraform plan` of 50 `artifortress_readiness` data sources against the test bed, versus
 #   - `terraform plan` of 50 builtin `terraform_data` resources (applied, so the plan refreshes them).
-# Prints the median of each, their ratio, and the provider's peak RSS (VmHWM of every provider
-# process Terraform started, recorded by GNU time around the binary).
+# Prints the median of each, their ratio (goal <= 2.0x, set in bench/README.md), and the
+# provider's peak RSS (VmHWM of every provider process Terraform started, recorded by GNU time
+# around the binary; goal <= 64 MiB), and whether each goal is met. With BENCH_ROWS (bench/run)
+# it also appends one result row per goal to that file (bench/README.md, "Row protocol").
 #
 # Needs the dev environment: `eval "$(scripts/dev-env up)"` (or `make bench`, which does it).
 # RUNS (default 7) sets the number of timed plans per configuration.
@@ -97,18 +99,37 @@ done
 
 python3 - "$runs" "$count" "$("$terraform_bin" version | head -1)" "$rss_dir" \
   "${builtin_times[*]}" "${readiness_times[*]}" <<'PY'
-import glob, statistics, sys
+import glob, os, statistics, sys
 runs, count, tf, rss_dir, builtin, readiness = sys.argv[1:]
+GOAL_RATIO = 2.0  # set in bench/README.md
+GOAL_RSS_MIB = 64  # issue 4's memory bound
 builtin = [float(x) for x in builtin.split()]
 readiness = [float(x) for x in readiness.split()]
 rss = [int(open(f).read().split()[-1]) for f in glob.glob(f"{rss_dir}/*.kib")]
 b, r = statistics.median(builtin), statistics.median(readiness)
+ratio = r / b
+met = lambda ok: "met" if ok else "missed"
+rows = []
 print(f"plan_overhead: {tf}, {runs} runs each, medians")
 print(f"  floor: {count} x terraform_data (refresh)      {b:.3f} s  (min {min(builtin):.3f}, max {max(builtin):.3f})")
 print(f"  {count} x data.artifortress_readiness (probe)  {r:.3f} s  (min {min(readiness):.3f}, max {max(readiness):.3f})")
-print(f"  ratio readiness / floor: {r / b:.2f}")
+print(f"  ratio readiness / floor: {ratio:.2f}x  (goal <= {GOAL_RATIO}x: {met(ratio <= GOAL_RATIO)})")
+rows.append(("plan_overhead", f"readiness / terraform_data ({tf.removeprefix('Terraform ')})",
+             f"{r:.3f} s ({count} x data.artifortress_readiness)",
+             f"{b:.3f} s ({count} x terraform_data)",
+             f"{ratio:.2f}x", f"<= {GOAL_RATIO}x", met(ratio <= GOAL_RATIO)))
 if rss:
-    print(f"  provider peak RSS: {max(rss) / 1024:.1f} MiB (max of {len(rss)} provider processes; median {statistics.median(rss) / 1024:.1f} MiB)")
+    peak = max(rss) / 1024
+    print(f"  provider peak RSS: {peak:.1f} MiB (max of {len(rss)} provider processes; median {statistics.median(rss) / 1024:.1f} MiB)  (goal <= {GOAL_RSS_MIB} MiB: {met(peak <= GOAL_RSS_MIB)})")
+    rows.append(("plan_overhead", "provider peak RSS",
+                 f"{peak:.1f} MiB (max VmHWM of {len(rss)} provider processes)",
+                 "- (an absolute bound)", "-", f"<= {GOAL_RSS_MIB} MiB", met(peak <= GOAL_RSS_MIB)))
 else:
     print("  provider peak RSS: not recorded (no provider process ran?)")
+if os.environ.get("BENCH_ROWS"):
+    with open(os.environ["BENCH_ROWS"], "a") as f:
+        for row in rows:
+            f.write("\t".join(" ".join(str(x).split()) for x in row) + "\n")
+# The RSS goal cannot be judged without a measurement: an error, not a result.
+sys.exit(0 if rss else 1)
 PY

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use acceptance_tests::support::postgres::{PgServer, pg_bin_dir};
 use acceptance_tests::support::{migrations_dir, testbed_dir};
 use artifortress_provider::clients::migrations::{LEDGER_DDL, Migrator, PlanInputs, load_dir};
-use common::{Result, checked, err, median, met, min_max};
+use common::{Result, checked, emit_row, err, median, met, min_max};
 use tokio_util::sync::CancellationToken;
 
 /// Files applied by every run.
@@ -684,6 +684,29 @@ fn run() -> Result<()> {
         "  ratio service / ours: {vs_service:.2}x  (goal >= {GOAL_VS_SERVICE}x: {})",
         met(vs_service >= GOAL_VS_SERVICE)
     );
+    let (ours_text, floor_text, service_text) = (
+        format!("{} ms (Migrator, {FILE_COUNT} files)", ms(o)),
+        format!("{} ms (one psql -1 session)", ms(f)),
+        format!("{} ms (service: db-migrate.sh)", ms(s)),
+    );
+    emit_row(
+        "migrations",
+        "ours / floor",
+        &ours_text,
+        &floor_text,
+        &format!("{vs_floor:.2}x"),
+        &format!("<= {GOAL_VS_FLOOR}x"),
+        met(vs_floor <= GOAL_VS_FLOOR),
+    )?;
+    emit_row(
+        "migrations",
+        "service / ours",
+        &ours_text,
+        &service_text,
+        &format!("{vs_service:.2}x"),
+        &format!(">= {GOAL_VS_SERVICE}x"),
+        met(vs_service >= GOAL_VS_SERVICE),
+    )?;
     println!(
         "  ratio service / floor: {:.2}x  (context: the one-transaction floor's own lead over the \
          service on these files)",

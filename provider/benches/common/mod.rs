@@ -1,7 +1,9 @@
 //! Helpers shared by the benchmark binaries (`benches/migrations.rs`, `benches/backup.rs`,
-//! `benches/drill.rs`), each of which includes this file with `mod common;`. Every bench
-//! compiles it on its own, so an item not every bench uses carries `#[allow(dead_code)]`.
+//! `benches/drill.rs`, `benches/release.rs`), each of which includes this file with
+//! `mod common;`. Every bench compiles it on its own, so an item not every bench uses carries
+//! `#[allow(dead_code)]`.
 
+use std::io::Write as _;
 use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -169,6 +171,37 @@ pub fn mib(bytes: u64) -> f64 {
 
 pub fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "missed" }
+}
+
+/// One result row for `bench/run`'s table (bench/README.md, "Row protocol"): when `BENCH_ROWS`
+/// names a file, appends `bench, measure, ours, floor, ratio, goal, verdict` to it as one
+/// tab-separated line; else does nothing. `ours` and `floor` are value, unit and what was timed
+/// (`"0.42 s (Migrator, 50 files)"`), `ratio` like `"0.86x"` (`"-"` for an absolute bound),
+/// `goal` like `"<= 1.3x"`, `verdict` what [`met`] says of the numbers the bench printed. Tabs
+/// and line breaks inside a field become spaces.
+#[allow(dead_code)]
+pub fn emit_row(
+    bench: &str,
+    measure: &str,
+    ours: &str,
+    floor: &str,
+    ratio: &str,
+    goal: &str,
+    verdict: &str,
+) -> Result<()> {
+    let Some(path) = std::env::var_os("BENCH_ROWS").filter(|p| !p.is_empty()) else {
+        return Ok(());
+    };
+    let fields = [bench, measure, ours, floor, ratio, goal, verdict]
+        .map(|f| f.replace(['\t', '\n', '\r'], " "));
+    let line = format!("{}\n", fields.join("\t"));
+    // One write of the whole line to a file opened for appending: rows never interleave.
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(line.as_bytes()))
+        .map_err(|e| err(format!("BENCH_ROWS {}: {e}", path.to_string_lossy())))
 }
 
 /// A positive integer from the environment; `default` when unset or blank.
