@@ -29,6 +29,16 @@ pub fn dev_host(name: &str) -> DevHost {
     }
 }
 
+/// The layout of the examples' deployments: `api-1` and `api-2` on host-1 and host-2,
+/// `worker-1` on host-3 (name, host, role).
+pub fn example_layout() -> [(&'static str, DevHost, &'static str); 3] {
+    [
+        ("api-1", dev_host("host-1"), "api"),
+        ("api-2", dev_host("host-2"), "api"),
+        ("worker-1", dev_host("host-3"), "worker"),
+    ]
+}
+
 /// Runs a command on a dev host over OpenSSH (independently of the provider): exit code and
 /// stdout + stderr.
 pub fn ssh(h: &DevHost, cmd: &str) -> (i32, String) {

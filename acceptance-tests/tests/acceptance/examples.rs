@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use acceptance_tests::support::free_port;
 
-use crate::deploy_hosts::{self, DevHost, dev_host, dev_s3_client, reset, ssh};
+use crate::deploy_hosts::{self, DevHost, dev_s3_client, reset, ssh};
 use crate::harness::{Run, Terraform, cli_config, psql, required_env, terraforms, with_database};
 
 pub(crate) fn examples_dir() -> PathBuf {
@@ -345,11 +345,7 @@ fn port_open(address: &str, port: u16) -> bool {
 
 #[test]
 fn staging_example_deploys_upgrades_with_a_rehearsal_and_destroys() {
-    let hosts = [
-        ("api-1", dev_host("host-1"), "api"),
-        ("api-2", dev_host("host-2"), "api"),
-        ("worker-1", dev_host("host-3"), "worker"),
-    ];
+    let hosts = deploy_hosts::example_layout();
     let by_name: Vec<(&str, &DevHost)> = hosts.iter().map(|(n, h, _)| (*n, h)).collect();
     let (artifacts, sums) = deploy_hosts::artifacts();
     let admin_url = required_env("ARTIFORTRESS_DEV_POSTGRES_ADMIN_URL");

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use acceptance_tests::support::free_port;
 
-use crate::deploy_hosts::{self, DevHost, dev_host, reset};
+use crate::deploy_hosts::{self, DevHost, reset};
 use crate::examples::{Example, copy_dir, tf_tag};
 use crate::harness::{Terraform, required_env, terraforms};
 
@@ -415,11 +415,7 @@ fn every_resource_and_data_source_example_applies() {
 /// the commands, the hosts' APIs on this run's database and bucket.
 #[test]
 fn release_example_applies_to_the_dev_hosts() {
-    let hosts = [
-        ("api-1", dev_host("host-1"), "api"),
-        ("api-2", dev_host("host-2"), "api"),
-        ("worker-1", dev_host("host-3"), "worker"),
-    ];
+    let hosts = deploy_hosts::example_layout();
     let by_name: Vec<(&str, &DevHost)> = hosts.iter().map(|(n, h, _)| (*n, h)).collect();
     let (artifacts, sums) = deploy_hosts::artifacts();
     let key = std::fs::read_to_string(required_env("ARTIFORTRESS_SSH_PRIVATE_KEY_FILE")).unwrap();
