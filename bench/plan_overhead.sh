@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Plan overhead of the provider, measured against a floor taken in the same run:
-#   - `terraform plan` of 50 `artifortress_readiness` data sources against the test bed, versus
+#   - `terraform plan` of 50 `artifortress_readiness` data sources against the test bed, and
+#   - `terraform plan` of a 50-resource environment of the provider: 50 `artifortress_backup`
+#     resources (applied once, untimed; each refresh reads its dump's and manifest's objects in
+#     S3), versus
 #   - `terraform plan` of 50 builtin `terraform_data` resources (applied, so the plan refreshes them).
-# Prints the median of each, their ratio (goal <= 2.0x, set in bench/README.md), and the
+# Every timed plan must be empty (`-detailed-exitcode` 0): a plan that fails or has changes is an
+# error, not a time.
+# Prints the median of each, their ratios (goal <= 2.0x, set in bench/README.md), and the
 # provider's peak RSS (VmHWM of every provider process Terraform started, recorded by GNU time
 # around the binary; goal <= 64 MiB), and whether each goal is met. With BENCH_ROWS (bench/run)
 # it also appends one result row per goal to that file (bench/README.md, "Row protocol").
@@ -25,7 +30,16 @@ provider_bin="$target_dir/release/terraform-provider-artifortress"
 version=$(grep -m1 '^version' "$repo/Cargo.toml" | cut -d'"' -f2)
 
 work=$(mktemp -d /tmp/af-bench-XXXXXX)
-trap 'rm -rf "$work"' EXIT
+env_applied=0
+cleanup() {
+  if ((env_applied)); then
+    (cd "$work/environment" && "$terraform_bin" destroy -auto-approve -input=false >/dev/null) ||
+      echo "plan_overhead: destroying the 50 backups under $env_prefix failed" >&2
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+env_prefix="bench/plan-overhead-$(date +%s)-$$/"
 rss_dir="$work/rss"
 mkdir -p "$rss_dir"
 
@@ -52,7 +66,7 @@ RC
 export TF_CLI_CONFIG_FILE="$work/terraformrc" CHECKPOINT_DISABLE=1 TF_IN_AUTOMATION=1 TF_INPUT=0
 unset TF_LOG TF_LOG_PROVIDER
 
-mkdir -p "$work/readiness" "$work/builtin"
+mkdir -p "$work/readiness" "$work/builtin" "$work/environment"
 cat >"$work/readiness/main.tf" <<TF
 terraform {
   required_providers {
@@ -66,6 +80,20 @@ data "artifortress_readiness" "api" {
   count = $count
 }
 TF
+# The provider's database and object storage come from the dev environment's variables
+# (ARTIFORTRESS_DATABASE_URL, ARTIFORTRESS_S3_*, AWS_*); destroy deletes the backups.
+cat >"$work/environment/main.tf" <<TF
+terraform {
+  required_providers {
+    artifortress = { source = "artifortress/artifortress" }
+  }
+}
+resource "artifortress_backup" "env" {
+  count     = $count
+  prefix    = "$env_prefix\${count.index}/"
+  retention = "delete"
+}
+TF
 cat >"$work/builtin/main.tf" <<TF
 resource "terraform_data" "floor" {
   count = $count
@@ -76,38 +104,52 @@ TF
 (cd "$work/readiness" && "$terraform_bin" init -input=false >/dev/null)
 (cd "$work/builtin" && "$terraform_bin" init -input=false >/dev/null &&
   "$terraform_bin" apply -auto-approve -input=false >/dev/null)
+echo "applying the 50-backup environment (untimed)..." >&2
+env_applied=1
+(cd "$work/environment" && "$terraform_bin" init -input=false >/dev/null &&
+  "$terraform_bin" apply -auto-approve -input=false >/dev/null)
 
-# One timed plan; prints seconds.
+# One timed plan, which must be empty; prints seconds.
 timed_plan() {
-  local dir=$1 start end
+  local dir=$1 start end rc=0
   start=$(date +%s.%N)
-  (cd "$dir" && "$terraform_bin" plan -input=false -lock=false -no-color >/dev/null)
+  (cd "$dir" && "$terraform_bin" plan -detailed-exitcode -input=false -lock=false -no-color >"$work/plan.out" 2>&1) || rc=$?
   end=$(date +%s.%N)
+  if ((rc != 0)); then
+    tail -n 30 "$work/plan.out" >&2
+    echo "plan_overhead: terraform plan in $(basename "$dir") exited $rc (0 = empty plan expected)" >&2
+    exit 1
+  fi
   python3 -c "print(f'{$end - $start:.4f}')"
 }
 
 # Warm up both, then alternate so that machine noise hits both sides alike.
 timed_plan "$work/builtin" >/dev/null
 timed_plan "$work/readiness" >/dev/null
+timed_plan "$work/environment" >/dev/null
 rm -f "$rss_dir"/*.kib
 builtin_times=()
 readiness_times=()
+environment_times=()
 for _ in $(seq "$runs"); do
   builtin_times+=("$(timed_plan "$work/builtin")")
   readiness_times+=("$(timed_plan "$work/readiness")")
+  environment_times+=("$(timed_plan "$work/environment")")
 done
 
 python3 - "$runs" "$count" "$("$terraform_bin" version | head -1)" "$rss_dir" \
-  "${builtin_times[*]}" "${readiness_times[*]}" <<'PY'
+  "${builtin_times[*]}" "${readiness_times[*]}" "${environment_times[*]}" <<'PY'
 import glob, os, statistics, sys
-runs, count, tf, rss_dir, builtin, readiness = sys.argv[1:]
+runs, count, tf, rss_dir, builtin, readiness, environment = sys.argv[1:]
 GOAL_RATIO = 2.0  # set in bench/README.md
 GOAL_RSS_MIB = 64  # issue 4's memory bound
 builtin = [float(x) for x in builtin.split()]
 readiness = [float(x) for x in readiness.split()]
+environment = [float(x) for x in environment.split()]
 rss = [int(open(f).read().split()[-1]) for f in glob.glob(f"{rss_dir}/*.kib")]
-b, r = statistics.median(builtin), statistics.median(readiness)
+b, r, e = statistics.median(builtin), statistics.median(readiness), statistics.median(environment)
 ratio = r / b
+env_ratio = e / b
 met = lambda ok: "met" if ok else "missed"
 rows = []
 print(f"plan_overhead: {tf}, {runs} runs each, medians")
@@ -118,6 +160,12 @@ rows.append(("plan_overhead", f"readiness / terraform_data ({tf.removeprefix('Te
              f"{r:.3f} s ({count} x data.artifortress_readiness)",
              f"{b:.3f} s ({count} x terraform_data)",
              f"{ratio:.2f}x", f"<= {GOAL_RATIO}x", met(ratio <= GOAL_RATIO)))
+print(f"  {count} x artifortress_backup (refresh)     {e:.3f} s  (min {min(environment):.3f}, max {max(environment):.3f})")
+print(f"  ratio environment / floor: {env_ratio:.2f}x  (goal <= {GOAL_RATIO}x: {met(env_ratio <= GOAL_RATIO)})")
+rows.append(("plan_overhead", f"50-resource environment / terraform_data ({tf.removeprefix('Terraform ')})",
+             f"{e:.3f} s ({count} x artifortress_backup, refreshed)",
+             f"{b:.3f} s ({count} x terraform_data)",
+             f"{env_ratio:.2f}x", f"<= {GOAL_RATIO}x", met(env_ratio <= GOAL_RATIO)))
 if rss:
     peak = max(rss) / 1024
     print(f"  provider peak RSS: {peak:.1f} MiB (max of {len(rss)} provider processes; median {statistics.median(rss) / 1024:.1f} MiB)  (goal <= {GOAL_RSS_MIB} MiB: {met(peak <= GOAL_RSS_MIB)})")
