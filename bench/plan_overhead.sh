@@ -147,25 +147,26 @@ builtin = [float(x) for x in builtin.split()]
 readiness = [float(x) for x in readiness.split()]
 environment = [float(x) for x in environment.split()]
 rss = [int(open(f).read().split()[-1]) for f in glob.glob(f"{rss_dir}/*.kib")]
-b, r, e = statistics.median(builtin), statistics.median(readiness), statistics.median(environment)
-ratio = r / b
-env_ratio = e / b
+b = statistics.median(builtin)
 met = lambda ok: "met" if ok else "missed"
 rows = []
+version = tf.removeprefix("Terraform ")
 print(f"plan_overhead: {tf}, {runs} runs each, medians")
 print(f"  floor: {count} x terraform_data (refresh)      {b:.3f} s  (min {min(builtin):.3f}, max {max(builtin):.3f})")
-print(f"  {count} x data.artifortress_readiness (probe)  {r:.3f} s  (min {min(readiness):.3f}, max {max(readiness):.3f})")
-print(f"  ratio readiness / floor: {ratio:.2f}x  (goal <= {GOAL_RATIO}x: {met(ratio <= GOAL_RATIO)})")
-rows.append(("plan_overhead", f"readiness / terraform_data ({tf.removeprefix('Terraform ')})",
-             f"{r:.3f} s ({count} x data.artifortress_readiness)",
-             f"{b:.3f} s ({count} x terraform_data)",
-             f"{ratio:.2f}x", f"<= {GOAL_RATIO}x", met(ratio <= GOAL_RATIO)))
-print(f"  {count} x artifortress_backup (refresh)     {e:.3f} s  (min {min(environment):.3f}, max {max(environment):.3f})")
-print(f"  ratio environment / floor: {env_ratio:.2f}x  (goal <= {GOAL_RATIO}x: {met(env_ratio <= GOAL_RATIO)})")
-rows.append(("plan_overhead", f"50-resource environment / terraform_data ({tf.removeprefix('Terraform ')})",
-             f"{e:.3f} s ({count} x artifortress_backup, refreshed)",
-             f"{b:.3f} s ({count} x terraform_data)",
-             f"{env_ratio:.2f}x", f"<= {GOAL_RATIO}x", met(env_ratio <= GOAL_RATIO)))
+
+def against_floor(name, measure, what, times):
+    """Print one configuration's median against the floor and add its row."""
+    m = statistics.median(times)
+    ratio = m / b
+    print(f"  {what:<42} {m:.3f} s  (min {min(times):.3f}, max {max(times):.3f})")
+    print(f"  ratio {name} / floor: {ratio:.2f}x  (goal <= {GOAL_RATIO}x: {met(ratio <= GOAL_RATIO)})")
+    rows.append(("plan_overhead", f"{measure} / terraform_data ({version})", f"{m:.3f} s ({what})",
+                 f"{b:.3f} s ({count} x terraform_data)", f"{ratio:.2f}x", f"<= {GOAL_RATIO}x",
+                 met(ratio <= GOAL_RATIO)))
+
+against_floor("readiness", "readiness", f"{count} x data.artifortress_readiness", readiness)
+against_floor("environment", "50-resource environment",
+              f"{count} x artifortress_backup, refreshed", environment)
 if rss:
     peak = max(rss) / 1024
     print(f"  provider peak RSS: {peak:.1f} MiB (max of {len(rss)} provider processes; median {statistics.median(rss) / 1024:.1f} MiB)  (goal <= {GOAL_RSS_MIB} MiB: {met(peak <= GOAL_RSS_MIB)})")

@@ -220,12 +220,16 @@ fn ledger(bed: &Bed, db: &str) -> Vec<String> {
 
 #[test]
 fn every_resource_and_data_source_example_applies() {
-    let files: Vec<String> = std::fs::read_dir(migrations_dir())
+    let mut files: Vec<String> = std::fs::read_dir(migrations_dir())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    let mut files = files;
     files.sort();
+    // The example's target and baseline are the service's second file.
+    assert!(
+        files.len() >= 3 && files[1] == "0002_auth_and_audit.sql",
+        "the test bed's migrations changed: {files:?}"
+    );
     let newest = files.last().unwrap().clone();
 
     for tf in terraforms() {
@@ -301,10 +305,12 @@ fn every_resource_and_data_source_example_applies() {
                 "legacy",
                 "select string_agg(version || ':' || source, ',' order by version) from artifortress_migrations_log"
             ),
-            format!(
-                "{}:baseline,{}:baseline,{}:terraform",
-                files[0], files[1], files[2]
-            ),
+            files
+                .iter()
+                .enumerate()
+                .map(|(i, f)| format!("{f}:{}", if i < 2 { "baseline" } else { "terraform" }))
+                .collect::<Vec<_>>()
+                .join(","),
             "terraform {v}: legacy's baseline"
         );
         destroy(&ex, &vars);
