@@ -156,7 +156,7 @@ output "trust"    {{ value = data.artifortress_ops_summary.now.trust_material }}
 fn assert_failed(run: &crate::harness::Run, tf: &str, needles: &[&str]) {
     let text = run.text();
     assert_ne!(run.code, 0, "terraform {tf} should have failed:\n{text}");
-    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = run.flat_text();
     for n in needles {
         assert!(
             flat.contains(n),

@@ -145,6 +145,12 @@ impl Run {
     pub fn text(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)
     }
+
+    /// [`Run::text`] with every run of whitespace made one space: Terraform wraps diagnostics
+    /// at the terminal width, so where a line breaks depends on the length of what precedes it.
+    pub fn flat_text(&self) -> String {
+        self.text().split_whitespace().collect::<Vec<_>>().join(" ")
+    }
 }
 
 impl From<Output> for Run {

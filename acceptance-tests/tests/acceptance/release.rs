@@ -884,7 +884,7 @@ fn release_production_gate_refuses_unsafe_changes_at_plan() {
                 plan.text()
             );
             assert!(
-                plan.text().contains(expected),
+                plan.flat_text().contains(expected),
                 "{c:?}: expected {expected:?} in:\n{}",
                 plan.text()
             );
