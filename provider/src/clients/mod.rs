@@ -16,6 +16,7 @@
 pub mod api;
 pub mod backup;
 pub mod bootstrap;
+pub mod gate;
 pub mod hosts;
 pub mod migrations;
 pub mod object_store;

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use futures::future::join_all;
 
 use crate::clients::backup;
+use crate::clients::gate;
 use crate::clients::hosts::{self, LocalTransport, Timeouts, Transport};
 use crate::clients::migrations::{Migrator, redact_url};
 use crate::clients::ops::Overrides;
@@ -23,7 +24,6 @@ use crate::clients::release::{
     self, Commands, Deployment, Failure, Host, HostState, OpsWatch, Outcome, Role, Strategy,
     Target, Watch,
 };
-use crate::data_sources::preflight;
 use crate::protocol::diagnostics::{AttributePath, Diagnostic, Diagnostics};
 use crate::protocol::duration;
 use crate::protocol::framework::{
@@ -314,8 +314,8 @@ async fn gate(settings: &Settings, config: &Value, at_apply: bool) -> Diagnostic
     }
     let now = Utc::now();
     for check in [
-        preflight::window_check(change.attr("window").as_str(), now),
-        preflight::owner_check(change.attr("rollback_owner").as_str()),
+        gate::window_check(change.attr("window").as_str(), now),
+        gate::owner_check(change.attr("rollback_owner").as_str()),
     ] {
         let attr = if check.name == "change_window" {
             "window"
@@ -370,7 +370,7 @@ async fn backup_fresh(
             )
         })?;
     // The same age rule as the preflight's backup_age check.
-    let check = preflight::backup_check(Some(&m), prefix, MAX_BACKUP_AGE, now);
+    let check = gate::backup_check(Some(&m), prefix, MAX_BACKUP_AGE, now);
     if !check.passed {
         return Err(Diagnostic::error(
             "Production gate: backup_id",
@@ -1124,7 +1124,7 @@ impl Resource<Settings> for Release {
             }
         }
         if let Some(w) = config.attr("change").attr("window").as_str()
-            && let Err(e) = preflight::parse_window(w)
+            && let Err(e) = gate::parse_window(w)
         {
             diags.push(
                 Diagnostic::error("Invalid change window", e).at(AttributePath::root()
