@@ -40,8 +40,7 @@ env-status:
 	@$(DEV_ENV) status
 
 build:
-	cargo build -p acceptance-tests --bins
-	cargo build -p terraform-provider-artifortress
+	cargo build -p acceptance-tests -p terraform-provider-artifortress --bins
 
 # dev_overrides in .dev/terraformrc point Terraform at the debug provider: no `terraform init`.
 # scripts/demo walks the quickstart: v1 (D1-D6), v2, broken (rolled back), drift, repair.

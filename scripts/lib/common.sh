@@ -122,6 +122,19 @@ af_target_dir() {
   fi
 }
 
+# af_disk_report : one log line with the free space where the build and the tests write and the
+# size of target/, so that a run that meets a full disk says how full it was, and when.
+af_disk_report() {
+  local target tmp free_repo free_tmp size
+  target=$(af_target_dir)
+  tmp=${TMPDIR:-/tmp}
+  free_repo=$(df -Ph "$AF_REPO" 2>/dev/null | awk 'NR == 2 { print $4 }')
+  free_tmp=$(df -Ph "$tmp" 2>/dev/null | awk 'NR == 2 { print $4 }')
+  size=0
+  [[ ! -d $target ]] || size=$(du -sh "$target" 2>/dev/null | cut -f1)
+  af_log "disk: ${free_repo:-?} free at $AF_REPO, ${free_tmp:-?} free at $tmp; $target holds ${size:-?}"
+}
+
 # af_cargo_pkg_version PKG : version of a workspace package.
 af_cargo_pkg_version() {
   (cd "$AF_REPO" && cargo metadata --format-version 1 --no-deps --offline 2>/dev/null) |

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The body of `make test` (kept out of the Makefile so that clean-up and exit codes are plain bash).
 #
-#   install-deps -> dev-env up -> cargo fmt --check -> cargo clippy -D warnings -> fuzz smoke (if
-#   provider/fuzz exists) -> cargo nextest (acceptance feature, dev env exported) -> dev-env down
+#   install-deps -> build (nextest --no-run) -> dev-env up on those binaries -> cargo fmt --check
+#   -> cargo clippy -D warnings -> fuzz smoke (if provider/fuzz exists) -> cargo nextest
+#   (acceptance feature, dev env exported) -> dev-env down
 #
-# Every check runs even when an earlier one failed (install-deps / dev-env up failing stops the
-# run); the exit code is the first failure's. `dev-env down` always runs, and the very last line
+# Every check runs even when an earlier one failed (install-deps, the build or dev-env up failing
+# stops the run); the exit code is the first failure's. `dev-env down` always runs, and the very last line
 # printed is nextest's summary line (re-printed after the clean-up output).
 set -uo pipefail
 
@@ -33,6 +34,7 @@ finish() {
   local rc=$?
   trap - EXIT INT TERM
   ((first_rc != 0)) || first_rc=$rc
+  af_disk_report
   af_log "stopping the dev environment"
   if ! scripts/dev-env down; then
     af_log "dev-env down failed"
@@ -55,8 +57,20 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 scripts/install-deps || exit $?
+af_disk_report
+
+# One build of everything, by the very command the test run uses: the dev env then runs the test
+# bed and provider binaries that build produced (ARTIFORTRESS_SKIP_BUILD). dev-env's own
+# `cargo build -p ...` resolves dependency features differently from the workspace test build, so
+# every dependency would be compiled (and stored) twice.
+af_log "cargo nextest run --workspace ${FEATURES[*]} --no-run"
+cargo nextest run --workspace "${FEATURES[@]}" --no-run
+record $? "build"
+((first_rc == 0)) || exit "$first_rc"
+af_disk_report
+
 # The exports go to .dev/env.sh; keep the tokens out of the build log.
-scripts/dev-env up --hosts 4 >/dev/null || exit $?
+ARTIFORTRESS_SKIP_BUILD=1 scripts/dev-env up --hosts 4 >/dev/null || exit $?
 
 af_log "cargo fmt --all -- --check"
 cargo fmt --all -- --check
