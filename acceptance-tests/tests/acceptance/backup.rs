@@ -10,7 +10,7 @@ use acceptance_tests::support::postgres::{PgServer, pg_bin_dir};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::harness::{Workdir, terraforms};
+use crate::harness::{Workdir, shows, terraforms};
 
 struct Bed {
     pg: PgServer,
@@ -251,11 +251,7 @@ fn backup_lifecycle_triggers_drift_labels_import_and_retention() {
         bed.delete(&second_manifest);
         // (The data source's newest backup changes, so only the resource's action is checked.)
         let plan = wd.plan_detailed();
-        assert!(
-            plan.text().contains("Backup manifest missing"),
-            "{}",
-            plan.text()
-        );
+        assert!(plan.shows("Backup manifest missing"), "{}", plan.text());
         assert_eq!(resource_actions(&wd), json!(["no-op"]));
 
         // Deleted out of band: the plan proposes a new backup.
@@ -263,7 +259,7 @@ fn backup_lifecycle_triggers_drift_labels_import_and_retention() {
         let plan = wd.plan_detailed();
         assert_eq!(plan.code, 2, "{}", plan.text());
         assert!(
-            plan.text().contains("Backup deleted outside Terraform"),
+            plan.shows("Backup deleted outside Terraform"),
             "{}",
             plan.text()
         );
@@ -347,9 +343,9 @@ fn fault_pg_dump_failing_midway_is_an_apply_error_with_its_stderr() {
         let apply = wd.apply();
         assert_eq!(apply.code, 1, "{}", apply.text());
         let text = apply.text();
-        assert!(text.contains("Backup failed"), "{text}");
+        assert!(shows(&text, "Backup failed"), "{text}");
         assert!(
-            text.contains("server closed the connection unexpectedly"),
+            shows(&text, "server closed the connection unexpectedly"),
             "{text}"
         );
         let list = wd.run(&["state", "list"]);
@@ -391,12 +387,8 @@ fn fault_garage_killed_mid_upload_then_the_next_apply_completes_and_cleans_up() 
         bed.garage.kill();
         let out: crate::harness::Run = child.wait_with_output().unwrap().into();
         assert_eq!(out.code, 1, "{}", out.text());
-        assert!(out.text().contains("Backup failed"), "{}", out.text());
-        assert!(
-            out.text().contains(&prefix),
-            "names the key: {}",
-            out.text()
-        );
+        assert!(out.shows("Backup failed"), "{}", out.text());
+        assert!(out.shows(&prefix), "names the key: {}", out.text());
         let list = wd.run(&["state", "list"]);
         assert!(
             !list.stdout.contains("artifortress_backup"),
@@ -512,7 +504,7 @@ fn restore_drill_passes_on_a_good_backup_and_fails_on_a_wrong_manifest() {
             "packages",
             &format!("recorded {}", real + 5),
         ] {
-            assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+            assert!(shows(&text, needle), "{needle:?} not in:\n{text}");
         }
         // Recorded instead of failing with fail_on_breach = false.
         wd.set_config(&drill_config(
@@ -559,11 +551,7 @@ fn a_drill_database_that_is_the_source_or_not_an_identifier_is_refused_at_plan_t
         ));
         let plan = wd.plan_detailed();
         assert_eq!(plan.code, 1, "{}", plan.text());
-        assert!(
-            plan.text().contains("Invalid drill database name"),
-            "{}",
-            plan.text()
-        );
+        assert!(plan.shows("Invalid drill database name"), "{}", plan.text());
         assert!(bed.keys("p/").is_empty(), "nothing ran");
     }
     assert_eq!(

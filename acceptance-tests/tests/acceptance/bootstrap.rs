@@ -212,7 +212,7 @@ fn bootstrap_creates_rotates_restores_refuses_and_drops() {
             tf.version,
             plan.text()
         );
-        assert!(plan.text().contains("no longer exist"), "{}", plan.text());
+        assert!(plan.shows("no longer exist"), "{}", plan.text());
         wd.apply_ok();
         assert_eq!(
             bed.admin(&format!(
@@ -230,7 +230,7 @@ fn bootstrap_creates_rotates_restores_refuses_and_drops() {
         let plan = bad.plan_detailed();
         assert_eq!(plan.code, 1, "terraform {}:\n{}", tf.version, plan.text());
         assert!(
-            plan.text().contains("Invalid database"),
+            plan.shows("Invalid database"),
             "terraform {}:\n{}",
             tf.version,
             plan.text()
@@ -266,7 +266,7 @@ fn bootstrap_creates_rotates_restores_refuses_and_drops() {
         wd.set_config(&bed.config(DATABASE, 2, "drop"));
         let plan = wd.plan_detailed();
         assert!(
-            plan.text().contains("updated in-place"),
+            plan.shows("updated in-place"),
             "terraform {}:\n{}",
             tf.version,
             plan.text()

@@ -543,7 +543,7 @@ fn terraform_init_installs_the_release_from_a_network_mirror_over_https() {
             init.text()
         );
         assert!(
-            init.text().contains("certificate"),
+            init.shows("certificate"),
             "terraform {}: {}",
             tf.version,
             init.text()

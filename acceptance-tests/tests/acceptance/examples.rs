@@ -673,7 +673,7 @@ fn team_state_example_keeps_the_state_in_postgres_and_locks_it() {
             second.text()
         );
         assert!(
-            second.text().contains("Error acquiring the state lock"),
+            second.shows("Error acquiring the state lock"),
             "{}",
             second.text()
         );
@@ -707,7 +707,7 @@ fn team_state_example_keeps_the_state_in_postgres_and_locks_it() {
             second.text()
         );
         assert!(
-            second.text().contains("0 added, 0 changed, 0 destroyed"),
+            second.shows("0 added, 0 changed, 0 destroyed"),
             "apply B saw A's state:\n{}",
             second.text()
         );

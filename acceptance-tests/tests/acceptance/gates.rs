@@ -156,10 +156,9 @@ output "trust"    {{ value = data.artifortress_ops_summary.now.trust_material }}
 fn assert_failed(run: &crate::harness::Run, tf: &str, needles: &[&str]) {
     let text = run.text();
     assert_ne!(run.code, 0, "terraform {tf} should have failed:\n{text}");
-    let flat = run.flat_text();
     for n in needles {
         assert!(
-            flat.contains(n),
+            run.shows(n),
             "terraform {tf}: {n:?} not in the output:\n{text}"
         );
     }

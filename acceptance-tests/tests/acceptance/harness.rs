@@ -146,11 +146,25 @@ impl Run {
         format!("{}\n{}", self.stdout, self.stderr)
     }
 
-    /// [`Run::text`] with every run of whitespace made one space: Terraform wraps diagnostics
-    /// at the terminal width, so where a line breaks depends on the length of what precedes it.
-    pub fn flat_text(&self) -> String {
-        self.text().split_whitespace().collect::<Vec<_>>().join(" ")
+    /// Whether the output (stdout and stderr) shows `needle`, line breaks aside: see [`shows`].
+    pub fn shows(&self, needle: &str) -> bool {
+        shows(&self.text(), needle)
     }
+}
+
+/// Whether `needle` occurs in `haystack` when every run of whitespace in both counts as one space,
+/// and the rule Terraform draws left of a diagnostic (`╷ │ ╵`, without `-no-color`) as whitespace.
+/// Terraform wraps diagnostics at the terminal width, so where a phrase breaks depends on the
+/// length of what precedes it (a random id one digit shorter moved a break into an expected
+/// phrase once).
+pub fn shows(haystack: &str, needle: &str) -> bool {
+    let flat = |s: &str| {
+        s.split(|c: char| c.is_whitespace() || matches!(c, '╷' | '│' | '╵'))
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    flat(haystack).contains(&flat(needle))
 }
 
 impl From<Output> for Run {
@@ -400,4 +414,18 @@ pub fn with_database(url: &str, db: &str) -> String {
     let mut u = url::Url::parse(url).unwrap();
     u.set_path(&format!("/{db}"));
     u.to_string()
+}
+
+#[test]
+fn shows_matches_across_terraform_line_wraps_only() {
+    let wrapped =
+        "│ backup backup-7f3a is 30h old; a production release\n│ needs one younger than 24h";
+    assert!(shows(
+        wrapped,
+        "a production release needs one younger than"
+    ));
+    assert!(shows(wrapped, "release\nneeds"));
+    assert!(!shows(wrapped, "a production release needs one older than"));
+    // Whitespace separates words; it is never removed.
+    assert!(!shows("a production release", "productionrelease"));
 }

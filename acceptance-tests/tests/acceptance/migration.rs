@@ -14,7 +14,7 @@ use acceptance_tests::support::{migrations_dir, send_signal, wait_for};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::harness::{Run, Terraform, Workdir, terraforms};
+use crate::harness::{Run, Terraform, Workdir, shows, terraforms};
 
 const TESTBED_VERSIONS: [&str; 3] = [
     "0001_core.sql",
@@ -128,7 +128,7 @@ fn assert_failed(run: &Run, tf: &Terraform, needles: &[&str]) {
     let text = run.text();
     for n in needles {
         assert!(
-            text.contains(n),
+            shows(&text, n),
             "terraform {}: {n:?} not in:\n{text}",
             tf.version
         );
@@ -215,7 +215,7 @@ fn fresh_database_then_one_new_file() {
         let destroy = wd.run(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
         assert_eq!(destroy.code, 0, "{}", destroy.text());
         assert!(
-            destroy.text().contains("Migrations are not rolled back"),
+            destroy.shows("Migrations are not rolled back"),
             "{}",
             destroy.text()
         );

@@ -75,8 +75,8 @@ fn a_missing_setting_names_the_attribute_and_environment_variable() {
         let run = wd.plan_detailed();
         assert_eq!(run.code, 1, "terraform {}: {}", tf.version, run.text());
         let text = run.text();
-        assert!(text.contains("Missing provider setting api_url"), "{text}");
-        assert!(text.contains("ARTIFORTRESS_API_URL"), "{text}");
+        assert!(run.shows("Missing provider setting api_url"), "{text}");
+        assert!(run.shows("ARTIFORTRESS_API_URL"), "{text}");
     }
 }
 

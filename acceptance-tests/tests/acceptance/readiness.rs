@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::harness::{Workdir, closed_port, terraforms, testbed};
+use crate::harness::{Workdir, closed_port, shows, terraforms, testbed};
 
 fn config(url: &str, extra: &str) -> String {
     format!(
@@ -99,9 +99,12 @@ fn degraded_answers_200_but_is_not_ready() {
         let run = strict.apply();
         assert_ne!(run.code, 0, "a degraded API must not pass a ready gate");
         let text = run.text();
-        assert!(text.contains("Artifortress is not ready"), "{text}");
+        assert!(shows(&text, "Artifortress is not ready"), "{text}");
         assert!(
-            text.contains("oidc_jwks (non-essential, degraded): testbed fault injection"),
+            shows(
+                &text,
+                "oidc_jwks (non-essential, degraded): testbed fault injection"
+            ),
             "{text}"
         );
     }
@@ -141,7 +144,7 @@ fn unreachable() {
         let gate = Workdir::new(&tf, &config(&url, r#"require_status = "ready""#));
         let run = gate.apply();
         assert_ne!(run.code, 0);
-        assert!(run.text().contains("could not reach"), "{}", run.text());
+        assert!(run.shows("could not reach"), "{}", run.text());
     }
 }
 
@@ -187,13 +190,13 @@ fn waiting_times_out_with_the_dependency_details() {
         assert_ne!(run.code, 0, "terraform {}", tf.version);
         let text = run.text();
         assert!(
-            text.contains("Artifortress did not become ready within 2s"),
+            shows(&text, "Artifortress did not become ready within 2s"),
             "{text}"
         );
-        assert!(text.contains("status \"not_ready\" (HTTP 503)"), "{text}");
-        assert!(text.contains("testbed fault: never ready"), "{text}");
+        assert!(shows(&text, "status \"not_ready\" (HTTP 503)"), "{text}");
+        assert!(shows(&text, "testbed fault: never ready"), "{text}");
         assert!(
-            text.contains("require_status"),
+            shows(&text, "require_status"),
             "the diagnostic points at the attribute: {text}"
         );
     }
@@ -232,29 +235,21 @@ fn inside_a_check_block_a_failure_is_a_warning() {
         let wd = Workdir::new(&tf, &check_config(healthy.url()));
         let run = wd.apply();
         assert_eq!(run.code, 0, "terraform {}: {}", tf.version, run.text());
-        assert!(
-            !run.text().contains("Warning: Artifortress"),
-            "{}",
-            run.text()
-        );
+        assert!(!run.shows("Warning: Artifortress"), "{}", run.text());
         let plan = wd.plan_detailed();
         assert_eq!(plan.code, 2, "terraform {}: {}", tf.version, plan.text());
-        assert!(
-            plan.text().contains("verify a check block"),
-            "{}",
-            plan.text()
-        );
+        assert!(plan.shows("verify a check block"), "{}", plan.text());
 
         let wd = Workdir::new(&tf, &check_config(degraded.url()));
         let run = wd.apply();
         assert_eq!(run.code, 0, "terraform {}: {}", tf.version, run.text());
         let text = run.text();
+        assert!(shows(&text, "Warning: Artifortress is not ready"), "{text}");
         assert!(
-            text.contains("Warning: Artifortress is not ready"),
-            "{text}"
-        );
-        assert!(
-            text.contains("oidc_jwks (non-essential, degraded): testbed fault injection"),
+            shows(
+                &text,
+                "oidc_jwks (non-essential, degraded): testbed fault injection"
+            ),
             "{text}"
         );
     }
@@ -287,13 +282,13 @@ check "api_ready" {{
     for tf in terraforms() {
         let wd = Workdir::new(&tf, &config(healthy.url()));
         let run = wd.apply_ok();
-        assert!(!run.text().contains("Warning"), "{}", run.text());
+        assert!(!run.shows("Warning"), "{}", run.text());
 
         let wd = Workdir::new(&tf, &config(degraded.url()));
         let run = wd.apply();
         assert_eq!(run.code, 0, "terraform {}: {}", tf.version, run.text());
         assert!(
-            run.text().contains("Artifortress reports degraded."),
+            run.shows("Artifortress reports degraded."),
             "{}",
             run.text()
         );

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use super::deploy_hosts::{
     DevHost, api_start_history, artifacts, dev_host, dev_s3_client, reset_command, ssh,
 };
-use super::harness::{Terraform, Workdir, npgsql, required_env, terraforms};
+use super::harness::{Terraform, Workdir, npgsql, required_env, shows, terraforms};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -360,14 +360,14 @@ fn release_rolls_out_rolls_back_and_detects_drift() {
         assert_ne!(run.code, 0, "applying broken must fail:\n{}", run.text());
         let text = run.text();
         assert!(
-            text.contains("Release broken failed on api-1 (ready)"),
+            shows(&text, "Release broken failed on api-1 (ready)"),
             "{text}"
         );
         assert!(
-            text.contains("testbed fault: never ready"),
+            shows(&text, "testbed fault: never ready"),
             "the dependency detail is shown:\n{text}"
         );
-        assert!(text.contains("rolled back to v2"), "{text}");
+        assert!(shows(&text, "rolled back to v2"), "{text}");
         let s = state(&wd);
         assert_eq!(s["version"], "v2", "state after the rollback: {s}");
         assert_eq!(
@@ -395,11 +395,7 @@ fn release_rolls_out_rolls_back_and_detects_drift() {
         // Nothing is wedged: the next plan proposes broken again...
         let plan = wd.plan_detailed();
         assert_eq!(plan.code, 2, "{}", plan.text());
-        assert!(
-            plan.text().contains(r#""v2" -> "broken""#),
-            "{}",
-            plan.text()
-        );
+        assert!(plan.shows(r#""v2" -> "broken""#), "{}", plan.text());
         // ...and the v2 configuration is what is live.
         wd.set_config(&fleet.config("v2", strategy));
         wd.assert_plan_empty();
@@ -413,7 +409,7 @@ fn release_rolls_out_rolls_back_and_detects_drift() {
         let plan = wd.plan_detailed();
         assert_eq!(plan.code, 2, "drift must be a change:\n{}", plan.text());
         assert!(
-            plan.text().contains("api-2=v1"),
+            plan.shows("api-2=v1"),
             "the plan names the host:\n{}",
             plan.text()
         );
@@ -428,7 +424,7 @@ fn release_rolls_out_rolls_back_and_detects_drift() {
         assert_eq!(code, 0, "{out}");
         let plan = wd.plan_detailed();
         assert_eq!(plan.code, 2, "env drift must be a change:\n{}", plan.text());
-        assert!(plan.text().contains("worker-1="), "{}", plan.text());
+        assert!(plan.shows("worker-1="), "{}", plan.text());
         wd.apply_ok();
 
         wd.destroy_ok();
@@ -486,10 +482,10 @@ fn release_rolls_back_when_a_host_dies_mid_rollout() {
         );
         assert!(!out.status.success(), "the apply must fail:\n{text}");
         assert!(
-            text.contains("Release v2 failed on api-3"),
+            shows(&text, "Release v2 failed on api-3"),
             "the error names the host:\n{text}"
         );
-        assert!(text.contains("rolled back to v1"), "{text}");
+        assert!(shows(&text, "rolled back to v1"), "{text}");
         let s = state(&wd);
         assert_eq!(s["version"], "v1", "{s}");
         assert_eq!(s["host_versions"]["api-1"], "v1");
@@ -669,8 +665,8 @@ provider "artifortress" {{
             "a wrong host key must be refused:\n{}",
             run.text()
         );
-        assert!(run.text().contains("HOST KEY MISMATCH"), "{}", run.text());
-        assert!(run.text().contains("api-1"), "{}", run.text());
+        assert!(run.shows("HOST KEY MISMATCH"), "{}", run.text());
+        assert!(run.shows("api-1"), "{}", run.text());
         assert!(state(&wd).is_null(), "nothing deployed, no state");
         assert_eq!(
             live_version(&h1, &fleet.deploy_dir),
@@ -685,7 +681,7 @@ provider "artifortress" {{
         ));
         let run = wd.apply_ok();
         assert!(
-            run.text().contains("SSH host keys are not verified"),
+            run.shows("SSH host keys are not verified"),
             "insecure_ignore_host_key warns:\n{}",
             run.text()
         );
@@ -884,7 +880,7 @@ fn release_production_gate_refuses_unsafe_changes_at_plan() {
                 plan.text()
             );
             assert!(
-                plan.flat_text().contains(expected),
+                plan.shows(expected),
                 "{c:?}: expected {expected:?} in:\n{}",
                 plan.text()
             );
@@ -973,8 +969,8 @@ fn release_rehearses_the_rollback_and_watches_the_rollout() {
             !out.status.success(),
             "the watch window must fail the apply:\n{text}"
         );
-        assert!(text.contains("during the watch window"), "{text}");
-        assert!(text.contains("rolled back to v2"), "{text}");
+        assert!(shows(&text, "during the watch window"), "{text}");
+        assert!(shows(&text, "rolled back to v2"), "{text}");
         let s = state(&wd);
         assert_eq!(s["version"], "v2", "{s}");
         assert_eq!(s["last_failure"]["phase"], "watch");
