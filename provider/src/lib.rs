@@ -4,13 +4,17 @@
 //! # Layout
 //! - [`protocol`]: the Terraform plugin protocol: handshake, TLS, gRPC, values, schemas,
 //!   diagnostics, and the rules every resource gets for free. Knows nothing of Artifortress.
-//! - [`clients`]: Artifortress domain clients (HTTP API, migrations over PostgreSQL, and later
-//!   object store, hosts). Know nothing of Terraform.
-//! - [`provider`], [`resources`] and [`data_sources`]: the provider configuration and one file
-//!   per resource or data source, joining the two.
+//! - [`clients`]: Artifortress domain clients (HTTP API, migrations and bootstrap over
+//!   PostgreSQL, backups and drills over the object store, releases over SSH hosts). Know
+//!   nothing of Terraform.
+//! - [`provider`], [`resources`], [`data_sources`] and [`ephemeral_resources`]: the provider
+//!   configuration and one file per resource or data source, joining the two.
+//! - [`duration`]: Go's duration syntax, the one text format every layer shares (timeouts in
+//!   schemas, durations in the clients' messages).
 
 pub mod clients;
 pub mod data_sources;
+pub mod duration;
 pub mod ephemeral_resources;
 pub mod protocol;
 pub mod provider;

@@ -14,8 +14,8 @@ use url::Url;
 use crate::clients::api::{ApiClient, ApiError};
 use crate::clients::hosts::{HostError, PrivateKeyText, SshConfig, SshTransport};
 use crate::clients::object_store::{self, ObjectStoreConfig};
+use crate::duration;
 use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
-use crate::protocol::duration;
 use crate::protocol::framework::{
     ConfigureRequest, DataSource, EphemeralResource, Provider, Resource,
 };

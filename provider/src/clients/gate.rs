@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::backup;
-use crate::protocol::duration;
+use crate::duration;
 
 /// One go/no-go check.
 #[derive(Debug, Clone, PartialEq)]

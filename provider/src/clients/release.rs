@@ -406,7 +406,7 @@ pub async fn wait_api_ready(
         if Instant::now() + poll > deadline {
             return Err(format!(
                 "not ready within {}: {} ({}); last: {last}",
-                crate::protocol::duration::format(timeout),
+                crate::duration::format(timeout),
                 api.base_url(),
                 if live { "live" } else { "not live" },
             ));
@@ -537,7 +537,7 @@ impl Deployment {
             if Instant::now() + self.strategy.poll_interval > deadline {
                 return Err(format!(
                     "worker not running within {}; last: {last}",
-                    crate::protocol::duration::format(self.strategy.health_timeout)
+                    crate::duration::format(self.strategy.health_timeout)
                 ));
             }
             tokio::time::sleep(self.strategy.poll_interval).await;
@@ -1188,7 +1188,7 @@ impl Deployment {
                                 "watch",
                                 format!(
                                     "not ready for longer than {} during the watch window: {}",
-                                    crate::protocol::duration::format(w.max_not_ready),
+                                    crate::duration::format(w.max_not_ready),
                                     since.1
                                 ),
                             ));

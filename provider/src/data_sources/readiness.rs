@@ -9,8 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::clients::api::{self, ApiClient, ApiError, Readiness as Probe};
+use crate::duration;
 use crate::protocol::diagnostics::Diagnostic;
-use crate::protocol::duration;
 use crate::protocol::framework::{DataSource, ReadDataRequest, ReadDataResponse};
 use crate::protocol::schema::{Attribute, Schema};
 use crate::protocol::types::Type;

@@ -17,11 +17,11 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use super::diagnostics::{AttributePath, Diagnostic, Diagnostics};
-use super::duration;
 use super::schema::{Attribute, AttributeType, Constraint, Nesting, Schema};
 use super::types::Type;
 use super::validators::Validator;
 use super::value::Value;
+use crate::duration;
 
 /// What every request carries besides its payload.
 #[derive(Clone, Debug)]

@@ -4,13 +4,12 @@
 //! - [`server`]: the `tfplugin6.Provider` gRPC service, one thin shell per RPC.
 //! - [`framework`]: the traits resources implement, and Terraform's plan/apply rules.
 //! - [`types`], [`value`], [`msgpack`], [`json`]: cty types, values and their wire forms.
-//! - [`schema`], [`validators`], [`diagnostics`], [`duration`], [`logging`].
+//! - [`schema`], [`validators`], [`diagnostics`], [`logging`].
 //!
 //! Architecture invariant: only this module touches prost/tonic types; the rest of the provider
 //! sees [`value::Value`], [`schema::Schema`] and [`diagnostics::Diagnostics`].
 
 pub mod diagnostics;
-pub mod duration;
 pub mod framework;
 pub mod json;
 pub mod logging;

@@ -2,8 +2,8 @@
 //! values (Terraform validates again once values are known) and report with the attribute path.
 
 use super::diagnostics::{AttributePath, Diagnostic, Diagnostics};
-use super::duration;
 use super::value::Value;
+use crate::duration;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Validator {

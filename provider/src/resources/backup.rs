@@ -289,7 +289,7 @@ impl Resource<Settings> for Backup {
                         "Backup timed out",
                         format!(
                             "The backup did not finish within the create timeout ({}); it was stopped and its upload aborted. {e}",
-                            crate::protocol::duration::format(limit),
+                            crate::duration::format(limit),
                         ),
                     ).at_attr("timeouts")),
                 }

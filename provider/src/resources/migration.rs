@@ -28,8 +28,8 @@ use crate::clients::migrations::{
     self, DatabaseView, MigrationClass, MigrationError, MigrationFile, MigrationPlan, Migrator,
     PendingMigration, PlanInputs, PlanProblem,
 };
+use crate::duration;
 use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
-use crate::protocol::duration;
 use crate::protocol::framework::{
     self, ApplyRequest, ApplyResponse, DeleteRequest, Import, ModifyPlanRequest,
     ModifyPlanResponse, ReadRequest, ReadResponse, Resource,

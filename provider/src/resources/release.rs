@@ -24,8 +24,8 @@ use crate::clients::release::{
     self, Commands, Deployment, Failure, Host, HostState, OpsWatch, Outcome, Role, Strategy,
     Target, Watch,
 };
+use crate::duration;
 use crate::protocol::diagnostics::{AttributePath, Diagnostic, Diagnostics};
-use crate::protocol::duration;
 use crate::protocol::framework::{
     self, ApplyRequest, ApplyResponse, DeleteRequest, Import, ModifyPlanRequest,
     ModifyPlanResponse, ReadRequest, ReadResponse, Resource,

@@ -369,7 +369,7 @@ impl Resource<Settings> for RestoreDrill {
                 stop.cancel();
                 return resp.diagnostics.push(Diagnostic::error(
                     "Restore drill timed out",
-                    format!("The drill did not finish within the create timeout ({}).", crate::protocol::duration::format(limit)),
+                    format!("The drill did not finish within the create timeout ({}).", crate::duration::format(limit)),
                 ).at_attr("timeouts"));
             }
         };
