@@ -171,6 +171,15 @@ resource "artifortress_release" "r" {{
     fn config(&self, version: &str, extra: &str) -> String {
         format!("{}{}", self.provider(""), self.resource(version, extra))
     }
+
+    /// The same fleet without one host.
+    fn without(&self, name: &str) -> Fleet {
+        Fleet {
+            hosts: self.hosts.iter().filter(|h| h.0 != name).cloned().collect(),
+            deploy_dir: self.deploy_dir.clone(),
+            ..*self
+        }
+    }
 }
 
 /// The resource's attributes in the state (`terraform show -json`), or null without one.
@@ -400,6 +409,58 @@ fn release_rolls_out_rolls_back_and_detects_drift() {
         wd.set_config(&fleet.config("v2", strategy));
         wd.assert_plan_empty();
 
+        // atomic = false: the host that failed stays where it failed, the hosts that only had
+        // the release staged are put back (the staged release removed), and the state says what
+        // every host runs.
+        let partial = r#"strategy = { max_parallel = 1, health_timeout = "5s", poll_interval = "100ms", atomic = false }"#;
+        wd.set_config(&fleet.config("broken", partial));
+        let run = wd.apply();
+        assert_ne!(run.code, 0, "applying broken must fail:\n{}", run.text());
+        assert!(
+            run.shows("Release broken failed on api-1 (ready)"),
+            "{}",
+            run.text()
+        );
+        assert!(
+            run.shows("hosts already switched stay on the new release"),
+            "{}",
+            run.text()
+        );
+        let s = state(&wd);
+        assert_eq!(s["version"], "v2", "the version stays the old one: {s}");
+        assert_eq!(
+            s["host_versions"],
+            serde_json::json!({"api-1": "broken", "api-2": "v2", "worker-1": "v2"}),
+            "{s}"
+        );
+        assert_eq!(s["last_failure"]["host"], "api-1");
+        assert_eq!(live_version(&fleet.hosts[0].1, &fleet.deploy_dir), "broken");
+        for (name, h, _) in &fleet.hosts[1..] {
+            assert_eq!(live_version(h, &fleet.deploy_dir), "v2", "{name}");
+            let (_, ls) = ssh(h, &format!("ls {}/releases", fleet.deploy_dir));
+            assert!(
+                !ls.contains("broken"),
+                "{name}: a release staged but never switched to is removed: {ls}"
+            );
+        }
+        assert_eq!(
+            readiness(&fleet.apis()[1].1).as_deref(),
+            Some("ready"),
+            "api-2 was never switched"
+        );
+        // The v2 configuration is a change (api-1 runs broken) and repairs it.
+        wd.set_config(&fleet.config("v2", strategy));
+        let plan = wd.plan_detailed();
+        assert_eq!(plan.code, 2, "{}", plan.text());
+        assert!(plan.shows("api-1=broken"), "{}", plan.text());
+        wd.apply_ok();
+        assert_eq!(live_version(&fleet.hosts[0].1, &fleet.deploy_dir), "v2");
+        assert_eq!(
+            readiness(&fleet.apis()[0].1).as_deref(),
+            Some("ready"),
+            "api-1 is back on v2"
+        );
+
         // A host switched by hand shows up in the plan, naming the host.
         let (code, out) = ssh(
             &fleet.hosts[1].1,
@@ -426,6 +487,37 @@ fn release_rolls_out_rolls_back_and_detects_drift() {
         assert_eq!(plan.code, 2, "env drift must be a change:\n{}", plan.text());
         assert!(plan.shows("worker-1="), "{}", plan.text());
         wd.apply_ok();
+
+        // A host taken out of hosts: with on_destroy = "keep" the plan says it goes on running
+        // unmanaged, and it does...
+        let (api1, api2) = (fleet.apis()[0].1.clone(), fleet.apis()[1].1.clone());
+        let two = fleet.without("api-2");
+        let keep = two
+            .config("v2", strategy)
+            .replace(r#"on_destroy = "stop""#, r#"on_destroy = "keep""#);
+        assert_ne!(keep, two.config("v2", strategy));
+        wd.set_config(&keep);
+        let plan = wd.plan_detailed();
+        assert_eq!(plan.code, 2, "{}", plan.text());
+        assert!(
+            plan.shows("api-2 leaves hosts and keeps running"),
+            "{}",
+            plan.text()
+        );
+        wd.apply_ok();
+        assert_eq!(readiness(&api2).as_deref(), Some("ready"), "kept running");
+        // ...taken back, it is managed again; with on_destroy = "stop" it is
+        // stopped when it leaves, and the others go on.
+        wd.set_config(&fleet.config("v2", strategy));
+        wd.apply_ok();
+        wd.set_config(&two.config("v2", strategy));
+        wd.apply_ok();
+        assert_eq!(readiness(&api2), None, "api-2 left hosts and was stopped");
+        assert_eq!(readiness(&api1).as_deref(), Some("ready"));
+        assert_eq!(
+            state(&wd)["host_versions"],
+            serde_json::json!({"api-1": "v2", "worker-1": "v2"})
+        );
 
         wd.destroy_ok();
         for (name, url) in fleet.apis() {

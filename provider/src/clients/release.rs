@@ -987,8 +987,13 @@ impl Deployment {
                 v.sort_by_key(|h| !failed.contains(&h.name.as_str()));
                 v
             } else {
-                // Only undo releases installed but never switched to.
-                Vec::new()
+                // Hosts already switched stay on the new release; the others are put back as
+                // they were (a release staged but never switched to is removed, env files
+                // written before a failed switch restored).
+                todo.iter()
+                    .copied()
+                    .filter(|h| touched.get(&h.name).is_some_and(|t| !t.switched))
+                    .collect()
             };
             if self.strategy.atomic {
                 out.rolled_back = true;

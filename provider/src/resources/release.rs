@@ -419,6 +419,112 @@ fn host_path(name: &str) -> AttributePath {
     AttributePath::root().child_attr("hosts").child_key(name)
 }
 
+/// Hosts of the prior state that the plan no longer has, with their prior settings (empty while
+/// the planned hosts are unknown, and on create or destroy).
+fn removed_hosts(prior: &Value, planned: &Value) -> BTreeMap<String, Value> {
+    match (prior.attr("hosts").as_map(), planned.attr("hosts").as_map()) {
+        (Some(before), Some(after)) => before
+            .iter()
+            .filter(|(name, _)| !after.contains_key(*name))
+            .map(|(name, h)| (name.clone(), h.clone()))
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// A plan that takes hosts out of `hosts`: with `on_destroy = "stop"` each of their roles needs
+/// its stop command; with `keep` they go on running unmanaged, which the plan says.
+fn removed_host_checks(config: &Value, prior: &Value, planned: &Value, diags: &mut Diagnostics) {
+    let removed = removed_hosts(prior, planned);
+    if removed.is_empty() {
+        return;
+    }
+    let stop = planned.attr("on_destroy").as_str() == Some("stop");
+    let cmds = config.attr("commands");
+    for (name, h) in &removed {
+        let roles: Vec<String> = h
+            .attr("roles")
+            .as_elements()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| r.as_str().map(str::to_string))
+            .collect();
+        if !stop {
+            diags.push(
+                Diagnostic::warning(
+                    format!("{name} leaves hosts and keeps running"),
+                    format!(
+                        "With on_destroy = \"keep\", {name} ({}) goes on running {} as {}; Terraform stops managing it. Set on_destroy = \"stop\" to stop hosts taken out of hosts.",
+                        h.attr("address").as_str().unwrap_or_default(),
+                        prior
+                            .attr("host_versions")
+                            .as_map()
+                            .and_then(|m| m.get(name))
+                            .and_then(Value::as_str)
+                            .filter(|v| !v.is_empty())
+                            .unwrap_or("its release"),
+                        roles.join(" and "),
+                    ),
+                )
+                .at_attr("hosts"),
+            );
+            continue;
+        }
+        for role in &roles {
+            let stop_cmd = format!("stop_{role}");
+            if cmds.is_known() && cmds.attr(&stop_cmd).is_null() {
+                diags.push(
+                    Diagnostic::error(
+                        format!("commands.{stop_cmd} is required"),
+                        format!("{name} leaves hosts and has the {role} role: on_destroy = \"stop\" stops it with that command."),
+                    )
+                    .at(AttributePath::root().child_attr("commands").child_attr(&stop_cmd)),
+                );
+            }
+        }
+    }
+}
+
+/// Hosts that left `hosts` but could not be stopped stay in the state (with what they ran), so
+/// the next plan removes them again.
+fn keep_in_state(
+    state: &mut Value,
+    prior: &Value,
+    removed: &BTreeMap<String, Value>,
+    kept: &[String],
+) {
+    if kept.is_empty() {
+        return;
+    }
+    for (attr, from) in [
+        ("hosts", removed.clone()),
+        (
+            "host_versions",
+            prior
+                .attr("host_versions")
+                .as_map()
+                .cloned()
+                .unwrap_or_default(),
+        ),
+        (
+            "host_artifact_sha256",
+            prior
+                .attr("host_artifact_sha256")
+                .as_map()
+                .cloned()
+                .unwrap_or_default(),
+        ),
+    ] {
+        let mut m = state.attr(attr).as_map().cloned().unwrap_or_default();
+        for name in kept {
+            if let Some(v) = from.get(name) {
+                m.insert(name.clone(), v.clone());
+            }
+        }
+        state.set_attr(attr, Value::Map(m));
+    }
+}
+
 fn live_maps(hosts: &BTreeMap<String, HostState>) -> (Value, Value) {
     let per_host = |field: fn(&HostState) -> &Option<String>| {
         Value::Map(
@@ -568,6 +674,46 @@ impl Release {
             poll_interval: Duration::from_secs(1),
             ops,
         })
+    }
+
+    /// Stops the hosts taken out of `hosts` (`on_destroy = "stop"`), as a destroy would stop
+    /// them; returns the ones that could not be stopped.
+    async fn retire(
+        &self,
+        config: &Value,
+        prior: &Value,
+        removed: &BTreeMap<String, Value>,
+        settings: &Settings,
+        cancel: tokio_util::sync::CancellationToken,
+        diags: &mut Diagnostics,
+    ) -> Vec<String> {
+        let mut gone = prior.clone();
+        gone.set_attr("hosts", Value::Map(removed.clone()));
+        let (deployment, _) = match self.deployment(config, &gone, settings, cancel).await {
+            Ok(d) => d,
+            Err(d) => {
+                diags.extend(d);
+                return removed.keys().cloned().collect();
+            }
+        };
+        let versions = prior.attr("host_versions").to_string_map();
+        let mut kept = Vec::new();
+        for (host, r) in deployment.stop(&versions).await {
+            match r {
+                Ok(()) => tracing::info!(host, "removed from hosts: stopped"),
+                Err(e) => {
+                    diags.push(
+                        Diagnostic::error(
+                            format!("Could not stop {host}, which left hosts"),
+                            format!("{e}\n\nThe host stays in the state, so the next plan removes it again."),
+                        )
+                        .at_attr("hosts"),
+                    );
+                    kept.push(host);
+                }
+            }
+        }
+        kept
     }
 
     async fn apply(&self, req: ApplyRequest<'_, Settings>, resp: &mut ApplyResponse) {
@@ -726,6 +872,20 @@ impl Release {
                 },
             );
             tracing::info!(version, hosts = ?outcome.changed_hosts, "release deployed");
+            let removed = removed_hosts(prior, planned);
+            if !removed.is_empty() && planned.attr("on_destroy").as_str() == Some("stop") {
+                let kept = self
+                    .retire(
+                        config,
+                        prior,
+                        &removed,
+                        settings,
+                        req.ctx.cancel.child_token(),
+                        &mut resp.diagnostics,
+                    )
+                    .await;
+                keep_in_state(&mut state, prior, &removed, &kept);
+            }
             resp.new_state = state;
             return;
         }
@@ -952,7 +1112,7 @@ impl Resource<Settings> for Release {
                     Attribute::optional("restart_api", Type::String).description("Restarts the API on the new release (required with an `api` host)."),
                     Attribute::optional("restart_worker", Type::String).description("Restarts the worker (required with a `worker` host)."),
                     Attribute::optional("worker_status", Type::String).description("Succeeds while the worker runs (required with a `worker` host)."),
-                    Attribute::optional("stop_api", Type::String).description("Stops the API: for `on_destroy = \"stop\"` and for undoing a failed first deploy."),
+                    Attribute::optional("stop_api", Type::String).description("Stops the API: for `on_destroy = \"stop\"` (on destroy, and on hosts taken out of `hosts`) and for undoing a failed first deploy."),
                     Attribute::optional("stop_worker", Type::String).description("Stops the worker, like `stop_api`."),
                 ]).description("Commands run on the hosts with `sh`, templated with `{{release_dir}}`, `{{version}}`, `{{host}}`, `{{role}}`, `{{address}}` and `{{deploy_dir}}` (substituted shell-quoted). Changing them changes nothing until the next rollout."),
                 Attribute::nested("strategy", Nesting::Single, Constraint::Optional, vec![
@@ -983,7 +1143,7 @@ impl Resource<Settings> for Release {
                 Attribute::optional_computed("on_destroy", Type::String)
                     .default_value("keep")
                     .validate(Validator::OneOf(&["keep", "stop"]))
-                    .description("`keep` leaves the hosts running; `stop` runs `stop_api`/`stop_worker` on every host."),
+                    .description("`keep` leaves the hosts running; `stop` runs `stop_api`/`stop_worker` on every host. Also applied to a host taken out of `hosts`: kept running unmanaged (the plan warns), or stopped after the rollout."),
                 framework::timeouts_attribute(&["create", "update"]),
                 Attribute::computed("id", Type::String)
                     .description("`[local:]<deploy_dir>,<host>=<address>[:<port>],...`; also the import ID (roles may be appended to a host as `/api+worker`, else they are read from the env files present)."),
@@ -1149,6 +1309,7 @@ impl Resource<Settings> for Release {
             },
             None => Value::unknown(),
         };
+        removed_host_checks(config, prior, planned, &mut resp.diagnostics);
         let changes = deployment_changes(planned, prior, &env_sha);
         if !changes {
             for a in COMPUTED {
@@ -1473,6 +1634,140 @@ impl Resource<Settings> for Release {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn strings(pairs: &[(&str, &str)]) -> Value {
+        Value::Map(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+                .collect(),
+        )
+    }
+
+    fn host(address: &str, role: &str) -> Value {
+        Value::object([
+            ("address", Value::String(address.into())),
+            ("roles", Value::List(vec![Value::String(role.into())])),
+        ])
+    }
+
+    /// A prior state with api-1 and worker-1, a plan without worker-1.
+    fn without_worker() -> (Value, Value) {
+        let prior = Value::object([
+            (
+                "hosts",
+                Value::Map(BTreeMap::from([
+                    ("api-1".to_string(), host("10.0.0.1", "api")),
+                    ("worker-1".to_string(), host("10.0.0.2", "worker")),
+                ])),
+            ),
+            (
+                "host_versions",
+                strings(&[("api-1", "v1"), ("worker-1", "v1")]),
+            ),
+            (
+                "host_artifact_sha256",
+                strings(&[("api-1", "aa"), ("worker-1", "aa")]),
+            ),
+            ("on_destroy", Value::String("keep".into())),
+        ]);
+        let planned = Value::object([
+            (
+                "hosts",
+                Value::Map(BTreeMap::from([(
+                    "api-1".to_string(),
+                    host("10.0.0.1", "api"),
+                )])),
+            ),
+            ("host_versions", strings(&[("api-1", "v2")])),
+            ("host_artifact_sha256", strings(&[("api-1", "bb")])),
+            ("on_destroy", Value::String("keep".into())),
+        ]);
+        (prior, planned)
+    }
+
+    #[test]
+    fn hosts_that_leave_are_found_and_kept_in_state_when_not_stopped() {
+        let (prior, mut planned) = without_worker();
+        let removed = removed_hosts(&prior, &planned);
+        assert_eq!(removed.keys().collect::<Vec<_>>(), ["worker-1"]);
+        assert!(removed_hosts(&Value::Null, &planned).is_empty(), "create");
+        assert!(removed_hosts(&prior, &Value::Null).is_empty(), "destroy");
+        let mut unknown = planned.clone();
+        unknown.set_attr("hosts", Value::unknown());
+        assert!(removed_hosts(&prior, &unknown).is_empty(), "hosts unknown");
+
+        keep_in_state(&mut planned, &prior, &removed, &[]);
+        assert_eq!(planned.attr("hosts").as_map().unwrap().len(), 1);
+        keep_in_state(&mut planned, &prior, &removed, &["worker-1".to_string()]);
+        assert_eq!(
+            planned
+                .attr("hosts")
+                .as_map()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            ["api-1", "worker-1"]
+        );
+        assert_eq!(
+            planned.attr("host_versions").to_string_map(),
+            BTreeMap::from([
+                ("api-1".to_string(), "v2".to_string()),
+                ("worker-1".to_string(), "v1".to_string())
+            ])
+        );
+        assert_eq!(
+            planned.attr("host_artifact_sha256").to_string_map()["worker-1"],
+            "aa"
+        );
+    }
+
+    #[test]
+    fn a_host_leaving_is_warned_about_or_needs_its_stop_command() {
+        let (prior, mut planned) = without_worker();
+        let config = Value::object([(
+            "commands",
+            Value::object([
+                ("stop_api", Value::String("stop api".into())),
+                ("stop_worker", Value::Null),
+            ]),
+        )]);
+        let mut diags = Diagnostics::new();
+        removed_host_checks(&config, &prior, &planned, &mut diags);
+        let d: Vec<_> = diags.iter().collect();
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(!diags.has_errors());
+        assert_eq!(d[0].summary, "worker-1 leaves hosts and keeps running");
+        assert!(
+            d[0].detail.contains("10.0.0.2") && d[0].detail.contains("running v1 as worker"),
+            "{}",
+            d[0].detail
+        );
+
+        planned.set_attr("on_destroy", Value::String("stop".into()));
+        let mut diags = Diagnostics::new();
+        removed_host_checks(&config, &prior, &planned, &mut diags);
+        assert!(diags.has_errors());
+        assert_eq!(
+            diags.iter().next().unwrap().summary,
+            "commands.stop_worker is required"
+        );
+
+        let config = Value::object([(
+            "commands",
+            Value::object([
+                ("stop_api", Value::Null),
+                ("stop_worker", Value::String("stop worker".into())),
+            ]),
+        )]);
+        let mut diags = Diagnostics::new();
+        removed_host_checks(&config, &prior, &planned, &mut diags);
+        assert_eq!(
+            diags.iter().count(),
+            0,
+            "stop_api is not needed: no api host leaves"
+        );
+    }
 
     #[test]
     fn import_ids_round_trip() {
