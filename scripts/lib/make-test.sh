@@ -58,6 +58,11 @@ trap 'exit 143' TERM
 
 scripts/install-deps || exit $?
 af_disk_report
+# A clean run peaked at ~6.5 GiB (target/ 2.2, the fuzz build 2.3, the deploy hosts' releases 1.8).
+free_kib=$(df -Pk "$AF_REPO" 2>/dev/null | awk 'NR == 2 { print $4 }')
+if [[ -n $free_kib ]] && ((free_kib < 8 * 1024 * 1024)); then
+  af_log "WARNING: only $((free_kib / 1024)) MiB free; a clean make test needs about 7 GiB"
+fi
 
 # One build of everything, by the very command the test run uses: the dev env then runs the test
 # bed and provider binaries that build produced (ARTIFORTRESS_SKIP_BUILD). dev-env's own
