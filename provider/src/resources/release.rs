@@ -1022,6 +1022,11 @@ impl Release {
         if !creating && !rolled_back_cleanly && !deployment.strategy.atomic {
             // Mixed: the version stays the old one, so the plan proposes the new one again.
             state.set_attr("hosts", planned.attr("hosts").clone());
+            // Hosts taken out of `hosts` were not retired by a failed rollout: they stay, and
+            // the next plan takes them out again.
+            let removed = removed_hosts(prior, planned);
+            let names: Vec<String> = removed.keys().cloned().collect();
+            keep_in_state(&mut state, prior, &removed, &names);
         }
         resp.new_state = state;
     }
