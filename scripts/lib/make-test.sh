@@ -6,8 +6,8 @@
 #   (acceptance feature, dev env exported) -> dev-env down
 #
 # Every check runs even when an earlier one failed (install-deps, the build or dev-env up failing
-# stops the run); the exit code is the first failure's. `dev-env down` always runs, and the very last line
-# printed is nextest's summary line (re-printed after the clean-up output).
+# stops the run); the exit code is the first failure's. `dev-env down` always runs, and the very
+# last line printed is nextest's summary line (re-printed after the clean-up output).
 set -uo pipefail
 
 AF_LOG_TAG=make-test
