@@ -892,7 +892,7 @@ fn put_manifest(id: &str, snapshot_at: chrono::DateTime<chrono::Utc>) {
 }
 
 #[test]
-fn release_production_gate_refuses_unsafe_changes_at_plan() {
+fn release_production_gate_refuses_unsafe_changes_at_plan_and_apply() {
     let now = chrono::Utc::now();
     let suffix = format!("{:x}", rand::random::<u32>());
     let fresh = format!("gate-fresh-{suffix}");
@@ -984,6 +984,38 @@ fn release_production_gate_refuses_unsafe_changes_at_plan() {
             2,
             "a gated change that passes plans normally:\n{}",
             plan.text()
+        );
+
+        // Checked again at apply: a saved plan made while its backup was fresh is refused once
+        // the backup no longer is, and nothing is deployed.
+        let late = format!("gate-late-{suffix}-{}", tf_tag(&tf));
+        put_manifest(&late, now - chrono::Duration::minutes(10));
+        wd.set_config(&config(&change(&open, Some("oncall"), Some(&late))));
+        let plan = wd.run(&["plan", "-out=tfplan", "-input=false", "-no-color"]);
+        assert_eq!(plan.code, 0, "{}", plan.text());
+        put_manifest(&late, now - chrono::Duration::hours(30));
+        let apply = wd.run(&["apply", "-input=false", "-no-color", "tfplan"]);
+        assert_eq!(
+            apply.code,
+            1,
+            "the stale backup must stop the apply:\n{}",
+            apply.text()
+        );
+        assert!(
+            apply.shows("a production release needs one younger than"),
+            "{}",
+            apply.text()
+        );
+        let current = std::path::Path::new(&fleet.deploy_dir).join("current");
+        assert!(
+            std::fs::symlink_metadata(&current).is_err(),
+            "nothing was deployed"
+        );
+        let list = wd.run(&["state", "list"]);
+        assert!(
+            !list.stdout.contains("artifortress_release"),
+            "nothing in state: {}",
+            list.stdout
         );
     }
 }
