@@ -441,26 +441,20 @@ fn removed_host_checks(config: &Value, prior: &Value, planned: &Value, diags: &m
     }
     let stop = planned.attr("on_destroy").as_str() == Some("stop");
     let cmds = config.attr("commands");
-    for (name, h) in &removed {
-        let roles: Vec<String> = h
-            .attr("roles")
-            .as_elements()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|r| r.as_str().map(str::to_string))
-            .collect();
+    let versions = prior.attr("host_versions").to_string_map();
+    for h in host_configs(&Value::Map(removed)) {
+        let name = &h.name;
+        let roles: Vec<&str> = h.roles.iter().map(|r| r.as_str()).collect();
         if !stop {
             diags.push(
                 Diagnostic::warning(
                     format!("{name} leaves hosts and keeps running"),
                     format!(
                         "With on_destroy = \"keep\", {name} ({}) goes on running {} as {}; Terraform stops managing it. Set on_destroy = \"stop\" to stop hosts taken out of hosts.",
-                        h.attr("address").as_str().unwrap_or_default(),
-                        prior
-                            .attr("host_versions")
-                            .as_map()
-                            .and_then(|m| m.get(name))
-                            .and_then(Value::as_str)
+                        h.address,
+                        versions
+                            .get(name)
+                            .map(String::as_str)
                             .filter(|v| !v.is_empty())
                             .unwrap_or("its release"),
                         roles.join(" and "),
@@ -470,7 +464,7 @@ fn removed_host_checks(config: &Value, prior: &Value, planned: &Value, diags: &m
             );
             continue;
         }
-        for role in &roles {
+        for role in roles {
             let stop_cmd = format!("stop_{role}");
             if cmds.is_known() && cmds.attr(&stop_cmd).is_null() {
                 diags.push(
@@ -1649,10 +1643,13 @@ mod tests {
         )
     }
 
+    /// A `hosts` element as Terraform sends it: every attribute of the schema present.
     fn host(address: &str, role: &str) -> Value {
         Value::object([
             ("address", Value::String(address.into())),
+            ("port", Value::int(22)),
             ("roles", Value::List(vec![Value::String(role.into())])),
+            ("api_url", Value::Null),
         ])
     }
 
