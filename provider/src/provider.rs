@@ -9,10 +9,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use url::Url;
 
 use crate::clients::api::{ApiClient, ApiError};
-use crate::clients::hosts::{HostError, PrivateKeyText, SshConfig, SshTransport};
+use crate::clients::hosts::{EnvKey, HostError, PrivateKeyText, SshConfig, SshTransport};
 use crate::clients::object_store::{self, ObjectStoreConfig};
 use crate::duration;
 use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
@@ -168,6 +169,8 @@ pub struct Settings {
     pub environment: Setting<String>,
     pub api_url: Setting<String>,
     pub admin_token: Setting<Secret>,
+    /// When `admin_token` expires, when the configuration says (`admin_token_expires_at`).
+    pub admin_token_expires_at: Setting<DateTime<Utc>>,
     pub bootstrap_token: Setting<Secret>,
     pub database_url: Setting<Secret>,
     pub object_storage: ObjectStorageSettings,
@@ -180,6 +183,9 @@ pub struct Settings {
     minted: std::sync::Mutex<std::collections::HashMap<String, Secret>>,
     /// SSH sessions by `address:port`, reused by every operation of this provider process.
     ssh_sessions: tokio::sync::Mutex<std::collections::HashMap<String, Arc<SshTransport>>>,
+    /// Release env-fingerprint keys read from hosts in this process (`None`: the host has
+    /// none), so a plan keys the env with what the refresh before it read. Memory only.
+    env_keys: std::sync::Mutex<std::collections::HashMap<String, Option<EnvKey>>>,
 }
 
 impl Settings {
@@ -347,6 +353,23 @@ impl Settings {
         Ok(t)
     }
 
+    /// The env-fingerprint key a host was seen with in this process (`Some(None)`: seen
+    /// without one; `None`: not seen).
+    pub fn env_key(&self, id: &str) -> Option<Option<EnvKey>> {
+        self.env_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    pub fn cache_env_key(&self, id: String, key: Option<EnvKey>) {
+        self.env_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, key);
+    }
+
     pub fn remember_minted(&self, token_id: &str, token: Secret) {
         if let Ok(mut m) = self.minted.lock() {
             m.insert(token_id.to_string(), token);
@@ -489,11 +512,27 @@ impl Settings {
             Value::String(s) => Setting::Known(s.clone()),
             _ => Setting::Unset,
         };
+        let admin_token_expires_at = match config.attr("admin_token_expires_at") {
+            Value::Unknown(_) => Setting::Unknown,
+            Value::String(s) => Setting::Known(
+                DateTime::parse_from_rfc3339(s)
+                    .map_err(|e| {
+                        Diagnostic::error(
+                            "Invalid admin_token_expires_at",
+                            format!("{s:?} is not an RFC 3339 time: {e}."),
+                        )
+                        .at_attr("admin_token_expires_at")
+                    })?
+                    .with_timezone(&Utc),
+            ),
+            _ => Setting::Unset,
+        };
         let storage = config.attr("object_storage");
         Ok(Settings {
             environment,
             api_url: string_setting(config, API_URL),
             admin_token: secret_setting(config, ADMIN_TOKEN),
+            admin_token_expires_at,
             bootstrap_token: secret_setting(config, BOOTSTRAP_TOKEN),
             database_url: secret_setting(config, DATABASE_URL),
             object_storage: ObjectStorageSettings {
@@ -529,6 +568,7 @@ impl Settings {
             s3: OnceLock::new(),
             minted: Default::default(),
             ssh_sessions: Default::default(),
+            env_keys: Default::default(),
         })
     }
 }
@@ -558,6 +598,8 @@ impl Provider for ArtifortressProvider {
                 Attribute::optional("admin_token", Type::String)
                     .sensitive()
                     .description("Admin bearer token (a PAT with scope `repo:*:admin`) for the admin endpoints. Environment: `ARTIFORTRESS_ADMIN_TOKEN`."),
+                Attribute::optional("admin_token_expires_at", Type::String)
+                    .description("When `admin_token` expires (RFC 3339), e.g. `ephemeral.artifortress_admin_token.run.expires_at` beside its `token`. A release whose rollout and watch window could outlast the token is then refused at plan time, with the arithmetic, instead of losing its backlog checks midway."),
                 Attribute::optional("bootstrap_token", Type::String)
                     .sensitive()
                     .description("The service's bootstrap token (`Auth__BootstrapToken`), used to mint short-lived tokens. Environment: `ARTIFORTRESS_BOOTSTRAP_TOKEN`."),

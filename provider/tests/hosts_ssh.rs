@@ -446,8 +446,8 @@ async fn release_flow(t: &dyn Transport, root: &Path, art: &Artifacts) {
     ]);
     let ep = env_path.display().to_string();
     assert_eq!(hosts::file_sha256(t, &ep).await.unwrap(), None);
-    let sha = hosts::write_env(t, &ep, &env).await.unwrap();
-    assert_eq!(sha, hosts::env_sha256(&env).unwrap());
+    hosts::write_env(t, &ep, &env).await.unwrap();
+    let sha = hosts::env_sha256(&env).unwrap();
     assert_eq!(hosts::file_sha256(t, &ep).await.unwrap(), Some(sha.clone()));
     assert_eq!(sha256_file(&env_path), sha);
     let meta = std::fs::metadata(&env_path).unwrap();
@@ -455,9 +455,33 @@ async fn release_flow(t: &dyn Transport, root: &Path, art: &Artifacts) {
     let content = std::fs::read_to_string(&env_path).unwrap();
     assert!(content.contains("ConnectionStrings__Postgres=Host=db;Password='it''s $ecret'\n"));
     assert!(content.contains("Worker__BatchSize=100\n"));
+    // Without a key file the host reports no keyed fingerprint; with one, the host's
+    // `cat key env | sha256sum` equals the provider's env_fingerprint (0600 key file).
+    let found = hosts::inspect(t, &d, std::slice::from_ref(&ep))
+        .await
+        .unwrap();
+    assert_eq!(found.env_key, None);
+    let sums = found.files[&ep].clone().unwrap();
+    assert_eq!((sums.sha256.as_str(), sums.keyed), (sha.as_str(), None));
+    let key = hosts::EnvKey::generate();
+    hosts::write_env_key(t, &d, &key).await.unwrap();
+    let key_path = deploy.join(hosts::ENV_KEY_FILE);
+    assert_eq!(
+        std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let found = hosts::inspect(t, &d, std::slice::from_ref(&ep))
+        .await
+        .unwrap();
+    assert_eq!(found.env_key.as_ref(), Some(&key));
+    let keyed = hosts::env_fingerprint(&key, &env).unwrap();
+    assert_ne!(keyed, sha);
+    assert_eq!(found.files[&ep].clone().unwrap().keyed, Some(keyed));
+    std::fs::remove_file(&key_path).unwrap();
     // Rewritten with other values: still 0600, no temp file left.
     let env2 = BTreeMap::from([("A".to_string(), "1".to_string())]);
-    let sha2 = hosts::write_env(t, &ep, &env2).await.unwrap();
+    hosts::write_env(t, &ep, &env2).await.unwrap();
+    let sha2 = hosts::env_sha256(&env2).unwrap();
     assert_ne!(sha2, sha);
     assert_eq!(hosts::file_sha256(t, &ep).await.unwrap(), Some(sha2));
     assert_eq!(entries(&deploy.join("shared")), vec!["api.env"]);

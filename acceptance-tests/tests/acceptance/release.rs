@@ -1114,3 +1114,126 @@ fn release_rehearses_the_rollback_and_watches_the_rollout() {
         wd.destroy_ok();
     }
 }
+
+/// The state's env fingerprints are keyed with a key that lives only on the hosts (issue 15):
+/// no plain sha256 of an env file in state, a hand edit still drift. A host whose deploy dir
+/// was wiped (a rebuilt VM) is drift the plan shows, the apply deploys it again, and a destroy
+/// of a wiped host succeeds with a warning instead of running `releases//bin/...`. A state from
+/// schema version 0 (plain checksums, no key on the hosts) is keyed by its first refresh.
+#[test]
+fn release_keys_env_fingerprints_and_handles_wiped_hosts() {
+    for tf in terraforms() {
+        let fleet = shared_fleet("keyed", &tf);
+        let strategy =
+            r#"strategy = { max_parallel = 3, health_timeout = "10s", poll_interval = "100ms" }"#;
+        let wd = Workdir::new(&tf, &fleet.config("v1", strategy));
+        wd.apply_ok();
+        let key_path = format!("{}/shared/env-fingerprint.key", fleet.deploy_dir);
+        let plain = |h: &DevHost, role: &str| -> String {
+            let (code, out) = ssh(
+                h,
+                &format!("sha256sum < {}/shared/{role}.env", fleet.deploy_dir),
+            );
+            assert_eq!(code, 0, "{out}");
+            out.split_whitespace().next().unwrap().to_string()
+        };
+        let mut keys = Vec::new();
+        for (name, h, _) in &fleet.hosts {
+            let (code, out) = ssh(h, &format!("stat -c %a {key_path} && cat {key_path}"));
+            assert_eq!(code, 0, "{name}: the key file exists: {out}");
+            let mut lines = out.lines();
+            assert_eq!(lines.next(), Some("600"), "{name}: key file mode");
+            keys.push(lines.next().unwrap().to_string());
+        }
+        assert!(
+            keys.iter().all(|k| k == &keys[0] && k.len() == 64),
+            "one key for the deployment: {keys:?}"
+        );
+        let api_plain = plain(&fleet.hosts[0].1, "api");
+        let worker_plain = plain(&fleet.hosts[2].1, "worker");
+        let state_text = std::fs::read_to_string(wd.file("terraform.tfstate")).unwrap();
+        for (what, p) in [("api", &api_plain), ("worker", &worker_plain)] {
+            assert!(
+                !state_text.contains(p.as_str()),
+                "the plain sha256 of the {what} env file is in the state"
+            );
+            assert!(!state_text.contains(&keys[0]), "the key is in the state");
+        }
+        let s = state(&wd);
+        let keyed = s["env_sha256"]["api"].as_str().unwrap().to_string();
+        assert_eq!(keyed.len(), 64, "{s}");
+        assert_ne!(keyed, api_plain);
+
+        // A hand edit is still drift, named per host, without a checksum.
+        ssh(
+            &fleet.hosts[1].1,
+            &format!("echo EXTRA=1 >> {}/shared/api.env", fleet.deploy_dir),
+        );
+        let plan = wd.plan_detailed();
+        assert_eq!(plan.code, 2, "env drift must be a change:\n{}", plan.text());
+        assert!(plan.shows("drifted: api-2=changed"), "{}", plan.text());
+        wd.apply_ok();
+
+        // api-2 rebuilt: its deploy dir is gone (processes stopped, files removed).
+        let wipe = |h: &DevHost| {
+            let (code, out) = ssh(h, &reset_command(&fleet.deploy_dir));
+            assert_eq!(code, 0, "wipe: {out}");
+        };
+        wipe(&fleet.hosts[1].1);
+        let plan = wd.plan_detailed();
+        assert_eq!(plan.code, 2, "a wiped host is drift:\n{}", plan.text());
+        assert!(plan.shows("drifted: api-2=none"), "{}", plan.text());
+        wd.apply_ok();
+        assert_eq!(live_version(&fleet.hosts[1].1, &fleet.deploy_dir), "v1");
+        let s = state(&wd);
+        assert_eq!(s["env_sha256"]["api"], keyed, "the same key and env: {s}");
+
+        // A state written by schema version 0: plain checksums, no key on the hosts. The first
+        // refresh writes the key and keys the values; nothing is deployed.
+        let state_file = wd.file("terraform.tfstate");
+        let mut old: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+        let inst = &mut old["resources"][0]["instances"][0];
+        inst["schema_version"] = 0.into();
+        inst["attributes"]["env_sha256"] =
+            serde_json::json!({"api": api_plain, "worker": worker_plain});
+        old["serial"] = (old["serial"].as_u64().unwrap() + 1).into();
+        std::fs::write(&state_file, serde_json::to_string_pretty(&old).unwrap()).unwrap();
+        for (_, h, _) in &fleet.hosts {
+            ssh(h, &format!("rm -f {key_path}"));
+        }
+        let run = wd.run(&[
+            "apply",
+            "-refresh-only",
+            "-auto-approve",
+            "-input=false",
+            "-no-color",
+        ]);
+        assert_eq!(run.code, 0, "refresh of a version 0 state:\n{}", run.text());
+        let state_text = std::fs::read_to_string(&state_file).unwrap();
+        assert!(
+            !state_text.contains(&api_plain) && !state_text.contains(&worker_plain),
+            "the upgraded state still holds a plain env checksum:\n{state_text}"
+        );
+        let s = state(&wd);
+        let rekeyed = s["env_sha256"]["api"].as_str().unwrap();
+        assert_eq!(rekeyed.len(), 64, "keyed after the refresh: {s}");
+        assert_ne!(rekeyed, keyed, "a new key was written");
+        assert_eq!(s["revision"], 3, "nothing was deployed: {s}");
+        wd.assert_plan_empty();
+
+        // Destroy with a wiped host: the others are stopped, api-2 has nothing to stop.
+        wipe(&fleet.hosts[1].1);
+        let run = wd.run(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
+        assert_eq!(run.code, 0, "destroy with a wiped host:\n{}", run.text());
+        assert!(run.shows("Nothing to stop on api-2"), "{}", run.text());
+        assert!(
+            !run.text().contains("releases//"),
+            "a command built from an empty version ran:\n{}",
+            run.text()
+        );
+        for (name, url) in fleet.apis() {
+            assert_ne!(readiness(&url).as_deref(), Some("ready"), "{name} stopped");
+        }
+    }
+}

@@ -484,6 +484,10 @@ fn sha256_command(path: &str) -> String {
     )
 }
 
+/// sha256 of standard input, as `sha256sum` prints it, on hosts with either tool.
+const SHA256_STDIN: &str =
+    "{ if command -v sha256sum >/dev/null 2>&1; then sha256sum; else shasum -a 256; fi; }";
+
 fn parse_sha256_output(host: &str, out: &str) -> Result<String, HostError> {
     let first = out.split_whitespace().next().unwrap_or_default();
     if first.len() == 64 && first.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -2349,37 +2353,115 @@ pub fn env_file_content(env: &BTreeMap<String, String>) -> Result<String, HostEr
     Ok(s)
 }
 
-/// The sha256 of the env file [`write_env`] writes for `env` (the only trace of it to keep).
+/// Where a deployment's env-fingerprint key lives, below the deploy dir.
+pub const ENV_KEY_FILE: &str = "shared/env-fingerprint.key";
+
+/// The deployment's env-fingerprint key: 32 random bytes, kept as 64 hex digits in
+/// [`ENV_KEY_FILE`] (mode 0600) on every host of the deployment and nowhere else (never in
+/// state, plan or logs). Fingerprints keyed with it let drift detection compare env files
+/// without handing anyone who reads the state a plain sha256 to test guessed secrets against.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EnvKey(String);
+
+impl EnvKey {
+    pub fn generate() -> EnvKey {
+        EnvKey(hex::encode(rand::random::<[u8; 32]>()))
+    }
+
+    /// The key from its file's content (64 hex digits, surrounding white space ignored).
+    pub fn parse(text: &str) -> Option<EnvKey> {
+        let t = text.trim();
+        (t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| EnvKey(t.to_ascii_lowercase()))
+    }
+
+    /// What the key file holds: the hex digits and a newline.
+    fn file_content(&self) -> String {
+        format!("{}\n", self.0)
+    }
+}
+
+impl fmt::Debug for EnvKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EnvKey(..)")
+    }
+}
+
+/// Where the key file of `deploy_dir` lives.
+pub fn env_key_path(deploy_dir: &str) -> String {
+    format!("{}/{ENV_KEY_FILE}", deploy_dir.trim_end_matches('/'))
+}
+
+/// The keyed fingerprint of the env file [`write_env`] writes for `env`: the sha256 of the key
+/// file's content followed by the env file's, which is what a host computes with
+/// `cat <key file> <env file> | sha256sum` (see [`inspect`]). Without the key, which never
+/// leaves the hosts, it confirms no guess.
+pub fn env_fingerprint(key: &EnvKey, env: &BTreeMap<String, String>) -> Result<String, HostError> {
+    let mut h = sha2::Sha256::new();
+    h.update(key.file_content().as_bytes());
+    h.update(env_file_content(env)?.as_bytes());
+    Ok(hex::encode(h.finalize()))
+}
+
+/// The plain sha256 of the env file for `env`: what provider versions before the keyed
+/// fingerprints kept in state. Only compared against such old states, never stored.
 pub fn env_sha256(env: &BTreeMap<String, String>) -> Result<String, HostError> {
     Ok(hex::encode(sha2::Sha256::digest(
         env_file_content(env)?.as_bytes(),
     )))
 }
 
-/// Writes an env file, mode 0600, atomically. Returns its sha256 (see [`env_sha256`]).
+/// Writes an env file, mode 0600, atomically.
 pub async fn write_env(
     t: &dyn Transport,
     path: &str,
     env: &BTreeMap<String, String>,
-) -> Result<String, HostError> {
+) -> Result<(), HostError> {
     let content = env_file_content(env)?;
     write_file(t, path, content.as_bytes(), 0o600)
         .await
         .map_err(|e| e.in_op("write env file"))?;
     tracing::info!(host = t.host(), path, keys = env.len(), "env file written");
-    Ok(hex::encode(sha2::Sha256::digest(content.as_bytes())))
+    Ok(())
+}
+
+/// Writes the deployment's env-fingerprint key (mode 0600, atomically).
+pub async fn write_env_key(
+    t: &dyn Transport,
+    deploy_dir: &str,
+    key: &EnvKey,
+) -> Result<(), HostError> {
+    let d = deploy_dir_arg(deploy_dir)?;
+    write_file(t, &env_key_path(&d), key.file_content().as_bytes(), 0o600)
+        .await
+        .map_err(|e| e.in_op("write env fingerprint key"))?;
+    tracing::info!(host = t.host(), "env fingerprint key written");
+    Ok(())
+}
+
+/// A file's checksums as a host computed them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSums {
+    /// sha256 of the file.
+    pub sha256: String,
+    /// sha256 of the deployment key file followed by the file ([`env_fingerprint`]); `None`
+    /// when the host has no key file.
+    pub keyed: Option<String>,
 }
 
 /// What a host has now: the release `current` names, the artifact that release came from,
-/// and the sha256 of each file asked about (`None`: no such file).
+/// the deployment's env-fingerprint key, and the checksums of each file asked about (`None`:
+/// no such file).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Inspection {
     pub version: Option<String>,
     pub artifact_sha256: Option<String>,
-    pub files: BTreeMap<String, Option<String>>,
+    pub env_key: Option<EnvKey>,
+    pub files: BTreeMap<String, Option<FileSums>>,
 }
 
-/// Reads `current`, its artifact checksum and the checksums of `files` in one command.
+/// Reads `current`, its artifact checksum, the env-fingerprint key and the checksums of
+/// `files` (plain, and keyed where the key exists) in one command.
 pub async fn inspect(
     t: &dyn Transport,
     deploy_dir: &str,
@@ -2387,37 +2469,60 @@ pub async fn inspect(
 ) -> Result<Inspection, HostError> {
     let d = deploy_dir_arg(deploy_dir)?;
     let mut cmd = format!(
-        "c={c}\n\
+        "c={c}; k={k}\n\
          if [ -L \"$c\" ]; then printf 'current %s\\n' \"$(readlink -- \"$c\")\"; \
          printf 'artifact %s\\n' \"$(cat -- \"$c/{ARTIFACT_SHA256_FILE}\" 2>/dev/null)\"; \
-         elif [ -e \"$c\" ]; then echo \"$c is not a symbolic link\" >&2; exit 1; fi\n",
+         elif [ -e \"$c\" ]; then echo \"$c is not a symbolic link\" >&2; exit 1; fi\n\
+         if [ -f \"$k\" ]; then printf 'key %s\\n' \"$(cat -- \"$k\")\"; fi\n",
         c = shell_quote(&format!("{d}/{CURRENT_LINK}")),
+        k = shell_quote(&env_key_path(&d)),
     );
     for (i, f) in files.iter().enumerate() {
         check_path("path", f)?;
+        let p = shell_quote(f);
         cmd.push_str(&format!(
-            "if [ -f {p} ]; then printf 'file {i} '; {sha}; else echo 'file {i} missing'; fi\n",
-            p = shell_quote(f),
+            "if [ -f {p} ]; then printf 'file {i} '; {sha}; \
+             if [ -f \"$k\" ]; then printf 'keyed {i} '; cat -- \"$k\" {p} | {stdin_sha}; fi; \
+             else echo 'file {i} missing'; fi\n",
             sha = sha256_command(f),
+            stdin_sha = SHA256_STDIN,
         ));
     }
     let out = run_ok(t, "inspect host", &cmd, Stdin::Null, t.timeouts().transfer).await?;
     let mut found = Inspection::default();
+    let mut keyed = BTreeMap::new();
     for line in out.lines() {
         if let Some(target) = line.strip_prefix("current ") {
             found.version = version_of_target(target);
         } else if let Some(sha) = line.strip_prefix("artifact ") {
             found.artifact_sha256 = normalize_sha256(sha).ok();
+        } else if let Some(key) = line.strip_prefix("key ") {
+            found.env_key = EnvKey::parse(key);
         } else if let Some(rest) = line.strip_prefix("file ")
             && let Some((i, sha)) = rest.split_once(' ')
             && let Some(f) = i.parse::<usize>().ok().and_then(|i| files.get(i))
         {
-            let sha = if sha.trim() == "missing" {
+            let sums = if sha.trim() == "missing" {
                 None
             } else {
-                Some(parse_sha256_output(t.host(), sha)?)
+                Some(FileSums {
+                    sha256: parse_sha256_output(t.host(), sha)?,
+                    keyed: None,
+                })
             };
-            found.files.insert(f.clone(), sha);
+            found.files.insert(f.clone(), sums);
+        } else if let Some(rest) = line.strip_prefix("keyed ")
+            && let Some((i, sha)) = rest.split_once(' ')
+            && let Some(f) = i.parse::<usize>().ok().and_then(|i| files.get(i))
+        {
+            keyed.insert(f.clone(), parse_sha256_output(t.host(), sha)?);
+        }
+    }
+    if found.env_key.is_some() {
+        for (f, sums) in found.files.iter_mut() {
+            if let Some(s) = sums {
+                s.keyed = keyed.remove(f);
+            }
         }
     }
     Ok(found)
@@ -2780,6 +2885,28 @@ mod tests {
             "ConnectionStrings__Postgres=Host=db;Password='p w'=x\nWorker__BatchSize=100\n"
         ));
         assert_eq!(env_sha256(&env).unwrap().len(), 64);
+        // Keyed: differs from the plain sha256, per key; the key never prints.
+        let (k1, k2) = (EnvKey::generate(), EnvKey::generate());
+        let f1 = env_fingerprint(&k1, &env).unwrap();
+        assert_eq!(f1.len(), 64);
+        assert_ne!(f1, env_sha256(&env).unwrap());
+        assert_ne!(f1, env_fingerprint(&k2, &env).unwrap());
+        assert_eq!(f1, env_fingerprint(&k1, &env).unwrap());
+        let mut h = sha2::Sha256::new();
+        h.update(format!("{}\n", k1.0));
+        h.update(env_file_content(&env).unwrap());
+        assert_eq!(
+            f1,
+            hex::encode(h.finalize()),
+            "sha256(key file || env file)"
+        );
+        assert_eq!(format!("{k1:?}"), "EnvKey(..)");
+        assert_eq!(
+            EnvKey::parse(&format!(" {}\n", k1.0.to_uppercase())),
+            Some(k1.clone())
+        );
+        assert_eq!(EnvKey::parse("abc"), None);
+        assert_eq!(EnvKey::parse(&"g".repeat(64)), None);
         let bad = BTreeMap::from([("1X".to_string(), "v".to_string())]);
         assert!(env_file_content(&bad).is_err());
         let secret = BTreeMap::from([("K".to_string(), "s3cr3t\nx".to_string())]);

@@ -22,7 +22,7 @@ use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
 use super::api::{self, ApiClient, Readiness};
-use super::hosts::{self, DeployLock, HostError, Transport};
+use super::hosts::{self, DeployLock, EnvKey, FileSums, HostError, Transport};
 use super::ops::{self, Overrides};
 
 /// How long a deploy lock lives without renewal; renewed every third of it.
@@ -113,6 +113,22 @@ pub fn check_template(command: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `template` uses the variable `name` (`{{name}}`, spaces inside the braces allowed).
+fn template_uses(template: &str, name: &str) -> bool {
+    let mut rest = template;
+    while let Some(i) = rest.find("{{") {
+        let after = &rest[i + 2..];
+        let Some(j) = after.find("}}") else {
+            return false;
+        };
+        if after[..j].trim() == name {
+            return true;
+        }
+        rest = &after[j + 2..];
+    }
+    false
+}
+
 /// Substitutes the template variables (values shell-quoted).
 pub fn render(command: &str, vars: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(command.len());
@@ -171,6 +187,10 @@ pub struct Target {
     pub sha256: String,
     /// Env files to manage, per role (a role left out keeps whatever file it has).
     pub env: BTreeMap<Role, BTreeMap<String, String>>,
+    /// The key their fingerprints are keyed with. `None`: [`Deployment::deploy`] takes the
+    /// one the hosts have (the first host, in name order, that has one), else a new one, and
+    /// writes it to every host it deploys.
+    pub env_key: Option<EnvKey>,
 }
 
 /// The D5 watch window.
@@ -256,8 +276,22 @@ pub fn env_path(deploy_dir: &str, role: Role) -> String {
 pub struct HostState {
     pub version: Option<String>,
     pub artifact_sha256: Option<String>,
-    /// Per role asked about: the env file's sha256, `None` when there is none.
-    pub env_sha256: BTreeMap<Role, Option<String>>,
+    /// The deployment's env-fingerprint key, when the host has one.
+    pub env_key: Option<EnvKey>,
+    /// Per role asked about: the env file's checksums, `None` when there is none.
+    pub env: BTreeMap<Role, Option<FileSums>>,
+}
+
+impl HostState {
+    /// The keyed fingerprint of `role`'s env file (`None`: no file, or no key on the host).
+    pub fn env_fingerprint(&self, role: Role) -> Option<&str> {
+        self.env.get(&role)?.as_ref()?.keyed.as_deref()
+    }
+
+    /// Whether the host has an env file for `role`.
+    pub fn has_env(&self, role: Role) -> bool {
+        self.env.get(&role).is_some_and(Option::is_some)
+    }
 }
 
 /// Reads a host's live release, artifact checksum and env file checksums.
@@ -271,12 +305,22 @@ pub async fn observe(
     Ok(HostState {
         version: found.version,
         artifact_sha256: found.artifact_sha256,
-        env_sha256: roles
+        env_key: found.env_key,
+        env: roles
             .iter()
             .zip(&files)
             .map(|(r, f)| (*r, found.files.get(f).cloned().flatten()))
             .collect(),
     })
+}
+
+/// What [`Deployment::stop`] did on a host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// The stop commands of its roles ran.
+    Stopped,
+    /// The host has no release (`current` is missing): nothing was run.
+    NothingDeployed,
 }
 
 /// One thing that went wrong, on one host.
@@ -306,6 +350,9 @@ pub struct Outcome {
     pub rehearsed_at: Option<DateTime<Utc>>,
     /// Hosts that were changed (the others already had the release and env).
     pub changed_hosts: Vec<String>,
+    /// The keyed fingerprint of each managed env file as deployed (see
+    /// [`hosts::env_fingerprint`]); empty when the run stopped before choosing the key.
+    pub env_fingerprints: BTreeMap<Role, String>,
 }
 
 impl Outcome {
@@ -419,12 +466,18 @@ pub async fn wait_api_ready(
 }
 
 impl Deployment {
+    /// The template variables for a command; a variable that has no value (no version known
+    /// for the host) is empty.
     fn vars<'a>(&'a self, host: &'a Host, version: &'a str, role: Role) -> Vec<(&'a str, String)> {
         let d = self.deploy_dir.trim_end_matches('/');
         vec![
             (
                 "release_dir",
-                format!("{d}/{}/{version}", hosts::RELEASES_DIR),
+                if version.is_empty() {
+                    String::new()
+                } else {
+                    format!("{d}/{}/{version}", hosts::RELEASES_DIR)
+                },
             ),
             ("version", version.to_string()),
             ("host", host.name.clone()),
@@ -434,10 +487,27 @@ impl Deployment {
         ]
     }
 
-    fn command(&self, template: &str, host: &Host, version: &str, role: Role) -> String {
+    /// The command `template` stands for on `host`; an error instead of a command built from
+    /// an empty value (`releases//bin/...` on a host with no release).
+    fn command(
+        &self,
+        template: &str,
+        host: &Host,
+        version: &str,
+        role: Role,
+    ) -> Result<String, String> {
         let vars = self.vars(host, version, role);
+        if let Some((name, _)) = vars
+            .iter()
+            .find(|(k, v)| v.is_empty() && template_uses(template, k))
+        {
+            return Err(format!(
+                "the command `{template}` uses {{{{{name}}}}}, which has no value on {}: no release is known there, so the command is not run",
+                host.name
+            ));
+        }
         let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        render(template, &refs)
+        Ok(render(template, &refs))
     }
 
     /// Runs a command; a non-zero exit is an error with its stderr.
@@ -468,7 +538,9 @@ impl Deployment {
                     format!("no restart command for role {}", role.as_str()),
                 ));
             };
-            let cmd = self.command(template, host, version, *role);
+            let cmd = self
+                .command(template, host, version, *role)
+                .map_err(|e| ("restart", e))?;
             tracing::info!(host = %host.name, role = role.as_str(), version, "restarting");
             self.run(host, &cmd).await.map_err(|e| ("restart", e))?;
         }
@@ -514,7 +586,7 @@ impl Deployment {
         let Some(template) = &self.commands.worker_status else {
             return Err("no worker_status command".into());
         };
-        let cmd = self.command(template, host, version, Role::Worker);
+        let cmd = self.command(template, host, version, Role::Worker)?;
         let deadline = Instant::now() + self.strategy.health_timeout;
         let mut count = 0;
         let mut last = String::new();
@@ -556,10 +628,10 @@ impl Deployment {
                     None => false,
                 },
                 Role::Worker => match &self.commands.worker_status {
-                    Some(t) => {
-                        let cmd = self.command(t, host, version, Role::Worker);
-                        self.run(host, &cmd).await.is_ok()
-                    }
+                    Some(t) => match self.command(t, host, version, Role::Worker) {
+                        Ok(cmd) => self.run(host, &cmd).await.is_ok(),
+                        Err(_) => false,
+                    },
                     None => false,
                 },
             };
@@ -586,6 +658,13 @@ impl Deployment {
             return Err(fail("interrupted", "the deployment was interrupted".into()));
         }
         tracing::info!(host = %host.name, version = %v, "deploying");
+        if let Some(key) = &target.env_key
+            && host.roles.iter().any(|r| target.env.contains_key(r))
+        {
+            hosts::write_env_key(t, &self.deploy_dir, key)
+                .await
+                .map_err(|e| fail("env", e.to_string()))?;
+        }
         for role in &host.roles {
             let Some(env) = target.env.get(role) else {
                 continue;
@@ -665,7 +744,9 @@ impl Deployment {
             None => {
                 for role in &host.roles {
                     if let Some(template) = self.commands.stop.get(role) {
-                        let cmd = self.command(template, host, &target.version, *role);
+                        let cmd = self
+                            .command(template, host, &target.version, *role)
+                            .map_err(fail)?;
                         self.run(host, &cmd).await.map_err(fail)?;
                     }
                 }
@@ -680,25 +761,27 @@ impl Deployment {
         Ok(())
     }
 
-    /// Runs the stop command of every role on every host (`versions`: what each host runs, for
-    /// the templates). Per host: `Ok` or why not.
-    pub async fn stop(
-        &self,
-        versions: &BTreeMap<String, String>,
-    ) -> Vec<(String, Result<(), String>)> {
+    /// Runs the stop command of every role on every host, for the release each host runs now
+    /// (read from the host, not from what the state last knew). A host with no release (wiped,
+    /// rebuilt) has nothing to stop: [`Stopped::NothingDeployed`], and no command is run
+    /// there. Per host: what happened, or why it could not be stopped.
+    pub async fn stop(&self) -> Vec<(String, Result<Stopped, String>)> {
         let results = join_all(self.hosts.iter().map(|h| async move {
-            let version = versions
-                .get(&h.name)
-                .map(String::as_str)
-                .unwrap_or_default();
+            let version = hosts::current(&*h.transport, &self.deploy_dir)
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some(version) = version else {
+                tracing::warn!(host = %h.name, "no release on the host: nothing to stop");
+                return Ok(Stopped::NothingDeployed);
+            };
             for role in &h.roles {
                 if let Some(template) = self.commands.stop.get(role) {
-                    self.run(h, &self.command(template, h, version, *role))
+                    self.run(h, &self.command(template, h, &version, *role)?)
                         .await?;
-                    tracing::info!(host = %h.name, role = role.as_str(), "stopped");
+                    tracing::info!(host = %h.name, role = role.as_str(), version, "stopped");
                 }
             }
-            Ok(())
+            Ok(Stopped::Stopped)
         }))
         .await;
         self.hosts
@@ -852,11 +935,24 @@ impl Deployment {
             out.hosts = live;
             return;
         }
+        // The deployment's env-fingerprint key: the one the hosts have, else a new one.
+        let key = target.env_key.clone().unwrap_or_else(|| {
+            self.hosts
+                .iter()
+                .find_map(|h| live[&h.name].env_key.clone())
+                .unwrap_or_else(EnvKey::generate)
+        });
+        let resolved = Target {
+            env_key: Some(key.clone()),
+            ..target.clone()
+        };
+        let target = &resolved;
         let expected_env: BTreeMap<Role, String> = target
             .env
             .iter()
-            .filter_map(|(r, env)| hosts::env_sha256(env).ok().map(|s| (*r, s)))
+            .filter_map(|(r, env)| hosts::env_fingerprint(&key, env).ok().map(|s| (*r, s)))
             .collect();
+        out.env_fingerprints = expected_env.clone();
         for h in &self.hosts {
             out.before
                 .insert(h.name.clone(), live[&h.name].version.clone());
@@ -864,7 +960,7 @@ impl Deployment {
         let in_place = |h: &Host| {
             let s = &live[&h.name];
             let env_ok = h.roles.iter().all(|r| match expected_env.get(r) {
-                Some(sha) => s.env_sha256.get(r).cloned().flatten().as_deref() == Some(sha),
+                Some(sha) => s.env_fingerprint(*r) == Some(sha.as_str()),
                 None => true,
             });
             s.version.as_deref() == Some(target.version.as_str())
@@ -1351,6 +1447,44 @@ mod tests {
                 .contains("{{nope}}")
         );
         assert!(check_template("x {{version").is_err());
+    }
+
+    #[test]
+    fn commands_are_never_built_from_an_empty_version() {
+        let d = Deployment {
+            deploy_dir: "/opt/af".into(),
+            hosts: Vec::new(),
+            commands: Commands::default(),
+            strategy: Strategy::default(),
+            lock_owner: "test".into(),
+            cancel: CancellationToken::new(),
+        };
+        let host = Host {
+            name: "api-2".into(),
+            address: "10.0.0.2".into(),
+            transport: Arc::new(hosts::LocalTransport::new(hosts::Timeouts::default())),
+            roles: vec![Role::Api],
+            api: None,
+        };
+        let stop = "{{release_dir}}/bin/artifortress stop {{role}}";
+        assert_eq!(
+            d.command(stop, &host, "v1", Role::Api).unwrap(),
+            "/opt/af/releases/v1/bin/artifortress stop api"
+        );
+        let e = d.command(stop, &host, "", Role::Api).unwrap_err();
+        assert!(e.contains("{{release_dir}}") && e.contains("api-2"), "{e}");
+        let e = d
+            .command("systemctl stop af@{{ version }}", &host, "", Role::Api)
+            .unwrap_err();
+        assert!(e.contains("{{version}}"), "{e}");
+        // A template that does not use the version runs without one.
+        assert_eq!(
+            d.command("systemctl stop artifortress-{{role}}", &host, "", Role::Api)
+                .unwrap(),
+            "systemctl stop artifortress-api"
+        );
+        assert!(template_uses("a {{ version }} b", "version"));
+        assert!(!template_uses("a {{versions}} {{version", "version"));
     }
 
     #[test]

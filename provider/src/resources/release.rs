@@ -17,12 +17,12 @@ use futures::future::join_all;
 
 use crate::clients::backup;
 use crate::clients::gate;
-use crate::clients::hosts::{self, LocalTransport, Timeouts, Transport};
+use crate::clients::hosts::{self, EnvKey, LocalTransport, Timeouts, Transport};
 use crate::clients::migrations::{Migrator, redact_url};
 use crate::clients::ops::Overrides;
 use crate::clients::release::{
-    self, Commands, Deployment, Failure, Host, HostState, OpsWatch, Outcome, Role, Strategy,
-    Target, Watch,
+    self, Commands, Deployment, Failure, Host, HostState, OpsWatch, Outcome, Role, Stopped,
+    Strategy, Target, Watch,
 };
 use crate::duration;
 use crate::protocol::diagnostics::{AttributePath, Diagnostic, Diagnostics};
@@ -30,6 +30,7 @@ use crate::protocol::framework::{
     self, ApplyRequest, ApplyResponse, DeleteRequest, Import, ModifyPlanRequest,
     ModifyPlanResponse, ReadRequest, ReadResponse, Resource,
 };
+use crate::protocol::json;
 use crate::protocol::schema::{Attribute, Constraint, Nesting, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
@@ -39,11 +40,17 @@ use crate::resources::backup::timestamp;
 
 pub const TYPE_NAME: &str = "artifortress_release";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// `watch.duration` when not given.
+const DEFAULT_WATCH: Duration = Duration::from_secs(600);
 /// A production release needs a backup younger than this.
 const MAX_BACKUP_AGE: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_BACKUP_PREFIX: &str = "backups/";
 /// Prefix of a `version` or checksum that refresh found different on some host.
 const DRIFT: &str = "drifted: ";
+/// Prefix of an `env_sha256` value carried over from schema version 0, which kept the plain
+/// sha256 of the env file. The first refresh replaces it with the keyed fingerprint (writing the
+/// deployment's key to the hosts), so it never survives an apply.
+const UNKEYED: &str = "unkeyed:";
 
 pub struct Release;
 
@@ -213,15 +220,86 @@ fn configured_env(config: &Value) -> Option<BTreeMap<Role, BTreeMap<String, Stri
     Some(out)
 }
 
-fn env_hashes(env: &BTreeMap<Role, BTreeMap<String, String>>) -> Result<Value, Diagnostic> {
+/// Per role, what `env_sha256` holds for `env`: the keyed fingerprint with `key`; with no key,
+/// the plain sha256 (only ever compared with an `unkeyed:` value from an old state).
+fn env_fingerprints(
+    env: &BTreeMap<Role, BTreeMap<String, String>>,
+    key: Option<&EnvKey>,
+) -> Result<BTreeMap<String, String>, Diagnostic> {
     let mut m = BTreeMap::new();
     for (role, e) in env {
-        let sha = hosts::env_sha256(e).map_err(|err| {
+        let sha = match key {
+            Some(k) => hosts::env_fingerprint(k, e),
+            None => hosts::env_sha256(e).map(|s| format!("{UNKEYED}{s}")),
+        }
+        .map_err(|err| {
             Diagnostic::error("Invalid env", err.to_string()).at_attr(env_attr(role.as_str()))
         })?;
-        m.insert(role.as_str().to_string(), Value::String(sha));
+        m.insert(role.as_str().to_string(), sha);
     }
-    Ok(Value::Map(m))
+    Ok(m)
+}
+
+fn string_map(m: BTreeMap<String, String>) -> Value {
+    Value::Map(m.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+}
+
+/// Where the deployment's env-fingerprint keys are cached for this provider process: refresh
+/// reads them from the hosts, and the plan of the same run keys the configured env with them.
+fn key_cache_id(transport: &str, deploy_dir: &str, h: &HostConfig) -> String {
+    format!(
+        "{transport}|{}|{}:{}",
+        deploy_dir.trim_end_matches('/'),
+        h.address,
+        h.port
+    )
+}
+
+/// The key `planned`'s env would be keyed with at apply: the first host (in name order) that
+/// has one, as [`Deployment::deploy`] chooses it. `Ok(None)`: no host has a key (a first
+/// deploy, wiped hosts, or hosts deployed before keyed fingerprints). An error when a host
+/// cannot be read, since the apply could then choose another key than the plan.
+async fn planned_env_key(
+    settings: &Settings,
+    transport: &str,
+    deploy_dir: &str,
+    configs: &[HostConfig],
+) -> Result<Option<EnvKey>, Diagnostic> {
+    for h in configs {
+        let id = key_cache_id(transport, deploy_dir, h);
+        let key = match settings.env_key(&id) {
+            Some(k) => k,
+            None => {
+                let t = transports(settings, transport, std::slice::from_ref(h))
+                    .await
+                    .pop()
+                    .expect("one transport per host");
+                let found = match t {
+                    Ok(t) => hosts::inspect(&*t, deploy_dir, &[])
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e),
+                };
+                match found {
+                    Ok(i) => {
+                        settings.cache_env_key(id, i.env_key.clone());
+                        i.env_key
+                    }
+                    Err(e) => {
+                        return Err(Diagnostic::error(
+                            format!("Cannot read host {}", h.name),
+                            format!("Planning {TYPE_NAME} reads the deployment's env-fingerprint key from the hosts ({}): {e}", hosts::ENV_KEY_FILE),
+                        )
+                        .at(host_path(&h.name)));
+                    }
+                }
+            }
+        };
+        if key.is_some() {
+            return Ok(key);
+        }
+    }
+    Ok(None)
 }
 
 fn strategy(config: &Value) -> Strategy {
@@ -417,6 +495,139 @@ fn insecure_warning(settings: &Settings, transport: &str) -> Option<Diagnostic> 
 
 fn host_path(name: &str) -> AttributePath {
     AttributePath::root().child_attr("hosts").child_key(name)
+}
+
+fn has_unkeyed(env: &Value) -> bool {
+    env.as_map().is_some_and(|m| {
+        m.values()
+            .any(|v| v.as_str().is_some_and(|s| s.starts_with(UNKEYED)))
+    })
+}
+
+/// Compares one role's env files on the hosts holding it (`names[i]` is `holders[i]`) with
+/// what the state says (`want`: a keyed fingerprint, or an `unkeyed:` plain sha256 from an
+/// old state). Returns the value to keep when everything matches (the keyed fingerprint,
+/// replacing an `unkeyed:` one) and, per host that differs, `<host>=changed`, `=missing` or
+/// `=unkeyed` (a file but no key on the host). Never a checksum: state must not carry one a
+/// guess could be tested against.
+fn env_drift(
+    want: &str,
+    role: Role,
+    names: &[&String],
+    holders: &[&HostState],
+    importing: bool,
+) -> (Option<String>, Vec<String>) {
+    let mut bad = Vec::new();
+    let mut keyed = Vec::new();
+    for (name, s) in names.iter().zip(holders) {
+        let file = s.env.get(&role).cloned().flatten();
+        let verdict = match (&file, want.strip_prefix(UNKEYED)) {
+            (None, _) if importing => None,
+            (None, _) => Some("missing"),
+            (Some(f), Some(plain)) => (f.sha256 != plain).then_some("changed"),
+            (Some(f), None) => match &f.keyed {
+                None => Some("unkeyed"),
+                Some(k) => (k != want).then_some("changed"),
+            },
+        };
+        match verdict {
+            Some(v) => bad.push(format!("{name}={v}")),
+            None => keyed.extend(file.and_then(|f| f.keyed)),
+        }
+    }
+    let value = if want.starts_with(UNKEYED) && bad.is_empty() {
+        // Every host has the old file and the deployment's key: its keyed fingerprint.
+        keyed
+            .first()
+            .cloned()
+            .filter(|k| keyed.iter().all(|x| x == k))
+    } else {
+        None
+    };
+    (value, bad)
+}
+
+/// The longest the release may use the provider's admin token: the rollout's worst case
+/// (every batch waiting `health_timeout` for each role in turn) and then the watch window,
+/// capped by the apply's timeout. With the arithmetic, for the error.
+fn token_need(config: &Value, hosts: usize, creating: bool) -> Option<(Duration, String)> {
+    let w = config.attr("watch");
+    if w.is_null() {
+        return None;
+    }
+    let watch = w
+        .attr("duration")
+        .as_str()
+        .and_then(|v| duration::parse(v).ok())
+        .unwrap_or(DEFAULT_WATCH);
+    let st = strategy(config);
+    let batches = hosts.div_ceil(st.max_parallel.max(1)).max(1) as u32;
+    let roles = host_configs(config.attr("hosts"))
+        .iter()
+        .map(|h| h.roles.len())
+        .max()
+        .unwrap_or(1)
+        .max(1) as u32;
+    let rollout = st.health_timeout * batches * roles;
+    let op = if creating { "create" } else { "update" };
+    let limit = framework::timeout(config, op, DEFAULT_TIMEOUT);
+    let f = duration::format;
+    let mut why = format!(
+        "{batches} batch(es) × {roles} role(s) × strategy.health_timeout {} = {} for the rollout, then watch.duration {}",
+        f(st.health_timeout),
+        f(rollout),
+        f(watch)
+    );
+    let need = rollout + watch;
+    if need > limit {
+        why.push_str(&format!(", capped by the {op} timeout {}", f(limit)));
+        return Some((limit, why));
+    }
+    Some((need, why))
+}
+
+/// An error when the admin token the watch window reads the ops summary with expires before
+/// the release could be done with it (`admin_token_expires_at`).
+fn token_lifetime_check(
+    settings: &Settings,
+    config: &Value,
+    hosts: usize,
+    creating: bool,
+    now: DateTime<Utc>,
+) -> Option<Diagnostic> {
+    let Setting::Known(expires) = &settings.admin_token_expires_at else {
+        return None;
+    };
+    if !matches!(settings.admin_token, Setting::Known(_)) {
+        return None;
+    }
+    let (need, why) = token_need(config, hosts, creating)?;
+    let left = (*expires - now).to_std().unwrap_or_default();
+    if left >= need {
+        return None;
+    }
+    let minutes = need.as_secs().div_ceil(60) + 1;
+    Some(
+        Diagnostic::error(
+            "The admin token expires before the release is done with it",
+            format!(
+                "The provider's admin_token expires at {} (in {}), but the watch window reads the ops summary with it for up to {}: {why}. Mint it with ttl_minutes >= {minutes} (ephemeral \"artifortress_admin_token\"), or shorten the watch window or strategy.health_timeout.",
+                expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                duration::format(left),
+                duration::format(need),
+            ),
+        )
+        .at_attr("watch"),
+    )
+}
+
+/// The warning for a host with no release to stop (wiped or rebuilt).
+fn nothing_to_stop(host: &str) -> Diagnostic {
+    Diagnostic::warning(
+        format!("Nothing to stop on {host}"),
+        format!("{host} has no release (no `current` in the deploy dir: wiped or rebuilt), so no stop command was run there."),
+    )
+    .at(host_path(host))
 }
 
 /// Hosts of the prior state that the plan no longer has, with their prior settings (empty while
@@ -632,6 +843,113 @@ impl Release {
         ))
     }
 
+    /// The first refresh of a state from before keyed fingerprints (schema version 0): gives
+    /// every host with a release the deployment's key (the one a host already has, else a new
+    /// one) and reads the hosts again, so that `env_sha256` can be keyed without a deploy.
+    /// Writing one 0600 file per host is the only change; the env files are untouched.
+    async fn key_old_hosts(
+        &self,
+        settings: &Settings,
+        transport: &str,
+        deploy_dir: &str,
+        configs: &[HostConfig],
+        env_roles: &[Role],
+        live: &mut BTreeMap<String, HostState>,
+    ) -> Result<(), Diagnostic> {
+        let key = configs
+            .iter()
+            .find_map(|h| live.get(&h.name)?.env_key.clone())
+            .unwrap_or_else(EnvKey::generate);
+        let todo: Vec<&HostConfig> = configs
+            .iter()
+            .filter(|h| {
+                live.get(&h.name)
+                    .is_some_and(|s| s.version.is_some() && s.env_key.as_ref() != Some(&key))
+            })
+            .collect();
+        let owned: Vec<HostConfig> = todo.iter().map(|h| (*h).clone()).collect();
+        let ts = transports(settings, transport, &owned).await;
+        let results = join_all(owned.iter().zip(ts).map(|(h, t)| {
+            let key = &key;
+            async move {
+                let t = t?;
+                hosts::write_env_key(&*t, deploy_dir, key)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                release::observe(&*t, deploy_dir, env_roles)
+                    .await
+                    .map_err(|e| e.to_string())
+                    .map(|s| (h.name.clone(), s))
+            }
+        }))
+        .await;
+        for (h, r) in owned.iter().zip(results) {
+            match r {
+                Ok((name, s)) => {
+                    settings
+                        .cache_env_key(key_cache_id(transport, deploy_dir, h), s.env_key.clone());
+                    live.insert(name, s);
+                }
+                Err(e) => {
+                    return Err(Diagnostic::error(
+                        format!("Cannot key the env fingerprints on {}", h.name),
+                        format!("This state comes from a provider version that kept plain env checksums; the first refresh writes the deployment's key ({}) to each host: {e}", hosts::ENV_KEY_FILE),
+                    )
+                    .at(host_path(&h.name)));
+                }
+            }
+        }
+        if !owned.is_empty() {
+            tracing::info!(hosts = ?owned.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), "env fingerprint key written (state from schema version 0)");
+        }
+        Ok(())
+    }
+
+    /// `env_sha256` as the apply would leave it: the configured env keyed with the hosts' key.
+    /// Unknown when the env is not known yet, on a first deploy, when the deployment moves
+    /// (transport or deploy_dir) or when no host has a key: the apply then creates or reuses
+    /// one. An old state's `unkeyed:` values are compared in the plain form they hold.
+    async fn planned_env(
+        &self,
+        config: &Value,
+        prior: &Value,
+        planned: &Value,
+        settings: &Settings,
+    ) -> Result<Value, Diagnostic> {
+        let Some(env) = configured_env(config) else {
+            return Ok(Value::unknown());
+        };
+        if env.is_empty() {
+            return Ok(Value::Map(BTreeMap::new()));
+        }
+        // Invalid env files are plan-time errors whatever the key.
+        env_fingerprints(&env, None)?;
+        let moved = |a: &str| !planned.attr(a).same(prior.attr(a));
+        if prior.is_null()
+            || moved("transport")
+            || moved("deploy_dir")
+            || !planned.attr("hosts").is_wholly_known()
+        {
+            return Ok(Value::unknown());
+        }
+        let transport = planned.attr("transport").as_str().unwrap_or("ssh");
+        let deploy_dir = planned.attr("deploy_dir").as_str().unwrap_or_default();
+        let configs = host_configs(planned.attr("hosts"));
+        match planned_env_key(settings, transport, deploy_dir, &configs).await? {
+            Some(key) => Ok(string_map(env_fingerprints(&env, Some(&key))?)),
+            None => {
+                let plain = string_map(env_fingerprints(&env, None)?);
+                // Hosts deployed before keyed fingerprints, planned without a refresh: the same
+                // env keeps its old value; anything else is decided at apply.
+                Ok(if plain.same(prior.attr("env_sha256")) {
+                    plain
+                } else {
+                    Value::unknown()
+                })
+            }
+        }
+    }
+
     fn watch(&self, config: &Value, settings: &Settings, diags: &mut Diagnostics) -> Option<Watch> {
         let w = config.attr("watch");
         if w.is_null() {
@@ -663,7 +981,7 @@ impl Release {
             ).at_attr("watch"));
         }
         Some(Watch {
-            duration: dur("duration", Duration::from_secs(600)),
+            duration: dur("duration", DEFAULT_WATCH),
             max_not_ready: dur("max_not_ready", Duration::from_secs(60)),
             poll_interval: Duration::from_secs(1),
             ops,
@@ -690,11 +1008,11 @@ impl Release {
                 return removed.keys().cloned().collect();
             }
         };
-        let versions = prior.attr("host_versions").to_string_map();
         let mut kept = Vec::new();
-        for (host, r) in deployment.stop(&versions).await {
+        for (host, r) in deployment.stop().await {
             match r {
-                Ok(()) => tracing::info!(host, "removed from hosts: stopped"),
+                Ok(Stopped::Stopped) => tracing::info!(host, "removed from hosts: stopped"),
+                Ok(Stopped::NothingDeployed) => diags.push(nothing_to_stop(&host)),
                 Err(e) => {
                     diags.push(
                         Diagnostic::error(
@@ -727,6 +1045,15 @@ impl Release {
             .to_string();
         if let Some(w) = insecure_warning(settings, &transport) {
             resp.diagnostics.push(w);
+        }
+        if let Some(d) = token_lifetime_check(
+            settings,
+            config,
+            host_configs(planned.attr("hosts")).len(),
+            creating,
+            Utc::now(),
+        ) {
+            return resp.diagnostics.push(d);
         }
         let gate_diags = gate(settings, config, true).await;
         if gate_diags.has_errors() {
@@ -794,6 +1121,7 @@ impl Release {
             artifact: artifact.path.clone(),
             sha256: sha.clone(),
             env,
+            env_key: None,
         };
         let limit = framework::timeout(
             config,
@@ -849,6 +1177,18 @@ impl Release {
                 Value::String(b.join(", "))
             };
             state.set_attr("previous_version", previous);
+            if !state.attr("env_sha256").is_known() {
+                state.set_attr(
+                    "env_sha256",
+                    Value::Map(
+                        outcome
+                            .env_fingerprints
+                            .iter()
+                            .map(|(r, f)| (r.as_str().to_string(), Value::String(f.clone())))
+                            .collect(),
+                    ),
+                );
+            }
             state.set_attr("deployed_version", Value::String(version.clone()));
             state.set_attr("host_versions", host_versions);
             state.set_attr("host_artifact_sha256", host_shas);
@@ -1068,7 +1408,7 @@ impl Resource<Settings> for Release {
 
     fn schema(&self) -> Schema {
         Schema::new(
-            0,
+            1,
             "The Artifortress API and worker deployed to hosts (D1 staging, D2 rollback rehearsal, D4 rollout, D5 watch window). Per host: a deploy lock with owner and expiry, the artifact uploaded and its sha256 checked on the host, unpacked into `releases/<version>`, env files written mode 0600, `current` switched atomically, the role restarted and waited for (API: `/health/live`, then `consecutive_ready` `/health/ready` probes in a row saying `ready`; a `degraded` 200 is not ready; worker: `worker_status` succeeding as often), a line in `revisions.log`, old releases pruned. Every host is staged before any switches; hosts go in batches of `max_parallel`. When any host fails, every host already switched goes back to its previous release, restarted and ready (atomic rollback); the state then says what is live and `last_failure` what went wrong, so the next plan proposes the release again. Refresh reads each host's live release, artifact checksum and env-file checksums: a host changed by hand shows up as a change in the plan.",
             vec![
                 Attribute::required("version", Type::String)
@@ -1102,7 +1442,7 @@ impl Resource<Settings> for Release {
                 Attribute::optional("api_env_wo", Type::map(Type::String))
                     .sensitive()
                     .write_only()
-                    .description("Environment of the API (`shared/api.env`, mode 0600, `KEY=value` lines). Write-only: never stored; `env_sha256.api` is its only trace. Null: the file is not managed."),
+                    .description("Environment of the API (`shared/api.env`, mode 0600, `KEY=value` lines). Write-only: never stored; `env_sha256.api`, a fingerprint keyed on the hosts, is its only trace. Null: the file is not managed."),
                 Attribute::optional("worker_env_wo", Type::map(Type::String))
                     .sensitive()
                     .write_only()
@@ -1155,7 +1495,7 @@ impl Resource<Settings> for Release {
                 Attribute::computed("host_artifact_sha256", Type::map(Type::String))
                     .description("Per host, the sha256 of the artifact the live release came from."),
                 Attribute::computed("env_sha256", Type::map(Type::String))
-                    .description("Per managed role, the sha256 of its env file: the only trace of the env in state."),
+                    .description("Per managed role, the keyed fingerprint of its env file, the only trace of the env in state: the sha256 of the deployment's key file (`shared/env-fingerprint.key`: 32 random bytes, mode 0600, written to every host at the first deploy, never in state) followed by the env file. Without the key, which stays on the hosts, nobody who reads the state can test a guessed secret against it, and the same env in two deployments gives different values. Refresh has each host compute it: a file edited by hand makes it `drifted: <host>=changed` (or `=missing`)."),
                 Attribute::computed("revision", Type::Number)
                     .description("Successful rollouts through this resource."),
                 Attribute::computed("deployed_at", Type::String)
@@ -1301,12 +1641,9 @@ impl Resource<Settings> for Release {
     ) {
         let (config, prior, settings) = (req.config, req.prior_state, req.provider);
         let planned = &mut resp.planned_state;
-        let env_sha = match configured_env(config) {
-            Some(env) => match env_hashes(&env) {
-                Ok(v) => v,
-                Err(d) => return resp.diagnostics.push(d),
-            },
-            None => Value::unknown(),
+        let env_sha = match self.planned_env(config, prior, planned, settings).await {
+            Ok(v) => v,
+            Err(d) => return resp.diagnostics.push(d),
         };
         removed_host_checks(config, prior, planned, &mut resp.diagnostics);
         let changes = deployment_changes(planned, prior, &env_sha);
@@ -1356,7 +1693,15 @@ impl Resource<Settings> for Release {
         };
         planned.set_attr("host_versions", per_host(&version));
         planned.set_attr("host_artifact_sha256", per_host(&sha));
-        planned.set_attr("env_sha256", env_sha);
+        // A deploy re-keys an old state's plain values: known only after the apply.
+        let unkeyed = env_sha.as_map().is_some_and(|m| {
+            m.values()
+                .any(|v| v.as_str().is_some_and(|s| s.starts_with(UNKEYED)))
+        });
+        planned.set_attr(
+            "env_sha256",
+            if unkeyed { Value::unknown() } else { env_sha },
+        );
         planned.set_attr("last_failure", Value::Null);
         for a in ["previous_version", "revision", "deployed_at"] {
             planned.set_attr(a, Value::unknown());
@@ -1372,6 +1717,12 @@ impl Resource<Settings> for Release {
         );
         if let Some(w) = insecure_warning(settings, &transport) {
             resp.diagnostics.push(w);
+        }
+        if known(&hosts_value)
+            && let Some(d) =
+                token_lifetime_check(settings, config, configs.len(), prior.is_null(), Utc::now())
+        {
+            resp.diagnostics.push(d);
         }
         resp.diagnostics.extend(gate(settings, config, false).await);
     }
@@ -1449,6 +1800,8 @@ impl Resource<Settings> for Release {
         for (h, r) in configs.iter().zip(seen) {
             match r {
                 Ok(s) => {
+                    settings
+                        .cache_env_key(key_cache_id(&transport, &deploy_dir, h), s.env_key.clone());
                     live.insert(h.name.clone(), s);
                 }
                 Err(e) => resp.diagnostics.push(
@@ -1470,10 +1823,7 @@ impl Resource<Settings> for Release {
                 let roles: Vec<Role> = if *explicit {
                     h.roles.clone()
                 } else {
-                    Role::ALL
-                        .into_iter()
-                        .filter(|r| s.env_sha256.get(r).is_some_and(Option::is_some))
-                        .collect()
+                    Role::ALL.into_iter().filter(|r| s.has_env(*r)).collect()
                 };
                 hosts.insert(
                     h.name.clone(),
@@ -1512,7 +1862,7 @@ impl Resource<Settings> for Release {
             for role in Role::ALL {
                 if let Some(sha) = common(
                     live.iter()
-                        .map(|(k, s)| (k, s.env_sha256.get(&role).cloned().flatten()))
+                        .map(|(k, s)| (k, s.env_fingerprint(role).map(str::to_string)))
                         .filter(|(_, v)| v.is_some())
                         .collect::<Vec<_>>()
                         .iter()
@@ -1573,24 +1923,44 @@ impl Resource<Settings> for Release {
                 Value::String(format!("{DRIFT}{}", sha_drift.join(", "))),
             );
         }
+        if !importing && has_unkeyed(state.attr("env_sha256")) {
+            if let Err(d) = self
+                .key_old_hosts(
+                    settings,
+                    &transport,
+                    &deploy_dir,
+                    &configs,
+                    &env_roles,
+                    &mut live,
+                )
+                .await
+            {
+                return resp.diagnostics.push(d);
+            }
+        }
         if let Some(Value::Map(env)) = state.attr_mut("env_sha256") {
             for (role_name, want) in env.iter_mut() {
                 let Some(role) = Role::parse(role_name) else {
                     continue;
                 };
-                let holders = configs
+                let want_text = want.as_str().unwrap_or_default().to_string();
+                let holders: Vec<&HostState> = configs
                     .iter()
-                    .filter(|h| h.roles.contains(&role) || importing);
-                let bad: Vec<String> = holders
-                    .filter_map(|h| {
-                        let got = live.get(&h.name)?.env_sha256.get(&role).cloned().flatten();
-                        (got.as_deref() != want.as_str() && !(importing && got.is_none()))
-                            .then(|| format!("{}={}", h.name, got.as_deref().unwrap_or("missing")))
-                    })
+                    .filter(|h| h.roles.contains(&role) || importing)
+                    .filter_map(|h| live.get(&h.name))
                     .collect();
+                let names: Vec<&String> = configs
+                    .iter()
+                    .filter(|h| h.roles.contains(&role) || importing)
+                    .filter(|h| live.contains_key(&h.name))
+                    .map(|h| &h.name)
+                    .collect();
+                let (value, bad) = env_drift(&want_text, role, &names, &holders, importing);
                 if !bad.is_empty() {
                     tracing::warn!(role = role_name.as_str(), hosts = ?bad, "env file changed on hosts");
                     *want = Value::String(format!("{DRIFT}{}", bad.join(", ")));
+                } else if let Some(v) = value {
+                    *want = Value::String(v);
                 }
             }
         }
@@ -1613,13 +1983,14 @@ impl Resource<Settings> for Release {
             Ok(d) => d,
             Err(diags) => return diags,
         };
-        let versions = state.attr("host_versions").to_string_map();
         let mut diags = Diagnostics::new();
-        for (host, r) in deployment.stop(&versions).await {
-            if let Err(e) = r {
-                diags.push(
+        for (host, r) in deployment.stop().await {
+            match r {
+                Ok(Stopped::Stopped) => {}
+                Ok(Stopped::NothingDeployed) => diags.push(nothing_to_stop(&host)),
+                Err(e) => diags.push(
                     Diagnostic::error(format!("Could not stop {host}"), e).at(host_path(&host)),
-                );
+                ),
             }
         }
         diags
@@ -1628,11 +1999,228 @@ impl Resource<Settings> for Release {
     fn import(&self) -> Import {
         Import::Passthrough("id")
     }
+
+    /// Version 0 kept the plain sha256 of each env file in `env_sha256` (and in its drift
+    /// notes). Version 1 keeps fingerprints keyed with a key that lives only on the hosts: the
+    /// plain values are marked `unkeyed:` for the refresh that follows to replace, and drift
+    /// notes lose their checksums.
+    fn upgrade_state(&self, version: i64, raw: &serde_json::Value) -> Result<Value, Diagnostic> {
+        if version != 0 {
+            return Err(Diagnostic::provider_bug(
+                "Unable to upgrade resource state",
+                format!("{TYPE_NAME} has no upgrader from schema version {version}"),
+            ));
+        }
+        let ty = self.schema().value_type();
+        let mut state = serde_json::to_vec(raw)
+            .map_err(|e| e.to_string())
+            .and_then(|b| json::decode(&b, &ty).map_err(|e| e.to_string()))
+            .map_err(|e| {
+                Diagnostic::error(
+                    "Unable to read stored state",
+                    format!("The version 0 state of {TYPE_NAME} could not be read: {e}."),
+                )
+            })?;
+        if let Some(Value::Map(env)) = state.attr_mut("env_sha256") {
+            for v in env.values_mut() {
+                if let Some(text) = v.as_str() {
+                    *v = Value::String(upgrade_env_value(text));
+                }
+            }
+        }
+        Ok(state)
+    }
+}
+
+/// One `env_sha256` value of schema version 0 in version 1's form (see `upgrade_state`).
+fn upgrade_env_value(text: &str) -> String {
+    let is_sha = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if is_sha(text) {
+        return format!("{UNKEYED}{}", text.to_ascii_lowercase());
+    }
+    match text.strip_prefix(DRIFT) {
+        Some(notes) => format!(
+            "{DRIFT}{}",
+            notes
+                .split(", ")
+                .map(|n| match n.split_once('=') {
+                    Some((host, v)) if is_sha(v) => format!("{host}=changed"),
+                    _ => n.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => text.to_string(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn host_with(env: Option<(&str, Option<&str>)>) -> HostState {
+        HostState {
+            version: Some("v1".into()),
+            artifact_sha256: None,
+            env_key: None,
+            env: BTreeMap::from([(
+                Role::Api,
+                env.map(|(sha, keyed)| hosts::FileSums {
+                    sha256: sha.into(),
+                    keyed: keyed.map(str::to_string),
+                }),
+            )]),
+        }
+    }
+
+    /// A null object of the type of the release's nested attribute `name`.
+    fn nested_null(name: &str) -> Value {
+        match Release.schema().value_type() {
+            Type::Object { attributes, .. } => Value::null_object(&attributes[name]),
+            other => panic!("not an object: {other:?}"),
+        }
+    }
+
+    fn release_config(sets: &[(&str, Value)]) -> Value {
+        let mut v = Value::null_object(&Release.schema().value_type());
+        for (k, val) in sets {
+            v.set_attr(k, val.clone());
+        }
+        v
+    }
+
+    #[test]
+    fn a_token_that_expires_before_the_watch_ends_is_refused() {
+        use crate::protocol::framework::Provider as _;
+        let host = |roles: &[&str]| {
+            Value::object([
+                ("address", Value::string("10.0.0.1")),
+                ("port", Value::Null),
+                (
+                    "roles",
+                    Value::string_list(roles.iter().map(|r| r.to_string())),
+                ),
+                ("api_url", Value::Null),
+            ])
+        };
+        let hosts = Value::Map(BTreeMap::from([
+            ("api-1".to_string(), host(&["api", "worker"])),
+            ("api-2".to_string(), host(&["api"])),
+            ("api-3".to_string(), host(&["api"])),
+        ]));
+        let mut strategy = nested_null("strategy");
+        strategy.set_attr("max_parallel", Value::int(2));
+        strategy.set_attr("health_timeout", Value::string("2m"));
+        let mut watch = nested_null("watch");
+        watch.set_attr("duration", Value::string("10m"));
+        let config = release_config(&[("hosts", hosts), ("strategy", strategy), ("watch", watch)]);
+        // 2 batches × 2 roles × 2m = 8m, then 10m of watch.
+        let (need, why) = token_need(&config, 3, false).unwrap();
+        assert_eq!(need, Duration::from_secs(18 * 60));
+        assert!(why.contains("2 batch(es) × 2 role(s)"), "{why}");
+        let now = Utc::now();
+        let mut pcfg =
+            Value::null_object(&crate::provider::ArtifortressProvider.schema().value_type());
+        pcfg.set_attr("admin_token", Value::string("t"));
+        pcfg.set_attr(
+            "admin_token_expires_at",
+            Value::string((now + chrono::Duration::minutes(15)).to_rfc3339()),
+        );
+        let settings = Settings::from_config(&pcfg).unwrap();
+        let d = token_lifetime_check(&settings, &config, 3, false, now).unwrap();
+        assert!(d.detail.contains("for up to 18m0s"), "{}", d.detail);
+        assert!(d.detail.contains("ttl_minutes >= 19"), "{}", d.detail);
+        pcfg.set_attr(
+            "admin_token_expires_at",
+            Value::string((now + chrono::Duration::minutes(20)).to_rfc3339()),
+        );
+        let settings = Settings::from_config(&pcfg).unwrap();
+        assert!(token_lifetime_check(&settings, &config, 3, false, now).is_none());
+        // Capped by the update timeout; no watch window: no need.
+        let mut timeouts = nested_null("timeouts");
+        timeouts.set_attr("update", Value::string("12m"));
+        let mut capped = config.clone();
+        capped.set_attr("timeouts", timeouts);
+        let (need, why) = token_need(&capped, 3, false).unwrap();
+        assert_eq!(need, Duration::from_secs(12 * 60));
+        assert!(why.contains("capped by the update timeout 12m0s"), "{why}");
+        let mut unwatched = config.clone();
+        unwatched.set_attr("watch", Value::Null);
+        assert!(token_need(&unwatched, 3, false).is_none());
+    }
+
+    #[test]
+    fn env_drift_names_hosts_never_checksums() {
+        let (a, b) = ("api-1".to_string(), "api-2".to_string());
+        let names = [&a, &b];
+        let plain = "a".repeat(64);
+        let keyed = "b".repeat(64);
+        let same = host_with(Some((&plain, Some(&keyed))));
+        let edited = host_with(Some((&"c".repeat(64), Some(&"d".repeat(64)))));
+        let missing = host_with(None);
+        let no_key = host_with(Some((&plain, None)));
+        assert_eq!(
+            env_drift(&keyed, Role::Api, &names, &[&same, &same], false),
+            (None, vec![])
+        );
+        assert_eq!(
+            env_drift(&keyed, Role::Api, &names, &[&same, &edited], false),
+            (None, vec!["api-2=changed".to_string()])
+        );
+        assert_eq!(
+            env_drift(&keyed, Role::Api, &names, &[&missing, &no_key], false),
+            (
+                None,
+                vec!["api-1=missing".to_string(), "api-2=unkeyed".to_string()]
+            )
+        );
+        // An old state's plain value: compared plain, replaced by the keyed fingerprint.
+        let old = format!("{UNKEYED}{plain}");
+        assert_eq!(
+            env_drift(&old, Role::Api, &names, &[&same, &same], false),
+            (Some(keyed.clone()), vec![])
+        );
+        assert_eq!(
+            env_drift(&old, Role::Api, &names, &[&same, &edited], false).1,
+            vec!["api-2=changed".to_string()]
+        );
+        // Importing: a host without the file is not drift.
+        assert_eq!(
+            env_drift(&keyed, Role::Api, &names, &[&same, &missing], true),
+            (None, vec![])
+        );
+    }
+
+    #[test]
+    fn version_0_env_values_lose_their_plain_checksums() {
+        let sha = "AB".repeat(32);
+        assert_eq!(
+            upgrade_env_value(&sha),
+            format!("{UNKEYED}{}", "ab".repeat(32))
+        );
+        assert_eq!(
+            upgrade_env_value(&format!("{DRIFT}api-1={sha}, api-2=missing")),
+            format!("{DRIFT}api-1=changed, api-2=missing")
+        );
+        assert_eq!(upgrade_env_value("something else"), "something else");
+    }
+
+    #[test]
+    fn version_0_state_upgrades_without_a_plain_checksum() {
+        let sha = "0123456789abcdef".repeat(4);
+        let raw = serde_json::json!({
+            "version": "v1",
+            "env_sha256": {"api": sha},
+            "hosts": {"api-1": {"address": "10.0.0.1", "port": null, "roles": ["api"], "api_url": null}},
+        });
+        let up = Release.upgrade_state(0, &raw).unwrap();
+        assert_eq!(up.attr("version").as_str(), Some("v1"));
+        assert_eq!(
+            up.attr("env_sha256").to_string_map()["api"],
+            format!("{UNKEYED}{sha}")
+        );
+        assert!(Release.upgrade_state(1, &raw).is_err());
+    }
 
     fn strings(pairs: &[(&str, &str)]) -> Value {
         Value::Map(
