@@ -53,10 +53,12 @@ ephemeral "artifortress_admin_token" "run" {
 
 # environment = "production" turns on the release's D3 gate and makes migrations require a backup.
 provider "artifortress" {
-  environment  = "production"
-  api_url      = var.api_url
-  admin_token  = ephemeral.artifortress_admin_token.run.token
-  database_url = local.db_url
+  environment = "production"
+  api_url     = var.api_url
+  admin_token = ephemeral.artifortress_admin_token.run.token
+  # The release refuses, at plan time, a rollout + watch window that could outlast the token.
+  admin_token_expires_at = ephemeral.artifortress_admin_token.run.expires_at
+  database_url           = local.db_url
   object_storage = {
     endpoint          = module.bucket.endpoint
     region            = module.bucket.region
