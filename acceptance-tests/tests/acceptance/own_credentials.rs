@@ -46,7 +46,10 @@ impl Bed {
                 .unwrap();
         }
         self.pg
-            .psql("postgres", &format!("create database {db} owner {APP_ROLE}"))
+            .psql(
+                "postgres",
+                &format!("create database {db} owner {APP_ROLE}"),
+            )
             .unwrap();
         format!(
             "postgres://{APP_ROLE}:{APP_PASSWORD}@127.0.0.1:{}/{db}",
@@ -223,7 +226,9 @@ resource "artifortress_bootstrap" "staging" {{
         other
             .psql("postgres", &format!("drop database {db}"))
             .unwrap();
-        other.psql("postgres", &format!("drop role {role}")).unwrap();
+        other
+            .psql("postgres", &format!("drop role {role}"))
+            .unwrap();
         let plan = wd.plan_detailed();
         assert_eq!(
             plan.code,
@@ -309,7 +314,12 @@ output "id"     {{ value = artifortress_backup.nightly.id }}
         wd.set_config(&config("2"));
         let run = wd.apply();
         assert_eq!(run.code, 1, "terraform {}:\n{}", tf.version, run.text());
-        for needle in ["is ambiguous", manifest.as_str(), copy.as_str(), "object_key"] {
+        for needle in [
+            "is ambiguous",
+            manifest.as_str(),
+            copy.as_str(),
+            "object_key",
+        ] {
             assert!(
                 run.shows(needle),
                 "terraform {}: {needle:?} not in:\n{}",

@@ -1902,10 +1902,14 @@ mod tests {
     #[test]
     fn passwords_are_found_in_user_info_and_query() {
         assert!(carries_password("postgres://app:s3cr3t@db:5432/af"));
-        assert!(carries_password("postgres://app@db/af?sslmode=require&password=x"));
+        assert!(carries_password(
+            "postgres://app@db/af?sslmode=require&password=x"
+        ));
         assert!(carries_password("postgres://app@db/af?PassWord=x"));
         assert!(carries_password("postgres://app@db/af?sslpassword=x"));
-        assert!(!carries_password("postgres://app@db:5432/af?sslmode=require"));
+        assert!(!carries_password(
+            "postgres://app@db:5432/af?sslmode=require"
+        ));
         assert!(!carries_password("postgres://db/af"));
         assert!(!carries_password("not a url"));
     }

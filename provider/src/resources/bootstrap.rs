@@ -50,11 +50,7 @@ struct Verified {
     server_version: String,
 }
 
-async fn verify(
-    settings: &Settings,
-    url: &str,
-    state: &Value,
-) -> Result<Verified, Diagnostic> {
+async fn verify(settings: &Settings, url: &str, state: &Value) -> Result<Verified, Diagnostic> {
     let text = |a: &str| state.attr(a).as_str().unwrap_or_default().to_string();
     let (database, role, bucket) = (text("database"), text("owner_role"), text("bucket"));
     let s3 = settings.object_store()?;

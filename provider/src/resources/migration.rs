@@ -751,8 +751,7 @@ impl Resource<Settings> for Migration {
             Err(f) if f.refused_credentials && is_stored_url(state, &url) => {
                 // No private: the plan reads the database with the configuration's URL.
                 resp.private = Vec::new();
-                resp.diagnostics
-                    .push(unchecked_refresh_warning(&url, &f));
+                resp.diagnostics.push(unchecked_refresh_warning(&url, &f));
             }
             Err(mut f) => {
                 if is_stored_url(state, &url) {
@@ -932,12 +931,7 @@ fn drift_since_state(prior: &Value, obs: &Observation) -> Option<Diagnostic> {
     if gone.is_empty() && added.is_empty() {
         return None;
     }
-    let list = |v: &[&String]| {
-        v.iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let list = |v: &[&String]| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
     let mut what = Vec::new();
     if !gone.is_empty() {
         what.push(format!(

@@ -330,8 +330,7 @@ impl Resource<Settings> for RestoreDrill {
         };
         let backup_id = planned.attr("backup_id").as_str().unwrap_or_default();
         let prefix = planned.attr("prefix").as_str().unwrap_or("backups/");
-        let manifest_key = match restore::find_manifest_key(&s3, &bucket, backup_id, prefix).await
-        {
+        let manifest_key = match restore::find_manifest_key(&s3, &bucket, backup_id, prefix).await {
             Ok(k) => k,
             Err(e) => return resp.diagnostics.push(drill_diagnostic(&e)),
         };
