@@ -733,6 +733,61 @@ mod tests {
         assert!(s.api_client(Some("http://127.0.0.1:1")).is_ok());
     }
 
+    /// Every configurable attribute of a block, with its path, nested attributes and blocks
+    /// included.
+    fn inputs<'a>(
+        block: &'a crate::protocol::schema::Block,
+        path: &str,
+        out: &mut Vec<(String, &'a crate::protocol::schema::Attribute)>,
+    ) {
+        fn walk<'a>(
+            a: &'a crate::protocol::schema::Attribute,
+            path: String,
+            out: &mut Vec<(String, &'a crate::protocol::schema::Attribute)>,
+        ) {
+            if !a.constraint.is_configurable() {
+                return;
+            }
+            if let crate::protocol::schema::AttributeType::Nested { attributes, .. } = &a.ty {
+                for n in attributes {
+                    walk(n, format!("{path}.{}", n.name), out);
+                }
+            }
+            out.push((path, a));
+        }
+        for a in &block.attributes {
+            walk(a, format!("{path}{}", a.name), out);
+        }
+        for b in &block.blocks {
+            inputs(&b.block, &format!("{path}{}.", b.type_name), out);
+        }
+    }
+
+    /// Terraform stores a data source's arguments in the state whatever `sensitive` says, and
+    /// write-only is not available to data sources: no argument of one may be a secret.
+    #[test]
+    fn no_data_source_takes_a_secret_argument() {
+        let sources = ArtifortressProvider.data_sources();
+        assert_eq!(sources.len(), 5, "every data source is checked");
+        let mut checked = 0;
+        for ds in sources {
+            let schema = ds.schema();
+            let mut found = Vec::new();
+            inputs(&schema.block, "", &mut found);
+            assert!(!found.is_empty(), "{} has arguments", ds.type_name());
+            for (path, a) in found {
+                assert!(
+                    !a.sensitive && !a.write_only,
+                    "data \"{}\" argument {path} is sensitive or write-only: data source \
+                     arguments are stored in the state",
+                    ds.type_name()
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 10, "{checked} arguments checked");
+    }
+
     #[test]
     fn secrets_never_print() {
         let s = Settings::from_config(&config(&[("admin_token", "hunter2".into())])).unwrap();

@@ -13,6 +13,7 @@ mod examples;
 mod gates;
 mod harness;
 mod migration;
+mod own_credentials;
 mod provider_config;
 mod readiness;
 mod release;

@@ -1,6 +1,8 @@
 //! The secrets policy, end to end: every resource, data source and ephemeral resource of the
 //! provider in one configuration, given every kind of secret (provider tokens, database URLs
-//! with passwords at provider and resource level, the S3 secret key, a minted token, the SSH
+//! with passwords at provider and resource level, the ways a data source reaches another
+//! database without a secret argument (an aliased provider, a URL without password plus
+//! `PGPASSWORD`), the S3 secret key, a minted token, the SSH
 //! private key, a release's env values; the release goes to dev deploy host 1), run
 //! with `TF_LOG=trace`; the state files, `terraform show -json` of every plan, the CLI output
 //! and the trace log must contain none of the secret values.
@@ -161,6 +163,20 @@ data "artifortress_migrations" "now" {{
   depends_on = [artifortress_migration.schema]
 }}
 
+# Another way to reach a database from a data source: an aliased provider holding the URL...
+data "artifortress_migrations" "via_alias" {{
+  provider   = artifortress.minted
+  dir        = "{dir}"
+  depends_on = [artifortress_migration.schema]
+}}
+
+# ...or the URL without its password, and the password in PGPASSWORD.
+data "artifortress_migrations" "bare_url" {{
+  database_url = "{bare_url}"
+  dir          = "{dir}"
+  depends_on   = [artifortress_migration.schema]
+}}
+
 data "artifortress_backups" "all" {{
   prefix     = "{prefix}"
   depends_on = [artifortress_backup.pre]
@@ -184,6 +200,8 @@ output "drill"   {{ value = artifortress_restore_drill.drill.passed }}
 output "report"  {{ value = artifortress_restore_drill.drill.report_markdown }}
 output "backups" {{ value = length(data.artifortress_backups.all.backups) }}
 output "worst"   {{ value = data.artifortress_ops_summary.now.worst_severity }}
+output "via_alias" {{ value = data.artifortress_migrations.via_alias.up_to_date }}
+output "bare_url"  {{ value = data.artifortress_migrations.bare_url.up_to_date }}
 output "checks"  {{ value = {{ for c in data.artifortress_preflight.gate.checks : c.name => c.passed }} }}
 "#,
         api = bed.api_url(),
@@ -196,6 +214,11 @@ output "checks"  {{ value = {{ for c in data.artifortress_preflight.gate.checks 
         rel_address = rel.address,
         rel_port = rel.port,
         api_port = rel.api_port,
+        bare_url = {
+            let mut u = url::Url::parse(&bed.url).unwrap();
+            u.set_password(None).unwrap();
+            u.to_string()
+        },
     )
 }
 
@@ -216,7 +239,7 @@ fn no_secret_reaches_state_plans_or_trace_logs() {
         .expect("an OpenSSH key has body lines")
         .to_string();
     let secrets = [
-        ("database password", db_password),
+        ("database password", db_password.clone()),
         ("admin token", token.clone()),
         (
             "bootstrap token",
@@ -256,6 +279,8 @@ fn no_secret_reaches_state_plans_or_trace_logs() {
                 &required_env("ARTIFORTRESS_BOOTSTRAP_TOKEN"),
             )
             .with_env("TF_VAR_database_url", &bed.url)
+            // For the data source given a URL without password (never in configuration).
+            .with_env("PGPASSWORD", &db_password)
             .with_env(
                 "TF_VAR_s3_secret_key",
                 &required_env("AWS_SECRET_ACCESS_KEY"),
@@ -299,6 +324,8 @@ fn no_secret_reaches_state_plans_or_trace_logs() {
         assert_eq!(wd.output("backups"), 1);
         assert!(wd.output("worst").as_str().is_some());
         assert_eq!(wd.output("checks")["migrations_dirty"], json!(true));
+        assert_eq!(wd.output("via_alias"), true);
+        assert_eq!(wd.output("bare_url"), true);
         let state = std::fs::read_to_string(wd.file("terraform.tfstate")).unwrap();
         run(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
         let state_after = std::fs::read_to_string(wd.file("terraform.tfstate")).unwrap();

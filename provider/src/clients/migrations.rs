@@ -1087,6 +1087,25 @@ pub struct ApplyReport {
     pub head: Option<String>,
 }
 
+impl MigrationError {
+    /// The server refused the credentials: SQLSTATE class 28 (invalid authorization, e.g.
+    /// `password authentication failed`, no password supplied).
+    pub fn is_refused_credentials(&self) -> bool {
+        matches!(self, MigrationError::Connect { sqlstate: Some(s), .. } if s.starts_with("28"))
+    }
+}
+
+/// Whether a database URL carries a password (`user:password@`, or a `password` /
+/// `sslpassword` query parameter). An unparsable URL is reported where it is used.
+pub fn carries_password(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| {
+        u.password().is_some()
+            || u.query_pairs().any(|(k, _)| {
+                k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword")
+            })
+    })
+}
+
 /// `url` without its password (and without `password`/`sslpassword` query parameters): still
 /// a working libpq/sqlx URL, whose password then comes from `PGPASSWORD` or `~/.pgpass`.
 pub fn without_password(url: &str) -> Result<String, MigrationError> {
@@ -1878,6 +1897,21 @@ mod tests {
             "postgres://db/af"
         );
         assert!(without_password("not a url").is_err());
+    }
+
+    #[test]
+    fn passwords_are_found_in_user_info_and_query() {
+        assert!(carries_password("postgres://app:s3cr3t@db:5432/af"));
+        assert!(carries_password(
+            "postgres://app@db/af?sslmode=require&password=x"
+        ));
+        assert!(carries_password("postgres://app@db/af?PassWord=x"));
+        assert!(carries_password("postgres://app@db/af?sslpassword=x"));
+        assert!(!carries_password(
+            "postgres://app@db:5432/af?sslmode=require"
+        ));
+        assert!(!carries_password("postgres://db/af"));
+        assert!(!carries_password("not a url"));
     }
 
     fn file(version: &str, sql: &str) -> MigrationFile {

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backup::{self, BackupError, Compression, Format, Manifest, libpq_env};
 use super::migrations::redact_url;
-use super::object_store::ObjectStoreError;
+use super::object_store::{self, ObjectStoreError};
 use super::pg::{quote_ident, valid_identifier};
 
 #[derive(Debug, Clone)]
@@ -203,6 +203,26 @@ pub enum DrillError {
     #[error("the backup manifest s3://{bucket}/{key} does not exist")]
     NoManifest { bucket: String, key: String },
     #[error(
+        "no backup {id:?} in s3://{bucket}: {tried} does not exist, and no other key in the \
+         bucket ends with /{id}{suffix}",
+        suffix = backup::MANIFEST_SUFFIX
+    )]
+    NoBackup {
+        bucket: String,
+        id: String,
+        tried: String,
+    },
+    #[error(
+        "backup {id:?} is ambiguous in s3://{bucket}: its manifest is under several prefixes \
+         ({}); pass the backup's object_key, or set prefix",
+        keys.join(", ")
+    )]
+    AmbiguousBackup {
+        bucket: String,
+        id: String,
+        keys: Vec<String>,
+    },
+    #[error(
         "drill database {name:?} is not a plain identifier (^[A-Za-z_][A-Za-z0-9_]*$, ≤ 63 bytes)"
     )]
     BadName { name: String },
@@ -305,6 +325,53 @@ async fn download(
         });
     }
     Ok(())
+}
+
+/// The manifests in `keys` that belong to backup `id`, under any prefix.
+fn manifests_of(keys: &[String], id: &str) -> Vec<String> {
+    let name = format!("{id}{}", backup::MANIFEST_SUFFIX);
+    keys.iter()
+        .filter(|k| k.rsplit('/').next() == Some(name.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// Where the manifest of `backup_id` is. A dump key (`<prefix><id>.dump…`) names its own
+/// manifest. An id is looked for at `<prefix><id>.manifest.json` first, then under any prefix
+/// in the bucket, so a backup taken with another `prefix` is found from its id alone; an id
+/// whose manifest is under several prefixes is an error naming them.
+pub async fn find_manifest_key(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    backup_id: &str,
+    prefix: &str,
+) -> Result<String, DrillError> {
+    if let Some(key) = backup::manifest_key_for(backup_id) {
+        return Ok(key);
+    }
+    let tried = format!("{prefix}{backup_id}{}", backup::MANIFEST_SUFFIX);
+    if object_store::head(s3, bucket, &tried).await?.is_some() {
+        return Ok(tried);
+    }
+    let keys = object_store::list_keys(s3, bucket, "").await?;
+    let mut found = manifests_of(&keys, backup_id);
+    match found.len() {
+        0 => Err(DrillError::NoBackup {
+            bucket: bucket.to_string(),
+            id: backup_id.to_string(),
+            tried,
+        }),
+        1 => {
+            let key = found.remove(0);
+            tracing::info!(%key, "backup found under another prefix");
+            Ok(key)
+        }
+        _ => Err(DrillError::AmbiguousBackup {
+            bucket: bucket.to_string(),
+            id: backup_id.to_string(),
+            keys: found,
+        }),
+    }
 }
 
 /// Run one drill.
@@ -550,4 +617,33 @@ pub async fn run(
         data_pass,
         passed: rto_pass && rpo_pass && data_pass,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backup_id_matches_its_manifest_under_any_prefix_and_nothing_else() {
+        let keys: Vec<String> = [
+            "backups/20261127T000000Z-ab.manifest.json",
+            "nightly/eu/20261127T000000Z-ab.manifest.json",
+            "20261127T000000Z-ab.manifest.json",
+            "backups/20261127T000000Z-ab.dump.zst",
+            "backups/x20261127T000000Z-ab.manifest.json",
+            "backups/20261127T000000Z-abc.manifest.json",
+            "drills/20261127T000000Z-ab.md",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            manifests_of(&keys, "20261127T000000Z-ab"),
+            vec![
+                "backups/20261127T000000Z-ab.manifest.json".to_string(),
+                "nightly/eu/20261127T000000Z-ab.manifest.json".to_string(),
+                "20261127T000000Z-ab.manifest.json".to_string(),
+            ]
+        );
+        assert!(manifests_of(&keys, "20261128T000000Z-cd").is_empty());
+    }
 }

@@ -3,7 +3,8 @@
 
 use async_trait::async_trait;
 
-use crate::protocol::diagnostics::Diagnostic;
+use crate::clients::migrations;
+use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
 use crate::protocol::framework::{DataSource, ReadDataRequest, ReadDataResponse};
 use crate::protocol::schema::{Attribute, Schema};
 use crate::protocol::types::Type;
@@ -14,6 +15,22 @@ use crate::resources::migration::{Observation, load_files, plan_inputs, view_att
 pub const TYPE_NAME: &str = "artifortress_migrations";
 
 pub struct Migrations;
+
+/// A data source's arguments are saved in the state (whatever `sensitive` says), so its URL
+/// may not carry a password.
+fn password_refused() -> Diagnostic {
+    Diagnostic::error(
+        "Password in a data source argument",
+        "database_url of data \"artifortress_migrations\" carries a password (user:password@ \
+         or a password= parameter). Terraform stores a data source's arguments in the state, \
+         so the password would be saved there. Instead: leave database_url unset to use the \
+         provider's database_url (provider arguments are never stored); or, for another \
+         database, set provider = an aliased artifortress provider whose database_url has the \
+         password; or give the URL without its password and put the password in PGPASSWORD \
+         or ~/.pgpass.",
+    )
+    .at_attr("database_url")
+}
 
 #[async_trait]
 impl DataSource<Settings> for Migrations {
@@ -26,8 +43,7 @@ impl DataSource<Settings> for Migrations {
             Attribute::optional("dir", Type::String)
                 .description("Directory of the migration files. Without it only the ledger is read: `pending` is empty and edited or missing files are not detected."),
             Attribute::optional("database_url", Type::String)
-                .sensitive()
-                .description("PostgreSQL URL of the database. Default: the provider's `database_url`."),
+                .description("PostgreSQL URL of the database, **without password**: a data source's arguments are stored in the state, so a URL with a password (`user:password@` or a `password=` parameter) is refused at validate. The password comes from `PGPASSWORD` or `~/.pgpass`. Default: the provider's `database_url` (which may carry a password: provider arguments are never stored); for another database with a password, use an aliased provider (`provider = artifortress.other`)."),
             Attribute::optional("target_version", Type::String)
                 .description("Count files up to and including this version as pending. Default: the newest file."),
             Attribute::optional("baseline_version", Type::String)
@@ -52,8 +68,27 @@ impl DataSource<Settings> for Migrations {
         )
     }
 
+    async fn validate(&self, config: &Value) -> Diagnostics {
+        let mut diags = Diagnostics::new();
+        if let Some(url) = config.attr("database_url").as_str()
+            && migrations::carries_password(url)
+        {
+            diags.push(password_refused());
+        }
+        diags
+    }
+
     async fn read(&self, req: ReadDataRequest<'_, Settings>, resp: &mut ReadDataResponse) {
         let config = req.config;
+        // Validate refuses it already; a value only known at read (from another resource) is
+        // refused here, before it is stored.
+        if config
+            .attr("database_url")
+            .as_str()
+            .is_some_and(migrations::carries_password)
+        {
+            return resp.diagnostics.push(password_refused());
+        }
         let url = match req
             .provider
             .need_database_url(config.attr("database_url"), "database_url")

@@ -35,6 +35,74 @@ pub const TYPE_NAME: &str = "artifortress_bootstrap";
 
 pub struct Bootstrap;
 
+/// Private state after a refresh that had no URL for the bootstrap's server: the plan (which
+/// gets the write-only `admin_database_url`) verifies instead.
+const UNCHECKED: &[u8] = b"{\"refresh\":\"unchecked\"}";
+/// Planned private state when the plan found the role or database gone: the apply creates
+/// them again and sets the password as on create.
+const RECREATE: &[u8] = b"{\"apply\":\"recreate\"}";
+
+/// What a look at the server and the bucket found, against the state.
+struct Verified {
+    /// What no longer exists (`role x`, `database y`, `bucket z`).
+    gone: Vec<String>,
+    checks: Vec<Check>,
+    server_version: String,
+}
+
+async fn verify(settings: &Settings, url: &str, state: &Value) -> Result<Verified, Diagnostic> {
+    let text = |a: &str| state.attr(a).as_str().unwrap_or_default().to_string();
+    let (database, role, bucket) = (text("database"), text("owner_role"), text("bucket"));
+    let s3 = settings.object_store()?;
+    let seen = bootstrap::observe(
+        &s3,
+        url,
+        &database,
+        &role,
+        &bucket,
+        settings.request_timeout,
+    )
+    .await
+    .map_err(|e| error_diagnostic("Cannot verify the bootstrap", &e))?;
+    let mut gone = Vec::new();
+    if !seen.role_exists {
+        gone.push(format!("role {role}"));
+    }
+    if !seen.database_exists {
+        gone.push(format!("database {database}"));
+    }
+    if !seen.bucket_exists {
+        gone.push(format!("bucket {bucket}"));
+    }
+    let mut checks = seen.checks(&role, &database, &bucket);
+    // The probe writes; a refresh or a plan does not. Its last measured result is kept.
+    let probe = state
+        .attr("checks")
+        .as_elements()
+        .and_then(|cs| cs.get(3))
+        .filter(|c| c.attr("name").as_str() == Some(CHECK_NAMES[3]))
+        .map(|c| Check {
+            name: CHECK_NAMES[3],
+            passed: c.attr("passed").as_bool().unwrap_or(false),
+            detail: c.attr("detail").as_str().unwrap_or_default().to_string(),
+        })
+        .unwrap_or_else(|| probe_check(&bucket));
+    checks.push(probe);
+    Ok(Verified {
+        gone,
+        checks,
+        server_version: seen.server_version,
+    })
+}
+
+fn gone_text(gone: &[String]) -> String {
+    format!(
+        "{} no longer exist{}",
+        gone.join(", "),
+        if gone.len() == 1 { "s" } else { "" }
+    )
+}
+
 fn check_type() -> Type {
     Type::object([
         ("name", Type::String),
@@ -260,12 +328,41 @@ impl Resource<Settings> for Bootstrap {
             return;
         }
         // A refresh that found something wrong (NOLOGIN, another owner): the update repairs it.
-        let failed = prior
+        let mut failed = prior
             .attr("checks")
             .as_elements()
             .unwrap_or_default()
             .iter()
             .any(|c| c.attr("passed").as_bool() != Some(true));
+        // A refresh that could not look (no URL for the server): look now, with the
+        // configuration's admin_database_url, unless the plan replaces the bootstrap anyway.
+        let same_server = resp.requires_replace.is_empty()
+            && planned.attr("id").as_str().is_some()
+            && planned.attr("id").as_str() == prior.attr("id").as_str();
+        if resp.planned_private == UNCHECKED && same_server {
+            resp.planned_private = Vec::new();
+            if let Ok(Some(url)) = settings.database_url_for(config.attr("admin_database_url")) {
+                match verify(settings, &url, prior).await {
+                    Ok(seen) if !seen.gone.is_empty() => {
+                        resp.diagnostics.push(Diagnostic::warning(
+                            "Bootstrap changed outside Terraform",
+                            format!(
+                                "{} on {}: the apply creates {} again (the role with \
+                                 owner_password_wo when it is set, as on create).",
+                                gone_text(&seen.gone),
+                                state_server(prior).unwrap_or_default(),
+                                if seen.gone.len() == 1 { "it" } else { "them" }
+                            ),
+                        ));
+                        resp.planned_private = RECREATE.to_vec();
+                        failed = true;
+                    }
+                    Ok(seen) => failed |= seen.checks.iter().any(|c| !c.passed),
+                    Err(d) => resp.diagnostics.push(d),
+                }
+            }
+        }
+        let planned = &mut resp.planned_state;
         if failed {
             planned.set_attr("checks", Value::unknown());
             planned.set_attr("server_version", Value::unknown());
@@ -285,84 +382,47 @@ impl Resource<Settings> for Bootstrap {
                 "id is null or not host:port/database",
             ));
         };
-        let database = state
-            .attr("database")
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let role = state
-            .attr("owner_role")
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let bucket = state
-            .attr("bucket")
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
         let url = match provider_url_on(settings, &server, &Value::Null) {
             Ok(u) => u,
-            Err(d) => return resp.diagnostics.push(d),
-        };
-        let s3 = match settings.object_store() {
-            Ok(c) => c,
-            Err(d) => return resp.diagnostics.push(d),
-        };
-        let seen = match bootstrap::observe(
-            &s3,
-            &url,
-            &database,
-            &role,
-            &bucket,
-            settings.request_timeout,
-        )
-        .await
-        {
-            Ok(o) => o,
-            Err(e) => {
-                return resp
-                    .diagnostics
-                    .push(error_diagnostic("Cannot verify the bootstrap", &e));
+            Err(d) => {
+                // No credentials for this server at refresh (admin_database_url is write-only):
+                // keep the state, and let the plan verify with the configuration's URL.
+                resp.private = UNCHECKED.to_vec();
+                return resp.diagnostics.push(
+                    Diagnostic::warning(
+                        "Bootstrap not refreshed: no database URL for its server",
+                        format!(
+                            "{} The state was kept as it is, so `terraform refresh` and \
+                             `plan -refresh-only` did not check drift. A plan or apply checks \
+                             it anyway, with the configuration's write-only \
+                             admin_database_url. To let refresh check it too, point the \
+                             provider's database_url at {server} (any role may read the \
+                             catalogs).",
+                            d.detail
+                        ),
+                    )
+                    .at_attr("admin_database_url"),
+                );
             }
         };
-        let mut gone = Vec::new();
-        if !seen.role_exists {
-            gone.push(format!("role {role}"));
-        }
-        if !seen.database_exists {
-            gone.push(format!("database {database}"));
-        }
-        if !seen.bucket_exists {
-            gone.push(format!("bucket {bucket}"));
-        }
-        if !gone.is_empty() {
+        let seen = match verify(settings, &url, state).await {
+            Ok(v) => v,
+            Err(d) => return resp.diagnostics.push(d),
+        };
+        resp.private = Vec::new();
+        if !seen.gone.is_empty() {
             resp.diagnostics.push(Diagnostic::warning(
                 "Bootstrap changed outside Terraform",
                 format!(
-                    "{} no longer exist{} on {server}, so this bootstrap is gone from the state \
-                     and the plan proposes creating it again.",
-                    gone.join(", "),
-                    if gone.len() == 1 { "s" } else { "" }
+                    "{} on {server}, so this bootstrap is gone from the state and the plan \
+                     proposes creating it again.",
+                    gone_text(&seen.gone)
                 ),
             ));
             resp.new_state = Value::Null;
             return;
         }
-        let mut checks = seen.checks(&role, &database, &bucket);
-        // The probe writes; a refresh does not. Its last measured result is kept.
-        let probe = state
-            .attr("checks")
-            .as_elements()
-            .and_then(|cs| cs.get(3))
-            .filter(|c| c.attr("name").as_str() == Some(CHECK_NAMES[3]))
-            .map(|c| Check {
-                name: CHECK_NAMES[3],
-                passed: c.attr("passed").as_bool().unwrap_or(false),
-                detail: c.attr("detail").as_str().unwrap_or_default().to_string(),
-            })
-            .unwrap_or_else(|| probe_check(&bucket));
-        checks.push(probe);
-        state.set_attr("checks", checks_value(&checks));
+        state.set_attr("checks", checks_value(&seen.checks));
         state.set_attr("server_version", seen.server_version.into());
     }
 
@@ -421,7 +481,9 @@ impl Bootstrap {
             Ok(c) => c,
             Err(d) => return resp.diagnostics.push(d),
         };
+        // A role the plan found gone is created again: its password is set as on create.
         let rotate = create
+            || req.planned_private == RECREATE
             || !planned
                 .attr("owner_password_wo_version")
                 .same(prior.attr("owner_password_wo_version"));
@@ -484,6 +546,7 @@ impl Bootstrap {
         state.set_attr("checks", checks_value(&outcome.checks));
         state.set_attr("server_version", outcome.server_version.into());
         resp.new_state = state;
+        resp.private = Vec::new();
     }
 }
 

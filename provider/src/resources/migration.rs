@@ -75,6 +75,30 @@ const REFRESH_HINT: &str = "\n\nRefresh has no configuration, and database_url i
      connects with the provider's database_url when that names the same database, otherwise \
      with connection_url (no password) and the password from PGPASSWORD or ~/.pgpass.";
 
+/// A refresh that has only `connection_url` (no password) and is refused by the server keeps
+/// the prior state: the plan, which has the write-only `database_url`, reads the database.
+fn unchecked_refresh_warning(url: &str, failure: &LookFailure) -> Diagnostic {
+    let why = failure
+        .diagnostics
+        .0
+        .iter()
+        .map(|d| d.detail.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    Diagnostic::warning(
+        "Migrations not refreshed: no credentials for this database",
+        format!(
+            "Refresh connected to {url} (connection_url, without password) and the server \
+             refused it: {why}. The state was kept as it is, so `terraform refresh` and \
+             `plan -refresh-only` did not check drift. A plan or apply checks it anyway: it \
+             reads the database with the configuration's write-only database_url. To let \
+             refresh check it too, point the provider's database_url at this database, or \
+             give its password in PGPASSWORD or ~/.pgpass."
+        ),
+    )
+    .at_attr("database_url")
+}
+
 fn is_stored_url(state: &Value, url: &str) -> bool {
     state.attr("connection_url").as_str() == Some(url)
 }
@@ -211,6 +235,8 @@ pub(crate) struct LookFailure {
     pub diagnostics: Diagnostics,
     /// The database could not be reached (as opposed to a bad directory or URL).
     pub unreachable: bool,
+    /// The server refused the credentials (no password, or a wrong one).
+    pub refused_credentials: bool,
 }
 
 impl LookFailure {
@@ -221,6 +247,7 @@ impl LookFailure {
                 err,
                 MigrationError::Connect { .. } | MigrationError::ConnectTimeout { .. }
             ),
+            refused_credentials: err.is_refused_credentials(),
         }
     }
 }
@@ -565,7 +592,7 @@ impl Resource<Settings> for Migration {
             Attribute::optional("database_url", Type::String)
                 .sensitive()
                 .write_only()
-                .description("PostgreSQL URL of the database to migrate. Default: the provider's `database_url`. Write-only (Terraform >= 1.11): never stored; state keeps `connection_url`, the URL without its password. Refresh connects with the provider's `database_url` when it names the same database, else with `connection_url` and the password from `PGPASSWORD` or `~/.pgpass`."),
+                .description("PostgreSQL URL of the database to migrate. Default: the provider's `database_url`. Write-only (Terraform >= 1.11): never stored; state keeps `connection_url`, the URL without its password. Refresh connects with the provider's `database_url` when it names the same database, else with `connection_url` and the password from `PGPASSWORD` or `~/.pgpass`; when the server refuses that, refresh keeps the state with a warning and the plan (which gets this value) reads the database instead, so drift is still planned."),
             Attribute::optional("target_version", Type::String)
                 .description("Apply up to and including this version (a file name with `.sql`). Default: the newest file."),
             Attribute::optional("baseline_version", Type::String)
@@ -721,6 +748,11 @@ impl Resource<Settings> for Migration {
                 }
                 resp.private = private.encode();
             }
+            Err(f) if f.refused_credentials && is_stored_url(state, &url) => {
+                // No private: the plan reads the database with the configuration's URL.
+                resp.private = Vec::new();
+                resp.diagnostics.push(unchecked_refresh_warning(&url, &f));
+            }
             Err(mut f) => {
                 if is_stored_url(state, &url) {
                     for d in &mut f.diagnostics.0 {
@@ -868,6 +900,9 @@ async fn plan_by_reading(
             return;
         }
     };
+    if let Some(d) = drift_since_state(prior, &obs) {
+        resp.diagnostics.push(d);
+    }
     check_policy(config, settings, obs.pending(), resp);
     let planned = &mut resp.planned_state;
     planned.set_attr("id", obs.id.clone().into());
@@ -876,6 +911,46 @@ async fn plan_by_reading(
         now.set_attr("last_applied_at", Value::opt_string(obs.last_applied_at()));
         after.write(planned, &now);
     }
+}
+
+/// The ledger no longer holds what the state records (a row deleted or added out of band):
+/// said at plan time, for a plan that read the database because refresh could not.
+fn drift_since_state(prior: &Value, obs: &Observation) -> Option<Diagnostic> {
+    let recorded: BTreeSet<String> = prior
+        .attr("applied_versions")
+        .as_elements()?
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    if prior.attr("id").as_str() != Some(obs.id.as_str()) {
+        return None;
+    }
+    let now: BTreeSet<String> = obs.applied_versions().into_iter().collect();
+    let gone: Vec<&String> = recorded.difference(&now).collect();
+    let added: Vec<&String> = now.difference(&recorded).collect();
+    if gone.is_empty() && added.is_empty() {
+        return None;
+    }
+    let list = |v: &[&String]| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+    let mut what = Vec::new();
+    if !gone.is_empty() {
+        what.push(format!(
+            "recorded as applied but no longer in the ledger: {}",
+            list(&gone)
+        ));
+    }
+    if !added.is_empty() {
+        what.push(format!("applied outside Terraform: {}", list(&added)));
+    }
+    Some(Diagnostic::warning(
+        "Migrations changed outside Terraform",
+        format!(
+            "The ledger of {} differs from the state: {}. The plan is made from what the \
+             database holds now.",
+            obs.id,
+            what.join("; ")
+        ),
+    ))
 }
 
 /// Plan-time refusals: class C without `allow_contract`, production without `backup_id`.

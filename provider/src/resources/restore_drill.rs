@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::clients::backup::{self, PARITY_TABLES};
+use crate::clients::backup::PARITY_TABLES;
 use crate::clients::migrations::database_identity;
 use crate::clients::object_store;
 use crate::clients::pg::valid_identifier;
@@ -94,12 +94,6 @@ fn write_report(state: &mut Value, r: &DrillReport) {
     state.set_attr("ran_at", timestamp(r.ran_at));
 }
 
-/// The manifest key for `backup_id`: a dump key, or an id under `prefix`.
-fn manifest_key(backup_id: &str, prefix: &str) -> String {
-    backup::manifest_key_for(backup_id)
-        .unwrap_or_else(|| format!("{prefix}{backup_id}{}", backup::MANIFEST_SUFFIX))
-}
-
 /// The JSON twin of a Markdown report key.
 fn json_key(report_key: &str) -> String {
     match report_key.strip_suffix(".md") {
@@ -139,7 +133,7 @@ impl Resource<Settings> for RestoreDrill {
         let mut attrs = vec![
             Attribute::required("backup_id", Type::String)
                 .requires_replace()
-                .description("The backup to restore: an `artifortress_backup`'s `id` (found under `prefix`) or `object_key`."),
+                .description("The backup to restore: an `artifortress_backup`'s `id` (e.g. `artifortress_backup.x.id`), found under `prefix` or, when it is not there, under whichever prefix holds its manifest; or its `object_key`. An id whose manifest is under several prefixes is an error that names them."),
             Attribute::optional_computed("bucket", Type::String)
                 .requires_replace()
                 .use_state_for_unknown()
@@ -147,7 +141,7 @@ impl Resource<Settings> for RestoreDrill {
             Attribute::optional_computed("prefix", Type::String)
                 .requires_replace()
                 .default_value("backups/")
-                .description("Prefix of the backup when `backup_id` is an id."),
+                .description("Where to look first for the backup when `backup_id` is an id; a backup under another prefix is still found (the bucket is listed)."),
             Attribute::optional("admin_database_url", Type::String)
                 .sensitive()
                 .write_only()
@@ -336,9 +330,13 @@ impl Resource<Settings> for RestoreDrill {
         };
         let backup_id = planned.attr("backup_id").as_str().unwrap_or_default();
         let prefix = planned.attr("prefix").as_str().unwrap_or("backups/");
+        let manifest_key = match restore::find_manifest_key(&s3, &bucket, backup_id, prefix).await {
+            Ok(k) => k,
+            Err(e) => return resp.diagnostics.push(drill_diagnostic(&e)),
+        };
         let spec = DrillSpec {
             bucket: bucket.clone(),
-            manifest_key: manifest_key(backup_id, prefix),
+            manifest_key,
             admin_url,
             drill_database: planned
                 .attr("drill_database")
@@ -441,15 +439,7 @@ mod tests {
     }
 
     #[test]
-    fn backups_are_found_by_id_or_key_and_reports_get_a_json_twin() {
-        assert_eq!(
-            manifest_key("20261127T000000Z-ab", "backups/s/"),
-            "backups/s/20261127T000000Z-ab.manifest.json"
-        );
-        assert_eq!(
-            manifest_key("x/20261127T000000Z-ab.dump.zst", "ignored/"),
-            "x/20261127T000000Z-ab.manifest.json"
-        );
+    fn reports_get_a_json_twin() {
         assert_eq!(json_key("drills/latest.md"), "drills/latest.json");
         assert_eq!(json_key("drills/latest"), "drills/latest.json");
     }
