@@ -327,6 +327,35 @@ fn no_secret_reaches_state_plans_or_trace_logs() {
         assert_eq!(wd.output("via_alias"), true);
         assert_eq!(wd.output("bare_url"), true);
         let state = std::fs::read_to_string(wd.file("terraform.tfstate")).unwrap();
+        // What the env files hash to as they sit on the host, and the key their fingerprints
+        // are keyed with: neither may be anywhere (a plain sha256 lets a reader of the state
+        // test guessed secrets offline).
+        let on_host = |cmd: String| {
+            let (code, out) = crate::deploy_hosts::ssh(&host, &cmd);
+            assert_eq!(code, 0, "{cmd}: {out}");
+            out.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        };
+        let shared = format!("{}/shared", rel.deploy_dir);
+        let host_values = [
+            (
+                "plain sha256 of the api env file",
+                on_host(format!("sha256sum < {shared}/api.env")),
+            ),
+            (
+                "plain sha256 of the worker env file",
+                on_host(format!("sha256sum < {shared}/worker.env")),
+            ),
+            (
+                "env fingerprint key",
+                on_host(format!("cat {shared}/env-fingerprint.key")),
+            ),
+        ];
+        for (what, v) in &host_values {
+            assert_eq!(v.len(), 64, "{what}: {v}");
+        }
         run(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
         let state_after = std::fs::read_to_string(wd.file("terraform.tfstate")).unwrap();
         let backup_state =
@@ -347,7 +376,13 @@ fn no_secret_reaches_state_plans_or_trace_logs() {
                 ("bootstrap owner password", owner_password.clone()),
                 ("release env secret", env_secret.clone()),
             ];
-            for (what, secret) in secrets.iter().chain(per_run.iter()) {
+            let host_values = host_values.iter().map(|(w, v)| (*w, v.clone()));
+            for (what, secret) in secrets
+                .iter()
+                .cloned()
+                .chain(per_run.iter().cloned())
+                .chain(host_values)
+            {
                 let n = text.matches(secret.as_str()).count();
                 assert_eq!(
                     n, 0,
