@@ -257,6 +257,7 @@ async fn artifact(
             artifact: PathBuf::from(&path),
             sha256: sha,
             env: env.clone(),
+            env_key: None,
         },
         local.size,
     ))

@@ -1923,8 +1923,9 @@ impl Resource<Settings> for Release {
                 Value::String(format!("{DRIFT}{}", sha_drift.join(", "))),
             );
         }
-        if !importing && has_unkeyed(state.attr("env_sha256")) {
-            if let Err(d) = self
+        if !importing
+            && has_unkeyed(state.attr("env_sha256"))
+            && let Err(d) = self
                 .key_old_hosts(
                     settings,
                     &transport,
@@ -1934,9 +1935,8 @@ impl Resource<Settings> for Release {
                     &mut live,
                 )
                 .await
-            {
-                return resp.diagnostics.push(d);
-            }
+        {
+            return resp.diagnostics.push(d);
         }
         if let Some(Value::Map(env)) = state.attr_mut("env_sha256") {
             for (role_name, want) in env.iter_mut() {
