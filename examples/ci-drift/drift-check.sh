@@ -31,8 +31,9 @@ case $refresh in
   1) echo "--> exit 1: the refresh-only plan failed" ;;
   2)
     # Terraform can exit 2 here while printing "No changes" (1.15.5 for any configuration with
-    # a data source, 1.11.4 for this one): only resources changed outside Terraform and changed
-    # outputs count as drift.
+    # a data source; 1.11.4 on about half the runs for a resource with two sensitive
+    # attributes; see README.md): only resources changed outside Terraform and changed outputs
+    # count as drift.
     if ! command -v jq >/dev/null; then
       echo "--> exit 2, and jq is not installed to tell drift from data sources read again"
       refresh=1
