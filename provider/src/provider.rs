@@ -385,6 +385,9 @@ pub fn api_diagnostic(doing: &str, e: &ApiError) -> Diagnostic {
         ApiError::Unreachable { .. } | ApiError::Timeout { .. } => {
             format!("{doing}: Artifortress is unreachable")
         }
+        ApiError::BodyTooLarge { .. } => {
+            format!("{doing}: the answer is larger than the provider reads")
+        }
         _ => format!("{doing} failed"),
     };
     let hint = match e {

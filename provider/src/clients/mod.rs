@@ -1,6 +1,7 @@
 //! Domain clients: talk to Artifortress and its dependencies; know nothing of Terraform.
 //!
 //! - [`api`]: the service's HTTP API (health, readiness, ops summary, tokens).
+//! - [`http`]: what every HTTP exchange shares: the body limit, bounded reads, errors in words.
 //! - [`ops`]: judging an ops summary: thresholds, breaches, growth against a baseline.
 //! - [`migrations`]: the service's SQL migrations: files, ledger, plan, exactly-once apply.
 //! - [`object_store`]: S3-compatible object storage.
@@ -19,6 +20,7 @@ pub mod backup;
 pub mod bootstrap;
 pub mod gate;
 pub mod hosts;
+pub mod http;
 pub mod migrations;
 pub mod object_store;
 pub mod ops;

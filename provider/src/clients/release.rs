@@ -29,8 +29,9 @@ use super::ops::{self, Overrides};
 pub const LOCK_TTL: Duration = Duration::from_secs(120);
 /// The default interval between readiness probes.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(200);
-/// Time limit of one readiness probe.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time limit of one readiness probe: the readiness data source's default, above the
+/// service's own 3 s object-storage check.
+const PROBE_TIMEOUT: Duration = api::DEFAULT_PROBE_TIMEOUT;
 /// How often the watch window reads the ops summary.
 const OPS_INTERVAL: Duration = Duration::from_secs(5);
 
