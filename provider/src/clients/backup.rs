@@ -812,7 +812,7 @@ async fn join_part(
             op: "UPLOAD PART",
             bucket: bucket.to_string(),
             key: key.to_string(),
-            message: e.to_string(),
+            message: format!("the upload task ended abnormally: {e}"),
         }
         .into()),
     }
@@ -830,17 +830,12 @@ pub async fn checksum_object(
         .key(key)
         .send()
         .await
-        .map_err(|e| ObjectStoreError::new("GET", bucket, key, &e))?;
+        .map_err(|e| ObjectStoreError::new("GET", s3, bucket, key, &e))?;
     let mut body = out.body;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| ObjectStoreError {
-            op: "GET",
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            message: e.to_string(),
-        })?;
+        let chunk = chunk.map_err(|e| ObjectStoreError::stream("GET", s3, bucket, key, &e))?;
         size += chunk.len() as u64;
         hasher.update(&chunk);
     }

@@ -276,7 +276,7 @@ async fn download(
         .key(&m.object_key)
         .send()
         .await
-        .map_err(|e| ObjectStoreError::new("GET", &m.bucket, &m.object_key, &e))?;
+        .map_err(|e| ObjectStoreError::new("GET", s3, &m.bucket, &m.object_key, &e))?;
     let io = |e: std::io::Error| DrillError::Io(e.to_string());
     let mut body = out.body;
     let mut hasher = Sha256::new();
@@ -288,12 +288,8 @@ async fn download(
         )),
     };
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| ObjectStoreError {
-            op: "GET",
-            bucket: m.bucket.clone(),
-            key: m.object_key.clone(),
-            message: e.to_string(),
-        })?;
+        let chunk =
+            chunk.map_err(|e| ObjectStoreError::stream("GET", s3, &m.bucket, &m.object_key, &e))?;
         hasher.update(&chunk);
         writer.write_all(&chunk).await.map_err(io)?;
     }
