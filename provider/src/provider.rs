@@ -408,6 +408,9 @@ pub fn api_diagnostic(doing: &str, e: &ApiError) -> Diagnostic {
         ApiError::Unreachable { .. } | ApiError::Timeout { .. } => {
             format!("{doing}: Artifortress is unreachable")
         }
+        ApiError::BodyTooLarge { .. } => {
+            format!("{doing}: the answer is larger than the provider reads")
+        }
         _ => format!("{doing} failed"),
     };
     let hint = match e {
@@ -649,7 +652,7 @@ impl Provider for ArtifortressProvider {
                 )
                 .description("SSH access to the deploy hosts of `artifortress_release` (transport `ssh`). Credentials belong to the provider so that refresh and import, which get no resource configuration, can reach the hosts."),
                 Attribute::optional("request_timeout", Type::String)
-                    .description("Time limit for one HTTP request to the API, as a duration (default `30s`).")
+                    .description("Time limit for one HTTP request to the API, as a duration (default `30s`). Health probes have their own limit instead (`probe_timeout` of `data \"artifortress_readiness\"`, default 5 s; 5 s in release readiness waits). Any answer's body, error bodies included, is read up to 1 MiB (the service's JSON answers are a few KiB); a larger one is an error naming the limit and the URL.")
                     .validate(Validator::Duration { min_millis: 100 }),
             ],
         )

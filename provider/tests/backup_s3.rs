@@ -314,6 +314,14 @@ async fn garage_killed_mid_upload_leaves_no_object_and_the_next_run_cleans_up() 
         "expected an object-store error, got {text}"
     );
     assert!(text.contains("big/"), "names the key: {text}");
+    // In words, with where it went: no SDK debug dump (issue 15, item 7).
+    assert!(
+        text.contains(&format!("127.0.0.1:{}", g.s3_port())),
+        "names the endpoint: {text}"
+    );
+    for dump in ["DispatchFailure", "ConnectorError", "hyper_util", "source:"] {
+        assert!(!text.contains(dump), "{dump:?} in {text}");
+    }
 
     g.start_again().unwrap();
     assert!(
@@ -382,4 +390,58 @@ async fn two_backups_under_one_prefix_at_once_both_succeed() {
         .await
         .unwrap();
     assert_eq!(keys.len(), 4, "two dumps and two manifests: {keys:?}");
+}
+
+/// Object-store failures as an operator says them, from a real Garage: refused credentials, a
+/// missing bucket, and the server gone.
+#[tokio::test]
+async fn object_store_errors_say_the_cause() {
+    let mut g = GarageServer::start().unwrap();
+    let wrong_secret = object_store::client(&ObjectStoreConfig {
+        endpoint: Some(g.endpoint()),
+        region: g.region().to_string(),
+        access_key_id: Some(g.access_key().to_string()),
+        secret_access_key: Some("not-the-secret".to_string()),
+        force_path_style: true,
+    });
+    let e = object_store::put_small(
+        &wrong_secret,
+        g.bucket(),
+        "a/key",
+        b"x".to_vec(),
+        "text/plain",
+    )
+    .await
+    .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "PUT s3://{}/a/key failed: access denied (403): ",
+            g.bucket()
+        )),
+        "{text}"
+    );
+
+    let s3 = s3(&g);
+    let e = object_store::get_small(&s3, "no-such-bucket", "k")
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("GET s3://no-such-bucket/k failed: not found (404): NoSuchBucket"),
+        "{e}"
+    );
+
+    g.kill();
+    let e = object_store::head(&s3, g.bucket(), "a/key")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "HEAD s3://{}/a/key failed: cannot connect to 127.0.0.1:{}: connection refused",
+            g.bucket(),
+            g.s3_port()
+        )
+    );
 }

@@ -6,6 +6,7 @@
 
 mod backup;
 mod bootstrap;
+mod bounded_reads;
 mod ci_drift;
 mod deploy_hosts;
 mod distribution;

@@ -5,17 +5,41 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+use super::http;
+
 /// Overall or per-dependency readiness status, as the service reports it.
 pub const READY: &str = "ready";
 pub const DEGRADED: &str = "degraded";
 pub const NOT_READY: &str = "not_ready";
 
+/// The time limit of one readiness probe unless the caller says otherwise. Never below
+/// [`MIN_PROBE_TIMEOUT`].
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The shortest probe timeout that can tell a slow dependency from a dead API: the service
+/// gives its own object-storage readiness check 3 s before it answers `/health/ready`
+/// (`checkObjectStorageReadiness`, src/Artifortress.Api/Program.fs:2383 at f628e74 of the
+/// service's repository), so a shorter probe gives up on a healthy API whose storage is slow.
+pub const MIN_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// No answer: the connection failed or broke off. `message` says why in words
+    /// (`cannot connect to 127.0.0.1:37913: connection refused`).
     #[error("could not reach {url}: {message}")]
     Unreachable { url: String, message: String },
-    #[error("{url} did not answer within {timeout:?}")]
+    #[error("{url} did not answer within {}", crate::duration::format(*.timeout))]
     Timeout { url: String, timeout: Duration },
+    /// The answer's body passed [`http::BODY_LIMIT`]; reading stopped there.
+    #[error(
+        "{url} answered HTTP {status} with a body larger than {}, the limit for the service's JSON answers; reading stopped there (is this URL the Artifortress API?)",
+        http::format_size(*.limit)
+    )]
+    BodyTooLarge {
+        url: String,
+        status: u16,
+        limit: u64,
+    },
     #[error(
         "{url} answered HTTP {status} with a body that is not the service's {what}: {message}; body: {body}"
     )]
@@ -40,9 +64,9 @@ impl ApiError {
     /// The HTTP status the service answered, when it answered.
     pub fn status(&self) -> Option<u16> {
         match self {
-            ApiError::UnexpectedBody { status, .. } | ApiError::Service { status, .. } => {
-                Some(*status)
-            }
+            ApiError::UnexpectedBody { status, .. }
+            | ApiError::Service { status, .. }
+            | ApiError::BodyTooLarge { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -176,7 +200,8 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    /// `http` carries the connection pool; `timeout` bounds every request.
+    /// `http` carries the connection pool; `timeout` bounds every request except the health
+    /// probes ([`ApiClient::live`], [`ApiClient::ready`]), which take their caller's.
     pub fn new(http: reqwest::Client, base: Url, timeout: Duration) -> Self {
         ApiClient {
             http,
@@ -196,22 +221,12 @@ impl ApiClient {
         base.to_string()
     }
 
+    /// `GET path` bounded by `timeout` (the caller's: a readiness probe's own limit, which may
+    /// be longer or shorter than the provider's `request_timeout`).
     async fn get(&self, path: &str, timeout: Duration) -> Result<(u16, String), ApiError> {
         let url = self.url(path);
-        let timeout = timeout.min(self.timeout);
-        let response = self
-            .http
-            .get(&url)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| classify(&url, timeout, e))?;
-        let status = response.status().as_u16();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| classify(&url, timeout, e))?;
-        Ok((status, body))
+        let request = self.http.get(&url).timeout(timeout);
+        exchange(&url, timeout, request).await
     }
 
     async fn send(
@@ -235,16 +250,7 @@ impl ApiClient {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let response = req
-            .send()
-            .await
-            .map_err(|e| classify(&url, self.timeout, e))?;
-        let status = response.status().as_u16();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| classify(&url, self.timeout, e))?;
-        Ok((status, text))
+        exchange(&url, self.timeout, req).await
     }
 
     /// A 2xx JSON body as `T`; a contract error body as [`ApiError::Service`].
@@ -391,23 +397,40 @@ impl ApiClient {
     }
 }
 
-fn classify(url: &str, timeout: Duration, e: reqwest::Error) -> ApiError {
-    if e.is_timeout() {
+/// One request and its body, read up to [`http::BODY_LIMIT`] (error bodies too); `timeout`
+/// (already set on `request`) bounds both.
+async fn exchange(
+    url: &str,
+    timeout: Duration,
+    request: reqwest::RequestBuilder,
+) -> Result<(u16, String), ApiError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| classify(url, timeout, &e))?;
+    let status = response.status().as_u16();
+    match http::read_body(response, http::BODY_LIMIT).await {
+        Ok(body) => Ok((status, String::from_utf8_lossy(&body).into_owned())),
+        Err(http::BodyError::TooLarge { limit }) => Err(ApiError::BodyTooLarge {
+            url: url.to_string(),
+            status,
+            limit,
+        }),
+        Err(http::BodyError::Transport(e)) => Err(classify(url, timeout, &e)),
+    }
+}
+
+fn classify(url: &str, timeout: Duration, e: &reqwest::Error) -> ApiError {
+    if e.is_timeout() && !e.is_connect() {
+        tracing::debug!(url, error = ?e, "HTTP exchange timed out");
         return ApiError::Timeout {
             url: url.to_string(),
             timeout,
         };
     }
-    // The innermost cause says what really happened ("Connection refused").
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        message = s.to_string();
-        source = s.source();
-    }
     ApiError::Unreachable {
         url: url.to_string(),
-        message,
+        message: http::describe(url, timeout, e),
     }
 }
 
@@ -497,5 +520,111 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{t:?}").contains("s3cr3t"));
+    }
+
+    /// Serves `answer` (then `a` bytes for ever when `endless`) to every connection, after
+    /// reading the request; `None`: reads the request and never answers.
+    async fn server(answer: Option<&'static str>, endless: bool) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let Some(answer) = answer else {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        return;
+                    };
+                    if s.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let block = vec![b'a'; 64 << 10];
+                    while endless && s.write_all(&block).await.is_ok() {}
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn client(base: &str) -> ApiClient {
+        ApiClient::new(
+            reqwest::Client::new(),
+            Url::parse(base).unwrap(),
+            Duration::from_secs(10),
+        )
+    }
+
+    /// Every way an exchange fails, against real sockets on 127.0.0.1, in words.
+    #[tokio::test]
+    async fn failures_read_as_causes_with_the_url() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let base = format!("http://127.0.0.1:{port}");
+        let e = client(&base)
+            .ready(Duration::from_secs(3))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "could not reach {base}/health/ready: cannot connect to 127.0.0.1:{port}: connection refused"
+            )
+        );
+
+        let base = server(None, false).await;
+        let started = std::time::Instant::now();
+        let e = client(&base)
+            .ready(Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the probe's own timeout, not the client's 10 s"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!("{base}/health/ready did not answer within 0.3s")
+        );
+
+        let base = server(
+            Some("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"status\":\""),
+            true,
+        )
+        .await;
+        let e = client(&base)
+            .ready(Duration::from_secs(3))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{base}/health/ready answered HTTP 200 with a body larger than 1 MiB, the limit for the service's JSON answers; reading stopped there (is this URL the Artifortress API?)"
+            )
+        );
+        assert_eq!(e.status(), Some(200));
+
+        // Error bodies too, even when they announce their size.
+        let base = server(
+            Some("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5000000\r\n\r\n"),
+            true,
+        )
+        .await;
+        let e = client(&base).ops_summary("t").await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ApiError::BodyTooLarge {
+                    status: 500,
+                    limit: http::BODY_LIMIT,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 }

@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::migrations::{database_identity, redact_url};
 use super::object_store::{self, ObjectStoreError};
+use super::process;
 
 /// The tables whose row counts a backup records and a restore drill compares (the service's
 /// drill list).
@@ -58,7 +59,6 @@ pub const PARITY_TABLES: [&str; 10] = [
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 pub const MANIFEST_SUFFIX: &str = ".manifest.json";
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-const STDERR_LIMIT: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -225,17 +225,21 @@ pub async fn pg_dump_version(pg_dump: &Path) -> Result<(String, u32), BackupErro
         path: pg_dump.display().to_string(),
         message,
     };
-    let out = tokio::process::Command::new(pg_dump)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| missing(e.to_string()))?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let out = process::output(
+        tokio::process::Command::new(pg_dump)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .kill_on_drop(true),
+        process::STDOUT_LIMIT,
+        process::STDERR_LIMIT,
+    )
+    .await
+    .map_err(|e| missing(e.to_string()))?;
+    let text = String::from_utf8_lossy(&out.stdout.bytes).to_string();
     if !out.status.success() {
         return Err(missing(format!(
             "`--version` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            out.stderr.text()
         )));
     }
     parse_pg_dump_version(&text).ok_or_else(|| missing(format!("unexpected version {text:?}")))
@@ -563,21 +567,11 @@ async fn run_on(
     })?;
     tracing::info!(url = %redacted, key = %object_key, snapshot = %facts.snapshot, "pg_dump started");
     let stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
+    let stderr = child.stderr.take().expect("piped stderr");
     let stderr_task = tokio::spawn(async move {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            match stderr.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if buf.len() < STDERR_LIMIT {
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                }
-            }
-        }
-        String::from_utf8_lossy(&buf).trim().to_string()
+        process::read_capped(stderr, process::STDERR_LIMIT)
+            .await
+            .text()
     });
 
     let raw_bytes = Arc::new(AtomicU64::new(0));
@@ -818,7 +812,7 @@ async fn join_part(
             op: "UPLOAD PART",
             bucket: bucket.to_string(),
             key: key.to_string(),
-            message: e.to_string(),
+            message: format!("the upload task ended abnormally: {e}"),
         }
         .into()),
     }
@@ -836,17 +830,12 @@ pub async fn checksum_object(
         .key(key)
         .send()
         .await
-        .map_err(|e| ObjectStoreError::new("GET", bucket, key, &e))?;
+        .map_err(|e| ObjectStoreError::new("GET", s3, bucket, key, &e))?;
     let mut body = out.body;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| ObjectStoreError {
-            op: "GET",
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            message: e.to_string(),
-        })?;
+        let chunk = chunk.map_err(|e| ObjectStoreError::stream("GET", s3, bucket, key, &e))?;
         size += chunk.len() as u64;
         hasher.update(&chunk);
     }

@@ -1,9 +1,11 @@
 //! Domain clients: talk to Artifortress and its dependencies; know nothing of Terraform.
 //!
 //! - [`api`]: the service's HTTP API (health, readiness, ops summary, tokens).
+//! - [`http`]: what every HTTP exchange shares: the body limit, bounded reads, errors in words.
 //! - [`ops`]: judging an ops summary: thresholds, breaches, growth against a baseline.
 //! - [`migrations`]: the service's SQL migrations: files, ledger, plan, exactly-once apply.
 //! - [`object_store`]: S3-compatible object storage.
+//! - [`process`]: child processes (`pg_dump`, `pg_restore`, `psql`) with capped output.
 //! - [`pg`]: PostgreSQL identifiers from configuration: validation and quoting.
 //! - [`bootstrap`]: staging bootstrap: owner role, its database, the bucket, a storage probe.
 //! - [`backup`]: `pg_dump` streamed into object storage, with a manifest, verified.
@@ -18,9 +20,11 @@ pub mod backup;
 pub mod bootstrap;
 pub mod gate;
 pub mod hosts;
+pub mod http;
 pub mod migrations;
 pub mod object_store;
 pub mod ops;
 pub mod pg;
+pub mod process;
 pub mod release;
 pub mod restore;

@@ -3,12 +3,16 @@
 
 use std::time::Duration;
 
+use aws_sdk_s3::config::Intercept;
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+
+use super::http;
 
 /// How to reach the object store. The secret never prints.
 #[derive(Clone)]
@@ -39,34 +43,147 @@ pub struct ObjectStoreError {
     pub op: &'static str,
     pub bucket: String,
     pub key: String,
-    /// The server's code and message (or the transport error), complete.
+    /// What went wrong in words, with the server's code and message when it answered
+    /// (`access denied (403): AccessDenied: ...`, `cannot connect to 127.0.0.1:3900:
+    /// connection refused`). The SDK's full error is logged at debug level.
     pub message: String,
 }
 
 impl ObjectStoreError {
-    pub fn new<E, R>(op: &'static str, bucket: &str, key: &str, err: &SdkError<E, R>) -> Self
+    pub fn new<E>(
+        op: &'static str,
+        s3: &aws_sdk_s3::Client,
+        bucket: &str,
+        key: &str,
+        err: &SdkError<E, HttpResponse>,
+    ) -> Self
     where
         E: std::error::Error + ProvideErrorMetadata + 'static,
-        R: std::fmt::Debug,
     {
-        let message = match err {
-            SdkError::ServiceError(e) => {
-                let inner = e.err();
-                match (inner.code(), inner.message()) {
-                    (Some(c), Some(m)) => format!("{c}: {m}"),
-                    (Some(c), None) => c.to_string(),
-                    _ => DisplayErrorContext(err).to_string(),
-                }
-            }
-            _ => DisplayErrorContext(err).to_string(),
-        };
+        tracing::debug!(op, bucket, key, error = %DisplayErrorContext(err), "object store call failed");
         ObjectStoreError {
             op,
             bucket: bucket.to_string(),
             key: key.to_string(),
-            message,
+            message: words(err, &endpoint(s3)),
         }
     }
+
+    /// A body that broke off while it was read (`GET` streams).
+    pub fn stream(
+        op: &'static str,
+        s3: &aws_sdk_s3::Client,
+        bucket: &str,
+        key: &str,
+        err: &(dyn std::error::Error + 'static),
+    ) -> Self {
+        tracing::debug!(op, bucket, key, error = ?err, "object store stream failed");
+        let cause = http::io_words(err).unwrap_or_else(|| http::innermost(err));
+        ObjectStoreError {
+            op,
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            message: format!("the answer from {} broke off: {cause}", endpoint(s3)),
+        }
+    }
+}
+
+/// Carries the endpoint's `host:port` in the client's configuration, where errors can find it:
+/// the SDK's `Config` has no getter for its endpoint URL, and a connection error does not say
+/// where it tried to connect. Does nothing to requests.
+#[derive(Debug)]
+struct EndpointName(&'static str);
+
+const ENDPOINT_NAME_PREFIX: &str = "artifortress-endpoint=";
+
+impl Intercept for EndpointName {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+}
+
+/// `host:port` the client sends to, for messages; AWS's own endpoint by region.
+fn endpoint(s3: &aws_sdk_s3::Client) -> String {
+    let config = s3.config();
+    if let Some(hp) = config
+        .interceptors()
+        .find_map(|i| i.name().strip_prefix(ENDPOINT_NAME_PREFIX))
+    {
+        return hp.to_string();
+    }
+    match config.region() {
+        Some(r) => format!("the S3 endpoint of region {}", r.as_ref()),
+        None => "the S3 endpoint".to_string(),
+    }
+}
+
+/// An SDK error as an operator would say it.
+fn words<E>(err: &SdkError<E, HttpResponse>, endpoint: &str) -> String
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+{
+    let chain: &(dyn std::error::Error + 'static) = err;
+    let cause = || http::io_words(chain).unwrap_or_else(|| http::innermost(chain));
+    match err {
+        SdkError::ServiceError(e) => {
+            let status = e.raw().status().as_u16();
+            let what = match status {
+                400 => "bad request",
+                401 => "not authenticated",
+                403 => "access denied",
+                404 => "not found",
+                409 => "conflict",
+                412 => "precondition failed",
+                500..=599 => "server error",
+                _ => "refused",
+            };
+            let inner = e.err();
+            match (inner.code(), inner.message()) {
+                (Some(c), Some(m)) => format!("{what} ({status}): {c}: {m}"),
+                (Some(c), None) => format!("{what} ({status}): {c}"),
+                (None, Some(m)) => format!("{what} ({status}): {m}"),
+                (None, None) => format!("{what} ({status})"),
+            }
+        }
+        SdkError::DispatchFailure(d) if d.is_timeout() => {
+            format!("cannot connect to {endpoint}: timed out")
+        }
+        SdkError::DispatchFailure(d) if d.is_io() => {
+            let kind = io_kind(chain);
+            let cause = cause();
+            use std::io::ErrorKind::*;
+            match kind {
+                Some(
+                    ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable,
+                ) => format!("cannot connect to {endpoint}: {cause}"),
+                _ => format!("the connection to {endpoint} failed: {cause}"),
+            }
+        }
+        SdkError::DispatchFailure(d) if d.is_user() => {
+            format!("the request could not be sent: {}", cause())
+        }
+        SdkError::DispatchFailure(_) => format!("cannot reach {endpoint}: {}", cause()),
+        SdkError::TimeoutError(_) => format!("{endpoint} did not answer in time"),
+        SdkError::ResponseError(_) => {
+            format!("the answer from {endpoint} could not be read: {}", cause())
+        }
+        SdkError::ConstructionFailure(_) => {
+            format!("the request could not be built: {}", cause())
+        }
+        _ => cause(),
+    }
+}
+
+/// The kind of the first I/O error in the chain.
+fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        next = err.source();
+    }
+    None
 }
 
 /// An S3 client. Static credentials when given, else the SDK's default chain is not used:
@@ -85,6 +202,9 @@ pub fn client(cfg: &ObjectStoreConfig) -> aws_sdk_s3::Client {
         );
     if let Some(endpoint) = &cfg.endpoint {
         b = b.endpoint_url(endpoint.trim_end_matches('/'));
+        // One short string per client built (one per provider process).
+        let name = format!("{ENDPOINT_NAME_PREFIX}{}", http::host_port(endpoint));
+        b = b.interceptor(EndpointName(Box::leak(name.into_boxed_str())));
     }
     if let (Some(ak), Some(sk)) = (&cfg.access_key_id, &cfg.secret_access_key) {
         b = b.credentials_provider(Credentials::new(
@@ -107,7 +227,7 @@ pub async fn head(
     match s3.head_object().bucket(bucket).key(key).send().await {
         Ok(o) => Ok(Some(o.content_length().unwrap_or(0).max(0) as u64)),
         Err(SdkError::ServiceError(e)) if e.err().is_not_found() => Ok(None),
-        Err(e) => Err(ObjectStoreError::new("HEAD", bucket, key, &e)),
+        Err(e) => Err(ObjectStoreError::new("HEAD", s3, bucket, key, &e)),
     }
 }
 
@@ -120,14 +240,13 @@ pub async fn get_small(
     let out = match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(o) => o,
         Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => return Ok(None),
-        Err(e) => return Err(ObjectStoreError::new("GET", bucket, key, &e)),
+        Err(e) => return Err(ObjectStoreError::new("GET", s3, bucket, key, &e)),
     };
-    let bytes = out.body.collect().await.map_err(|e| ObjectStoreError {
-        op: "GET",
-        bucket: bucket.to_string(),
-        key: key.to_string(),
-        message: e.to_string(),
-    })?;
+    let bytes = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| ObjectStoreError::stream("GET", s3, bucket, key, &e))?;
     Ok(Some(bytes.into_bytes().to_vec()))
 }
 
@@ -146,7 +265,7 @@ pub async fn put_small(
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| ObjectStoreError::new("PUT", bucket, key, &e))
+        .map_err(|e| ObjectStoreError::new("PUT", s3, bucket, key, &e))
 }
 
 /// Delete (absent is fine).
@@ -161,7 +280,7 @@ pub async fn delete(
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| ObjectStoreError::new("DELETE", bucket, key, &e))
+        .map_err(|e| ObjectStoreError::new("DELETE", s3, bucket, key, &e))
 }
 
 /// Every key under `prefix`.
@@ -180,7 +299,7 @@ pub async fn list_keys(
             .set_continuation_token(token)
             .send()
             .await
-            .map_err(|e| ObjectStoreError::new("LIST", bucket, prefix, &e))?;
+            .map_err(|e| ObjectStoreError::new("LIST", s3, bucket, prefix, &e))?;
         keys.extend(
             out.contents()
                 .iter()
@@ -205,7 +324,7 @@ pub async fn list_uploads(
         .prefix(prefix)
         .send()
         .await
-        .map_err(|e| ObjectStoreError::new("LIST UPLOADS", bucket, prefix, &e))?;
+        .map_err(|e| ObjectStoreError::new("LIST UPLOADS", s3, bucket, prefix, &e))?;
     Ok(out
         .uploads()
         .iter()
@@ -226,7 +345,7 @@ pub async fn abort_upload(
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| ObjectStoreError::new("ABORT UPLOAD", bucket, key, &e))
+        .map_err(|e| ObjectStoreError::new("ABORT UPLOAD", s3, bucket, key, &e))
 }
 
 /// Start a multipart upload; returns its id.
@@ -248,7 +367,7 @@ pub async fn create_upload(
     let out = req
         .send()
         .await
-        .map_err(|e| ObjectStoreError::new("CREATE UPLOAD", bucket, key, &e))?;
+        .map_err(|e| ObjectStoreError::new("CREATE UPLOAD", s3, bucket, key, &e))?;
     Ok(out.upload_id().unwrap_or_default().to_string())
 }
 
@@ -276,7 +395,7 @@ pub async fn upload_part(
         .disable_payload_signing()
         .send()
         .await
-        .map_err(|e| ObjectStoreError::new("UPLOAD PART", bucket, key, &e))?;
+        .map_err(|e| ObjectStoreError::new("UPLOAD PART", s3, bucket, key, &e))?;
     Ok(CompletedPart::builder()
         .set_e_tag(out.e_tag().map(str::to_string))
         .part_number(number)
@@ -303,7 +422,7 @@ pub async fn complete_upload(
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| ObjectStoreError::new("COMPLETE UPLOAD", bucket, key, &e))
+        .map_err(|e| ObjectStoreError::new("COMPLETE UPLOAD", s3, bucket, key, &e))
 }
 
 /// Whether `bucket` exists (and these credentials may see it). A bucket that exists but is
@@ -313,7 +432,7 @@ pub async fn head_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<bool, 
         Ok(_) => Ok(true),
         Err(SdkError::ServiceError(e)) if e.err().is_not_found() => Ok(false),
         Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 404 => Ok(false),
-        Err(e) => Err(ObjectStoreError::new("HEAD BUCKET", bucket, "", &e)),
+        Err(e) => Err(ObjectStoreError::new("HEAD BUCKET", s3, bucket, "", &e)),
     }
 }
 
@@ -336,6 +455,69 @@ pub async fn create_bucket(
     match req.send().await {
         Ok(_) => Ok(()),
         Err(SdkError::ServiceError(e)) if e.err().is_bucket_already_owned_by_you() => Ok(()),
-        Err(e) => Err(ObjectStoreError::new("CREATE BUCKET", bucket, "", &e)),
+        Err(e) => Err(ObjectStoreError::new("CREATE BUCKET", s3, bucket, "", &e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client_for(endpoint: String) -> aws_sdk_s3::Client {
+        client(&ObjectStoreConfig {
+            endpoint: Some(endpoint),
+            region: "us-east-1".into(),
+            access_key_id: Some("key".into()),
+            secret_access_key: Some("secret".into()),
+            force_path_style: true,
+        })
+    }
+
+    /// Transport failures from the real SDK against real sockets on 127.0.0.1 (answers from a
+    /// real S3 server are in `tests/backup_s3.rs`, against Garage).
+    #[tokio::test]
+    async fn transport_errors_say_the_cause_and_the_endpoint() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let s3 = client_for(format!("http://127.0.0.1:{port}"));
+        let e = head(&s3, "bucket", "a/key").await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "HEAD s3://bucket/a/key failed: cannot connect to 127.0.0.1:{port}: connection refused"
+            )
+        );
+
+        // A server that reads the request and hangs up without answering.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+            }
+        });
+        let s3 = client_for(format!("http://{addr}"));
+        let e = put_small(&s3, "bucket", "k", b"x".to_vec(), "text/plain")
+            .await
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("PUT s3://bucket/k failed: ") && text.contains(&addr.to_string()),
+            "{text}"
+        );
+        for dump in [
+            "DispatchFailure",
+            "ConnectorError",
+            "hyper",
+            "Kind(",
+            "source:",
+        ] {
+            assert!(!text.contains(dump), "{dump:?} in {text}");
+        }
     }
 }

@@ -29,8 +29,9 @@ use super::ops::{self, Overrides};
 pub const LOCK_TTL: Duration = Duration::from_secs(120);
 /// The default interval between readiness probes.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(200);
-/// Time limit of one readiness probe.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time limit of one readiness probe: the readiness data source's default, above the
+/// service's own 3 s object-storage check.
+const PROBE_TIMEOUT: Duration = api::DEFAULT_PROBE_TIMEOUT;
 /// How often the watch window reads the ops summary.
 const OPS_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -1344,15 +1345,48 @@ pub struct LocalArtifact {
     _download: Option<tempfile::TempPath>,
 }
 
+/// The largest release artifact the provider downloads or reads: far above a release tarball
+/// of the API and worker, and a stop for a URL that streams without end.
+pub const ARTIFACT_MAX_SIZE: u64 = 2 << 30;
+/// How long an artifact download may go without receiving anything (headers or data).
+const ARTIFACT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Makes `source` (a local path, or an `http(s)://` URL downloaded to a temporary file) a local
-/// file and checks its sha256 against `expected` before any host sees it.
+/// file and checks its sha256 against `expected` before any host sees it. A download streams to
+/// disk and stops at its `Content-Length` or [`ARTIFACT_MAX_SIZE`], whichever is smaller (a
+/// local file stops at the latter too), and gives up after [`ARTIFACT_STALL_TIMEOUT`] without
+/// data.
 pub async fn fetch_artifact(
     http: &reqwest::Client,
     source: &str,
     expected: &str,
 ) -> Result<LocalArtifact, String> {
+    fetch_artifact_limited(http, source, expected, ARTIFACT_MAX_SIZE).await
+}
+
+async fn fetch_artifact_limited(
+    http: &reqwest::Client,
+    source: &str,
+    expected: &str,
+    max_size: u64,
+) -> Result<LocalArtifact, String> {
     use sha2::Digest;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::timeout;
+
+    use super::http::{describe, format_size};
+    let too_large = |what: &str| {
+        format!(
+            "{source}: {what} larger than {}, the limit for release artifacts; stopped there",
+            format_size(max_size)
+        )
+    };
+    let stalled = || {
+        format!(
+            "GET {source}: nothing received for {}; gave up",
+            crate::duration::format(ARTIFACT_STALL_TIMEOUT)
+        )
+    };
     let expected = expected.trim().to_ascii_lowercase();
     let (path, download) = if source.starts_with("http://") || source.starts_with("https://") {
         let tmp = tempfile::Builder::new()
@@ -1361,23 +1395,33 @@ pub async fn fetch_artifact(
             .tempfile()
             .map_err(|e| format!("cannot create a temporary file: {e}"))?
             .into_temp_path();
-        let mut resp = http
-            .get(source)
-            .timeout(Duration::from_secs(3600))
-            .send()
-            .await
-            .map_err(|e| format!("GET {source}: {e}"))?;
+        let total = Duration::from_secs(3600);
+        let mut resp = timeout(
+            ARTIFACT_STALL_TIMEOUT,
+            http.get(source).timeout(total).send(),
+        )
+        .await
+        .map_err(|_| stalled())?
+        .map_err(|e| format!("GET {source}: {}", describe(source, total, &e)))?;
         if !resp.status().is_success() {
             return Err(format!("GET {source}: HTTP {}", resp.status()));
+        }
+        if resp.content_length().is_some_and(|n| n > max_size) {
+            return Err(too_large("the server announces a file"));
         }
         let mut f = tokio::fs::File::create(&tmp)
             .await
             .map_err(|e| format!("{}: {e}", tmp.display()))?;
-        while let Some(chunk) = resp
-            .chunk()
+        let mut written = 0u64;
+        while let Some(chunk) = timeout(ARTIFACT_STALL_TIMEOUT, resp.chunk())
             .await
-            .map_err(|e| format!("GET {source}: {e}"))?
+            .map_err(|_| stalled())?
+            .map_err(|e| format!("GET {source}: {}", describe(source, total, &e)))?
         {
+            written += chunk.len() as u64;
+            if written > max_size {
+                return Err(too_large("the download is"));
+            }
             f.write_all(&chunk)
                 .await
                 .map_err(|e| format!("{}: {e}", tmp.display()))?;
@@ -1407,6 +1451,9 @@ pub async fn fetch_artifact(
             break;
         }
         size += n as u64;
+        if size > max_size {
+            return Err(too_large("the file is"));
+        }
         hasher.update(&buf[..n]);
     }
     let actual = hex::encode(hasher.finalize());
@@ -1420,6 +1467,110 @@ pub async fn fetch_artifact(
         size,
         _download: download,
     })
+}
+
+#[cfg(test)]
+mod artifact_tests {
+    use super::*;
+    use sha2::Digest;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Serves `header` then `body` (repeated forever when `endless`) to every connection.
+    async fn server(header: String, body: Vec<u8>, endless: bool) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let (header, body) = (header.clone(), body.clone());
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 2048];
+                    let _ = s.read(&mut buf).await;
+                    s.write_all(header.as_bytes()).await?;
+                    loop {
+                        s.write_all(&body).await?;
+                        if !endless {
+                            return Ok::<_, std::io::Error>(());
+                        }
+                    }
+                });
+            }
+        });
+        format!("http://{addr}/artifact.tar.gz")
+    }
+
+    #[tokio::test]
+    async fn downloads_stop_at_the_size_limit_and_keep_the_checksum() {
+        let http = reqwest::Client::new();
+        let limit = 1 << 20;
+        let block = vec![b'a'; 64 << 10];
+
+        let url = server(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".into(),
+            block.clone(),
+            true,
+        )
+        .await;
+        let e = fetch_artifact_limited(&http, &url, "00", limit)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "{url}: the download is larger than 1 MiB, the limit for release artifacts; stopped there"
+            )
+        );
+
+        let url = server(
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 2 << 20),
+            block.clone(),
+            true,
+        )
+        .await;
+        let e = fetch_artifact_limited(&http, &url, "00", limit)
+            .await
+            .unwrap_err();
+        assert!(
+            e.contains("the server announces a file larger than 1 MiB"),
+            "{e}"
+        );
+
+        let small = b"a release".to_vec();
+        let sha = hex::encode(sha2::Sha256::digest(&small));
+        let url = server(
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", small.len()),
+            small.clone(),
+            false,
+        )
+        .await;
+        let a = fetch_artifact_limited(&http, &url, &sha, limit)
+            .await
+            .unwrap();
+        assert_eq!(a.size, small.len() as u64);
+        assert_eq!(std::fs::read(&a.path).unwrap(), small);
+        let e = fetch_artifact_limited(&http, &url, &"0".repeat(64), limit)
+            .await
+            .unwrap_err();
+        assert!(e.contains(&format!("sha256 is {sha}")), "{e}");
+
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), vec![0u8; (limit + 1) as usize]).unwrap();
+        let e = fetch_artifact_limited(&http, file.path().to_str().unwrap(), "00", limit)
+            .await
+            .unwrap_err();
+        assert!(e.contains("the file is larger than 1 MiB"), "{e}");
+
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/a.tar.gz");
+        let e = fetch_artifact(&http, &url, "00").await.unwrap_err();
+        assert_eq!(
+            e,
+            format!("GET {url}: cannot connect to 127.0.0.1:{port}: connection refused")
+        );
+    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ use super::backup::{self, BackupError, Compression, Format, Manifest, libpq_env}
 use super::migrations::redact_url;
 use super::object_store::{self, ObjectStoreError};
 use super::pg::{quote_ident, valid_identifier};
+use super::process;
 
 #[derive(Debug, Clone)]
 pub struct DrillSpec {
@@ -295,7 +296,7 @@ async fn download(
         .key(&m.object_key)
         .send()
         .await
-        .map_err(|e| ObjectStoreError::new("GET", &m.bucket, &m.object_key, &e))?;
+        .map_err(|e| ObjectStoreError::new("GET", s3, &m.bucket, &m.object_key, &e))?;
     let io = |e: std::io::Error| DrillError::Io(e.to_string());
     let mut body = out.body;
     let mut hasher = Sha256::new();
@@ -307,12 +308,8 @@ async fn download(
         )),
     };
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| ObjectStoreError {
-            op: "GET",
-            bucket: m.bucket.clone(),
-            key: m.object_key.clone(),
-            message: e.to_string(),
-        })?;
+        let chunk =
+            chunk.map_err(|e| ObjectStoreError::stream("GET", s3, &m.bucket, &m.object_key, &e))?;
         hasher.update(&chunk);
         writer.write_all(&chunk).await.map_err(io)?;
     }
@@ -496,27 +493,23 @@ pub async fn run(
     };
     cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .kill_on_drop(true);
     let t = Instant::now();
-    let child = cmd.spawn().map_err(|e| DrillError::Restore {
-        tool: tool_name.into(),
-        status: "not started".into(),
-        stderr: e.to_string(),
-    })?;
+    // stdout is read and dropped (both tools print little there); stderr keeps its first 16 KiB.
     let out = tokio::select! {
-        o = child.wait_with_output() => o.map_err(|e| DrillError::Io(e.to_string()))?,
+        o = process::output(&mut cmd, 0, process::STDERR_LIMIT) => o.map_err(|e| DrillError::Restore {
+            tool: tool_name.into(),
+            status: "not started".into(),
+            stderr: e.to_string(),
+        })?,
         _ = cancel.cancelled() => return Err(DrillError::Cancelled),
     };
     let restore_duration_seconds = t.elapsed().as_secs_f64();
     if !out.status.success() {
-        let mut stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        stderr.truncate(16 * 1024);
         return Err(DrillError::Restore {
             tool: tool_name.into(),
             status: out.status.to_string(),
-            stderr,
+            stderr: out.stderr.text(),
         });
     }
     tracing::info!(database = %spec.drill_database, seconds = restore_duration_seconds, "drill: restored");

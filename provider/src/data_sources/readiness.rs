@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::clients::api::{self, ApiClient, ApiError, Readiness as Probe};
+use crate::clients::api::{self, ApiClient, Readiness as Probe};
 use crate::duration;
 use crate::protocol::diagnostics::Diagnostic;
 use crate::protocol::framework::{DataSource, ReadDataRequest, ReadDataResponse};
@@ -23,6 +23,8 @@ pub const TYPE_NAME: &str = "artifortress_readiness";
 /// service's body).
 pub const UNREACHABLE: &str = "unreachable";
 const DEFAULT_POLL_INTERVAL: &str = "2s";
+/// [`api::DEFAULT_PROBE_TIMEOUT`] as the attribute's default.
+const DEFAULT_PROBE_TIMEOUT: &str = "5s";
 
 pub struct Readiness;
 
@@ -68,6 +70,10 @@ impl DataSource<Settings> for Readiness {
                     .description("Pause between probes.")
                     .default_value(DEFAULT_POLL_INTERVAL)
                     .validate(Validator::Duration { min_millis: 10 }),
+                Attribute::optional_computed("probe_timeout", Type::String)
+                    .description("Time limit of one probe (`/health/live` and `/health/ready`, sent together): an API that accepts the connection but does not answer within it is `unreachable`. At least `3s`, the time the service itself gives its object-storage readiness check before it answers, so a slow storage backend is reported as such rather than as an unreachable API. With `wait_timeout`, probing goes on until that runs out; the last probe gets no more than the time left. Every answer's body is read up to 1 MiB (the service's answers are a few KiB); a larger one is `unreachable`, with the limit named.")
+                    .default_value(DEFAULT_PROBE_TIMEOUT)
+                    .validate(Validator::Duration { min_millis: api::MIN_PROBE_TIMEOUT.as_millis() as u64 }),
                 Attribute::computed("live", Type::Bool)
                     .description("`/health/live` answered 200 `{\"status\":\"ok\"}`."),
                 Attribute::computed("status", Type::String)
@@ -92,7 +98,7 @@ impl DataSource<Settings> for Readiness {
             Err(d) => return resp.diagnostics.push(d.at_attr("url")),
         };
         // The framework pre-filled the state with the configuration and its defaults applied.
-        let plan = ProbePlan::from_settings(&resp.state, req.provider.request_timeout);
+        let plan = ProbePlan::from_settings(&resp.state);
         let outcome = tokio::select! {
             o = plan.run(&client) => o,
             _ = req.ctx.cancel.cancelled() => {
@@ -138,7 +144,8 @@ struct ProbePlan {
     consecutive: u64,
     wait_timeout: Option<Duration>,
     poll_interval: Duration,
-    request_timeout: Duration,
+    /// The limit of one probe (both requests, sent together).
+    probe_timeout: Duration,
 }
 
 /// The result of one probe, as the data source reports it.
@@ -160,7 +167,7 @@ struct Outcome {
 
 impl ProbePlan {
     /// From the configuration with defaults applied (validated already).
-    fn from_settings(config: &Value, request_timeout: Duration) -> Self {
+    fn from_settings(config: &Value) -> Self {
         let parse = |attr: &str| {
             config
                 .attr(attr)
@@ -177,7 +184,9 @@ impl ProbePlan {
             poll_interval: parse("poll_interval")
                 .or_else(|| duration::parse(DEFAULT_POLL_INTERVAL).ok())
                 .unwrap_or(Duration::from_secs(2)),
-            request_timeout,
+            probe_timeout: parse("probe_timeout")
+                .unwrap_or(api::DEFAULT_PROBE_TIMEOUT)
+                .max(api::MIN_PROBE_TIMEOUT),
         }
     }
 
@@ -198,8 +207,8 @@ impl ProbePlan {
             let per_request = match deadline {
                 Some(d) => d
                     .saturating_duration_since(tokio::time::Instant::now())
-                    .clamp(Duration::from_millis(200), self.request_timeout),
-                None => self.request_timeout,
+                    .clamp(Duration::from_millis(200), self.probe_timeout),
+                None => self.probe_timeout,
             };
             let obs = probe(client, per_request).await;
             probes += 1;
@@ -296,9 +305,9 @@ impl ProbePlan {
     }
 }
 
+/// `/health/live` and `/health/ready` together, so one probe takes at most `timeout`.
 async fn probe(client: &ApiClient, timeout: Duration) -> Observation {
-    let live = client.live(timeout).await;
-    let ready = client.ready(timeout).await;
+    let (live, ready) = tokio::join!(client.live(timeout), client.ready(timeout));
     let checked_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     match ready {
         Ok(Probe { http_status, body }) => Observation {
@@ -312,10 +321,7 @@ async fn probe(client: &ApiClient, timeout: Duration) -> Observation {
         Err(e) => Observation {
             live: matches!(live, Ok(true)),
             status: UNREACHABLE.into(),
-            http_status: match &e {
-                ApiError::UnexpectedBody { status, .. } => *status,
-                _ => 0,
-            },
+            http_status: e.status().unwrap_or(0),
             checked_at,
             dependencies: Vec::new(),
             error: Some(e.to_string()),
@@ -350,7 +356,7 @@ mod tests {
             consecutive: 1,
             wait_timeout: None,
             poll_interval: Duration::from_millis(10),
-            request_timeout: Duration::from_secs(1),
+            probe_timeout: Duration::from_secs(3),
         };
         assert!(!plan.satisfied("degraded"));
         assert!(plan.satisfied("ready"));
@@ -367,7 +373,7 @@ mod tests {
             consecutive: 3,
             wait_timeout: Some(Duration::from_secs(120)),
             poll_interval: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(1),
+            probe_timeout: Duration::from_secs(3),
         };
         let client = ApiClient::new(
             reqwest::Client::new(),
@@ -420,7 +426,7 @@ mod tests {
             consecutive: 1,
             wait_timeout: None,
             poll_interval: Duration::from_millis(10),
-            request_timeout: Duration::from_secs(2),
+            probe_timeout: Duration::from_secs(3),
         };
         let out = plan.run(&client).await;
         assert!(out.failure.is_none());

@@ -1415,7 +1415,7 @@ impl Resource<Settings> for Release {
                     .description("The release to deploy: one path component (`A-Z a-z 0-9 . _ + -`), installed as `releases/<version>`. Refresh sets it to `drifted: <host>=<version>, ...` when hosts run something else."),
                 Attribute::nested("artifact", Nesting::Single, Constraint::Required, vec![
                     Attribute::required("source", Type::String)
-                        .description("A local path (or `file://`) or an `http(s)://` URL of the release tarball (`.tar.gz`; a single top directory is unpacked as the release)."),
+                        .description("A local path (or `file://`) or an `http(s)://` URL of the release tarball (`.tar.gz`; a single top directory is unpacked as the release). A download streams to a temporary file and stops at the server's `Content-Length` or 2 GiB, whichever is smaller (a local file is refused above 2 GiB too), and gives up after 60 s without data."),
                     Attribute::required("sha256", Type::String)
                         .description("Its sha256, checked locally before any host sees it and again on every host after the upload."),
                 ]).description("The release tarball. Only `sha256` decides whether anything is deployed; a new `source` with the same checksum changes nothing on the hosts."),
