@@ -356,7 +356,7 @@ async fn read_snapshot(
         move |e: sqlx::Error| BackupError::Database {
             url,
             what,
-            message: e.to_string(),
+            message: super::words::pg_error_words(&e),
         }
     };
     let row = sqlx::query(
@@ -492,12 +492,15 @@ pub async fn run(
     .map_err(|_| BackupError::Database {
         url: redacted.clone(),
         what: "connecting",
-        message: format!("no connection within {:?}", spec.connect_timeout),
+        message: format!(
+            "no connection within {}",
+            crate::duration::format(spec.connect_timeout)
+        ),
     })?
     .map_err(|e| BackupError::Database {
         url: redacted.clone(),
         what: "connecting",
-        message: e.to_string(),
+        message: super::words::pg_error_words(&e),
     })?;
     let result = run_on(
         s3,

@@ -226,7 +226,10 @@ async fn connect(
                     None,
                     BootstrapError::Connect {
                         url: redacted,
-                        message: format!("no connection within {timeout:?}"),
+                        message: format!(
+                            "no connection within {}",
+                            crate::duration::format(timeout)
+                        ),
                     },
                 )),
                 Ok(Err(e)) => {
@@ -238,7 +241,7 @@ async fn connect(
                         code,
                         BootstrapError::Connect {
                             url: redacted,
-                            message: scrub(&e.to_string(), url),
+                            message: scrub(&super::words::pg_error_words(&e), url),
                         },
                     ))
                 }
@@ -264,10 +267,7 @@ fn db_err(url: &str, what: &'static str) -> impl FnOnce(sqlx::Error) -> Bootstra
     move |e| BootstrapError::Database {
         url,
         what,
-        message: match e.as_database_error() {
-            Some(d) => d.message().to_string(),
-            None => e.to_string(),
-        },
+        message: super::words::pg_error_words(&e),
     }
 }
 

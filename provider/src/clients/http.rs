@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use super::words::{innermost, io_words};
+
 /// The most a body read into memory may hold: the service's JSON answers (readiness, ops
 /// summary, tokens) and its error bodies are a few KiB, so 1 MiB is plenty, and an endless or
 /// mistaken answer (a proxy's download, a wrong URL) stops there instead of filling memory.
@@ -95,56 +97,6 @@ pub fn host_port(url: &str) -> String {
     }
 }
 
-/// The innermost cause's text, without Rust's `(os error N)` suffix.
-pub fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut last: &(dyn std::error::Error + 'static) = e;
-    while let Some(s) = last.source() {
-        last = s;
-    }
-    let text = last.to_string();
-    match text.find(" (os error ") {
-        Some(i) => text[..i].to_string(),
-        None => text,
-    }
-}
-
-/// The first `std::io::Error` in the chain, in words: `connection refused`, `connection reset
-/// by peer`, `timed out`, …
-pub fn io_words(e: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = next {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return Some(io_error_words(io));
-        }
-        next = err.source();
-    }
-    None
-}
-
-/// One I/O error in an operator's words.
-pub fn io_error_words(io: &std::io::Error) -> String {
-    use std::io::ErrorKind::*;
-    match io.kind() {
-        ConnectionRefused => "connection refused".into(),
-        ConnectionReset => "connection reset by peer".into(),
-        ConnectionAborted => "connection aborted".into(),
-        BrokenPipe => "the connection was closed by the other end".into(),
-        UnexpectedEof => "the connection was closed before the answer was complete".into(),
-        TimedOut => "timed out".into(),
-        HostUnreachable => "host unreachable".into(),
-        NetworkUnreachable => "network unreachable".into(),
-        AddrNotAvailable => "address not available".into(),
-        PermissionDenied => "permission denied".into(),
-        _ => {
-            let text = io.to_string();
-            match text.find(" (os error ") {
-                Some(i) => text[..i].to_lowercase(),
-                None => text,
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,16 +115,6 @@ mod tests {
         assert_eq!(host_port("http://127.0.0.1:37913/x"), "127.0.0.1:37913");
         assert_eq!(host_port("https://example.com/a"), "example.com:443");
         assert_eq!(host_port("not a url"), "not a url");
-    }
-
-    #[test]
-    fn io_errors_in_words() {
-        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        assert_eq!(io_error_words(&refused), "connection refused");
-        let os = std::io::Error::from_raw_os_error(111);
-        assert_eq!(io_error_words(&os), "connection refused");
-        let other = std::io::Error::other("disk on fire");
-        assert_eq!(io_error_words(&other), "disk on fire");
     }
 
     /// Real exchanges against real sockets on 127.0.0.1: a closed port, a server that accepts

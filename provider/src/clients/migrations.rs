@@ -149,7 +149,7 @@ pub enum MigrationError {
         sqlstate: Option<String>,
         message: String,
     },
-    #[error("could not connect to {url} within {timeout:?}")]
+    #[error("could not connect to {url}: no connection within {}", crate::duration::format(*timeout))]
     ConnectTimeout { url: String, timeout: Duration },
     /// A bookkeeping query (reading the ledger, taking the lock, recording rows) failed.
     #[error("{what} failed on {url}: {message}{}", sqlstate_suffix(sqlstate))]
@@ -374,10 +374,7 @@ fn sqlstate_of(e: &sqlx::Error) -> Option<String> {
 
 /// PostgreSQL's message alone for server errors, sqlx's description otherwise.
 fn message_of(e: &sqlx::Error) -> String {
-    match e.as_database_error() {
-        Some(d) => d.message().to_string(),
-        None => e.to_string(),
-    }
+    super::words::pg_error_words(e)
 }
 
 // ------------------------------------------------------------------------------------------

@@ -28,3 +28,4 @@ pub mod pg;
 pub mod process;
 pub mod release;
 pub mod restore;
+pub mod words;

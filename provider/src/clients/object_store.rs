@@ -12,7 +12,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
-use super::http;
+use super::{http, words};
 
 /// How to reach the object store. The secret never prints.
 #[derive(Clone)]
@@ -78,7 +78,7 @@ impl ObjectStoreError {
         err: &(dyn std::error::Error + 'static),
     ) -> Self {
         tracing::debug!(op, bucket, key, error = ?err, "object store stream failed");
-        let cause = http::io_words(err).unwrap_or_else(|| http::innermost(err));
+        let cause = words::io_words(err).unwrap_or_else(|| words::innermost(err));
         ObjectStoreError {
             op,
             bucket: bucket.to_string(),
@@ -123,7 +123,7 @@ where
     E: std::error::Error + ProvideErrorMetadata + 'static,
 {
     let chain: &(dyn std::error::Error + 'static) = err;
-    let cause = || http::io_words(chain).unwrap_or_else(|| http::innermost(chain));
+    let cause = || words::io_words(chain).unwrap_or_else(|| words::innermost(chain));
     match err {
         SdkError::ServiceError(e) => {
             let status = e.raw().status().as_u16();

@@ -280,8 +280,13 @@ async fn connect(
         ),
     )
     .await
-    .map_err(|_| err(format!("no connection within {timeout:?}")))?
-    .map_err(|e| err(e.to_string()))
+    .map_err(|_| {
+        err(format!(
+            "no connection within {}",
+            crate::duration::format(timeout)
+        ))
+    })?
+    .map_err(|e| err(super::words::pg_error_words(&e)))
 }
 
 /// Download the dump into `file`, checking its sha256; a zstd dump is decompressed on the way.
@@ -443,7 +448,7 @@ pub async fn run(
         move |e: sqlx::Error| DrillError::Database {
             url,
             what,
-            message: e.to_string(),
+            message: super::words::pg_error_words(&e),
         }
     };
     sqlx::query(
