@@ -912,6 +912,12 @@ async fn ssh_host_key_verification_and_authentication() {
         .await
         .unwrap_err();
     assert!(matches!(e, HostError::Connect { .. }), "{e}");
+    // In words, without Rust's `(os error 111)`.
+    assert!(
+        e.to_string()
+            .ends_with("cannot connect: connection refused"),
+        "{e}"
+    );
     let mute = TcpListener::bind(("127.0.0.2", 0)).unwrap();
     let mut cfg = sshd.config();
     cfg.connect_timeout = Duration::from_millis(500);
@@ -919,6 +925,7 @@ async fn ssh_host_key_verification_and_authentication() {
         .await
         .unwrap_err();
     assert!(matches!(e, HostError::ConnectTimeout { .. }), "{e}");
+    assert!(e.to_string().contains("no SSH session within 0.5s"), "{e}");
 }
 
 /// An ssh-agent of our own, killed on drop.

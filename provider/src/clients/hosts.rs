@@ -69,7 +69,7 @@ const STALE_TEMP_MINUTES: u32 = 60;
 pub enum HostError {
     #[error("{host}: cannot connect: {message}")]
     Connect { host: String, message: String },
-    #[error("{host}: no SSH session within {after:?} (connect timeout)")]
+    #[error("{host}: no SSH session within {} (connect timeout)", crate::duration::format(*after))]
     ConnectTimeout { host: String, after: Duration },
     #[error(
         "{host}: host key {algorithm} {fingerprint} is not in known_hosts: add the host's key \
@@ -1218,9 +1218,14 @@ impl SshTransport {
                     Ok(s) => s,
                     Err(SessionError::HostKey(e)) => return Err(*e),
                     Err(SessionError::Ssh(e)) => {
+                        tracing::debug!(host = %self.label, error = ?e, "SSH connect failed");
                         return Err(HostError::Connect {
                             host: self.label.clone(),
-                            message: e.to_string(),
+                            message: match &e {
+                                russh::Error::IO(io) => super::words::io_error_words(io),
+                                other => super::words::io_words(other)
+                                    .unwrap_or_else(|| other.to_string()),
+                            },
                         });
                     }
                 };
