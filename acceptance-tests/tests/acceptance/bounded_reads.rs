@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::harness::{Workdir, shows, terraforms};
+use crate::readiness::config;
 
 /// The peak RSS the provider may reach while it reads an endless body.
 const PEAK_RSS_LIMIT_KB: u64 = 64 << 10;
@@ -201,24 +202,6 @@ fn parent(pid: u32) -> Option<u32> {
 
 fn canonical(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn config(url: &str, extra: &str) -> String {
-    format!(
-        r#"
-provider "artifortress" {{
-  api_url = "{url}"
-}}
-
-data "artifortress_readiness" "api" {{
-  {extra}
-}}
-
-output "status"      {{ value = data.artifortress_readiness.api.status }}
-output "live"        {{ value = data.artifortress_readiness.api.live }}
-output "http_status" {{ value = data.artifortress_readiness.api.http_status }}
-"#
-    )
 }
 
 /// The number N in "on the last of N probe(s)".

@@ -4,7 +4,8 @@ use serde_json::json;
 
 use crate::harness::{Workdir, closed_port, shows, terraforms, testbed};
 
-fn config(url: &str, extra: &str) -> String {
+/// A readiness read of `url` (also used by the bounded-reads tests).
+pub(crate) fn config(url: &str, extra: &str) -> String {
     format!(
         r#"
 provider "artifortress" {{
