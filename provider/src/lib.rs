@@ -7,8 +7,10 @@
 //! - [`clients`]: Artifortress domain clients (HTTP API, migrations and bootstrap over
 //!   PostgreSQL, backups and drills over the object store, releases over SSH hosts). Know
 //!   nothing of Terraform.
+//! - [`settings`]: the provider's settings as resources receive them, and the clients built
+//!   lazily from them; below the types, importing clients and protocol only.
 //! - [`provider`], [`resources`], [`data_sources`] and [`ephemeral_resources`]: the provider
-//!   configuration and one file per resource or data source, joining the two.
+//!   schema and registry, and one file per resource or data source, joining the two.
 //! - [`duration`]: Go's duration syntax, the one text format every layer shares (timeouts in
 //!   schemas, durations in the clients' messages).
 
@@ -19,6 +21,7 @@ pub mod ephemeral_resources;
 pub mod protocol;
 pub mod provider;
 pub mod resources;
+pub mod settings;
 
 /// The provider's registry address.
 pub const PROVIDER_ADDRESS: &str = "registry.terraform.io/artifortress/artifortress";

@@ -15,7 +15,7 @@ use crate::protocol::schema::{Attribute, Constraint, Nesting, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
 use crate::protocol::value::Value;
-use crate::provider::{Settings, api_diagnostic};
+use crate::settings::{Settings, api_diagnostic};
 
 use super::readiness::{dependencies_value, dependency_type};
 

@@ -22,8 +22,8 @@ use crate::protocol::schema::{Attribute, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
 use crate::protocol::value::{Number, Value};
-use crate::provider::{Settings, api_diagnostic};
 use crate::resources::migration::{Observation, load_files};
+use crate::settings::{Settings, api_diagnostic};
 
 use super::ops_summary::{TOKEN_NOTE, overrides, thresholds_attribute, validate_thresholds};
 

@@ -16,7 +16,7 @@ use crate::protocol::schema::{Attribute, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
 use crate::protocol::value::Value;
-use crate::provider::Settings;
+use crate::settings::Settings;
 
 pub const TYPE_NAME: &str = "artifortress_readiness";
 /// Reported when no valid readiness answer came back (connection refused, timeout, not the

@@ -14,7 +14,7 @@ use crate::protocol::schema::{Attribute, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
 use crate::protocol::value::Value;
-use crate::provider::{self, BOOTSTRAP_TOKEN, Secret, Settings, api_diagnostic};
+use crate::settings::{BOOTSTRAP_TOKEN, Secret, Setting, Settings, api_diagnostic, require};
 
 pub const TYPE_NAME: &str = "artifortress_admin_token";
 pub const DEFAULT_SCOPE: &str = "repo:*:admin";
@@ -82,7 +82,7 @@ impl EphemeralResource<Settings> for AdminToken {
 
     async fn open(&self, req: OpenRequest<'_, Settings>, resp: &mut OpenResponse) {
         let settings = req.provider;
-        let bootstrap = match provider::require(
+        let bootstrap = match require(
             &settings.bootstrap_token,
             BOOTSTRAP_TOKEN,
             "the service's bootstrap token to mint an admin token",
@@ -162,7 +162,7 @@ impl EphemeralResource<Settings> for AdminToken {
             (
                 "the provider's admin_token",
                 match &settings.admin_token {
-                    provider::Setting::Known(s) => Some(s.clone()),
+                    Setting::Known(s) => Some(s.clone()),
                     _ => None,
                 },
             ),

@@ -25,7 +25,7 @@ use crate::protocol::schema::{Attribute, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
 use crate::protocol::value::{Number, Value};
-use crate::provider::Settings;
+use crate::settings::Settings;
 
 pub const TYPE_NAME: &str = "artifortress_backup";
 const DEFAULT_PREFIX: &str = "backups/";

@@ -29,7 +29,7 @@ use crate::protocol::schema::{Attribute, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
 use crate::protocol::value::Value;
-use crate::provider::{Setting, Settings};
+use crate::settings::{Setting, Settings};
 
 pub const TYPE_NAME: &str = "artifortress_bootstrap";
 

@@ -8,7 +8,7 @@ pub mod restore_drill;
 
 use crate::protocol::framework::ModifyPlanResponse;
 use crate::protocol::value::Value;
-use crate::provider::Settings;
+use crate::settings::Settings;
 
 /// On create, a `bucket` left unset is planned as the provider's (unknown while that is).
 pub(crate) fn plan_default_bucket(
