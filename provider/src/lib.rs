@@ -9,6 +9,8 @@
 //!   nothing of Terraform.
 //! - [`settings`]: the provider's settings as resources receive them, and the clients built
 //!   lazily from them; below the types, importing clients and protocol only.
+//! - [`shared`]: what type files share (value helpers, the migration observation, readiness
+//!   dependencies, ops thresholds), so that none imports another.
 //! - [`provider`], [`resources`], [`data_sources`] and [`ephemeral_resources`]: the provider
 //!   schema and registry, and one file per resource or data source, joining the two.
 //! - [`duration`]: Go's duration syntax, the one text format every layer shares (timeouts in
@@ -22,6 +24,7 @@ pub mod protocol;
 pub mod provider;
 pub mod resources;
 pub mod settings;
+pub mod shared;
 
 /// The provider's registry address.
 pub const PROVIDER_ADDRESS: &str = "registry.terraform.io/artifortress/artifortress";

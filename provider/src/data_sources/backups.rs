@@ -10,8 +10,8 @@ use crate::protocol::framework::{DataSource, ReadDataRequest, ReadDataResponse};
 use crate::protocol::schema::{Attribute, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::value::{Number, Value};
-use crate::resources::backup::{counts_value, timestamp};
 use crate::settings::Settings;
+use crate::shared::{counts_value, timestamp};
 
 pub const TYPE_NAME: &str = "artifortress_backups";
 

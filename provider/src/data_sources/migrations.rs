@@ -9,8 +9,8 @@ use crate::protocol::framework::{DataSource, ReadDataRequest, ReadDataResponse};
 use crate::protocol::schema::{Attribute, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::value::Value;
-use crate::resources::migration::{Observation, load_files, plan_inputs, view_attributes};
 use crate::settings::Settings;
+use crate::shared::migrations::{Observation, load_files, plan_inputs, view_attributes};
 
 pub const TYPE_NAME: &str = "artifortress_migrations";
 

@@ -22,10 +22,9 @@ use crate::protocol::schema::{Attribute, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
 use crate::protocol::value::{Number, Value};
-use crate::resources::migration::{Observation, load_files};
 use crate::settings::{Settings, api_diagnostic};
-
-use super::ops_summary::{TOKEN_NOTE, overrides, thresholds_attribute, validate_thresholds};
+use crate::shared::migrations::{Observation, load_files};
+use crate::shared::ops::{TOKEN_NOTE, overrides, thresholds_attribute, validate_thresholds};
 
 pub const TYPE_NAME: &str = "artifortress_preflight";
 

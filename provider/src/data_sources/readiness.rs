@@ -17,6 +17,7 @@ use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
 use crate::protocol::value::Value;
 use crate::settings::Settings;
+use crate::shared::ops::{dependencies_value, dependency_type};
 
 pub const TYPE_NAME: &str = "artifortress_readiness";
 /// Reported when no valid readiness answer came back (connection refused, timeout, not the
@@ -27,16 +28,6 @@ const DEFAULT_POLL_INTERVAL: &str = "2s";
 const DEFAULT_PROBE_TIMEOUT: &str = "5s";
 
 pub struct Readiness;
-
-pub fn dependency_type() -> Type {
-    Type::object([
-        ("name", Type::String),
-        ("healthy", Type::Bool),
-        ("essential", Type::Bool),
-        ("status", Type::String),
-        ("detail", Type::String),
-    ])
-}
 
 #[async_trait]
 impl DataSource<Settings> for Readiness {
@@ -119,23 +110,6 @@ impl DataSource<Settings> for Readiness {
             resp.diagnostics.push(d);
         }
     }
-}
-
-/// The service's dependency list as a value of [`dependency_type`]s.
-pub fn dependencies_value(deps: &[api::Dependency]) -> Value {
-    Value::List(
-        deps.iter()
-            .map(|d| {
-                Value::object([
-                    ("name", Value::from(d.name.as_str())),
-                    ("healthy", Value::Bool(d.healthy)),
-                    ("essential", Value::Bool(d.essential)),
-                    ("status", Value::from(d.status.as_str())),
-                    ("detail", Value::opt_string(d.detail.clone())),
-                ])
-            })
-            .collect(),
-    )
 }
 
 /// How to probe, from the configuration.

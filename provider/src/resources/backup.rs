@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::clients::backup::{self, BackupError, BackupSpec, Compression, Format, Manifest};
 use crate::clients::migrations::database_identity;
@@ -26,26 +25,13 @@ use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
 use crate::protocol::value::{Number, Value};
 use crate::settings::Settings;
+use crate::shared::{counts_value, timestamp};
 
 pub const TYPE_NAME: &str = "artifortress_backup";
 const DEFAULT_PREFIX: &str = "backups/";
 const DEFAULT_CREATE_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
 
 pub struct Backup;
-
-/// RFC 3339 with milliseconds, UTC.
-pub(crate) fn timestamp(t: DateTime<Utc>) -> Value {
-    Value::String(t.to_rfc3339_opts(SecondsFormat::Millis, true))
-}
-
-pub(crate) fn counts_value(counts: &BTreeMap<String, i64>) -> Value {
-    Value::Map(
-        counts
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::int(*v)))
-            .collect(),
-    )
-}
 
 /// The diagnostic for a backup error, on the attribute it is about.
 pub(crate) fn error_diagnostic(summary: &str, err: &BackupError) -> Diagnostic {

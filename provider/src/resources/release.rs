@@ -35,8 +35,8 @@ use crate::protocol::schema::{Attribute, Constraint, Nesting, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
 use crate::protocol::value::Value;
-use crate::resources::backup::timestamp;
 use crate::settings::{Setting, Settings};
+use crate::shared::timestamp;
 
 pub const TYPE_NAME: &str = "artifortress_release";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);

@@ -21,8 +21,8 @@ use crate::protocol::framework::{
 use crate::protocol::schema::{Attribute, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::value::{Number, Value};
-use crate::resources::backup::timestamp;
 use crate::settings::Settings;
+use crate::shared::timestamp;
 
 pub const TYPE_NAME: &str = "artifortress_restore_drill";
 const DEFAULT_DRILL_DATABASE: &str = "artifortress_drill";

@@ -1,0 +1,301 @@
+//! One look at a database's migrations, as `resource "artifortress_migration"`,
+//! `data "artifortress_migrations"` and `data "artifortress_preflight"` all take it: the
+//! observation (ledger, files, plan), its computed attributes, the planning inputs from the
+//! configuration, and client errors as diagnostics on the attribute they are about.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::SecondsFormat;
+
+use crate::clients::migrations::{
+    self, DatabaseView, MigrationError, MigrationFile, MigrationPlan, Migrator, PendingMigration,
+    PlanInputs, PlanProblem,
+};
+use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
+use crate::protocol::schema::Attribute;
+use crate::protocol::types::Type;
+use crate::protocol::value::Value;
+
+pub(crate) fn pending_type() -> Type {
+    Type::object([
+        ("version", Type::String),
+        ("class", Type::String),
+        ("checksum", Type::String),
+        ("transactional", Type::Bool),
+    ])
+}
+
+/// The computed attributes of `resource "artifortress_migration"` and `data "artifortress_migrations"`.
+pub(crate) fn view_attributes() -> Vec<Attribute> {
+    vec![
+        Attribute::computed("id", Type::String)
+            .description("Which database (and so which ledger) this is: `host:port/database`, without user or password. The import ID."),
+        Attribute::computed("applied_versions", Type::list(Type::String))
+            .description("Versions in the service's ledger `schema_migrations`, in order (file names with `.sql`), whoever applied them."),
+        Attribute::computed("pending", Type::list(pending_type()))
+            .description("Files up to the target that are not applied yet, in the order they run: `version`, `class` (`A` expand, `B` expand + backfill, `C` contract), `checksum` (sha256, CRLF normalised to LF) and `transactional` (false for `-- artifortress:no-transaction` files)."),
+        Attribute::computed("head", Type::String)
+            .description("The newest applied version; null when none is."),
+        Attribute::computed("checksums", Type::map(Type::String))
+            .description("Applied version → sha256 recorded when it was applied (for versions the service's own script applied and nothing recorded yet: the current file's)."),
+        Attribute::computed("last_applied_at", Type::String)
+            .description("When the newest ledger row was written (RFC 3339, UTC); null when none is."),
+    ]
+}
+
+/// Which attribute a plan problem is about.
+pub(crate) fn problem_attribute(problem: &PlanProblem) -> &'static str {
+    match problem {
+        PlanProblem::ChecksumMismatch { .. } => "accept_checksums",
+        PlanProblem::MissingFile { .. } | PlanProblem::Dirty { .. } => "dir",
+        PlanProblem::UnknownTarget { .. } => "target_version",
+        PlanProblem::BaselineNeeded { .. } | PlanProblem::UnknownBaseline { .. } => {
+            "baseline_version"
+        }
+        PlanProblem::ContractNotAllowed { .. } => "allow_contract",
+        PlanProblem::BackupRequired { .. } => "backup_id",
+    }
+}
+
+/// How to act on a problem in this resource's terms.
+fn remedy(problem: &PlanProblem) -> String {
+    match problem {
+        PlanProblem::ChecksumMismatch {
+            version, current, ..
+        } => format!(" To accept the edit: accept_checksums = {{ {version:?} = {current:?} }}."),
+        PlanProblem::MissingFile { .. } => " Check `dir`.".into(),
+        PlanProblem::Dirty { .. } => String::new(),
+        PlanProblem::UnknownTarget { .. } => " Check `target_version`.".into(),
+        PlanProblem::BaselineNeeded { .. } => " Set `baseline_version`.".into(),
+        PlanProblem::UnknownBaseline { .. } => " Check `baseline_version`.".into(),
+        PlanProblem::ContractNotAllowed { .. } => {
+            " To run it in this change: allow_contract = true.".into()
+        }
+        PlanProblem::BackupRequired { .. } => {
+            " Set backup_id (the provider's environment is \"production\").".into()
+        }
+    }
+}
+
+pub(crate) fn problem_diagnostic(problem: &PlanProblem, url: Option<&str>) -> Diagnostic {
+    let database = url.map(|u| format!(" (database {u})")).unwrap_or_default();
+    Diagnostic::error(
+        problem.summary(),
+        format!("{}{}{database}", problem.detail(), remedy(problem)),
+    )
+    .at_attr(problem_attribute(problem))
+}
+
+/// The diagnostic for a client error, on the attribute it is about.
+pub(crate) fn error_diagnostic(summary: &str, err: &MigrationError) -> Diagnostics {
+    let attr = match err {
+        MigrationError::ReadDir { .. }
+        | MigrationError::ReadFile { .. }
+        | MigrationError::BadFileName { .. }
+        | MigrationError::BadDirective { .. }
+        | MigrationError::MigrationFailed(_) => "dir",
+        MigrationError::LockTimeout { .. } => "lock_timeout",
+        MigrationError::Plan { url, problems } => {
+            return Diagnostics(
+                problems
+                    .iter()
+                    .map(|p| problem_diagnostic(p, Some(url)))
+                    .collect(),
+            );
+        }
+        _ => "database_url",
+    };
+    Diagnostic::error(summary, err.to_string())
+        .at_attr(attr)
+        .into()
+}
+
+// ------------------------------------------------------------------------------------------
+// One look at the database and the directory
+// ------------------------------------------------------------------------------------------
+
+/// What one look at the database (and the directory, when there is one) shows.
+pub(crate) struct Observation {
+    pub id: String,
+    pub url: String,
+    pub view: DatabaseView,
+    /// `None` when no directory is known (a fresh import).
+    pub files: Option<Vec<MigrationFile>>,
+    pub plan: Result<MigrationPlan, Vec<PlanProblem>>,
+}
+
+/// Why a look failed.
+pub(crate) struct LookFailure {
+    pub diagnostics: Diagnostics,
+    /// The database could not be reached (as opposed to a bad directory or URL).
+    pub unreachable: bool,
+    /// The server refused the credentials (no password, or a wrong one).
+    pub refused_credentials: bool,
+}
+
+impl LookFailure {
+    fn new(summary: &str, err: &MigrationError) -> Self {
+        LookFailure {
+            diagnostics: error_diagnostic(summary, err),
+            unreachable: matches!(
+                err,
+                MigrationError::Connect { .. } | MigrationError::ConnectTimeout { .. }
+            ),
+            refused_credentials: err.is_refused_credentials(),
+        }
+    }
+}
+
+pub(crate) fn load_files(dir: Option<&str>) -> Result<Option<Vec<MigrationFile>>, LookFailure> {
+    dir.map(|d| migrations::load_dir(Path::new(d)))
+        .transpose()
+        .map_err(|e| LookFailure::new("Cannot read the migration directory", &e))
+}
+
+impl Observation {
+    /// Connect, read the ledger and plan against the files.
+    pub async fn take(
+        url: &str,
+        files: Option<Vec<MigrationFile>>,
+        inputs: &PlanInputs,
+        connect_timeout: Duration,
+    ) -> Result<Observation, LookFailure> {
+        let id = migrations::database_identity(url)
+            .map_err(|e| LookFailure::new("Invalid database URL", &e))?;
+        let mut migrator = Migrator::connect(url, connect_timeout)
+            .await
+            .map_err(|e| LookFailure::new("Cannot connect to the database", &e))?;
+        let result = Observation::with(&mut migrator, id, files, inputs).await;
+        migrator.close().await;
+        result.map_err(|e| LookFailure::new("Cannot read the migration ledger", &e))
+    }
+
+    /// On an open session.
+    pub async fn with(
+        migrator: &mut Migrator,
+        id: String,
+        files: Option<Vec<MigrationFile>>,
+        inputs: &PlanInputs,
+    ) -> Result<Observation, MigrationError> {
+        let view = migrator.view().await?;
+        let plan = match &files {
+            Some(files) => migrations::plan(
+                files,
+                &view,
+                inputs.target.as_deref(),
+                inputs.baseline.as_deref(),
+                &inputs.accept_checksums,
+            ),
+            None => Ok(MigrationPlan::default()),
+        };
+        Ok(Observation {
+            id,
+            url: migrator.url().to_string(),
+            view,
+            files,
+            plan,
+        })
+    }
+
+    pub fn applied_versions(&self) -> Vec<String> {
+        self.view
+            .applied
+            .iter()
+            .filter(|a| !a.dirty)
+            .map(|a| a.version.clone())
+            .collect()
+    }
+
+    pub fn dirty_versions(&self) -> Vec<String> {
+        self.view
+            .applied
+            .iter()
+            .filter(|a| a.dirty)
+            .map(|a| a.version.clone())
+            .collect()
+    }
+
+    /// Recorded checksums; for versions without one, the current file's.
+    pub fn checksums(&self) -> BTreeMap<String, String> {
+        let files: BTreeMap<&str, &str> = self
+            .files
+            .iter()
+            .flatten()
+            .map(|f| (f.version.as_str(), f.checksum.as_str()))
+            .collect();
+        self.view
+            .applied
+            .iter()
+            .filter(|a| !a.dirty)
+            .filter_map(|a| {
+                let sum = a
+                    .checksum
+                    .as_deref()
+                    .or_else(|| files.get(a.version.as_str()).copied())?;
+                Some((a.version.clone(), sum.to_string()))
+            })
+            .collect()
+    }
+
+    pub fn last_applied_at(&self) -> Option<String> {
+        self.view
+            .applied
+            .iter()
+            .filter(|a| !a.dirty)
+            .map(|a| a.applied_at)
+            .max()
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+    }
+
+    pub fn pending(&self) -> &[PendingMigration] {
+        match &self.plan {
+            Ok(p) => &p.pending,
+            Err(_) => &[],
+        }
+    }
+
+    /// Sets the computed attributes to what the database holds now.
+    pub fn write_now(&self, state: &mut Value) {
+        state.set_attr("id", self.id.clone().into());
+        state.set_attr(
+            "applied_versions",
+            Value::string_list(self.applied_versions()),
+        );
+        state.set_attr("pending", pending_value(self.pending()));
+        state.set_attr(
+            "head",
+            Value::opt_string(self.view.head().map(str::to_string)),
+        );
+        state.set_attr("checksums", Value::string_map(&self.checksums()));
+        state.set_attr("last_applied_at", Value::opt_string(self.last_applied_at()));
+    }
+}
+
+pub(crate) fn pending_value(pending: &[PendingMigration]) -> Value {
+    Value::List(
+        pending
+            .iter()
+            .map(|p| {
+                Value::object([
+                    ("version", Value::String(p.version.clone())),
+                    ("class", Value::String(p.class.to_string())),
+                    ("checksum", Value::String(p.checksum.clone())),
+                    ("transactional", Value::Bool(p.transactional)),
+                ])
+            })
+            .collect(),
+    )
+}
+
+/// The planning inputs in `config` (or state): target, baseline, accepted checksums.
+pub(crate) fn plan_inputs(config: &Value) -> PlanInputs {
+    let accept_checksums = config.attr("accept_checksums").to_string_map();
+    PlanInputs {
+        target: config.attr("target_version").as_str().map(str::to_string),
+        baseline: config.attr("baseline_version").as_str().map(str::to_string),
+        accept_checksums,
+        ..PlanInputs::default()
+    }
+}

@@ -1,0 +1,33 @@
+//! What the type files (resources, data sources, ephemeral resources) share, below all of
+//! them: no type owns it, so no type file imports another. It may import the clients and the
+//! protocol, never a type file (checked by `provider/tests/architecture.rs`).
+//!
+//! - here: value helpers (timestamps, row counts);
+//! - [`migrations`]: one look at a database's migrations (the observation), shared by the
+//!   migration resource, the migrations data source and preflight;
+//! - [`ops`]: readiness dependency lists and ops-summary thresholds, shared by the readiness,
+//!   ops summary and preflight data sources.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::protocol::value::Value;
+
+pub mod migrations;
+pub mod ops;
+
+/// RFC 3339 with milliseconds, UTC.
+pub fn timestamp(t: DateTime<Utc>) -> Value {
+    Value::String(t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+/// Row counts by table, as a map value.
+pub fn counts_value(counts: &BTreeMap<String, i64>) -> Value {
+    Value::Map(
+        counts
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::int(*v)))
+            .collect(),
+    )
+}
