@@ -8,6 +8,7 @@ use acceptance_tests::support::postgres::{PgServer, run_db_migrate};
 use artifortress_provider::clients::migrations::{
     self, ApplyReport, LOCK_KEY, MigrationError, Migrator, PlanInputs, PlanProblem, load_dir,
 };
+use artifortress_provider::clients::pg;
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use tokio_util::sync::CancellationToken;
@@ -912,19 +913,18 @@ async fn cancelling_the_backend_rolls_the_running_file_back() {
 #[test]
 fn database_identity_names_host_port_and_database_without_credentials() {
     assert_eq!(
-        migrations::database_identity("postgres://u:secret@db.internal:6543/app").unwrap(),
+        pg::database_identity("postgres://u:secret@db.internal:6543/app").unwrap(),
         "db.internal:6543/app"
     );
     assert_eq!(
-        migrations::database_identity("postgres://u:other@db.internal:6543/app?sslmode=disable")
-            .unwrap(),
+        pg::database_identity("postgres://u:other@db.internal:6543/app?sslmode=disable").unwrap(),
         "db.internal:6543/app",
         "stable across password rotations and options"
     );
     assert_eq!(
-        migrations::database_identity("postgres://u@db.internal/app").unwrap(),
+        pg::database_identity("postgres://u@db.internal/app").unwrap(),
         "db.internal:5432/app"
     );
-    let err = migrations::database_identity("postgres://u:secret@x:notaport/app").unwrap_err();
+    let err = pg::database_identity("postgres://u:secret@x:notaport/app").unwrap_err();
     assert!(!err.to_string().contains("secret"), "{err}");
 }

@@ -36,8 +36,8 @@ use sqlx::{Connection, Row};
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
-use super::migrations::{database_identity, redact_url};
 use super::object_store::{self, ObjectStoreError};
+use super::pg::{InvalidUrl, database_identity, libpq_env, redact_url};
 use super::process;
 
 /// The tables whose row counts a backup records and a restore drill compares (the service's
@@ -287,54 +287,13 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
     }
 }
 
-/// libpq environment for pg_dump from a URL, so the password never appears on a command line.
-pub fn libpq_env(url: &str) -> Result<Vec<(&'static str, String)>, BackupError> {
-    let invalid = |message: String| BackupError::InvalidUrl {
-        url: redact_url(url),
-        message,
-    };
-    let u = url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
-    if !matches!(u.scheme(), "postgres" | "postgresql") {
-        return Err(invalid(format!("scheme {:?} is not postgres", u.scheme())));
+impl From<InvalidUrl> for BackupError {
+    fn from(e: InvalidUrl) -> Self {
+        BackupError::InvalidUrl {
+            url: e.url,
+            message: e.message,
+        }
     }
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    let mut env = vec![("PGAPPNAME", "terraform-provider-artifortress".to_string())];
-    if let Some(h) = u.host_str() {
-        env.push(("PGHOST", h.trim_matches(['[', ']']).to_string()));
-    }
-    if let Some(p) = u.port() {
-        env.push(("PGPORT", p.to_string()));
-    }
-    if !u.username().is_empty() {
-        env.push(("PGUSER", decode(u.username())));
-    }
-    if let Some(p) = u.password() {
-        env.push(("PGPASSWORD", decode(p)));
-    }
-    let db = u.path().trim_start_matches('/');
-    if !db.is_empty() {
-        env.push(("PGDATABASE", decode(db)));
-    }
-    for (k, v) in u.query_pairs() {
-        let var = match k.as_ref() {
-            "sslmode" => "PGSSLMODE",
-            "sslrootcert" => "PGSSLROOTCERT",
-            "sslcert" => "PGSSLCERT",
-            "sslkey" => "PGSSLKEY",
-            "host" => "PGHOST",
-            "port" => "PGPORT",
-            "user" => "PGUSER",
-            "password" => "PGPASSWORD",
-            "dbname" => "PGDATABASE",
-            _ => continue,
-        };
-        env.push((var, v.into_owned()));
-    }
-    Ok(env)
 }
 
 /// What the snapshot transaction read.
@@ -942,20 +901,6 @@ mod tests {
             Some("b/ID.manifest.json")
         );
         assert_eq!(manifest_key_for("b/ID.tar"), None);
-    }
-
-    #[test]
-    fn libpq_environment_carries_the_url_without_a_command_line() {
-        let env =
-            libpq_env("postgres://app%40x:p%2Fw@db.internal:6543/art?sslmode=require").unwrap();
-        let get = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
-        assert_eq!(get("PGHOST"), Some("db.internal"));
-        assert_eq!(get("PGPORT"), Some("6543"));
-        assert_eq!(get("PGUSER"), Some("app@x"));
-        assert_eq!(get("PGPASSWORD"), Some("p/w"));
-        assert_eq!(get("PGDATABASE"), Some("art"));
-        assert_eq!(get("PGSSLMODE"), Some("require"));
-        assert!(libpq_env("mysql://x/y").is_err());
     }
 
     #[test]

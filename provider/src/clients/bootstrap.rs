@@ -13,9 +13,9 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, Connection};
 
-use super::migrations::{redact_url, scrub};
 use super::object_store::{self, ObjectStoreError};
 use super::pg::{quote_ident, valid_identifier};
+use super::pg::{redact_url, scrub};
 
 /// Where the probe object goes (`<PROBE_PREFIX><random>`).
 pub const PROBE_PREFIX: &str = "_artifortress/bootstrap-probe-";

@@ -48,6 +48,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgDatabaseError, PgErrorPos
 use sqlx::{AssertSqlSafe, Connection, Row};
 use tokio_util::sync::CancellationToken;
 
+use super::pg::{InvalidUrl, redact_url, scrub};
+
 /// The service's ledger table (never altered by us).
 pub const LEDGER_TABLE: &str = "schema_migrations";
 /// Exactly the service's DDL for the ledger.
@@ -299,71 +301,6 @@ impl fmt::Display for LockHolder {
         }
         Ok(())
     }
-}
-
-/// `url` with its password (and any `password`/`sslpassword` query parameter) replaced by
-/// `***`. Anything that does not parse as a URL is not shown at all.
-pub fn redact_url(url: &str) -> String {
-    let Ok(mut u) = url::Url::parse(url) else {
-        return "<unparsable database URL>".to_string();
-    };
-    if u.password().is_some() {
-        let _ = u.set_password(Some("***"));
-    }
-    let secret_key =
-        |k: &str| k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
-    if u.query_pairs().any(|(k, _)| secret_key(&k)) {
-        let pairs: Vec<(String, String)> = u
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if secret_key(&k) {
-                    "***".to_string()
-                } else {
-                    v.into_owned()
-                };
-                (k.into_owned(), v)
-            })
-            .collect();
-        u.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    u.to_string()
-}
-
-/// Remove the URL's password from a message (defence in depth for driver messages).
-pub fn scrub(message: &str, url: &str) -> String {
-    let mut out = message.to_string();
-    if let Ok(u) = url::Url::parse(url)
-        && let Some(p) = u.password()
-        && !p.is_empty()
-    {
-        out = out.replace(p, "***");
-        if let Ok(decoded) = urlencoding_decode(p)
-            && !decoded.is_empty()
-        {
-            out = out.replace(&decoded, "***");
-        }
-    }
-    out
-}
-
-fn urlencoding_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(hex) = std::str::from_utf8(&b[i + 1..i + 3])
-            && let Ok(v) = u8::from_str_radix(hex, 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8(out)
 }
 
 fn sqlstate_of(e: &sqlx::Error) -> Option<String> {
@@ -1084,68 +1021,21 @@ pub struct ApplyReport {
     pub head: Option<String>,
 }
 
+impl From<InvalidUrl> for MigrationError {
+    fn from(e: InvalidUrl) -> Self {
+        MigrationError::InvalidUrl {
+            url: e.url,
+            message: e.message,
+        }
+    }
+}
+
 impl MigrationError {
     /// The server refused the credentials: SQLSTATE class 28 (invalid authorization, e.g.
     /// `password authentication failed`, no password supplied).
     pub fn is_refused_credentials(&self) -> bool {
         matches!(self, MigrationError::Connect { sqlstate: Some(s), .. } if s.starts_with("28"))
     }
-}
-
-/// Whether a database URL carries a password (`user:password@`, or a `password` /
-/// `sslpassword` query parameter). An unparsable URL is reported where it is used.
-pub fn carries_password(url: &str) -> bool {
-    url::Url::parse(url).is_ok_and(|u| {
-        u.password().is_some()
-            || u.query_pairs().any(|(k, _)| {
-                k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword")
-            })
-    })
-}
-
-/// `url` without its password (and without `password`/`sslpassword` query parameters): still
-/// a working libpq/sqlx URL, whose password then comes from `PGPASSWORD` or `~/.pgpass`.
-pub fn without_password(url: &str) -> Result<String, MigrationError> {
-    let mut u = url::Url::parse(url).map_err(|e| MigrationError::InvalidUrl {
-        url: redact_url(url),
-        message: e.to_string(),
-    })?;
-    if u.password().is_some() {
-        let _ = u.set_password(None);
-    }
-    let secret_key =
-        |k: &str| k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
-    if u.query_pairs().any(|(k, _)| secret_key(&k)) {
-        let pairs: Vec<(String, String)> = u
-            .query_pairs()
-            .filter(|(k, _)| !secret_key(k))
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        if pairs.is_empty() {
-            u.set_query(None);
-        } else {
-            u.query_pairs_mut().clear().extend_pairs(pairs);
-        }
-    }
-    Ok(u.to_string())
-}
-
-/// `host:port/database` of a database URL: which database (and so which ledger) it points
-/// at, without user or password. Stable across password rotations.
-pub fn database_identity(url: &str) -> Result<String, MigrationError> {
-    let opts = PgConnectOptions::from_str(url).map_err(|e| MigrationError::InvalidUrl {
-        url: redact_url(url),
-        message: scrub(&e.to_string(), url),
-    })?;
-    let database = opts
-        .get_database()
-        .unwrap_or(opts.get_username())
-        .to_string();
-    Ok(format!(
-        "{}:{}/{database}",
-        opts.get_host(),
-        opts.get_port()
-    ))
 }
 
 /// Ask the server to cancel whatever backend `pid` is running (`pg_cancel_backend`), over a
@@ -1878,39 +1768,6 @@ async fn upsert_sidecar(
 mod tests {
     use super::*;
 
-    #[test]
-    fn without_password_keeps_a_working_url() {
-        assert_eq!(
-            without_password("postgres://app:s3cr3t@db:5432/af?sslmode=require&password=x")
-                .unwrap(),
-            "postgres://app@db:5432/af?sslmode=require"
-        );
-        assert_eq!(
-            without_password("postgres://app@db/af?password=x").unwrap(),
-            "postgres://app@db/af"
-        );
-        assert_eq!(
-            without_password("postgres://db/af").unwrap(),
-            "postgres://db/af"
-        );
-        assert!(without_password("not a url").is_err());
-    }
-
-    #[test]
-    fn passwords_are_found_in_user_info_and_query() {
-        assert!(carries_password("postgres://app:s3cr3t@db:5432/af"));
-        assert!(carries_password(
-            "postgres://app@db/af?sslmode=require&password=x"
-        ));
-        assert!(carries_password("postgres://app@db/af?PassWord=x"));
-        assert!(carries_password("postgres://app@db/af?sslpassword=x"));
-        assert!(!carries_password(
-            "postgres://app@db:5432/af?sslmode=require"
-        ));
-        assert!(!carries_password("postgres://db/af"));
-        assert!(!carries_password("not a url"));
-    }
-
     fn file(version: &str, sql: &str) -> MigrationFile {
         MigrationFile::parse(version, PathBuf::from(version), sql.to_string()).unwrap()
     }
@@ -2113,30 +1970,6 @@ mod tests {
         let pos = stmt.chars().position(|c| c == 'b').unwrap() + 1;
         assert_eq!(line_of(sql, offset, pos), 4);
         assert_eq!(line_of(sql, 0, 1), 1);
-    }
-
-    #[test]
-    fn redacting_urls() {
-        assert_eq!(
-            redact_url("postgres://app:s3cr%40t@db.example:5432/af?sslmode=require"),
-            "postgres://app:***@db.example:5432/af?sslmode=require"
-        );
-        assert_eq!(
-            redact_url("postgres://db/af?user=u&password=hunter2"),
-            "postgres://db/af?user=u&password=***"
-        );
-        assert_eq!(redact_url("postgres://u@db/af"), "postgres://u@db/af");
-        assert_eq!(
-            redact_url("host=db password=hunter2"),
-            "<unparsable database URL>"
-        );
-        assert_eq!(
-            scrub(
-                "auth failed for s3cr@t",
-                "postgres://app:s3cr%40t@db.example/af"
-            ),
-            "auth failed for ***"
-        );
     }
 
     #[test]

@@ -22,9 +22,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use super::backup::{self, BackupError, Compression, Format, Manifest, libpq_env};
-use super::migrations::redact_url;
+use super::backup::{self, BackupError, Compression, Format, Manifest};
 use super::object_store::{self, ObjectStoreError};
+use super::pg::{libpq_env, redact_url};
 use super::pg::{quote_ident, valid_identifier};
 use super::process;
 
@@ -473,7 +473,7 @@ pub async fn run(
         .map_err(db_err("creating the drill database"))?;
 
     // 3. Restore, errors fatal.
-    let mut env = libpq_env(&spec.admin_url)?;
+    let mut env = libpq_env(&spec.admin_url).map_err(BackupError::from)?;
     env.retain(|(k, _)| *k != "PGDATABASE");
     let jobs = std::thread::available_parallelism()
         .map(|n| n.get().clamp(1, 4))

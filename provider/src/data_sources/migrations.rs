@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use crate::clients::migrations;
+use crate::clients::pg;
 use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
 use crate::protocol::framework::{DataSource, ReadDataRequest, ReadDataResponse};
 use crate::protocol::schema::{Attribute, Schema};
@@ -71,7 +71,7 @@ impl DataSource<Settings> for Migrations {
     async fn validate(&self, config: &Value) -> Diagnostics {
         let mut diags = Diagnostics::new();
         if let Some(url) = config.attr("database_url").as_str()
-            && migrations::carries_password(url)
+            && pg::carries_password(url)
         {
             diags.push(password_refused());
         }
@@ -85,7 +85,7 @@ impl DataSource<Settings> for Migrations {
         if config
             .attr("database_url")
             .as_str()
-            .is_some_and(migrations::carries_password)
+            .is_some_and(pg::carries_password)
         {
             return resp.diagnostics.push(password_refused());
         }

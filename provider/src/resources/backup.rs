@@ -13,8 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::clients::backup::{self, BackupError, BackupSpec, Compression, Format, Manifest};
-use crate::clients::migrations::database_identity;
 use crate::clients::object_store;
+use crate::clients::pg::database_identity;
 use crate::protocol::diagnostics::{AttributePath, Diagnostic, Diagnostics};
 use crate::protocol::framework::{
     self, ApplyRequest, ApplyResponse, DeleteRequest, Import, ModifyPlanRequest,

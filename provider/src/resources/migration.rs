@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::clients::migrations::{
     self, MigrationClass, MigrationError, MigrationPlan, Migrator, PendingMigration, PlanInputs,
 };
+use crate::clients::pg;
 use crate::duration;
 use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
 use crate::protocol::framework::{
@@ -64,7 +65,7 @@ const STORED_INPUTS: [&str; 4] = [
 /// the one in state. A password rotation is not a change.
 fn url_changed(config: &Value, prior: &Value, settings: &Settings) -> bool {
     match settings.database_url_for(config.attr("database_url")) {
-        Ok(Some(url)) => match migrations::without_password(&url) {
+        Ok(Some(url)) => match pg::without_password(&url) {
             Ok(u) => prior.attr("connection_url").as_str() != Some(u.as_str()),
             Err(_) => true,
         },
@@ -111,7 +112,7 @@ fn refresh_url(state: &Value, settings: &Settings) -> Result<String, Diagnostic>
     let stored = state.attr("connection_url").as_str();
     let id = state.attr("id").as_str();
     if let Some(p) = &provider_url
-        && (stored.is_none() || migrations::database_identity(p).ok().as_deref() == id)
+        && (stored.is_none() || pg::database_identity(p).ok().as_deref() == id)
     {
         return Ok(p.clone());
     }
@@ -412,7 +413,7 @@ impl Resource<Settings> for Migration {
         if let Some(id) = state.attr("id").as_str()
             && state.attr("applied_versions").is_null()
         {
-            match migrations::database_identity(&url) {
+            match pg::database_identity(&url).map_err(MigrationError::from) {
                 Ok(actual) if actual == id => {}
                 Ok(actual) => {
                     return resp.diagnostics.push(
@@ -446,7 +447,7 @@ impl Resource<Settings> for Migration {
             Ok(obs) => {
                 obs.write_now(state);
                 if state.attr("connection_url").is_null()
-                    && let Ok(u) = migrations::without_password(&url)
+                    && let Ok(u) = pg::without_password(&url)
                 {
                     state.set_attr("connection_url", u.into());
                 }
@@ -565,13 +566,13 @@ async fn plan_by_reading(
         Err(d) => return resp.diagnostics.push(d.at_attr("database_url")),
     };
     if let Some(u) = &url
-        && let Ok(id) = migrations::database_identity(u)
+        && let Ok(id) = pg::database_identity(u)
     {
         resp.planned_state.set_attr("id", id.into());
     }
     resp.planned_state.set_attr(
         "connection_url",
-        match url.as_deref().map(migrations::without_password) {
+        match url.as_deref().map(pg::without_password) {
             Some(Ok(u)) => u.into(),
             _ => Value::unknown(),
         },
@@ -708,7 +709,7 @@ async fn apply(req: ApplyRequest<'_, Settings>, resp: &mut ApplyResponse, operat
         }
         Err(f) => return resp.diagnostics.extend(f.diagnostics),
     };
-    let id = match migrations::database_identity(&url) {
+    let id = match pg::database_identity(&url).map_err(MigrationError::from) {
         Ok(id) => id,
         Err(e) => {
             return resp
@@ -794,7 +795,7 @@ async fn apply(req: ApplyRequest<'_, Settings>, resp: &mut ApplyResponse, operat
             if !(resp.diagnostics.has_errors() && req.prior_state.is_null()) {
                 let mut state = req.planned_state.clone();
                 obs.write_now(&mut state);
-                if let Ok(u) = migrations::without_password(&url) {
+                if let Ok(u) = pg::without_password(&url) {
                     state.set_attr("connection_url", u.into());
                 }
                 resp.new_state = state;

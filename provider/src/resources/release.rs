@@ -18,8 +18,9 @@ use futures::future::join_all;
 use crate::clients::backup;
 use crate::clients::gate;
 use crate::clients::hosts::{self, EnvKey, LocalTransport, Timeouts, Transport};
-use crate::clients::migrations::{Migrator, redact_url};
+use crate::clients::migrations::Migrator;
 use crate::clients::ops::Overrides;
+use crate::clients::pg::redact_url;
 use crate::clients::release::{
     self, Commands, Deployment, Failure, Host, HostState, OpsWatch, Outcome, Role, Stopped,
     Strategy, Target, Watch,

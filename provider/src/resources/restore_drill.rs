@@ -9,9 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::clients::backup::PARITY_TABLES;
-use crate::clients::migrations::database_identity;
 use crate::clients::object_store;
-use crate::clients::pg::valid_identifier;
+use crate::clients::pg::{database_identity, valid_identifier};
 use crate::clients::restore::{self, DrillError, DrillReport, DrillSpec};
 use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
 use crate::protocol::framework::{

@@ -13,6 +13,7 @@ use crate::clients::migrations::{
     self, DatabaseView, MigrationError, MigrationFile, MigrationPlan, Migrator, PendingMigration,
     PlanInputs, PlanProblem,
 };
+use crate::clients::pg;
 use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
 use crate::protocol::schema::Attribute;
 use crate::protocol::types::Type;
@@ -162,8 +163,8 @@ impl Observation {
         inputs: &PlanInputs,
         connect_timeout: Duration,
     ) -> Result<Observation, LookFailure> {
-        let id = migrations::database_identity(url)
-            .map_err(|e| LookFailure::new("Invalid database URL", &e))?;
+        let id = pg::database_identity(url)
+            .map_err(|e| LookFailure::new("Invalid database URL", &e.into()))?;
         let mut migrator = Migrator::connect(url, connect_timeout)
             .await
             .map_err(|e| LookFailure::new("Cannot connect to the database", &e))?;
