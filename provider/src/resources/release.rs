@@ -395,7 +395,7 @@ async fn gate(settings: &Settings, config: &Value, at_apply: bool) -> Diagnostic
         gate::window_check(change.attr("window").as_str(), now),
         gate::owner_check(change.attr("rollback_owner").as_str()),
     ] {
-        let attr = if check.name == "change_window" {
+        let attr = if check.name == gate::CheckName::ChangeWindow {
             "window"
         } else {
             "rollback_owner"
@@ -1626,7 +1626,7 @@ impl Resource<Settings> for Release {
             && let Err(e) = gate::parse_window(w)
         {
             diags.push(
-                Diagnostic::error("Invalid change window", e).at(AttributePath::root()
+                Diagnostic::error("Invalid change window", e.to_string()).at(AttributePath::root()
                     .child_attr("change")
                     .child_attr("window")),
             );
