@@ -769,7 +769,7 @@ fn failure_value(f: &Failure) -> Value {
         ("version", Value::String(f.version.clone())),
         ("host", Value::String(f.host.clone())),
         ("phase", Value::String(f.phase.to_string())),
-        ("detail", Value::String(f.detail.clone())),
+        ("detail", Value::String(f.detail.to_string())),
         ("at", timestamp(f.at)),
     ])
 }
@@ -1095,7 +1095,7 @@ impl Release {
             Ok(a) => a,
             Err(e) => {
                 return resp.diagnostics.push(
-                    Diagnostic::error("Artifact rejected", e).at(AttributePath::root()
+                    Diagnostic::error("Artifact rejected", e.to_string()).at(AttributePath::root()
                         .child_attr("artifact")
                         .child_attr("sha256")),
                 );
@@ -1989,7 +1989,8 @@ impl Resource<Settings> for Release {
                 Ok(Stopped::Stopped) => {}
                 Ok(Stopped::NothingDeployed) => diags.push(nothing_to_stop(&host)),
                 Err(e) => diags.push(
-                    Diagnostic::error(format!("Could not stop {host}"), e).at(host_path(&host)),
+                    Diagnostic::error(format!("Could not stop {host}"), e.to_string())
+                        .at(host_path(&host)),
                 ),
             }
         }
