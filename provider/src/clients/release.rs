@@ -1874,3 +1874,227 @@ mod tests {
         );
     }
 }
+
+/// The texts users read in diagnostics and in `last_failure`: pinned per variant.
+#[cfg(test)]
+mod error_text_tests {
+    use super::*;
+
+    #[test]
+    fn phases_read_as_the_state_names_them() {
+        let names: Vec<String> = Phase::ALL.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "connect",
+                "lock",
+                "inspect",
+                "upload",
+                "env",
+                "switch",
+                "restart",
+                "ready",
+                "watch",
+                "rehearse",
+                "interrupted",
+                "rollback",
+            ]
+        );
+        for p in Phase::ALL {
+            assert_eq!(p.as_str(), p.to_string());
+        }
+        assert_eq!(Role::Worker.to_string(), "worker");
+    }
+
+    #[test]
+    fn release_errors_read_as_before() {
+        let host = HostError::Connect {
+            host: "api-1".into(),
+            message: "connection refused".into(),
+        };
+        let cases: Vec<(ReleaseError, &str)> = vec![
+            (
+                ReleaseError::Host(host.clone()),
+                "api-1: cannot connect: connection refused",
+            ),
+            (
+                ReleaseError::CommandFailed {
+                    command: "systemctl restart af-api".into(),
+                    status: "exit status 3".into(),
+                    stderr: "unit not found".into(),
+                },
+                "`systemctl restart af-api` failed (exit status 3): unit not found",
+            ),
+            (
+                ReleaseError::CommandWithoutValue {
+                    template: "{{release_dir}}/bin/af stop".into(),
+                    variable: "release_dir".into(),
+                    host: "api-2".into(),
+                },
+                "the command `{{release_dir}}/bin/af stop` uses {{release_dir}}, which has no value on api-2: no release is known there, so the command is not run",
+            ),
+            (
+                ReleaseError::UnclosedTemplate,
+                "has a `{{` without a closing `}}`",
+            ),
+            (
+                ReleaseError::UnknownTemplateVariable {
+                    name: "nope".into(),
+                },
+                "uses {{nope}}; the variables are {{release_dir}}, {{version}}, {{host}}, {{role}}, {{address}}, {{deploy_dir}}",
+            ),
+            (
+                ReleaseError::NoRestartCommand { role: Role::Worker },
+                "no restart command for role worker",
+            ),
+            (
+                ReleaseError::NoApiUrl,
+                "the host has the api role but no api_url",
+            ),
+            (
+                ReleaseError::NoWorkerStatusCommand,
+                "no worker_status command",
+            ),
+            (
+                ReleaseError::ApiNotReady {
+                    within: Duration::from_secs(90),
+                    url: "http://10.0.0.1:8080".into(),
+                    live: true,
+                    last: "status degraded (HTTP 200): db not_ready".into(),
+                },
+                "not ready within 1m30s: http://10.0.0.1:8080 (live); last: status degraded (HTTP 200): db not_ready",
+            ),
+            (
+                ReleaseError::ApiNotReady {
+                    within: Duration::from_secs(5),
+                    url: "http://10.0.0.1:8080".into(),
+                    live: false,
+                    last: "no answer yet".into(),
+                },
+                "not ready within 5s: http://10.0.0.1:8080 (not live); last: no answer yet",
+            ),
+            (
+                ReleaseError::WorkerNotRunning {
+                    within: Duration::from_secs(300),
+                    last: "`af status` failed (exit status 1): down".into(),
+                },
+                "worker not running within 5m0s; last: `af status` failed (exit status 1): down",
+            ),
+            (
+                ReleaseError::WaitInterrupted {
+                    last: "no answer yet".into(),
+                },
+                "interrupted while waiting; last: no answer yet",
+            ),
+            (
+                ReleaseError::DeploymentInterrupted,
+                "the deployment was interrupted",
+            ),
+            (
+                ReleaseError::WatchInterrupted,
+                "interrupted during the watch window",
+            ),
+            (
+                ReleaseError::NotReadyDuringWatch {
+                    limit: Duration::from_secs(30),
+                    last: "status not_ready (HTTP 503)".into(),
+                },
+                "not ready for longer than 30s during the watch window: status not_ready (HTTP 503)",
+            ),
+            (
+                ReleaseError::BacklogRegressed {
+                    regressions: vec!["a grew".into(), "b grew".into()],
+                },
+                "backlog regressed past critical thresholds during the watch window: a grew; b grew",
+            ),
+            (
+                ReleaseError::AfterRollback {
+                    version: "v1".into(),
+                    error: Box::new(ReleaseError::NoApiUrl),
+                },
+                "v1 after rollback: the host has the api role but no api_url",
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text, "{e:?}");
+        }
+        assert_eq!(
+            ReleaseError::from(host.clone()).to_string(),
+            host.to_string()
+        );
+    }
+
+    #[test]
+    fn artifact_errors_read_as_before() {
+        let io = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let cases: Vec<(ArtifactError, String)> = vec![
+            (
+                ArtifactError::TempFile(io()),
+                format!("cannot create a temporary file: {}", io()),
+            ),
+            (
+                ArtifactError::Download {
+                    artifact: "http://h/a.tar.gz".into(),
+                    detail: "cannot connect to h:80: connection refused".into(),
+                },
+                "GET http://h/a.tar.gz: cannot connect to h:80: connection refused".into(),
+            ),
+            (
+                ArtifactError::Status {
+                    artifact: "http://h/a.tar.gz".into(),
+                    status: reqwest::StatusCode::NOT_FOUND,
+                },
+                "GET http://h/a.tar.gz: HTTP 404 Not Found".into(),
+            ),
+            (
+                ArtifactError::Stalled {
+                    artifact: "http://h/a.tar.gz".into(),
+                    after: ARTIFACT_STALL_TIMEOUT,
+                },
+                "GET http://h/a.tar.gz: nothing received for 1m0s; gave up".into(),
+            ),
+            (
+                ArtifactError::TooLarge {
+                    artifact: "http://h/a.tar.gz".into(),
+                    what: Oversize::Announced,
+                    limit: ARTIFACT_MAX_SIZE,
+                },
+                "http://h/a.tar.gz: the server announces a file larger than 2 GiB, the limit for release artifacts; stopped there".into(),
+            ),
+            (
+                ArtifactError::TooLarge {
+                    artifact: "http://h/a.tar.gz".into(),
+                    what: Oversize::Download,
+                    limit: 1 << 20,
+                },
+                "http://h/a.tar.gz: the download is larger than 1 MiB, the limit for release artifacts; stopped there".into(),
+            ),
+            (
+                ArtifactError::TooLarge {
+                    artifact: "/tmp/a.tar.gz".into(),
+                    what: Oversize::File,
+                    limit: 1 << 20,
+                },
+                "/tmp/a.tar.gz: the file is larger than 1 MiB, the limit for release artifacts; stopped there".into(),
+            ),
+            (
+                ArtifactError::Io {
+                    path: "/tmp/a.tar.gz".into(),
+                    error: io(),
+                },
+                format!("/tmp/a.tar.gz: {}", io()),
+            ),
+            (
+                ArtifactError::Checksum {
+                    artifact: "/tmp/a.tar.gz".into(),
+                    actual: "ab".into(),
+                    expected: "cd".into(),
+                },
+                "/tmp/a.tar.gz: sha256 is ab, the configuration says cd".into(),
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text, "{e:?}");
+        }
+    }
+}
