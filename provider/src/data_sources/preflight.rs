@@ -12,9 +12,8 @@ use chrono::{DateTime, Utc};
 
 use crate::clients::api::{self, ApiClient};
 use crate::clients::backup;
-use crate::clients::gate::{
-    Check, CheckName, backup_check, owner_check, parse_window, window_check,
-};
+use crate::clients::gate::CheckName;
+use crate::clients::gate::{Check, backup_check, owner_check, parse_window, window_check};
 use crate::clients::migrations::{MigrationClass, PlanInputs};
 use crate::clients::ops::{self, Severity};
 use crate::duration;
