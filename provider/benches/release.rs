@@ -250,7 +250,7 @@ async fn artifact(
     let path = dir.join(&file);
     let local = release::fetch_artifact(http, &path.to_string_lossy(), &sha)
         .await
-        .map_err(err)?;
+        .map_err(|e| err(e.to_string()))?;
     Ok((
         Target {
             version: version.to_string(),

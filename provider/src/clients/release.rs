@@ -13,6 +13,7 @@
 //! steady, 6 in the first second), and only while that host is in its wait.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,6 +61,225 @@ impl Role {
     }
 }
 
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where in a deployment something went wrong. `Display` gives the name the state's
+/// `last_failure.phase` and the messages show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    Connect,
+    Lock,
+    Inspect,
+    Upload,
+    Env,
+    Switch,
+    Restart,
+    Ready,
+    Watch,
+    Rehearse,
+    Interrupted,
+    Rollback,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 12] = [
+        Phase::Connect,
+        Phase::Lock,
+        Phase::Inspect,
+        Phase::Upload,
+        Phase::Env,
+        Phase::Switch,
+        Phase::Restart,
+        Phase::Ready,
+        Phase::Watch,
+        Phase::Rehearse,
+        Phase::Interrupted,
+        Phase::Rollback,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Connect => "connect",
+            Phase::Lock => "lock",
+            Phase::Inspect => "inspect",
+            Phase::Upload => "upload",
+            Phase::Env => "env",
+            Phase::Switch => "switch",
+            Phase::Restart => "restart",
+            Phase::Ready => "ready",
+            Phase::Watch => "watch",
+            Phase::Rehearse => "rehearse",
+            Phase::Interrupted => "interrupted",
+            Phase::Rollback => "rollback",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What went wrong in a deployment step (or a stop, or a command template). The text is what
+/// users read, in diagnostics and in the state's `last_failure.detail`.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// A host operation failed (its own words: host, operation, stderr).
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// A command ran and exited unsuccessfully.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    CommandFailed {
+        command: String,
+        /// How it ended (`exit status 3`, `killed by signal 9`).
+        status: String,
+        /// Its stderr, trimmed.
+        stderr: String,
+    },
+    /// A command template uses a variable that has no value on the host (no release known
+    /// there), so it is not run.
+    #[error(
+        "the command `{template}` uses {{{{{variable}}}}}, which has no value on {host}: no release is known there, so the command is not run"
+    )]
+    CommandWithoutValue {
+        template: String,
+        variable: String,
+        host: String,
+    },
+    /// A command template has `{{` without `}}`.
+    #[error("has a `{{{{` without a closing `}}}}`")]
+    UnclosedTemplate,
+    /// A command template uses an unknown variable.
+    #[error(
+        "uses {{{{{name}}}}}; the variables are {}",
+        TEMPLATE_VARIABLES.iter().map(|v| format!("{{{{{v}}}}}")).collect::<Vec<_>>().join(", ")
+    )]
+    UnknownTemplateVariable { name: String },
+    #[error("no restart command for role {role}")]
+    NoRestartCommand { role: Role },
+    #[error("the host has the api role but no api_url")]
+    NoApiUrl,
+    #[error("no worker_status command")]
+    NoWorkerStatusCommand,
+    /// The API did not become ready in time.
+    #[error(
+        "not ready within {}: {url} ({}); last: {last}",
+        crate::duration::format(*within),
+        if *live { "live" } else { "not live" }
+    )]
+    ApiNotReady {
+        within: Duration,
+        url: String,
+        /// Whether `/health/live` had answered `ok`.
+        live: bool,
+        /// The last answer that was not `ready`.
+        last: String,
+    },
+    /// The worker's status command did not succeed often enough in time.
+    #[error("worker not running within {}; last: {last}", crate::duration::format(*within))]
+    WorkerNotRunning {
+        within: Duration,
+        /// The status command's last failure (empty when it never failed).
+        last: String,
+    },
+    /// A readiness wait was interrupted.
+    #[error("interrupted while waiting; last: {last}")]
+    WaitInterrupted { last: String },
+    /// The deployment was interrupted before a host was deployed.
+    #[error("the deployment was interrupted")]
+    DeploymentInterrupted,
+    /// The deployment was interrupted during the watch window.
+    #[error("interrupted during the watch window")]
+    WatchInterrupted,
+    /// An API host was not ready for longer than the watch window allows.
+    #[error(
+        "not ready for longer than {} during the watch window: {last}",
+        crate::duration::format(*limit)
+    )]
+    NotReadyDuringWatch { limit: Duration, last: String },
+    /// The backlog grew past critical thresholds during the watch window.
+    #[error(
+        "backlog regressed past critical thresholds during the watch window: {}",
+        .regressions.join("; ")
+    )]
+    BacklogRegressed { regressions: Vec<String> },
+    /// Putting a host back on `version` failed after the switch back.
+    #[error("{version} after rollback: {error}")]
+    AfterRollback {
+        version: String,
+        error: Box<ReleaseError>,
+    },
+}
+
+/// A release artifact that could not be made a verified local file.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("cannot create a temporary file: {0}")]
+    TempFile(#[source] std::io::Error),
+    /// The download failed (transport errors in words).
+    #[error("GET {artifact}: {detail}")]
+    Download { artifact: String, detail: String },
+    /// The server answered with an error status.
+    #[error("GET {artifact}: HTTP {status}")]
+    Status {
+        artifact: String,
+        status: reqwest::StatusCode,
+    },
+    /// Nothing arrived for `after`.
+    #[error("GET {artifact}: nothing received for {}; gave up", crate::duration::format(*after))]
+    Stalled { artifact: String, after: Duration },
+    /// Past the size limit.
+    #[error(
+        "{artifact}: {what} larger than {}, the limit for release artifacts; stopped there",
+        super::http::format_size(*limit)
+    )]
+    TooLarge {
+        artifact: String,
+        what: Oversize,
+        limit: u64,
+    },
+    /// Reading or writing a local file failed.
+    #[error("{}: {error}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    /// The checksum is not the one configured.
+    #[error("{artifact}: sha256 is {actual}, the configuration says {expected}")]
+    Checksum {
+        artifact: String,
+        actual: String,
+        expected: String,
+    },
+}
+
+/// What was found larger than the artifact size limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Oversize {
+    /// The server's `Content-Length`.
+    Announced,
+    /// The bytes downloaded.
+    Download,
+    /// The local file.
+    File,
+}
+
+impl fmt::Display for Oversize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Oversize::Announced => "the server announces a file",
+            Oversize::Download => "the download is",
+            Oversize::File => "the file is",
+        })
+    }
+}
+
 /// A host to deploy to.
 #[derive(Clone, Debug)]
 pub struct Host {
@@ -91,23 +311,18 @@ pub const TEMPLATE_VARIABLES: [&str; 6] = [
 ];
 
 /// Checks that a command only uses known `{{variables}}`.
-pub fn check_template(command: &str) -> Result<(), String> {
+pub fn check_template(command: &str) -> Result<(), ReleaseError> {
     let mut rest = command;
     while let Some(i) = rest.find("{{") {
         let after = &rest[i + 2..];
         let Some(j) = after.find("}}") else {
-            return Err("has a `{{` without a closing `}}`".into());
+            return Err(ReleaseError::UnclosedTemplate);
         };
         let name = after[..j].trim();
         if !TEMPLATE_VARIABLES.contains(&name) {
-            return Err(format!(
-                "uses {{{{{name}}}}}; the variables are {}",
-                TEMPLATE_VARIABLES
-                    .iter()
-                    .map(|v| format!("{{{{{v}}}}}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            return Err(ReleaseError::UnknownTemplateVariable {
+                name: name.to_string(),
+            });
         }
         rest = &after[j + 2..];
     }
@@ -325,14 +540,12 @@ pub enum Stopped {
 }
 
 /// One thing that went wrong, on one host.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Failure {
     pub host: String,
     pub version: String,
-    /// connect, lock, inspect, upload, env, switch, restart, ready, watch, rehearse,
-    /// interrupted, rollback.
-    pub phase: &'static str,
-    pub detail: String,
+    pub phase: Phase,
+    pub detail: ReleaseError,
     pub at: DateTime<Utc>,
 }
 
@@ -373,7 +586,7 @@ struct Touched {
     installed: bool,
 }
 
-fn failure(host: &str, version: &str, phase: &'static str, detail: impl Into<String>) -> Failure {
+fn failure(host: &str, version: &str, phase: Phase, detail: impl Into<ReleaseError>) -> Failure {
     Failure {
         host: host.to_string(),
         version: version.to_string(),
@@ -416,7 +629,7 @@ pub async fn wait_api_ready(
     poll: Duration,
     timeout: Duration,
     cancel: &CancellationToken,
-) -> Result<Duration, String> {
+) -> Result<Duration, ReleaseError> {
     let started = Instant::now();
     let deadline = started + timeout;
     let mut last = String::from("no answer yet");
@@ -424,7 +637,7 @@ pub async fn wait_api_ready(
     let mut count = 0;
     loop {
         if cancel.is_cancelled() {
-            return Err(format!("interrupted while waiting; last: {last}"));
+            return Err(ReleaseError::WaitInterrupted { last });
         }
         if !live {
             match api.live(PROBE_TIMEOUT).await {
@@ -452,12 +665,12 @@ pub async fn wait_api_ready(
             }
         }
         if Instant::now() + poll > deadline {
-            return Err(format!(
-                "not ready within {}: {} ({}); last: {last}",
-                crate::duration::format(timeout),
-                api.base_url(),
-                if live { "live" } else { "not live" },
-            ));
+            return Err(ReleaseError::ApiNotReady {
+                within: timeout,
+                url: api.base_url().to_string(),
+                live,
+                last,
+            });
         }
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
@@ -496,32 +709,33 @@ impl Deployment {
         host: &Host,
         version: &str,
         role: Role,
-    ) -> Result<String, String> {
+    ) -> Result<String, ReleaseError> {
         let vars = self.vars(host, version, role);
         if let Some((name, _)) = vars
             .iter()
             .find(|(k, v)| v.is_empty() && template_uses(template, k))
         {
-            return Err(format!(
-                "the command `{template}` uses {{{{{name}}}}}, which has no value on {}: no release is known there, so the command is not run",
-                host.name
-            ));
+            return Err(ReleaseError::CommandWithoutValue {
+                template: template.to_string(),
+                variable: name.to_string(),
+                host: host.name.clone(),
+            });
         }
         let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
         Ok(render(template, &refs))
     }
 
     /// Runs a command; a non-zero exit is an error with its stderr.
-    async fn run(&self, host: &Host, command: &str) -> Result<String, String> {
+    async fn run(&self, host: &Host, command: &str) -> Result<String, ReleaseError> {
         let t = &host.transport;
         match t.exec(command, None, t.timeouts().command).await {
             Ok(out) if out.success() => Ok(out.stdout_text()),
-            Ok(out) => Err(format!(
-                "`{command}` failed ({}): {}",
-                out.status_text(),
-                out.stderr_text().trim()
-            )),
-            Err(e) => Err(e.to_string()),
+            Ok(out) => Err(ReleaseError::CommandFailed {
+                command: command.to_string(),
+                status: out.status_text(),
+                stderr: out.stderr_text().trim().to_string(),
+            }),
+            Err(e) => Err(ReleaseError::Host(e)),
         }
     }
 
@@ -531,26 +745,28 @@ impl Deployment {
         host: &Host,
         version: &str,
         cancel: &CancellationToken,
-    ) -> Result<(), (&'static str, String)> {
+    ) -> Result<(), (Phase, ReleaseError)> {
         for role in &host.roles {
             let Some(template) = self.commands.restart.get(role) else {
                 return Err((
-                    "restart",
-                    format!("no restart command for role {}", role.as_str()),
+                    Phase::Restart,
+                    ReleaseError::NoRestartCommand { role: *role },
                 ));
             };
             let cmd = self
                 .command(template, host, version, *role)
-                .map_err(|e| ("restart", e))?;
+                .map_err(|e| (Phase::Restart, e))?;
             tracing::info!(host = %host.name, role = role.as_str(), version, "restarting");
-            self.run(host, &cmd).await.map_err(|e| ("restart", e))?;
+            self.run(host, &cmd)
+                .await
+                .map_err(|e| (Phase::Restart, e))?;
         }
         for role in &host.roles {
             let started = Instant::now();
             match role {
                 Role::Api => {
                     let Some(api) = &host.api else {
-                        return Err(("ready", "the host has the api role but no api_url".into()));
+                        return Err((Phase::Ready, ReleaseError::NoApiUrl));
                     };
                     wait_api_ready(
                         api,
@@ -560,12 +776,12 @@ impl Deployment {
                         cancel,
                     )
                     .await
-                    .map_err(|e| ("ready", e))?;
+                    .map_err(|e| (Phase::Ready, e))?;
                 }
                 Role::Worker => self
                     .wait_worker(host, version, cancel)
                     .await
-                    .map_err(|e| ("ready", e))?,
+                    .map_err(|e| (Phase::Ready, e))?,
             }
             tracing::info!(
                 host = %host.name,
@@ -583,9 +799,9 @@ impl Deployment {
         host: &Host,
         version: &str,
         cancel: &CancellationToken,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReleaseError> {
         let Some(template) = &self.commands.worker_status else {
-            return Err("no worker_status command".into());
+            return Err(ReleaseError::NoWorkerStatusCommand);
         };
         let cmd = self.command(template, host, version, Role::Worker)?;
         let deadline = Instant::now() + self.strategy.health_timeout;
@@ -593,7 +809,7 @@ impl Deployment {
         let mut last = String::new();
         loop {
             if cancel.is_cancelled() {
-                return Err(format!("interrupted while waiting; last: {last}"));
+                return Err(ReleaseError::WaitInterrupted { last });
             }
             match self.run(host, &cmd).await {
                 Ok(_) => {
@@ -604,14 +820,14 @@ impl Deployment {
                 }
                 Err(e) => {
                     count = 0;
-                    last = e;
+                    last = e.to_string();
                 }
             }
             if Instant::now() + self.strategy.poll_interval > deadline {
-                return Err(format!(
-                    "worker not running within {}; last: {last}",
-                    crate::duration::format(self.strategy.health_timeout)
-                ));
+                return Err(ReleaseError::WorkerNotRunning {
+                    within: self.strategy.health_timeout,
+                    last,
+                });
             }
             tokio::time::sleep(self.strategy.poll_interval).await;
         }
@@ -654,9 +870,12 @@ impl Deployment {
     ) -> Result<(), Failure> {
         let t = &*host.transport;
         let v = &target.version;
-        let fail = |phase, detail: String| failure(&host.name, v, phase, detail);
+        let fail = |phase, detail: ReleaseError| failure(&host.name, v, phase, detail);
         if self.cancel.is_cancelled() {
-            return Err(fail("interrupted", "the deployment was interrupted".into()));
+            return Err(fail(
+                Phase::Interrupted,
+                ReleaseError::DeploymentInterrupted,
+            ));
         }
         tracing::info!(host = %host.name, version = %v, "deploying");
         if let Some(key) = &target.env_key
@@ -664,7 +883,7 @@ impl Deployment {
         {
             hosts::write_env_key(t, &self.deploy_dir, key)
                 .await
-                .map_err(|e| fail("env", e.to_string()))?;
+                .map_err(|e| fail(Phase::Env, e.into()))?;
         }
         for role in &host.roles {
             let Some(env) = target.env.get(role) else {
@@ -674,16 +893,16 @@ impl Deployment {
             if stash {
                 let existed = hosts::stash_file(t, &path)
                     .await
-                    .map_err(|e| fail("env", e.to_string()))?;
+                    .map_err(|e| fail(Phase::Env, e.into()))?;
                 touched.stashed.push((path.clone(), existed));
             }
             hosts::write_env(t, &path, env)
                 .await
-                .map_err(|e| fail("env", e.to_string()))?;
+                .map_err(|e| fail(Phase::Env, e.into()))?;
         }
         hosts::switch_current(t, &self.deploy_dir, v)
             .await
-            .map_err(|e| fail("switch", e.to_string()))?;
+            .map_err(|e| fail(Phase::Switch, e.into()))?;
         touched.switched = true;
         self.restart_and_wait(host, v, &self.cancel)
             .await
@@ -704,7 +923,7 @@ impl Deployment {
     ) -> Result<(), Failure> {
         let t = &*host.transport;
         let v = before.unwrap_or(&target.version);
-        let fail = |detail: String| failure(&host.name, v, "rollback", detail);
+        let fail = |detail: ReleaseError| failure(&host.name, v, Phase::Rollback, detail);
         if !touched.switched && touched.stashed.is_empty() {
             // Staged only: nothing to put back; the staged release is removed, best effort.
             if touched.installed
@@ -720,26 +939,31 @@ impl Deployment {
         for (path, existed) in &touched.stashed {
             hosts::restore_stash(t, path, *existed, keep_stash)
                 .await
-                .map_err(|e| fail(e.to_string()))?;
+                .map_err(|e| fail(e.into()))?;
         }
         match before {
             Some(prev) => {
                 if touched.switched {
                     hosts::switch_current(t, &self.deploy_dir, prev)
                         .await
-                        .map_err(|e| fail(e.to_string()))?;
+                        .map_err(|e| fail(e.into()))?;
                 }
                 // Not cancellable: an interrupted or timed-out rollout is still put back
                 // (each host bounded by health_timeout).
                 self.restart_and_wait(host, prev, &CancellationToken::new())
                     .await
-                    .map_err(|(_, e)| fail(format!("{prev} after rollback: {e}")))?;
+                    .map_err(|(_, e)| {
+                        fail(ReleaseError::AfterRollback {
+                            version: prev.to_string(),
+                            error: Box::new(e),
+                        })
+                    })?;
                 // A release this run installed and rolled back from is not kept (a rehearsal
                 // rolls forward to it again).
                 if touched.installed && !keep_stash && prev != target.version {
                     hosts::remove_release(t, &self.deploy_dir, &target.version)
                         .await
-                        .map_err(|e| fail(e.to_string()))?;
+                        .map_err(|e| fail(e.into()))?;
                 }
             }
             None => {
@@ -754,7 +978,7 @@ impl Deployment {
                 if touched.installed || touched.switched {
                     hosts::remove_release(t, &self.deploy_dir, &target.version)
                         .await
-                        .map_err(|e| fail(e.to_string()))?;
+                        .map_err(|e| fail(e.into()))?;
                 }
             }
         }
@@ -766,11 +990,9 @@ impl Deployment {
     /// (read from the host, not from what the state last knew). A host with no release (wiped,
     /// rebuilt) has nothing to stop: [`Stopped::NothingDeployed`], and no command is run
     /// there. Per host: what happened, or why it could not be stopped.
-    pub async fn stop(&self) -> Vec<(String, Result<Stopped, String>)> {
+    pub async fn stop(&self) -> Vec<(String, Result<Stopped, ReleaseError>)> {
         let results = join_all(self.hosts.iter().map(|h| async move {
-            let version = hosts::current(&*h.transport, &self.deploy_dir)
-                .await
-                .map_err(|e| e.to_string())?;
+            let version = hosts::current(&*h.transport, &self.deploy_dir).await?;
             let Some(version) = version else {
                 tracing::warn!(host = %h.name, "no release on the host: nothing to stop");
                 return Ok(Stopped::NothingDeployed);
@@ -826,11 +1048,11 @@ impl Deployment {
                 Ok(l) => got.push(Some(l)),
                 Err(e) => {
                     let phase = if e.is_connection_failure() {
-                        "connect"
+                        Phase::Connect
                     } else {
-                        "lock"
+                        Phase::Lock
                     };
-                    failures.push(failure(&h.name, "", phase, e.to_string()));
+                    failures.push(failure(&h.name, "", phase, e));
                     got.push(None);
                 }
             }
@@ -930,7 +1152,7 @@ impl Deployment {
         let mut live = BTreeMap::new();
         for (name, e) in self.observe_all(env_roles, &mut live).await {
             out.failures
-                .push(failure(&name, &target.version, "inspect", e.to_string()));
+                .push(failure(&name, &target.version, Phase::Inspect, e));
         }
         if !out.failures.is_empty() {
             out.hosts = live;
@@ -1019,10 +1241,9 @@ impl Deployment {
                 Ok(i) => {
                     touched.entry(h.name.clone()).or_default().installed = !i.already_present;
                 }
-                Err(e) => {
-                    out.failures
-                        .push(failure(&h.name, &target.version, "upload", e.to_string()))
-                }
+                Err(e) => out
+                    .failures
+                    .push(failure(&h.name, &target.version, Phase::Upload, e)),
             }
         }
 
@@ -1212,7 +1433,7 @@ impl Deployment {
             .await;
             if let Some(Err(f)) = results.into_iter().find(Result::is_err) {
                 return Err(Failure {
-                    phase: "rehearse",
+                    phase: Phase::Rehearse,
                     ..f
                 });
             }
@@ -1231,7 +1452,7 @@ impl Deployment {
                 touched.insert(name, t);
                 if let Err(f) = r {
                     return Err(Failure {
-                        phase: "rehearse",
+                        phase: Phase::Rehearse,
                         ..f
                     });
                 }
@@ -1263,8 +1484,8 @@ impl Deployment {
                 return Err(failure(
                     "(all hosts)",
                     &target.version,
-                    "interrupted",
-                    "interrupted during the watch window",
+                    Phase::Interrupted,
+                    ReleaseError::WatchInterrupted,
                 ));
             }
             let probes = join_all(apis.iter().map(|(_, a)| a.ready(PROBE_TIMEOUT))).await;
@@ -1287,12 +1508,11 @@ impl Deployment {
                             return Err(failure(
                                 name,
                                 &target.version,
-                                "watch",
-                                format!(
-                                    "not ready for longer than {} during the watch window: {}",
-                                    crate::duration::format(w.max_not_ready),
-                                    since.1
-                                ),
+                                Phase::Watch,
+                                ReleaseError::NotReadyDuringWatch {
+                                    limit: w.max_not_ready,
+                                    last: since.1.clone(),
+                                },
                             ));
                         }
                     }
@@ -1306,20 +1526,17 @@ impl Deployment {
                     Ok(s) => {
                         let grown = ops::regressions(&s, base, &o.overrides);
                         if !grown.is_empty() {
-                            let detail = format!(
-                                "backlog regressed past critical thresholds during the watch window: {}",
-                                grown.join("; ")
-                            );
+                            let detail = ReleaseError::BacklogRegressed { regressions: grown };
                             if o.rollback_on_growth {
                                 return Err(failure(
                                     "(all hosts)",
                                     &target.version,
-                                    "watch",
+                                    Phase::Watch,
                                     detail,
                                 ));
                             } else if !warned_growth {
                                 warned_growth = true;
-                                out.warnings.push(detail);
+                                out.warnings.push(detail.to_string());
                             }
                         }
                     }
@@ -1360,7 +1577,7 @@ pub async fn fetch_artifact(
     http: &reqwest::Client,
     source: &str,
     expected: &str,
-) -> Result<LocalArtifact, String> {
+) -> Result<LocalArtifact, ArtifactError> {
     fetch_artifact_limited(http, source, expected, ARTIFACT_MAX_SIZE).await
 }
 
@@ -1369,23 +1586,28 @@ async fn fetch_artifact_limited(
     source: &str,
     expected: &str,
     max_size: u64,
-) -> Result<LocalArtifact, String> {
+) -> Result<LocalArtifact, ArtifactError> {
     use sha2::Digest;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::time::timeout;
 
-    use super::http::{describe, format_size};
-    let too_large = |what: &str| {
-        format!(
-            "{source}: {what} larger than {}, the limit for release artifacts; stopped there",
-            format_size(max_size)
-        )
+    use super::http::describe;
+    let too_large = |what| ArtifactError::TooLarge {
+        artifact: source.to_string(),
+        what,
+        limit: max_size,
     };
-    let stalled = || {
-        format!(
-            "GET {source}: nothing received for {}; gave up",
-            crate::duration::format(ARTIFACT_STALL_TIMEOUT)
-        )
+    let stalled = || ArtifactError::Stalled {
+        artifact: source.to_string(),
+        after: ARTIFACT_STALL_TIMEOUT,
+    };
+    let download = |e: reqwest::Error, total| ArtifactError::Download {
+        artifact: source.to_string(),
+        detail: describe(source, total, &e),
+    };
+    let io = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |error| ArtifactError::Io { path, error }
     };
     let expected = expected.trim().to_ascii_lowercase();
     let (path, download) = if source.starts_with("http://") || source.starts_with("https://") {
@@ -1393,7 +1615,7 @@ async fn fetch_artifact_limited(
             .prefix("artifortress-artifact-")
             .suffix(".tar.gz")
             .tempfile()
-            .map_err(|e| format!("cannot create a temporary file: {e}"))?
+            .map_err(ArtifactError::TempFile)?
             .into_temp_path();
         let total = Duration::from_secs(3600);
         let mut resp = timeout(
@@ -1402,33 +1624,30 @@ async fn fetch_artifact_limited(
         )
         .await
         .map_err(|_| stalled())?
-        .map_err(|e| format!("GET {source}: {}", describe(source, total, &e)))?;
+        .map_err(|e| download(e, total))?;
         if !resp.status().is_success() {
-            return Err(format!("GET {source}: HTTP {}", resp.status()));
+            return Err(ArtifactError::Status {
+                artifact: source.to_string(),
+                status: resp.status(),
+            });
         }
         if resp.content_length().is_some_and(|n| n > max_size) {
-            return Err(too_large("the server announces a file"));
+            return Err(too_large(Oversize::Announced));
         }
-        let mut f = tokio::fs::File::create(&tmp)
-            .await
-            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let mut f = tokio::fs::File::create(&tmp).await.map_err(io(&tmp))?;
         let mut written = 0u64;
         while let Some(chunk) = timeout(ARTIFACT_STALL_TIMEOUT, resp.chunk())
             .await
             .map_err(|_| stalled())?
-            .map_err(|e| format!("GET {source}: {}", describe(source, total, &e)))?
+            .map_err(|e| download(e, total))?
         {
             written += chunk.len() as u64;
             if written > max_size {
-                return Err(too_large("the download is"));
+                return Err(too_large(Oversize::Download));
             }
-            f.write_all(&chunk)
-                .await
-                .map_err(|e| format!("{}: {e}", tmp.display()))?;
+            f.write_all(&chunk).await.map_err(io(&tmp))?;
         }
-        f.flush()
-            .await
-            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        f.flush().await.map_err(io(&tmp))?;
         (tmp.to_path_buf(), Some(tmp))
     } else {
         (
@@ -1436,31 +1655,28 @@ async fn fetch_artifact_limited(
             None,
         )
     };
-    let mut f = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut f = tokio::fs::File::open(&path).await.map_err(io(&path))?;
     let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut size = 0u64;
     loop {
-        let n = f
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let n = f.read(&mut buf).await.map_err(io(&path))?;
         if n == 0 {
             break;
         }
         size += n as u64;
         if size > max_size {
-            return Err(too_large("the file is"));
+            return Err(too_large(Oversize::File));
         }
         hasher.update(&buf[..n]);
     }
     let actual = hex::encode(hasher.finalize());
     if actual != expected {
-        return Err(format!(
-            "{source}: sha256 is {actual}, the configuration says {expected}"
-        ));
+        return Err(ArtifactError::Checksum {
+            artifact: source.to_string(),
+            actual,
+            expected,
+        });
     }
     Ok(LocalArtifact {
         path,
@@ -1512,7 +1728,8 @@ mod artifact_tests {
         .await;
         let e = fetch_artifact_limited(&http, &url, "00", limit)
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             format!(
@@ -1528,7 +1745,8 @@ mod artifact_tests {
         .await;
         let e = fetch_artifact_limited(&http, &url, "00", limit)
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("the server announces a file larger than 1 MiB"),
             "{e}"
@@ -1549,14 +1767,16 @@ mod artifact_tests {
         assert_eq!(std::fs::read(&a.path).unwrap(), small);
         let e = fetch_artifact_limited(&http, &url, &"0".repeat(64), limit)
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(&format!("sha256 is {sha}")), "{e}");
 
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), vec![0u8; (limit + 1) as usize]).unwrap();
         let e = fetch_artifact_limited(&http, file.path().to_str().unwrap(), "00", limit)
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("the file is larger than 1 MiB"), "{e}");
 
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -1565,7 +1785,10 @@ mod artifact_tests {
             .unwrap()
             .port();
         let url = format!("http://127.0.0.1:{port}/a.tar.gz");
-        let e = fetch_artifact(&http, &url, "00").await.unwrap_err();
+        let e = fetch_artifact(&http, &url, "00")
+            .await
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             format!("GET {url}: cannot connect to 127.0.0.1:{port}: connection refused")
@@ -1595,6 +1818,7 @@ mod tests {
         assert!(
             check_template("x {{nope}}")
                 .unwrap_err()
+                .to_string()
                 .contains("{{nope}}")
         );
         assert!(check_template("x {{version").is_err());
@@ -1622,11 +1846,15 @@ mod tests {
             d.command(stop, &host, "v1", Role::Api).unwrap(),
             "/opt/af/releases/v1/bin/artifortress stop api"
         );
-        let e = d.command(stop, &host, "", Role::Api).unwrap_err();
+        let e = d
+            .command(stop, &host, "", Role::Api)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("{{release_dir}}") && e.contains("api-2"), "{e}");
         let e = d
             .command("systemctl stop af@{{ version }}", &host, "", Role::Api)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("{{version}}"), "{e}");
         // A template that does not use the version runs without one.
         assert_eq!(
@@ -1644,5 +1872,229 @@ mod tests {
             env_path("/opt/af/", Role::Worker),
             "/opt/af/shared/worker.env"
         );
+    }
+}
+
+/// The texts users read in diagnostics and in `last_failure`: pinned per variant.
+#[cfg(test)]
+mod error_text_tests {
+    use super::*;
+
+    #[test]
+    fn phases_read_as_the_state_names_them() {
+        let names: Vec<String> = Phase::ALL.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "connect",
+                "lock",
+                "inspect",
+                "upload",
+                "env",
+                "switch",
+                "restart",
+                "ready",
+                "watch",
+                "rehearse",
+                "interrupted",
+                "rollback",
+            ]
+        );
+        for p in Phase::ALL {
+            assert_eq!(p.as_str(), p.to_string());
+        }
+        assert_eq!(Role::Worker.to_string(), "worker");
+    }
+
+    #[test]
+    fn release_errors_read_as_before() {
+        let host = HostError::Connect {
+            host: "api-1".into(),
+            message: "connection refused".into(),
+        };
+        let cases: Vec<(ReleaseError, &str)> = vec![
+            (
+                ReleaseError::Host(host.clone()),
+                "api-1: cannot connect: connection refused",
+            ),
+            (
+                ReleaseError::CommandFailed {
+                    command: "systemctl restart af-api".into(),
+                    status: "exit status 3".into(),
+                    stderr: "unit not found".into(),
+                },
+                "`systemctl restart af-api` failed (exit status 3): unit not found",
+            ),
+            (
+                ReleaseError::CommandWithoutValue {
+                    template: "{{release_dir}}/bin/af stop".into(),
+                    variable: "release_dir".into(),
+                    host: "api-2".into(),
+                },
+                "the command `{{release_dir}}/bin/af stop` uses {{release_dir}}, which has no value on api-2: no release is known there, so the command is not run",
+            ),
+            (
+                ReleaseError::UnclosedTemplate,
+                "has a `{{` without a closing `}}`",
+            ),
+            (
+                ReleaseError::UnknownTemplateVariable {
+                    name: "nope".into(),
+                },
+                "uses {{nope}}; the variables are {{release_dir}}, {{version}}, {{host}}, {{role}}, {{address}}, {{deploy_dir}}",
+            ),
+            (
+                ReleaseError::NoRestartCommand { role: Role::Worker },
+                "no restart command for role worker",
+            ),
+            (
+                ReleaseError::NoApiUrl,
+                "the host has the api role but no api_url",
+            ),
+            (
+                ReleaseError::NoWorkerStatusCommand,
+                "no worker_status command",
+            ),
+            (
+                ReleaseError::ApiNotReady {
+                    within: Duration::from_secs(90),
+                    url: "http://10.0.0.1:8080".into(),
+                    live: true,
+                    last: "status degraded (HTTP 200): db not_ready".into(),
+                },
+                "not ready within 1m30s: http://10.0.0.1:8080 (live); last: status degraded (HTTP 200): db not_ready",
+            ),
+            (
+                ReleaseError::ApiNotReady {
+                    within: Duration::from_secs(5),
+                    url: "http://10.0.0.1:8080".into(),
+                    live: false,
+                    last: "no answer yet".into(),
+                },
+                "not ready within 5s: http://10.0.0.1:8080 (not live); last: no answer yet",
+            ),
+            (
+                ReleaseError::WorkerNotRunning {
+                    within: Duration::from_secs(300),
+                    last: "`af status` failed (exit status 1): down".into(),
+                },
+                "worker not running within 5m0s; last: `af status` failed (exit status 1): down",
+            ),
+            (
+                ReleaseError::WaitInterrupted {
+                    last: "no answer yet".into(),
+                },
+                "interrupted while waiting; last: no answer yet",
+            ),
+            (
+                ReleaseError::DeploymentInterrupted,
+                "the deployment was interrupted",
+            ),
+            (
+                ReleaseError::WatchInterrupted,
+                "interrupted during the watch window",
+            ),
+            (
+                ReleaseError::NotReadyDuringWatch {
+                    limit: Duration::from_secs(30),
+                    last: "status not_ready (HTTP 503)".into(),
+                },
+                "not ready for longer than 30s during the watch window: status not_ready (HTTP 503)",
+            ),
+            (
+                ReleaseError::BacklogRegressed {
+                    regressions: vec!["a grew".into(), "b grew".into()],
+                },
+                "backlog regressed past critical thresholds during the watch window: a grew; b grew",
+            ),
+            (
+                ReleaseError::AfterRollback {
+                    version: "v1".into(),
+                    error: Box::new(ReleaseError::NoApiUrl),
+                },
+                "v1 after rollback: the host has the api role but no api_url",
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text, "{e:?}");
+        }
+        assert_eq!(
+            ReleaseError::from(host.clone()).to_string(),
+            host.to_string()
+        );
+    }
+
+    #[test]
+    fn artifact_errors_read_as_before() {
+        let io = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let cases: Vec<(ArtifactError, String)> = vec![
+            (
+                ArtifactError::TempFile(io()),
+                format!("cannot create a temporary file: {}", io()),
+            ),
+            (
+                ArtifactError::Download {
+                    artifact: "http://h/a.tar.gz".into(),
+                    detail: "cannot connect to h:80: connection refused".into(),
+                },
+                "GET http://h/a.tar.gz: cannot connect to h:80: connection refused".into(),
+            ),
+            (
+                ArtifactError::Status {
+                    artifact: "http://h/a.tar.gz".into(),
+                    status: reqwest::StatusCode::NOT_FOUND,
+                },
+                "GET http://h/a.tar.gz: HTTP 404 Not Found".into(),
+            ),
+            (
+                ArtifactError::Stalled {
+                    artifact: "http://h/a.tar.gz".into(),
+                    after: ARTIFACT_STALL_TIMEOUT,
+                },
+                "GET http://h/a.tar.gz: nothing received for 1m0s; gave up".into(),
+            ),
+            (
+                ArtifactError::TooLarge {
+                    artifact: "http://h/a.tar.gz".into(),
+                    what: Oversize::Announced,
+                    limit: ARTIFACT_MAX_SIZE,
+                },
+                "http://h/a.tar.gz: the server announces a file larger than 2 GiB, the limit for release artifacts; stopped there".into(),
+            ),
+            (
+                ArtifactError::TooLarge {
+                    artifact: "http://h/a.tar.gz".into(),
+                    what: Oversize::Download,
+                    limit: 1 << 20,
+                },
+                "http://h/a.tar.gz: the download is larger than 1 MiB, the limit for release artifacts; stopped there".into(),
+            ),
+            (
+                ArtifactError::TooLarge {
+                    artifact: "/tmp/a.tar.gz".into(),
+                    what: Oversize::File,
+                    limit: 1 << 20,
+                },
+                "/tmp/a.tar.gz: the file is larger than 1 MiB, the limit for release artifacts; stopped there".into(),
+            ),
+            (
+                ArtifactError::Io {
+                    path: "/tmp/a.tar.gz".into(),
+                    error: io(),
+                },
+                format!("/tmp/a.tar.gz: {}", io()),
+            ),
+            (
+                ArtifactError::Checksum {
+                    artifact: "/tmp/a.tar.gz".into(),
+                    actual: "ab".into(),
+                    expected: "cd".into(),
+                },
+                "/tmp/a.tar.gz: sha256 is ab, the configuration says cd".into(),
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text, "{e:?}");
+        }
     }
 }

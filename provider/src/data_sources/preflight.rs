@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 
 use crate::clients::api::{self, ApiClient};
 use crate::clients::backup;
+use crate::clients::gate::CheckName;
 use crate::clients::gate::{Check, backup_check, owner_check, parse_window, window_check};
 use crate::clients::migrations::{MigrationClass, PlanInputs};
 use crate::clients::ops::{self, Severity};
@@ -97,7 +98,9 @@ impl DataSource<Settings> for Preflight {
         if let Some(w) = config.attr("change_window").as_str()
             && let Err(e) = parse_window(w)
         {
-            diags.push(Diagnostic::error("Invalid change window", e).at_attr("change_window"));
+            diags.push(
+                Diagnostic::error("Invalid change window", e.to_string()).at_attr("change_window"),
+            );
         }
         diags
     }
@@ -122,7 +125,7 @@ impl DataSource<Settings> for Preflight {
             .map(|c| c.name.to_string())
             .collect();
         for c in &outcome.checks {
-            tracing::info!(check = c.name, passed = c.passed, detail = %c.detail, "preflight check");
+            tracing::info!(check = c.name.as_str(), passed = c.passed, detail = %c.detail, "preflight check");
         }
         state.set_attr("go", Value::Bool(go));
         state.set_attr(
@@ -133,7 +136,7 @@ impl DataSource<Settings> for Preflight {
                     .iter()
                     .map(|c| {
                         Value::object([
-                            ("name", Value::from(c.name)),
+                            ("name", Value::from(c.name.as_str())),
                             ("passed", Value::Bool(c.passed)),
                             ("detail", Value::from(c.detail.as_str())),
                         ])
@@ -268,14 +271,22 @@ impl Run<'_> {
         {
             Ok(b) => b,
             Err(d) => {
-                return Check::new("backup_age", false, format!("{}: {}", d.summary, d.detail));
+                return Check::new(
+                    CheckName::BackupAge,
+                    false,
+                    format!("{}: {}", d.summary, d.detail),
+                );
             }
         };
         *bucket_out = Some(bucket.clone());
         let s3 = match self.settings.object_store() {
             Ok(c) => c,
             Err(d) => {
-                return Check::new("backup_age", false, format!("{}: {}", d.summary, d.detail));
+                return Check::new(
+                    CheckName::BackupAge,
+                    false,
+                    format!("{}: {}", d.summary, d.detail),
+                );
             }
         };
         match backup::list(&s3, &bucket, prefix).await {
@@ -287,7 +298,7 @@ impl Run<'_> {
                 backup_check(newest, prefix, max_age, now)
             }
             Err(e) => Check::new(
-                "backup_age",
+                CheckName::BackupAge,
                 false,
                 format!("cannot list backups under {bucket}/{prefix}: {e}"),
             ),
@@ -302,14 +313,14 @@ impl Run<'_> {
             Ok(c) => c,
             Err(d) => {
                 return Some(Check::new(
-                    "readiness",
+                    CheckName::Readiness,
                     false,
                     format!("{}: {}", d.summary, d.detail),
                 ));
             }
         };
         Some(match client.ready(self.settings.request_timeout).await {
-            Ok(r) if r.body.status == api::READY => Check::new("readiness", true, "ready"),
+            Ok(r) if r.body.status == api::READY => Check::new(CheckName::Readiness, true, "ready"),
             Ok(r) => {
                 let unhealthy: Vec<String> = r
                     .body
@@ -319,7 +330,7 @@ impl Run<'_> {
                     .map(|d| format!("{} {}", d.name, d.status))
                     .collect();
                 Check::new(
-                    "readiness",
+                    CheckName::Readiness,
                     false,
                     format!(
                         "status {:?} (HTTP {}), not \"ready\"{}",
@@ -333,13 +344,18 @@ impl Run<'_> {
                     ),
                 )
             }
-            Err(e) => Check::new("readiness", false, e.to_string()),
+            Err(e) => Check::new(CheckName::Readiness, false, e.to_string()),
         })
     }
 
     async fn backlog(&self, api: &Result<ApiClient, Diagnostic>) -> Check {
-        let fail =
-            |d: Diagnostic| Check::new("backlog", false, format!("{}: {}", d.summary, d.detail));
+        let fail = |d: Diagnostic| {
+            Check::new(
+                CheckName::Backlog,
+                false,
+                format!("{}: {}", d.summary, d.detail),
+            )
+        };
         let client = match api {
             Ok(c) => c,
             Err(d) => return fail(d.clone()),
@@ -375,7 +391,7 @@ impl Run<'_> {
         if !warnings.is_empty() {
             detail.push_str(&format!(" (warnings: {})", warnings.join("; ")));
         }
-        Check::new("backlog", critical.is_empty(), detail)
+        Check::new(CheckName::Backlog, critical.is_empty(), detail)
     }
 
     /// `(checks, pending)` with `migrations_dir`, else `None`.
@@ -384,8 +400,8 @@ impl Run<'_> {
         let both_fail = |detail: String| {
             Some((
                 vec![
-                    Check::new("migrations_dirty", false, detail.clone()),
-                    Check::new("contract_migrations", false, detail),
+                    Check::new(CheckName::MigrationsDirty, false, detail.clone()),
+                    Check::new(CheckName::ContractMigrations, false, detail),
                 ],
                 None,
             ))
@@ -414,10 +430,10 @@ impl Run<'_> {
         };
         let dirty = obs.dirty_versions();
         let dirty_check = if dirty.is_empty() {
-            Check::new("migrations_dirty", true, "no unfinished migration")
+            Check::new(CheckName::MigrationsDirty, true, "no unfinished migration")
         } else {
             Check::new(
-                "migrations_dirty",
+                CheckName::MigrationsDirty,
                 false,
                 format!(
                     "unfinished (dirty) migrations: {}; see data \"artifortress_migrations\" for the remedy",
@@ -439,7 +455,7 @@ impl Run<'_> {
         let allow = self.config.attr("allow_contract").as_bool() == Some(true);
         let contract_check = match (&obs.plan, contract.is_empty()) {
             (Err(problems), _) => Check::new(
-                "contract_migrations",
+                CheckName::ContractMigrations,
                 false,
                 format!(
                     "the migrations cannot be planned: {}",
@@ -451,12 +467,12 @@ impl Run<'_> {
                 ),
             ),
             (Ok(_), true) => Check::new(
-                "contract_migrations",
+                CheckName::ContractMigrations,
                 true,
                 format!("{} pending, none of class C", pending.len()),
             ),
             (Ok(_), false) => Check::new(
-                "contract_migrations",
+                CheckName::ContractMigrations,
                 allow,
                 format!(
                     "pending class C (contract; rollback means restore): {}{}",

@@ -396,7 +396,7 @@ async fn gate(settings: &Settings, config: &Value, at_apply: bool) -> Diagnostic
         gate::window_check(change.attr("window").as_str(), now),
         gate::owner_check(change.attr("rollback_owner").as_str()),
     ] {
-        let attr = if check.name == "change_window" {
+        let attr = if check.name == gate::CheckName::ChangeWindow {
             "window"
         } else {
             "rollback_owner"
@@ -770,7 +770,7 @@ fn failure_value(f: &Failure) -> Value {
         ("version", Value::String(f.version.clone())),
         ("host", Value::String(f.host.clone())),
         ("phase", Value::String(f.phase.to_string())),
-        ("detail", Value::String(f.detail.clone())),
+        ("detail", Value::String(f.detail.to_string())),
         ("at", timestamp(f.at)),
     ])
 }
@@ -1096,7 +1096,7 @@ impl Release {
             Ok(a) => a,
             Err(e) => {
                 return resp.diagnostics.push(
-                    Diagnostic::error("Artifact rejected", e).at(AttributePath::root()
+                    Diagnostic::error("Artifact rejected", e.to_string()).at(AttributePath::root()
                         .child_attr("artifact")
                         .child_attr("sha256")),
                 );
@@ -1627,7 +1627,7 @@ impl Resource<Settings> for Release {
             && let Err(e) = gate::parse_window(w)
         {
             diags.push(
-                Diagnostic::error("Invalid change window", e).at(AttributePath::root()
+                Diagnostic::error("Invalid change window", e.to_string()).at(AttributePath::root()
                     .child_attr("change")
                     .child_attr("window")),
             );
@@ -1990,7 +1990,8 @@ impl Resource<Settings> for Release {
                 Ok(Stopped::Stopped) => {}
                 Ok(Stopped::NothingDeployed) => diags.push(nothing_to_stop(&host)),
                 Err(e) => diags.push(
-                    Diagnostic::error(format!("Could not stop {host}"), e).at(host_path(&host)),
+                    Diagnostic::error(format!("Could not stop {host}"), e.to_string())
+                        .at(host_path(&host)),
                 ),
             }
         }
