@@ -405,21 +405,33 @@ fn is_running(upload_id: &str) -> bool {
 }
 
 /// Abort multipart uploads of dumps under `prefix` left by runs that died (never one a backup
-/// of this process is still writing).
+/// of this process is still writing). One upload that cannot be aborted does not keep the
+/// others open: each failure is logged, and the first is returned once all were tried.
 pub async fn abort_stale_uploads(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     prefix: &str,
 ) -> Result<usize, ObjectStoreError> {
     let mut n = 0;
+    let mut first_error = None;
     for (key, id) in object_store::list_uploads(s3, bucket, prefix).await? {
         if DUMP_SUFFIXES.iter().any(|s| key.ends_with(s)) && !is_running(&id) {
-            object_store::abort_upload(s3, bucket, &key, &id).await?;
-            tracing::warn!(bucket, key = %key, "aborted a multipart upload left by an earlier backup");
-            n += 1;
+            match object_store::abort_upload(s3, bucket, &key, &id).await {
+                Ok(()) => {
+                    tracing::warn!(bucket, key = %key, "aborted a multipart upload left by an earlier backup");
+                    n += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(bucket, key = %key, error = %e, "could not abort a multipart upload left by an earlier backup");
+                    first_error.get_or_insert(e);
+                }
+            }
         }
     }
-    Ok(n)
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(n),
+    }
 }
 
 /// Take a backup of `database_url` as `spec` says.
@@ -708,10 +720,18 @@ async fn stream_parts(
         let mut filled = 0;
         while filled < PART_SIZE {
             let n = tokio::select! {
-                r = reader.read(&mut buf[filled..]) => r.map_err(|e| BackupError::Stream {
-                    bytes: total + filled as u64,
-                    message: e.to_string(),
-                })?,
+                r = reader.read(&mut buf[filled..]) => match r {
+                    Ok(n) => n,
+                    Err(e) => {
+                        // The part being uploaded is of no use now: stop it before the
+                        // caller aborts the upload.
+                        if let Some(h) = in_flight.take() { h.abort(); }
+                        return Err(BackupError::Stream {
+                            bytes: total + filled as u64,
+                            message: e.to_string(),
+                        });
+                    }
+                },
                 _ = cancel.cancelled() => {
                     if let Some(h) = in_flight.take() { h.abort(); }
                     return Err(BackupError::Cancelled { bytes: total + filled as u64 });
