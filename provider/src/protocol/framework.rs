@@ -270,6 +270,47 @@ pub fn timeout(config: &Value, operation: &str, default: Duration) -> Duration {
         .unwrap_or(default)
 }
 
+/// Why a bounded operation was told to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Its time limit ran out.
+    TimedOut,
+    /// Terraform was interrupted (`StopProvider`).
+    Interrupted,
+}
+
+/// Runs `work` with a time limit and Terraform's interrupt: `work` gets a child token of
+/// `ctx.cancel`, which is cancelled when `limit` runs out. Either way the operation is then
+/// awaited to its end (it must stop promptly once its token is cancelled, cleaning up what it
+/// started), so the caller always gets its result, and why it was stopped if it was.
+/// `on_stop` runs once, right after the token is cancelled, before the wait (e.g. to cancel a
+/// statement running on a server).
+pub async fn run_bounded<T, W, S>(
+    ctx: &Context,
+    limit: Duration,
+    work: impl FnOnce(CancellationToken) -> W,
+    on_stop: impl FnOnce(Stopped) -> S,
+) -> (T, Option<Stopped>)
+where
+    W: std::future::Future<Output = T>,
+    S: std::future::Future<Output = ()>,
+{
+    let stop = ctx.cancel.child_token();
+    let work = work(stop.clone());
+    tokio::pin!(work);
+    let why = tokio::select! {
+        r = &mut work => return (r, None),
+        _ = tokio::time::sleep(limit) => Stopped::TimedOut,
+        _ = ctx.cancel.cancelled() => Stopped::Interrupted,
+    };
+    stop.cancel();
+    on_stop(why).await;
+    (work.await, Some(why))
+}
+
+/// An `on_stop` for [`run_bounded`] that does nothing more.
+pub async fn nothing_more(_: Stopped) {}
+
 // ------------------------------------------------------------- generic checks
 
 /// Validators, read-only attributes set in configuration, required attributes left null,

@@ -4,6 +4,7 @@
 //! - [`server`]: the `tfplugin6.Provider` gRPC service, one thin shell per RPC.
 //! - [`framework`]: the traits resources implement, and Terraform's plan/apply rules.
 //! - [`types`], [`value`], [`msgpack`], [`json`]: cty types, values and their wire forms.
+//! - [`model`]: typed models of resources and data sources, from which schemas are built.
 //! - [`schema`], [`validators`], [`diagnostics`], [`logging`].
 //!
 //! Architecture invariant: only this module touches prost/tonic types; the rest of the provider
@@ -13,6 +14,7 @@ pub mod diagnostics;
 pub mod framework;
 pub mod json;
 pub mod logging;
+pub mod model;
 pub mod msgpack;
 pub mod schema;
 pub mod serve;
