@@ -12,6 +12,8 @@
 //! - `from_config()`: like `from_value`, with every attribute's `default_value` filled in where
 //!   the configuration leaves it null, so a default is declared once, on the attribute, and
 //!   code never repeats it;
+//! - one associated const per field holding its attribute name (`ThingModel::prefix`), for
+//!   the few places that set one attribute of a plan or name it in a path;
 //! - `planned()`: the same struct in [`Planned`] mode, every field a [`Maybe`] of its type, for
 //!   validate and plan, where any configured value may still be unknown.
 //!
@@ -421,9 +423,13 @@ macro_rules! model {
             $( $(#[$fmeta])* pub $field: M::Of<$ty>, )*
         }
 
-        // Not every model uses every generated conversion.
-        #[allow(dead_code)]
+        // Not every model uses every generated conversion. Each field's attribute name is an
+        // associated const of the same name (`ThingModel::prefix == "prefix"`), checked by the
+        // compiler, for the few places that address one attribute of a plan or a path.
+        #[allow(dead_code, non_upper_case_globals)]
         impl $name {
+            $( pub const $field: &'static str = stringify!($field); )*
+
             /// The schema's attributes, in declaration order, each named after its field.
             pub fn attributes() -> Vec<$crate::protocol::schema::Attribute> {
                 vec![$( $crate::protocol::model::named(stringify!($field), $attr) ),*]
@@ -653,6 +659,7 @@ mod tests {
             .map(|a| a.name)
             .collect();
         assert_eq!(names[..3], ["name", "prefix", "note"]);
+        assert_eq!(TestModel::prefix, "prefix");
         let ty = TestModel::object_type();
         let Type::Object { attributes, .. } = ty else {
             panic!("an object type")
