@@ -7,7 +7,7 @@
 #   - floor: a shell drift probe of the things that refresh reads, run at once with `&` and `wait`
 #     like an operator's own script: `curl -fsS <api_url>/health/ready` of each API host; one
 #     `ssh` per deploy host (the options of host_ssh() in scripts/demo) reading what the release's
-#     refresh reads (provider/src/clients/hosts.rs `inspect`: `readlink current`, the release's
+#     refresh reads (provider/src/clients/hosts/files.rs `inspect`: `readlink current`, the release's
 #     .artifact-sha256, sha256sum of shared/<role>.env); one `psql` query of the ledger (versions
 #     with their checksums, which live in the sidecar table) on the quickstart's database; one
 #     S3 GET (curl --aws-sigv4, path-style) of the backup's manifest; one GET of the ops summary

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Migration engine speed, measured against two baselines taken in the same run:
-#   - ours: the provider's migration engine (provider/src/clients/migrations.rs: one session, the
+#   - ours: the provider's migration engine (provider/src/clients/migrations/: one session, the
 #     advisory lock, one transaction per file holding the file, its ledger row and its sidecar row);
 #   - floor: one `psql -1 -f ... -f ...` session over the same files, plus the ledger table and its
 #     rows in that session;

@@ -1,0 +1,410 @@
+//! Releases in the release directory: install with an on-host checksum, `current` (read,
+//! switched atomically), the revisions log, pruning and removal.
+
+use std::path::Path;
+use std::time::Instant;
+
+use super::error::{HostError, Stdin};
+use super::shell::{
+    check_text, check_version, deploy_dir_arg, normalize_sha256, shell_quote, version_of_target,
+};
+use super::transport::{Transport, run_ok, token};
+
+/// Where releases are unpacked, one directory per version.
+pub const RELEASES_DIR: &str = "releases";
+/// The symlink naming the live release.
+pub const CURRENT_LINK: &str = "current";
+/// The append-only log of deploys.
+pub const REVISIONS_LOG: &str = "revisions.log";
+/// Inside each release: the sha256 of the artifact it was unpacked from.
+pub const ARTIFACT_SHA256_FILE: &str = ".artifact-sha256";
+/// Temporary entries in `releases/` older than this (minutes) are removed by [`prune`].
+const STALE_TEMP_MINUTES: u32 = 60;
+
+/// A release on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledRelease {
+    /// `<deploy_dir>/releases/<version>`.
+    pub path: String,
+    pub sha256: String,
+    /// Bytes uploaded (0 when it was already there).
+    pub uploaded_bytes: u64,
+    /// It was already installed from the same artifact: nothing was done.
+    pub already_present: bool,
+}
+
+/// Installs `artifact` (a local `.tar.gz`) as `releases/<version>`: uploaded under a temporary
+/// name, its sha256 checked on the host against `expected_sha256`, unpacked into a temporary
+/// directory, then renamed into place. Already installed from the same artifact: nothing to
+/// do. Installed from another artifact: replaced, unless it is the live release
+/// ([`HostError::ReleaseConflict`]). Nothing is left behind on failure.
+pub async fn install_release(
+    t: &dyn Transport,
+    deploy_dir: &str,
+    version: &str,
+    artifact: &Path,
+    expected_sha256: &str,
+) -> Result<InstalledRelease, HostError> {
+    let d = deploy_dir_arg(deploy_dir)?;
+    check_version(version)?;
+    let expected = normalize_sha256(expected_sha256)?;
+    let timeouts = t.timeouts();
+    let releases = format!("{d}/{RELEASES_DIR}");
+    let release = format!("{releases}/{version}");
+
+    let probe = format!(
+        "r={r}\n\
+         (umask 022 && mkdir -p -- {rs}) || exit 1\n\
+         if [ -d \"$r\" ]; then printf 'present '; cat -- \"$r/{ARTIFACT_SHA256_FILE}\" 2>/dev/null || echo; \
+         else echo absent; fi\n\
+         readlink -- {cur} 2>/dev/null || echo",
+        r = shell_quote(&release),
+        rs = shell_quote(&releases),
+        cur = shell_quote(&format!("{d}/{CURRENT_LINK}")),
+    );
+    let out = run_ok(t, "install release", &probe, Stdin::Null, timeouts.command).await?;
+    let mut lines = out.lines();
+    let state = lines.next().unwrap_or_default().trim();
+    let current = lines.next().and_then(version_of_target);
+    if let Some(installed) = state.strip_prefix("present") {
+        let installed = installed.trim();
+        if installed == expected {
+            return Ok(InstalledRelease {
+                path: release,
+                sha256: expected,
+                uploaded_bytes: 0,
+                already_present: true,
+            });
+        }
+        if current.as_deref() == Some(version) {
+            return Err(HostError::ReleaseConflict {
+                host: t.host().to_string(),
+                deploy_dir: d,
+                version: version.to_string(),
+                installed: (!installed.is_empty()).then(|| installed.to_string()),
+                expected,
+            });
+        }
+        tracing::warn!(
+            host = t.host(),
+            version,
+            "release present with another artifact; replacing it"
+        );
+    }
+
+    let tok = token();
+    let incoming = format!("{releases}/.incoming-{version}-{tok}.tar.gz");
+    let started = Instant::now();
+    let uploaded_bytes = t
+        .upload(artifact, &incoming, 0o600)
+        .await
+        .map_err(|e| e.in_op("upload artifact"))?;
+    let remove_incoming = format!("rm -f -- {}", shell_quote(&incoming));
+    let actual = match t.sha256(&incoming).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = t.exec(&remove_incoming, None, timeouts.command).await;
+            return Err(e.in_op("verify artifact"));
+        }
+    };
+    if actual != expected {
+        let _ = t.exec(&remove_incoming, None, timeouts.command).await;
+        return Err(HostError::ChecksumMismatch {
+            host: t.host().to_string(),
+            path: format!("{} (uploaded from {})", incoming, artifact.display()),
+            expected,
+            actual,
+        });
+    }
+    tracing::info!(
+        host = t.host(),
+        version,
+        bytes = uploaded_bytes,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "artifact uploaded and verified"
+    );
+
+    let unpack = format!(
+        "set -e; umask 022\n\
+         r={r}; inc={inc}; u={u}; old={old}\n\
+         trap 'rm -rf -- \"$u\" \"$inc\" \"$old\"' EXIT\n\
+         mkdir -- \"$u\"\n\
+         tar -xzf \"$inc\" -C \"$u\" --no-same-owner\n\
+         src=$u; n=0; one=\n\
+         for e in \"$u\"/* \"$u\"/.[!.]* \"$u\"/..?*; do\n\
+           if [ -e \"$e\" ] || [ -L \"$e\" ]; then n=$((n + 1)); one=$e; fi\n\
+         done\n\
+         if [ \"$n\" -eq 0 ]; then echo 'the artifact is an empty archive' >&2; exit 1; fi\n\
+         if [ \"$n\" -eq 1 ] && [ -d \"$one\" ] && [ ! -L \"$one\" ]; then src=$one; fi\n\
+         printf '%s\\n' {sha} > \"$src/{ARTIFACT_SHA256_FILE}\"\n\
+         touch -- \"$src\"\n\
+         if [ -e \"$r\" ] || [ -L \"$r\" ]; then mv -T -- \"$r\" \"$old\"; fi\n\
+         mv -T -- \"$src\" \"$r\"",
+        r = shell_quote(&release),
+        inc = shell_quote(&incoming),
+        u = shell_quote(&format!("{releases}/.unpack-{version}-{tok}")),
+        old = shell_quote(&format!("{releases}/.replaced-{version}-{tok}")),
+        sha = shell_quote(&expected),
+    );
+    run_ok(t, "unpack release", &unpack, Stdin::Null, timeouts.transfer).await?;
+    tracing::info!(host = t.host(), version, path = %release, "release installed");
+    Ok(InstalledRelease {
+        path: release,
+        sha256: expected,
+        uploaded_bytes,
+        already_present: false,
+    })
+}
+
+/// The sha256 of the artifact `releases/<version>` was unpacked from; `None` when the release
+/// is absent or has no record.
+pub async fn release_sha256(
+    t: &dyn Transport,
+    deploy_dir: &str,
+    version: &str,
+) -> Result<Option<String>, HostError> {
+    let d = deploy_dir_arg(deploy_dir)?;
+    check_version(version)?;
+    let cmd = format!(
+        "cat -- {} 2>/dev/null || true",
+        shell_quote(&format!(
+            "{d}/{RELEASES_DIR}/{version}/{ARTIFACT_SHA256_FILE}"
+        ))
+    );
+    let out = run_ok(
+        t,
+        "read release checksum",
+        &cmd,
+        Stdin::Null,
+        t.timeouts().command,
+    )
+    .await?;
+    Ok(normalize_sha256(&out).ok())
+}
+
+/// Points `current` at `releases/<version>` atomically (a new symlink renamed over the old
+/// one). Returns the version it pointed to before.
+pub async fn switch_current(
+    t: &dyn Transport,
+    deploy_dir: &str,
+    version: &str,
+) -> Result<Option<String>, HostError> {
+    let d = deploy_dir_arg(deploy_dir)?;
+    check_version(version)?;
+    let cmd = format!(
+        "d={d}; r={r}; tmp={tmp}\n\
+         [ -d \"$d/$r\" ] || {{ echo missing; exit 0; }}\n\
+         prev=$(readlink -- \"$d/{CURRENT_LINK}\" 2>/dev/null || true)\n\
+         ln -sfn -- \"$r\" \"$tmp\" && mv -T -- \"$tmp\" \"$d/{CURRENT_LINK}\" \
+         || {{ rc=$?; rm -f -- \"$tmp\"; exit $rc; }}\n\
+         echo switched; printf '%s\\n' \"$prev\"",
+        d = shell_quote(&d),
+        r = shell_quote(&format!("{RELEASES_DIR}/{version}")),
+        tmp = shell_quote(&format!("{d}/.{CURRENT_LINK}.{}", token())),
+    );
+    let out = run_ok(t, "switch current", &cmd, Stdin::Null, t.timeouts().command).await?;
+    let mut lines = out.lines();
+    match lines.next().map(str::trim) {
+        Some("switched") => {
+            let previous = lines.next().and_then(version_of_target);
+            tracing::info!(host = t.host(), version, previous = ?previous, "current switched");
+            Ok(previous)
+        }
+        Some("missing") => Err(HostError::ReleaseMissing {
+            host: t.host().to_string(),
+            deploy_dir: d,
+            version: version.to_string(),
+        }),
+        _ => Err(HostError::UnexpectedOutput {
+            host: t.host().to_string(),
+            op: "switch current",
+            output: out,
+        }),
+    }
+}
+
+/// The version `current` points to, or `None` when there is no `current`.
+pub async fn current(t: &dyn Transport, deploy_dir: &str) -> Result<Option<String>, HostError> {
+    let d = deploy_dir_arg(deploy_dir)?;
+    let cmd = format!(
+        "c={c}\n\
+         if [ -L \"$c\" ]; then readlink -- \"$c\"; \
+         elif [ -e \"$c\" ]; then echo \"$c is not a symbolic link\" >&2; exit 1; fi",
+        c = shell_quote(&format!("{d}/{CURRENT_LINK}")),
+    );
+    let out = run_ok(t, "read current", &cmd, Stdin::Null, t.timeouts().command).await?;
+    Ok(version_of_target(&out))
+}
+
+/// Appends one line to `revisions.log`.
+pub async fn append_revision(
+    t: &dyn Transport,
+    deploy_dir: &str,
+    line: &str,
+) -> Result<(), HostError> {
+    let d = deploy_dir_arg(deploy_dir)?;
+    check_text("revision line", line)?;
+    let cmd = format!(
+        "(umask 022 && mkdir -p -- {d}) && printf '%s\\n' {line} >> {log}",
+        d = shell_quote(&d),
+        line = shell_quote(line),
+        log = shell_quote(&format!("{d}/{REVISIONS_LOG}")),
+    );
+    run_ok(
+        t,
+        "append revision",
+        &cmd,
+        Stdin::Null,
+        t.timeouts().command,
+    )
+    .await?;
+    Ok(())
+}
+
+/// The last `n` lines of `revisions.log` (oldest first); empty when there is none.
+pub async fn revisions(
+    t: &dyn Transport,
+    deploy_dir: &str,
+    n: usize,
+) -> Result<Vec<String>, HostError> {
+    let d = deploy_dir_arg(deploy_dir)?;
+    let log = shell_quote(&format!("{d}/{REVISIONS_LOG}"));
+    let cmd = format!("if [ -f {log} ]; then tail -n {n} -- {log}; fi");
+    let out = run_ok(t, "read revisions", &cmd, Stdin::Null, t.timeouts().command).await?;
+    Ok(out.lines().map(str::to_string).collect())
+}
+
+/// Removes releases beyond the `keep` most recently installed, never `current`'s nor those
+/// in `protect`; also temporary entries older than an hour. Returns the versions removed.
+pub async fn prune(
+    t: &dyn Transport,
+    deploy_dir: &str,
+    keep: usize,
+    protect: &[&str],
+) -> Result<Vec<String>, HostError> {
+    let d = deploy_dir_arg(deploy_dir)?;
+    let releases = format!("{d}/{RELEASES_DIR}");
+    let list = format!(
+        "cd -- {rs} 2>/dev/null || exit 0\n\
+         printf 'current %s\\n' \"$(readlink -- ../{CURRENT_LINK} 2>/dev/null)\"\n\
+         find . -mindepth 1 -maxdepth 1 \\( -name '.incoming-*' -o -name '.unpack-*' -o -name '.replaced-*' \\) \
+         -mmin +{STALE_TEMP_MINUTES} -exec rm -rf -- {{}} + 2>/dev/null || true\n\
+         find . -mindepth 1 -maxdepth 1 -type d ! -name '.*' -printf '%T@ %f\\n'",
+        rs = shell_quote(&releases),
+    );
+    let out = run_ok(
+        t,
+        "prune releases",
+        &list,
+        Stdin::Null,
+        t.timeouts().command,
+    )
+    .await?;
+    let mut current = None;
+    let mut installed: Vec<(f64, String)> = Vec::new();
+    for line in out.lines() {
+        if let Some(target) = line.strip_prefix("current ") {
+            current = version_of_target(target);
+        } else if let Some((mtime, name)) = line.split_once(' ')
+            && let Ok(mtime) = mtime.parse::<f64>()
+            && check_version(name).is_ok()
+        {
+            installed.push((mtime, name.to_string()));
+        }
+    }
+    let doomed = releases_to_prune(installed, keep, current.as_deref(), protect);
+    if doomed.is_empty() {
+        return Ok(doomed);
+    }
+    let cmd = format!(
+        "cd -- {rs} && rm -rf -- {names}",
+        rs = shell_quote(&releases),
+        names = doomed
+            .iter()
+            .map(|v| shell_quote(v))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    run_ok(
+        t,
+        "prune releases",
+        &cmd,
+        Stdin::Null,
+        t.timeouts().transfer,
+    )
+    .await?;
+    tracing::info!(host = t.host(), removed = ?doomed, "releases pruned");
+    Ok(doomed)
+}
+
+/// Newest first by install time (ties: version name, descending); the first `keep`, the
+/// current one and the protected ones stay.
+fn releases_to_prune(
+    mut installed: Vec<(f64, String)>,
+    keep: usize,
+    current: Option<&str>,
+    protect: &[&str],
+) -> Vec<String> {
+    installed.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
+    installed
+        .into_iter()
+        .enumerate()
+        .filter(|(i, (_, v))| {
+            *i >= keep && Some(v.as_str()) != current && !protect.contains(&v.as_str())
+        })
+        .map(|(_, (_, v))| v)
+        .collect()
+}
+
+/// Removes `current` (when it is a symbolic link) and `releases/<version>`: what a failed
+/// first deploy leaves behind.
+pub async fn remove_release(
+    t: &dyn Transport,
+    deploy_dir: &str,
+    version: &str,
+) -> Result<(), HostError> {
+    let d = deploy_dir_arg(deploy_dir)?;
+    check_version(version)?;
+    let cmd = format!(
+        "c={c}; r={r}\n\
+         if [ -L \"$c\" ] && [ \"$(basename -- \"$(readlink -- \"$c\")\")\" = {v} ]; then rm -f -- \"$c\"; fi\n\
+         rm -rf -- \"$r\"",
+        c = shell_quote(&format!("{d}/{CURRENT_LINK}")),
+        r = shell_quote(&format!("{d}/{RELEASES_DIR}/{version}")),
+        v = shell_quote(version),
+    );
+    run_ok(
+        t,
+        "remove release",
+        &cmd,
+        Stdin::Null,
+        t.timeouts().transfer,
+    )
+    .await?;
+    tracing::info!(host = t.host(), version, "release removed");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_selection() {
+        let installed = vec![
+            (10.0, "v1".to_string()),
+            (30.0, "v3".to_string()),
+            (20.0, "v2".to_string()),
+            (40.0, "v4".to_string()),
+        ];
+        assert_eq!(
+            releases_to_prune(installed.clone(), 2, Some("v4"), &[]),
+            vec!["v2", "v1"]
+        );
+        assert_eq!(
+            releases_to_prune(installed.clone(), 1, Some("v2"), &["v1"]),
+            vec!["v3"]
+        );
+        assert!(releases_to_prune(installed, 10, None, &[]).is_empty());
+    }
+}
