@@ -228,7 +228,11 @@ impl Resource<Settings> for RestoreDrill {
         let settings = req.provider;
         let (config, planned) = match models(req.config, req.planned_state) {
             Ok(m) => m,
-            Err(e) => return resp.diagnostics.push(e.diagnostic("Invalid restore drill plan")),
+            Err(e) => {
+                return resp
+                    .diagnostics
+                    .push(e.diagnostic("Invalid restore drill plan"));
+            }
         };
         let admin_url = match settings.need_database_url(
             &Value::opt_string(config.admin_database_url.clone()),
@@ -245,17 +249,13 @@ impl Resource<Settings> for RestoreDrill {
             Ok(c) => c,
             Err(d) => return resp.diagnostics.push(d),
         };
-        let manifest_key = match restore::find_manifest_key(
-            &s3,
-            &bucket,
-            &planned.backup_id,
-            &planned.prefix,
-        )
-        .await
-        {
-            Ok(k) => k,
-            Err(e) => return resp.diagnostics.push(drill_diagnostic(&e)),
-        };
+        let manifest_key =
+            match restore::find_manifest_key(&s3, &bucket, &planned.backup_id, &planned.prefix)
+                .await
+            {
+                Ok(k) => k,
+                Err(e) => return resp.diagnostics.push(drill_diagnostic(&e)),
+            };
         let spec = DrillSpec {
             bucket: bucket.clone(),
             manifest_key,
@@ -347,7 +347,9 @@ impl Resource<Settings> for RestoreDrill {
         ) {
             (Ok(r), Ok(p)) => (r, p),
             (Err(e), _) | (_, Err(e)) => {
-                return resp.diagnostics.push(e.diagnostic("Invalid restore drill state"));
+                return resp
+                    .diagnostics
+                    .push(e.diagnostic("Invalid restore drill state"));
             }
         };
         let mut state = planned.clone();

@@ -23,6 +23,20 @@ pub fn write_changes<T: ToValue>(target: &mut Value, ty: &Type, before: &T, afte
     }
 }
 
+/// Sets in `target` (an object of type `ty`, wholly known) every attribute whose value in
+/// `model` differs from the one it holds: for a state a model was read from with
+/// `from_config`, this also writes the defaults it filled in.
+pub fn write_differences<T: ToValue>(target: &mut Value, ty: &Type, model: &T) {
+    let Value::Object(new) = model.to_value(ty) else {
+        return;
+    };
+    for (name, value) in new {
+        if !target.attr(&name).same(&value) {
+            target.set_attr(&name, value);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
