@@ -81,33 +81,15 @@ crate::model! {
         postgres_bin_dir: Option<String> = Attribute::optional("postgres_bin_dir", Type::String)
             .description("Directory holding `pg_restore` and `psql`. Default: PATH."),
         timeouts: Value = framework::timeouts_attribute(&["create"]),
-        id: Option<String> = Attribute::computed("id", Type::String)
-            .use_state_for_unknown()
-            .description("`<backup id>@<time of the drill>`."),
-        passed: Option<bool> = Attribute::computed("passed", Type::Bool)
-            .use_state_for_unknown()
-            .description("RTO, RPO and data verification all PASS."),
-        rto_seconds: Option<f64> = Attribute::computed("rto_seconds", Type::Number)
-            .use_state_for_unknown()
-            .description("Drill start to a restored database that passed verification (download, re-create, restore, count)."),
-        rpo_seconds: Option<f64> = Attribute::computed("rpo_seconds", Type::Number)
-            .use_state_for_unknown()
-            .description("The true RPO: the age of the backup's recovery point (`snapshot_at`) when the drill started."),
-        backup_duration_seconds: Option<f64> = Attribute::computed("backup_duration_seconds", Type::Number)
-            .use_state_for_unknown()
-            .description("How long the backup took: what the service's own drill reports as its RPO, for comparison."),
-        restore_duration_seconds: Option<f64> = Attribute::computed("restore_duration_seconds", Type::Number)
-            .use_state_for_unknown()
-            .description("The `pg_restore` (or `psql`) step alone."),
-        mismatches: Option<Vec<MismatchModel>> = Attribute::computed("mismatches", Type::list(MismatchModel::object_type()))
-            .use_state_for_unknown()
-            .description("Parity tables whose restored count differs from the backup's: `table`, `expected` (null: not in the backup), `actual` (null: not restored)."),
-        report_markdown: Option<String> = Attribute::computed("report_markdown", Type::String)
-            .use_state_for_unknown()
-            .description("The report, with the service's drill vocabulary (`RTO status: PASS`, `RPO status: …`, `data verification: …`)."),
-        ran_at: Option<String> = Attribute::computed("ran_at", Type::String)
-            .use_state_for_unknown()
-            .description("When the drill started (RFC 3339, UTC)."),
+        id: Option<String> = recorded("id", Type::String, "`<backup id>@<time of the drill>`."),
+        passed: Option<bool> = recorded("passed", Type::Bool, "RTO, RPO and data verification all PASS."),
+        rto_seconds: Option<f64> = recorded("rto_seconds", Type::Number, "Drill start to a restored database that passed verification (download, re-create, restore, count)."),
+        rpo_seconds: Option<f64> = recorded("rpo_seconds", Type::Number, "The true RPO: the age of the backup's recovery point (`snapshot_at`) when the drill started."),
+        backup_duration_seconds: Option<f64> = recorded("backup_duration_seconds", Type::Number, "How long the backup took: what the service's own drill reports as its RPO, for comparison."),
+        restore_duration_seconds: Option<f64> = recorded("restore_duration_seconds", Type::Number, "The `pg_restore` (or `psql`) step alone."),
+        mismatches: Option<Vec<MismatchModel>> = recorded("mismatches", Type::list(MismatchModel::object_type()), "Parity tables whose restored count differs from the backup's: `table`, `expected` (null: not in the backup), `actual` (null: not restored)."),
+        report_markdown: Option<String> = recorded("report_markdown", Type::String, "The report, with the service's drill vocabulary (`RTO status: PASS`, `RPO status: …`, `data verification: …`)."),
+        ran_at: Option<String> = recorded("ran_at", Type::String, "When the drill started (RFC 3339, UTC)."),
     }
 }
 
@@ -409,6 +391,13 @@ impl RestoreDrillModel {
         self.report_markdown = prior.report_markdown.clone();
         self.ran_at = prior.ran_at.clone();
     }
+}
+
+/// A computed attribute of the drill's record, kept from the last drill.
+fn recorded(name: &str, ty: Type, description: &str) -> Attribute {
+    Attribute::computed(name, ty)
+        .use_state_for_unknown()
+        .description(description)
 }
 
 /// The configuration (for its write-only and configured-only values) and the plan of an apply,
