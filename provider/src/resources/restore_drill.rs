@@ -15,106 +15,94 @@ use crate::clients::restore::{self, DrillError, DrillReport, DrillSpec};
 use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
 use crate::protocol::framework::{
     self, ApplyRequest, ApplyResponse, DeleteRequest, ModifyPlanRequest, ModifyPlanResponse,
-    ReadRequest, ReadResponse, Resource,
+    ReadRequest, ReadResponse, Resource, Stopped,
 };
+use crate::protocol::model::{Maybe, ModelError, ToValue};
 use crate::protocol::schema::{Attribute, Schema};
 use crate::protocol::types::Type;
-use crate::protocol::value::{Number, Value};
+use crate::protocol::value::Value;
 use crate::settings::Settings;
+use crate::shared::edits::write_changes;
 use crate::shared::timestamp;
 
 pub const TYPE_NAME: &str = "artifortress_restore_drill";
 const DEFAULT_DRILL_DATABASE: &str = "artifortress_drill";
 const DEFAULT_CREATE_TIMEOUT: Duration = Duration::from_secs(3600);
 
-pub struct RestoreDrill;
-
-const COMPUTED: [&str; 10] = [
-    "id",
-    "bucket",
-    "passed",
-    "rto_seconds",
-    "rpo_seconds",
-    "backup_duration_seconds",
-    "restore_duration_seconds",
-    "mismatches",
-    "report_markdown",
-    "ran_at",
-];
-
-fn mismatch_type() -> Type {
-    Type::object([
-        ("table", Type::String),
-        ("expected", Type::Number),
-        ("actual", Type::Number),
-    ])
-}
-
-fn seconds(s: f64) -> Value {
-    Value::Number(Number::from_f64((s * 1000.0).round() / 1000.0))
-}
-
-fn write_report(state: &mut Value, r: &DrillReport) {
-    state.set_attr(
-        "id",
-        format!("{}@{}", r.backup_id, r.ran_at.format("%Y%m%dT%H%M%SZ")).into(),
-    );
-    state.set_attr("bucket", r.bucket.clone().into());
-    state.set_attr("passed", r.passed.into());
-    state.set_attr("rto_seconds", seconds(r.rto_seconds));
-    state.set_attr("rpo_seconds", seconds(r.rpo_seconds));
-    state.set_attr(
-        "backup_duration_seconds",
-        seconds(r.backup_duration_seconds),
-    );
-    state.set_attr(
-        "restore_duration_seconds",
-        seconds(r.restore_duration_seconds),
-    );
-    state.set_attr(
-        "mismatches",
-        Value::List(
-            r.mismatches
-                .iter()
-                .map(|m| {
-                    Value::object([
-                        ("table", Value::String(m.table.clone())),
-                        (
-                            "expected",
-                            m.expected.map(Value::int).unwrap_or(Value::Null),
-                        ),
-                        ("actual", m.actual.map(Value::int).unwrap_or(Value::Null)),
-                    ])
-                })
-                .collect(),
-        ),
-    );
-    state.set_attr("report_markdown", r.markdown().into());
-    state.set_attr("ran_at", timestamp(r.ran_at));
-}
-
-/// The JSON twin of a Markdown report key.
-fn json_key(report_key: &str) -> String {
-    match report_key.strip_suffix(".md") {
-        Some(stem) => format!("{stem}.json"),
-        None => format!("{report_key}.json"),
+crate::model! {
+    /// `artifortress_restore_drill` as configured, planned and stored.
+    pub(crate) struct RestoreDrillModel {
+        backup_id: String = Attribute::required("backup_id", Type::String)
+            .requires_replace()
+            .description("The backup to restore: an `artifortress_backup`'s `id` (e.g. `artifortress_backup.x.id`), found under `prefix` or, when it is not there, under whichever prefix holds its manifest; or its `object_key`. An id whose manifest is under several prefixes is an error that names them."),
+        bucket: Option<String> = Attribute::optional_computed("bucket", Type::String)
+            .requires_replace()
+            .use_state_for_unknown()
+            .description("Bucket of the backup (and of the report). Default: the provider's `object_storage.bucket`."),
+        prefix: String = Attribute::optional_computed("prefix", Type::String)
+            .requires_replace()
+            .default_value("backups/")
+            .description("Where to look first for the backup when `backup_id` is an id; a backup under another prefix is still found (the bucket is listed)."),
+        admin_database_url: Option<String> = Attribute::optional("admin_database_url", Type::String)
+            .sensitive()
+            .write_only()
+            .description("PostgreSQL URL of a role that may create and drop databases, on the server to restore to. Default: the provider's `database_url`. Its own database is never the drill database. Write-only (Terraform >= 1.11): never stored; use `triggers` to run a new drill."),
+        drill_database: String = Attribute::optional_computed("drill_database", Type::String)
+            .requires_replace()
+            .default_value(DEFAULT_DRILL_DATABASE)
+            .description("The scratch database: its sessions are terminated, it is dropped and re-created, then restored into. Must match `^[A-Za-z_][A-Za-z0-9_]*$` and never be the backup's source database (both checked at plan time where known, and again before anything is dropped)."),
+        /// An element that is not a string (unknown in a plan) is left out.
+        parity_tables: Vec<Option<String>> = Attribute::optional_computed("parity_tables", Type::list(Type::String))
+            .requires_replace()
+            .default_value(default_tables())
+            .description("Tables whose row counts must equal the backup's (read in its snapshot). Default: the service's ten."),
+        rto_target_seconds: f64 = Attribute::optional_computed("rto_target_seconds", Type::Number)
+            .requires_replace()
+            .default_value(Value::int(900))
+            .description("RTO target: drill start to a verified restore."),
+        rpo_target_seconds: f64 = Attribute::optional_computed("rpo_target_seconds", Type::Number)
+            .requires_replace()
+            .default_value(Value::int(300))
+            .description("RPO target: the age of the backup's recovery point at drill time."),
+        keep_drill_database: bool = Attribute::optional_computed("keep_drill_database", Type::Bool)
+            .requires_replace()
+            .default_value(false)
+            .description("Keep the restored database after the drill (default: drop it). Destroying this resource never drops it."),
+        report_object_key: Option<String> = Attribute::optional("report_object_key", Type::String)
+            .requires_replace()
+            .description("Also write the Markdown report to this key in the bucket, and its JSON twin beside it (`.md` replaced by `.json`)."),
+        fail_on_breach: bool = Attribute::optional_computed("fail_on_breach", Type::Bool)
+            .requires_replace()
+            .default_value(true)
+            .description("A FAIL (RTO, RPO or data verification) fails the apply with the report in the error, and nothing is recorded, so the next apply runs the drill again. `false`: the result is recorded in `passed`."),
+        triggers: Value = Attribute::optional("triggers", Type::map(Type::String))
+            .requires_replace()
+            .description("Any change runs the drill again (e.g. `{ week = time_rotating.weekly.id }`)."),
+        postgres_bin_dir: Option<String> = Attribute::optional("postgres_bin_dir", Type::String)
+            .description("Directory holding `pg_restore` and `psql`. Default: PATH."),
+        timeouts: Value = framework::timeouts_attribute(&["create"]),
+        id: Option<String> = recorded("id", Type::String, "`<backup id>@<time of the drill>`."),
+        passed: Option<bool> = recorded("passed", Type::Bool, "RTO, RPO and data verification all PASS."),
+        rto_seconds: Option<f64> = recorded("rto_seconds", Type::Number, "Drill start to a restored database that passed verification (download, re-create, restore, count)."),
+        rpo_seconds: Option<f64> = recorded("rpo_seconds", Type::Number, "The true RPO: the age of the backup's recovery point (`snapshot_at`) when the drill started."),
+        backup_duration_seconds: Option<f64> = recorded("backup_duration_seconds", Type::Number, "How long the backup took: what the service's own drill reports as its RPO, for comparison."),
+        restore_duration_seconds: Option<f64> = recorded("restore_duration_seconds", Type::Number, "The `pg_restore` (or `psql`) step alone."),
+        mismatches: Option<Vec<MismatchModel>> = recorded("mismatches", Type::list(MismatchModel::object_type()), "Parity tables whose restored count differs from the backup's: `table`, `expected` (null: not in the backup), `actual` (null: not restored)."),
+        report_markdown: Option<String> = recorded("report_markdown", Type::String, "The report, with the service's drill vocabulary (`RTO status: PASS`, `RPO status: …`, `data verification: …`)."),
+        ran_at: Option<String> = recorded("ran_at", Type::String, "When the drill started (RFC 3339, UTC)."),
     }
 }
 
-fn drill_diagnostic(err: &DrillError) -> Diagnostic {
-    let attr = match err {
-        DrillError::BadName { .. } | DrillError::IsSource { .. } => "drill_database",
-        DrillError::NoManifest { .. } | DrillError::Corrupt { .. } => "backup_id",
-        DrillError::Database { .. } => "admin_database_url",
-        DrillError::Restore { .. } => "postgres_bin_dir",
-        _ => "backup_id",
-    };
-    Diagnostic::error("Restore drill failed", err.to_string()).at_attr(attr)
+crate::model! {
+    /// One element of `mismatches`.
+    pub(crate) struct MismatchModel {
+        table: String = Attribute::computed("table", Type::String),
+        expected: Option<i64> = Attribute::computed("expected", Type::Number),
+        actual: Option<i64> = Attribute::computed("actual", Type::Number),
+    }
 }
 
-fn float(v: &Value, default: f64) -> f64 {
-    v.as_number().and_then(|n| n.as_f64()).unwrap_or(default)
-}
+pub struct RestoreDrill;
 
 #[async_trait]
 impl Resource<Settings> for RestoreDrill {
@@ -123,112 +111,6 @@ impl Resource<Settings> for RestoreDrill {
     }
 
     fn schema(&self) -> Schema {
-        let default_tables = Value::List(
-            PARITY_TABLES
-                .iter()
-                .map(|t| Value::String(t.to_string()))
-                .collect(),
-        );
-        let mut attrs = vec![
-            Attribute::required("backup_id", Type::String)
-                .requires_replace()
-                .description("The backup to restore: an `artifortress_backup`'s `id` (e.g. `artifortress_backup.x.id`), found under `prefix` or, when it is not there, under whichever prefix holds its manifest; or its `object_key`. An id whose manifest is under several prefixes is an error that names them."),
-            Attribute::optional_computed("bucket", Type::String)
-                .requires_replace()
-                .use_state_for_unknown()
-                .description("Bucket of the backup (and of the report). Default: the provider's `object_storage.bucket`."),
-            Attribute::optional_computed("prefix", Type::String)
-                .requires_replace()
-                .default_value("backups/")
-                .description("Where to look first for the backup when `backup_id` is an id; a backup under another prefix is still found (the bucket is listed)."),
-            Attribute::optional("admin_database_url", Type::String)
-                .sensitive()
-                .write_only()
-                .description("PostgreSQL URL of a role that may create and drop databases, on the server to restore to. Default: the provider's `database_url`. Its own database is never the drill database. Write-only (Terraform >= 1.11): never stored; use `triggers` to run a new drill."),
-            Attribute::optional_computed("drill_database", Type::String)
-                .requires_replace()
-                .default_value(DEFAULT_DRILL_DATABASE)
-                .description("The scratch database: its sessions are terminated, it is dropped and re-created, then restored into. Must match `^[A-Za-z_][A-Za-z0-9_]*$` and never be the backup's source database (both checked at plan time where known, and again before anything is dropped)."),
-            Attribute::optional_computed("parity_tables", Type::list(Type::String))
-                .requires_replace()
-                .default_value(default_tables)
-                .description("Tables whose row counts must equal the backup's (read in its snapshot). Default: the service's ten."),
-            Attribute::optional_computed("rto_target_seconds", Type::Number)
-                .requires_replace()
-                .default_value(Value::int(900))
-                .description("RTO target: drill start to a verified restore."),
-            Attribute::optional_computed("rpo_target_seconds", Type::Number)
-                .requires_replace()
-                .default_value(Value::int(300))
-                .description("RPO target: the age of the backup's recovery point at drill time."),
-            Attribute::optional_computed("keep_drill_database", Type::Bool)
-                .requires_replace()
-                .default_value(false)
-                .description("Keep the restored database after the drill (default: drop it). Destroying this resource never drops it."),
-            Attribute::optional("report_object_key", Type::String)
-                .requires_replace()
-                .description("Also write the Markdown report to this key in the bucket, and its JSON twin beside it (`.md` replaced by `.json`)."),
-            Attribute::optional_computed("fail_on_breach", Type::Bool)
-                .requires_replace()
-                .default_value(true)
-                .description("A FAIL (RTO, RPO or data verification) fails the apply with the report in the error, and nothing is recorded, so the next apply runs the drill again. `false`: the result is recorded in `passed`."),
-            Attribute::optional("triggers", Type::map(Type::String))
-                .requires_replace()
-                .description("Any change runs the drill again (e.g. `{ week = time_rotating.weekly.id }`)."),
-            Attribute::optional("postgres_bin_dir", Type::String)
-                .description("Directory holding `pg_restore` and `psql`. Default: PATH."),
-            framework::timeouts_attribute(&["create"]),
-        ];
-        let computed = [
-            ("id", Type::String, "`<backup id>@<time of the drill>`."),
-            (
-                "passed",
-                Type::Bool,
-                "RTO, RPO and data verification all PASS.",
-            ),
-            (
-                "rto_seconds",
-                Type::Number,
-                "Drill start to a restored database that passed verification (download, re-create, restore, count).",
-            ),
-            (
-                "rpo_seconds",
-                Type::Number,
-                "The true RPO: the age of the backup's recovery point (`snapshot_at`) when the drill started.",
-            ),
-            (
-                "backup_duration_seconds",
-                Type::Number,
-                "How long the backup took: what the service's own drill reports as its RPO, for comparison.",
-            ),
-            (
-                "restore_duration_seconds",
-                Type::Number,
-                "The `pg_restore` (or `psql`) step alone.",
-            ),
-            (
-                "mismatches",
-                Type::list(mismatch_type()),
-                "Parity tables whose restored count differs from the backup's: `table`, `expected` (null: not in the backup), `actual` (null: not restored).",
-            ),
-            (
-                "report_markdown",
-                Type::String,
-                "The report, with the service's drill vocabulary (`RTO status: PASS`, `RPO status: …`, `data verification: …`).",
-            ),
-            (
-                "ran_at",
-                Type::String,
-                "When the drill started (RFC 3339, UTC).",
-            ),
-        ];
-        for (name, ty, text) in computed {
-            attrs.push(
-                Attribute::computed(name, ty)
-                    .use_state_for_unknown()
-                    .description(text),
-            );
-        }
         Schema::new(
             0,
             "The recurring backup/restore drill (D6): downloads a backup (checking its sha256), \
@@ -238,13 +120,17 @@ impl Resource<Settings> for RestoreDrill {
              measures RTO and the true RPO against their targets, writes a Markdown report \
              (and a JSON twin) and drops the drill database. It runs again only when `triggers` \
              or another input changes.",
-            attrs,
+            RestoreDrillModel::attributes(),
         )
     }
 
     async fn validate(&self, config: &Value) -> Diagnostics {
+        let config = match RestoreDrillModel::planned(config) {
+            Ok(c) => c,
+            Err(e) => return e.diagnostic("Invalid restore drill configuration").into(),
+        };
         let mut diags = Diagnostics::new();
-        if let Some(name) = config.attr("drill_database").as_str()
+        if let Maybe::Known(name) = &config.drill_database
             && !valid_identifier(name)
         {
             diags.push(
@@ -255,9 +141,12 @@ impl Resource<Settings> for RestoreDrill {
                 .at_attr("drill_database"),
             );
         }
-        for attr in ["rto_target_seconds", "rpo_target_seconds"] {
-            if let Some(n) = config.attr(attr).as_number().and_then(|n| n.as_f64())
-                && n <= 0.0
+        for (attr, target) in [
+            ("rto_target_seconds", &config.rto_target_seconds),
+            ("rpo_target_seconds", &config.rpo_target_seconds),
+        ] {
+            if let Maybe::Known(n) = target
+                && *n <= 0.0
             {
                 diags.push(
                     Diagnostic::error("Invalid target", format!("{attr} must be positive."))
@@ -273,20 +162,26 @@ impl Resource<Settings> for RestoreDrill {
         req: ModifyPlanRequest<'_, Settings>,
         resp: &mut ModifyPlanResponse,
     ) {
-        let (config, settings) = (req.config, req.provider);
-        super::plan_default_bucket(config, req.prior_state, settings, resp);
+        let settings = req.provider;
+        super::plan_default_bucket(req.config, req.prior_state, settings, resp);
+        let (config, planned) = match (
+            RestoreDrillModel::planned(req.config),
+            RestoreDrillModel::planned(&resp.planned_state),
+        ) {
+            (Ok(c), Ok(p)) => (c, p),
+            (Err(e), _) | (_, Err(e)) => {
+                return resp
+                    .diagnostics
+                    .push(e.diagnostic("Invalid restore drill plan"));
+            }
+        };
         // Never the source: refuse at plan time what is known to be the service's database or
         // the admin connection's own.
-        let Some(drill) = resp
-            .planned_state
-            .attr("drill_database")
-            .as_str()
-            .map(str::to_string)
-        else {
+        let Maybe::Known(drill) = &planned.drill_database else {
             return;
         };
         let admin = settings
-            .database_url_for(config.attr("admin_database_url"))
+            .database_url_for(&config.admin_database_url.to_value(&Type::String))
             .ok()
             .flatten();
         let source = settings.database_url_for(&Value::Null).ok().flatten();
@@ -312,14 +207,23 @@ impl Resource<Settings> for RestoreDrill {
     }
 
     async fn create(&self, req: ApplyRequest<'_, Settings>, resp: &mut ApplyResponse) {
-        let (config, planned, settings) = (req.config, req.planned_state, req.provider);
-        let admin_url = match settings
-            .need_database_url(config.attr("admin_database_url"), "admin_database_url")
-        {
+        let settings = req.provider;
+        let (config, planned) = match models(req.config, req.planned_state) {
+            Ok(m) => m,
+            Err(e) => {
+                return resp
+                    .diagnostics
+                    .push(e.diagnostic("Invalid restore drill plan"));
+            }
+        };
+        let admin_url = match settings.need_database_url(
+            &Value::opt_string(config.admin_database_url.clone()),
+            "admin_database_url",
+        ) {
             Ok(u) => u,
             Err(d) => return resp.diagnostics.push(d),
         };
-        let bucket = match settings.need_bucket(planned.attr("bucket").as_str(), "bucket") {
+        let bucket = match settings.need_bucket(planned.bucket.as_deref(), "bucket") {
             Ok(b) => b,
             Err(d) => return resp.diagnostics.push(d),
         };
@@ -327,55 +231,52 @@ impl Resource<Settings> for RestoreDrill {
             Ok(c) => c,
             Err(d) => return resp.diagnostics.push(d),
         };
-        let backup_id = planned.attr("backup_id").as_str().unwrap_or_default();
-        let prefix = planned.attr("prefix").as_str().unwrap_or("backups/");
-        let manifest_key = match restore::find_manifest_key(&s3, &bucket, backup_id, prefix).await {
-            Ok(k) => k,
-            Err(e) => return resp.diagnostics.push(drill_diagnostic(&e)),
-        };
+        let manifest_key =
+            match restore::find_manifest_key(&s3, &bucket, &planned.backup_id, &planned.prefix)
+                .await
+            {
+                Ok(k) => k,
+                Err(e) => return resp.diagnostics.push(drill_diagnostic(&e)),
+            };
         let spec = DrillSpec {
             bucket: bucket.clone(),
             manifest_key,
             admin_url,
-            drill_database: planned
-                .attr("drill_database")
-                .as_str()
-                .unwrap_or(DEFAULT_DRILL_DATABASE)
-                .to_string(),
-            parity_tables: planned
-                .attr("parity_tables")
-                .as_elements()
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect(),
-            rto_target_seconds: float(planned.attr("rto_target_seconds"), 900.0),
-            rpo_target_seconds: float(planned.attr("rpo_target_seconds"), 300.0),
-            keep_drill_database: planned
-                .attr("keep_drill_database")
-                .as_bool()
-                .unwrap_or(false),
-            bin_dir: config.attr("postgres_bin_dir").as_str().map(PathBuf::from),
+            drill_database: planned.drill_database.clone(),
+            parity_tables: planned.parity_tables.iter().flatten().cloned().collect(),
+            rto_target_seconds: planned.rto_target_seconds,
+            rpo_target_seconds: planned.rpo_target_seconds,
+            keep_drill_database: planned.keep_drill_database,
+            bin_dir: config.postgres_bin_dir.as_deref().map(PathBuf::from),
             connect_timeout: settings.request_timeout,
         };
-        let limit = framework::timeout(config, "create", DEFAULT_CREATE_TIMEOUT);
-        let stop = req.ctx.cancel.child_token();
-        let result = tokio::select! {
-            r = restore::run(&s3, &spec, &stop) => r,
-            _ = tokio::time::sleep(limit) => {
-                stop.cancel();
-                return resp.diagnostics.push(Diagnostic::error(
+        let limit = framework::timeout(req.config, "create", DEFAULT_CREATE_TIMEOUT);
+        let (s3_ref, spec_ref) = (&s3, &spec);
+        let (result, stopped) = framework::run_bounded(
+            req.ctx,
+            limit,
+            |stop| async move { restore::run(s3_ref, spec_ref, &stop).await },
+            framework::nothing_more,
+        )
+        .await;
+        if stopped == Some(Stopped::TimedOut) {
+            return resp.diagnostics.push(
+                Diagnostic::error(
                     "Restore drill timed out",
-                    format!("The drill did not finish within the create timeout ({}).", crate::duration::format(limit)),
-                ).at_attr("timeouts"));
-            }
-        };
+                    format!(
+                        "The drill did not finish within the create timeout ({}).",
+                        crate::duration::format(limit)
+                    ),
+                )
+                .at_attr("timeouts"),
+            );
+        }
         let report = match result {
             Ok(r) => r,
             Err(e) => return resp.diagnostics.push(drill_diagnostic(&e)),
         };
         let markdown = report.markdown();
-        if let Some(key) = config.attr("report_object_key").as_str() {
+        if let Some(key) = &config.report_object_key {
             let json = serde_json::to_vec_pretty(&report).expect("a report serialises");
             for (k, body, ty) in [
                 (
@@ -400,14 +301,20 @@ impl Resource<Settings> for RestoreDrill {
             mismatches = report.mismatches.len(),
             "restore drill finished"
         );
-        if !report.passed && planned.attr("fail_on_breach").as_bool() != Some(false) {
+        if !report.passed && planned.fail_on_breach {
             return resp.diagnostics.push(
                 Diagnostic::error("Restore drill FAILED", markdown).at_attr("fail_on_breach"),
             );
         }
         let mut state = planned.clone();
-        write_report(&mut state, &report);
-        resp.new_state = state;
+        state.record(&report);
+        resp.new_state = req.planned_state.clone();
+        write_changes(
+            &mut resp.new_state,
+            &RestoreDrillModel::object_type(),
+            &planned,
+            &state,
+        );
     }
 
     async fn read(&self, _req: ReadRequest<'_, Settings>, _resp: &mut ReadResponse) {
@@ -416,16 +323,126 @@ impl Resource<Settings> for RestoreDrill {
 
     async fn update(&self, req: ApplyRequest<'_, Settings>, resp: &mut ApplyResponse) {
         // Only arguments that do not shape a drill change in place (postgres_bin_dir, timeouts).
-        let mut state = req.planned_state.clone();
-        for name in COMPUTED {
-            state.set_attr(name, req.prior_state.attr(name).clone());
-        }
-        resp.new_state = state;
+        let (prior, planned) = match (
+            RestoreDrillModel::from_value(req.prior_state),
+            RestoreDrillModel::from_value(req.planned_state),
+        ) {
+            (Ok(r), Ok(p)) => (r, p),
+            (Err(e), _) | (_, Err(e)) => {
+                return resp
+                    .diagnostics
+                    .push(e.diagnostic("Invalid restore drill state"));
+            }
+        };
+        let mut state = planned.clone();
+        state.keep_record(&prior);
+        resp.new_state = req.planned_state.clone();
+        write_changes(
+            &mut resp.new_state,
+            &RestoreDrillModel::object_type(),
+            &planned,
+            &state,
+        );
     }
 
     async fn delete(&self, _req: DeleteRequest<'_, Settings>) -> Diagnostics {
         Diagnostics::new()
     }
+}
+
+impl RestoreDrillModel {
+    /// The drill's record: every computed attribute.
+    fn record(&mut self, r: &DrillReport) {
+        self.id = Some(format!(
+            "{}@{}",
+            r.backup_id,
+            r.ran_at.format("%Y%m%dT%H%M%SZ")
+        ));
+        self.bucket = Some(r.bucket.clone());
+        self.passed = Some(r.passed);
+        self.rto_seconds = Some(seconds(r.rto_seconds));
+        self.rpo_seconds = Some(seconds(r.rpo_seconds));
+        self.backup_duration_seconds = Some(seconds(r.backup_duration_seconds));
+        self.restore_duration_seconds = Some(seconds(r.restore_duration_seconds));
+        self.mismatches = Some(
+            r.mismatches
+                .iter()
+                .map(|m| MismatchModel {
+                    table: m.table.clone(),
+                    expected: m.expected,
+                    actual: m.actual,
+                })
+                .collect(),
+        );
+        self.report_markdown = Some(r.markdown());
+        self.ran_at = timestamp(r.ran_at).as_str().map(str::to_string);
+    }
+
+    /// Keeps the record of `prior` (every computed attribute) on an in-place update.
+    fn keep_record(&mut self, prior: &RestoreDrillModel) {
+        self.id = prior.id.clone();
+        self.bucket = prior.bucket.clone();
+        self.passed = prior.passed;
+        self.rto_seconds = prior.rto_seconds;
+        self.rpo_seconds = prior.rpo_seconds;
+        self.backup_duration_seconds = prior.backup_duration_seconds;
+        self.restore_duration_seconds = prior.restore_duration_seconds;
+        self.mismatches = prior.mismatches.clone();
+        self.report_markdown = prior.report_markdown.clone();
+        self.ran_at = prior.ran_at.clone();
+    }
+}
+
+/// A computed attribute of the drill's record, kept from the last drill.
+fn recorded(name: &str, ty: Type, description: &str) -> Attribute {
+    Attribute::computed(name, ty)
+        .use_state_for_unknown()
+        .description(description)
+}
+
+/// The configuration (for its write-only and configured-only values) and the plan of an apply,
+/// defaults filled in.
+fn models(
+    config: &Value,
+    planned: &Value,
+) -> Result<(RestoreDrillModel, RestoreDrillModel), ModelError> {
+    Ok((
+        RestoreDrillModel::from_config(config)?,
+        RestoreDrillModel::from_config(planned)?,
+    ))
+}
+
+fn default_tables() -> Value {
+    Value::List(
+        PARITY_TABLES
+            .iter()
+            .map(|t| Value::String(t.to_string()))
+            .collect(),
+    )
+}
+
+/// Seconds to the millisecond.
+fn seconds(s: f64) -> f64 {
+    (s * 1000.0).round() / 1000.0
+}
+
+/// The JSON twin of a Markdown report key.
+fn json_key(report_key: &str) -> String {
+    match report_key.strip_suffix(".md") {
+        Some(stem) => format!("{stem}.json"),
+        None => format!("{report_key}.json"),
+    }
+}
+
+fn drill_diagnostic(err: &DrillError) -> Diagnostic {
+    let attr = match err {
+        DrillError::BadName { .. } | DrillError::IsSource { .. } => "drill_database",
+        DrillError::NoManifest { .. } | DrillError::Corrupt { .. } => "backup_id",
+        DrillError::Database { .. } => "admin_database_url",
+        DrillError::Restore { .. } => "postgres_bin_dir",
+        _ => "backup_id",
+    };
+    Diagnostic::error("Restore drill failed", err.to_string()).at_attr(attr)
 }
 
 #[cfg(test)]
@@ -445,9 +462,31 @@ mod tests {
 
     #[test]
     fn every_computed_attribute_is_kept_on_update() {
-        for a in &RestoreDrill.schema().block.attributes {
+        let mut config = Value::null_object(&RestoreDrillModel::object_type());
+        config.set_attr("backup_id", "b".into());
+        let mut prior = RestoreDrillModel::from_config(&config).unwrap();
+        prior.id = Some("b@20240101T000000Z".into());
+        prior.bucket = Some("bucket".into());
+        prior.passed = Some(true);
+        prior.rto_seconds = Some(1.5);
+        prior.rpo_seconds = Some(2.5);
+        prior.backup_duration_seconds = Some(3.5);
+        prior.restore_duration_seconds = Some(4.5);
+        prior.mismatches = Some(vec![MismatchModel {
+            table: "t".into(),
+            expected: Some(1),
+            actual: None,
+        }]);
+        prior.report_markdown = Some("# report".into());
+        prior.ran_at = Some("2024-01-01T00:00:00.000Z".into());
+        let mut planned = RestoreDrillModel::from_config(&config).unwrap();
+        planned.postgres_bin_dir = Some("/usr/lib/postgresql/15/bin".into());
+        planned.keep_record(&prior);
+        let (prior, kept) = (prior.to_object(), planned.to_object());
+        for a in &RestoreDrillModel::attributes() {
             if a.constraint == crate::protocol::schema::Constraint::Computed {
-                assert!(COMPUTED.contains(&a.name.as_str()), "{}", a.name);
+                assert!(!prior.attr(&a.name).is_null(), "{}", a.name);
+                assert!(kept.attr(&a.name).same(prior.attr(&a.name)), "{}", a.name);
             }
         }
     }

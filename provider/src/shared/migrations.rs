@@ -46,6 +46,14 @@ pub(crate) fn view_attributes() -> Vec<Attribute> {
     ]
 }
 
+/// One of [`view_attributes`], by name (for a model that declares them one by one).
+pub(crate) fn view_attribute(name: &str) -> Attribute {
+    view_attributes()
+        .into_iter()
+        .find(|a| a.name == name)
+        .unwrap_or_else(|| panic!("{name:?} is not a view attribute"))
+}
+
 /// Which attribute a plan problem is about.
 pub(crate) fn problem_attribute(problem: &PlanProblem) -> &'static str {
     match problem {

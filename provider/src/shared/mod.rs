@@ -3,6 +3,7 @@
 //! protocol, never a type file (checked by `provider/tests/architecture.rs`).
 //!
 //! - here: value helpers (timestamps, row counts);
+//! - [`edits`]: a model written back into a plan or state, only where the code changed it;
 //! - [`migrations`]: one look at a database's migrations (the observation), shared by the
 //!   migration resource, the migrations data source and preflight;
 //! - [`ops`]: readiness dependency lists and ops-summary thresholds, shared by the readiness,
@@ -14,6 +15,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::protocol::value::Value;
 
+pub mod edits;
 pub mod migrations;
 pub mod ops;
 
