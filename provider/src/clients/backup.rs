@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::types::CompletedPart;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sqlx::{Connection, Row};
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader, ReadBuf};
 use tokio_util::sync::CancellationToken;
@@ -39,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use super::object_store::{self, ObjectStoreError};
 use super::pg::{InvalidUrl, database_identity, libpq_env, redact_url};
 use super::process;
+use super::stream::HashingSink;
 
 /// The tables whose row counts a backup records and a restore drill compares (the service's
 /// drill list).
@@ -707,7 +707,7 @@ async fn stream_parts(
     raw_bytes: &AtomicU64,
     cancel: &CancellationToken,
 ) -> Result<(Vec<CompletedPart>, String, u64), BackupError> {
-    let mut hasher = Sha256::new();
+    let mut stored = HashingSink::new();
     let mut parts = Vec::new();
     let mut in_flight: Option<tokio::task::JoinHandle<Result<CompletedPart, ObjectStoreError>>> =
         None;
@@ -745,8 +745,7 @@ async fn stream_parts(
         buf.truncate(filled);
         let last = filled < PART_SIZE;
         if filled > 0 {
-            hasher.update(&buf);
-            total += filled as u64;
+            total = stored.update(&buf);
             part_number += 1;
             if let Some(h) = in_flight.take() {
                 parts.push(join_part(h, bucket, key).await?);
@@ -780,7 +779,8 @@ async fn stream_parts(
     if let Some(h) = in_flight.take() {
         parts.push(join_part(h, bucket, key).await?);
     }
-    Ok((parts, hex::encode(hasher.finalize()), total))
+    let (sha256, size) = stored.finish();
+    Ok((parts, sha256, size))
 }
 
 async fn join_part(
@@ -814,14 +814,12 @@ pub async fn checksum_object(
         .await
         .map_err(|e| ObjectStoreError::new("GET", s3, bucket, key, &e))?;
     let mut body = out.body;
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
+    let mut read_back = HashingSink::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| ObjectStoreError::stream("GET", s3, bucket, key, &e))?;
-        size += chunk.len() as u64;
-        hasher.update(&chunk);
+        read_back.update(&chunk);
     }
-    Ok((hex::encode(hasher.finalize()), size))
+    Ok(read_back.finish())
 }
 
 pub async fn write_manifest(

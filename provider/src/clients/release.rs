@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::api::{self, ApiClient, Readiness};
 use super::hosts::{self, DeployLock, EnvKey, FileSums, HostError, Transport};
 use super::ops::{self, Overrides};
+use super::poll::{GaveUp, Poller};
 
 /// How long a deploy lock lives without renewal; renewed every third of it.
 pub const LOCK_TTL: Duration = Duration::from_secs(120);
@@ -631,13 +632,21 @@ pub async fn wait_api_ready(
     cancel: &CancellationToken,
 ) -> Result<Duration, ReleaseError> {
     let started = Instant::now();
-    let deadline = started + timeout;
     let mut last = String::from("no answer yet");
     let mut live = false;
     let mut count = 0;
+    let mut poller = Poller::new(timeout, poll, cancel);
     loop {
-        if cancel.is_cancelled() {
-            return Err(ReleaseError::WaitInterrupted { last });
+        if let Err(gave_up) = poller.next_attempt().await {
+            return Err(match gave_up {
+                GaveUp::Cancelled => ReleaseError::WaitInterrupted { last },
+                GaveUp::TimedOut => ReleaseError::ApiNotReady {
+                    within: timeout,
+                    url: api.base_url().to_string(),
+                    live,
+                    last,
+                },
+            });
         }
         if !live {
             match api.live(PROBE_TIMEOUT).await {
@@ -663,18 +672,6 @@ pub async fn wait_api_ready(
                     last = format!("/health/ready: {e}");
                 }
             }
-        }
-        if Instant::now() + poll > deadline {
-            return Err(ReleaseError::ApiNotReady {
-                within: timeout,
-                url: api.base_url().to_string(),
-                live,
-                last,
-            });
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
-            _ = cancel.cancelled() => {}
         }
     }
 }
@@ -1587,11 +1584,11 @@ async fn fetch_artifact_limited(
     expected: &str,
     max_size: u64,
 ) -> Result<LocalArtifact, ArtifactError> {
-    use sha2::Digest;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::time::timeout;
 
     use super::http::describe;
+    use super::stream::HashingSink;
     let too_large = |what| ArtifactError::TooLarge {
         artifact: source.to_string(),
         what,
@@ -1656,21 +1653,18 @@ async fn fetch_artifact_limited(
         )
     };
     let mut f = tokio::fs::File::open(&path).await.map_err(io(&path))?;
-    let mut hasher = sha2::Sha256::new();
+    let mut read = HashingSink::new();
     let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
     loop {
         let n = f.read(&mut buf).await.map_err(io(&path))?;
         if n == 0 {
             break;
         }
-        size += n as u64;
-        if size > max_size {
+        if read.update(&buf[..n]) > max_size {
             return Err(too_large(Oversize::File));
         }
-        hasher.update(&buf[..n]);
     }
-    let actual = hex::encode(hasher.finalize());
+    let (actual, size) = read.finish();
     if actual != expected {
         return Err(ArtifactError::Checksum {
             artifact: source.to_string(),
