@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use tokio::io::AsyncWriteExt;
@@ -27,6 +26,7 @@ use super::object_store::{self, ObjectStoreError};
 use super::pg::{libpq_env, redact_url};
 use super::pg::{quote_ident, valid_identifier};
 use super::process;
+use super::stream::HashingSink;
 
 #[derive(Debug, Clone)]
 pub struct DrillSpec {
@@ -304,7 +304,7 @@ async fn download(
         .map_err(|e| ObjectStoreError::new("GET", s3, &m.bucket, &m.object_key, &e))?;
     let io = |e: std::io::Error| DrillError::Io(e.to_string());
     let mut body = out.body;
-    let mut hasher = Sha256::new();
+    let mut downloaded = HashingSink::new();
     let sink = tokio::fs::File::create(file).await.map_err(io)?;
     let mut writer: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>> = match m.compression {
         Compression::None => Box::pin(tokio::io::BufWriter::with_capacity(1 << 20, sink)),
@@ -315,11 +315,11 @@ async fn download(
     while let Some(chunk) = body.next().await {
         let chunk =
             chunk.map_err(|e| ObjectStoreError::stream("GET", s3, &m.bucket, &m.object_key, &e))?;
-        hasher.update(&chunk);
+        downloaded.update(&chunk);
         writer.write_all(&chunk).await.map_err(io)?;
     }
     writer.shutdown().await.map_err(io)?;
-    let actual = hex::encode(hasher.finalize());
+    let (actual, _) = downloaded.finish();
     if actual != m.sha256 {
         return Err(DrillError::Corrupt {
             expected: m.sha256.clone(),

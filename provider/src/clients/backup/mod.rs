@@ -18,6 +18,10 @@
 //!
 //! Multipart uploads left open by a crashed run (ours: keys under the prefix ending in a dump
 //! suffix) are aborted at the start of the next backup under the same prefix.
+//!
+//! Here: the backup's settings, errors and the run itself (snapshot, `pg_dump`); `upload`
+//! streams the dump into object storage and reads it back, `manifest` reads and writes what
+//! a finished backup is.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,20 +29,24 @@ use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::types::CompletedPart;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sqlx::{Connection, Row};
-use tokio::io::{AsyncRead, AsyncReadExt, BufReader, ReadBuf};
+use tokio::io::{AsyncRead, BufReader};
 use tokio_util::sync::CancellationToken;
 
 use super::object_store::{self, ObjectStoreError};
 use super::pg::{InvalidUrl, database_identity, libpq_env, redact_url};
 use super::process;
+
+mod manifest;
+mod upload;
+
+pub use manifest::{Manifest, delete, list, manifest_key_for, read_manifest, write_manifest};
+use upload::{Counting, RunningUpload, stream_parts};
+pub use upload::{abort_stale_uploads, checksum_object};
 
 /// The tables whose row counts a backup records and a restore drill compares (the service's
 /// drill list).
@@ -58,7 +66,6 @@ pub const PARITY_TABLES: [&str; 10] = [
 /// Size of one multipart part (S3's minimum is 5 MiB except for the last).
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 pub const MANIFEST_SUFFIX: &str = ".manifest.json";
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -105,48 +112,6 @@ pub fn dump_suffix(format: Format, compression: Compression) -> &'static str {
         (Format::Plain, Compression::None) => ".sql",
         (Format::Plain, Compression::Zstd) => ".sql.zst",
     }
-}
-
-/// Longest first, so `.dump.zst` is not taken for `.dump`.
-const DUMP_SUFFIXES: [&str; 4] = [".dump.zst", ".sql.zst", ".dump", ".sql"];
-
-/// The manifest key of a dump key (`…/ID.dump.zst` → `…/ID.manifest.json`).
-pub fn manifest_key_for(object_key: &str) -> Option<String> {
-    DUMP_SUFFIXES
-        .iter()
-        .find_map(|s| object_key.strip_suffix(s))
-        .map(|stem| format!("{stem}{MANIFEST_SUFFIX}"))
-}
-
-/// What a backup is, as written next to it (`…/ID.manifest.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub id: String,
-    pub bucket: String,
-    pub object_key: String,
-    pub manifest_key: String,
-    /// sha256 of the stored object (after compression).
-    pub sha256: String,
-    pub size_bytes: u64,
-    /// Bytes pg_dump produced (before compression).
-    pub dump_bytes: u64,
-    pub format: Format,
-    pub compression: Compression,
-    /// `host:port/database` of the source.
-    pub database: String,
-    /// The recovery point: when the dump's snapshot was taken.
-    pub snapshot_at: DateTime<Utc>,
-    pub started_at: DateTime<Utc>,
-    pub completed_at: DateTime<Utc>,
-    pub duration_seconds: f64,
-    pub migration_head: Option<String>,
-    /// Row counts of the [`PARITY_TABLES`] that exist, read in the dump's snapshot.
-    pub table_counts: BTreeMap<String, i64>,
-    pub postgres_version: String,
-    pub pg_dump_version: String,
-    pub verified: bool,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
 }
 
 /// What to back up and where.
@@ -267,26 +232,6 @@ pub fn new_id(now: DateTime<Utc>) -> String {
     format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), hex::encode(bytes))
 }
 
-/// Counts bytes read through it.
-struct Counting<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
-        r
-    }
-}
-
 impl From<InvalidUrl> for BackupError {
     fn from(e: InvalidUrl) -> Self {
         BackupError::InvalidUrl {
@@ -369,69 +314,6 @@ async fn read_snapshot(
         server_version,
         server_major: (server_num / 10000) as u32,
     })
-}
-
-/// Upload ids of the backups running in this process. Terraform applies independent
-/// resources in parallel in one provider process: two backups under one prefix must not take
-/// each other's running upload for a dead one.
-static RUNNING_UPLOADS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
-    std::sync::LazyLock::new(Default::default);
-
-/// Marks an upload as running until dropped.
-struct RunningUpload(String);
-
-impl RunningUpload {
-    fn new(upload_id: &str) -> RunningUpload {
-        if let Ok(mut set) = RUNNING_UPLOADS.lock() {
-            set.insert(upload_id.to_string());
-        }
-        RunningUpload(upload_id.to_string())
-    }
-}
-
-impl Drop for RunningUpload {
-    fn drop(&mut self) {
-        if let Ok(mut set) = RUNNING_UPLOADS.lock() {
-            set.remove(&self.0);
-        }
-    }
-}
-
-fn is_running(upload_id: &str) -> bool {
-    RUNNING_UPLOADS
-        .lock()
-        .map(|set| set.contains(upload_id))
-        .unwrap_or(false)
-}
-
-/// Abort multipart uploads of dumps under `prefix` left by runs that died (never one a backup
-/// of this process is still writing). One upload that cannot be aborted does not keep the
-/// others open: each failure is logged, and the first is returned once all were tried.
-pub async fn abort_stale_uploads(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    prefix: &str,
-) -> Result<usize, ObjectStoreError> {
-    let mut n = 0;
-    let mut first_error = None;
-    for (key, id) in object_store::list_uploads(s3, bucket, prefix).await? {
-        if DUMP_SUFFIXES.iter().any(|s| key.ends_with(s)) && !is_running(&id) {
-            match object_store::abort_upload(s3, bucket, &key, &id).await {
-                Ok(()) => {
-                    tracing::warn!(bucket, key = %key, "aborted a multipart upload left by an earlier backup");
-                    n += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(bucket, key = %key, error = %e, "could not abort a multipart upload left by an earlier backup");
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(n),
-    }
 }
 
 /// Take a backup of `database_url` as `spec` says.
@@ -696,199 +578,6 @@ async fn run_on(
     Ok(manifest)
 }
 
-/// Fill parts of [`PART_SIZE`] from `reader` and upload them, one uploading while the next
-/// fills. Returns the parts, the sha256 and the size of what was stored.
-async fn stream_parts(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-    upload_id: &str,
-    reader: &mut Pin<Box<dyn AsyncRead + Send>>,
-    raw_bytes: &AtomicU64,
-    cancel: &CancellationToken,
-) -> Result<(Vec<CompletedPart>, String, u64), BackupError> {
-    let mut hasher = Sha256::new();
-    let mut parts = Vec::new();
-    let mut in_flight: Option<tokio::task::JoinHandle<Result<CompletedPart, ObjectStoreError>>> =
-        None;
-    let mut total: u64 = 0;
-    let mut part_number = 0;
-    let started = Instant::now();
-    let mut last_progress = Instant::now();
-    loop {
-        let mut buf = vec![0u8; PART_SIZE];
-        let mut filled = 0;
-        while filled < PART_SIZE {
-            let n = tokio::select! {
-                r = reader.read(&mut buf[filled..]) => match r {
-                    Ok(n) => n,
-                    Err(e) => {
-                        // The part being uploaded is of no use now: stop it before the
-                        // caller aborts the upload.
-                        if let Some(h) = in_flight.take() { h.abort(); }
-                        return Err(BackupError::Stream {
-                            bytes: total + filled as u64,
-                            message: e.to_string(),
-                        });
-                    }
-                },
-                _ = cancel.cancelled() => {
-                    if let Some(h) = in_flight.take() { h.abort(); }
-                    return Err(BackupError::Cancelled { bytes: total + filled as u64 });
-                }
-            };
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
-        buf.truncate(filled);
-        let last = filled < PART_SIZE;
-        if filled > 0 {
-            hasher.update(&buf);
-            total += filled as u64;
-            part_number += 1;
-            if let Some(h) = in_flight.take() {
-                parts.push(join_part(h, bucket, key).await?);
-            }
-            let (s3, bucket_s, key_s, upload_s) = (
-                s3.clone(),
-                bucket.to_string(),
-                key.to_string(),
-                upload_id.to_string(),
-            );
-            let number = part_number;
-            in_flight = Some(tokio::spawn(async move {
-                object_store::upload_part(&s3, &bucket_s, &key_s, &upload_s, number, buf).await
-            }));
-        }
-        if last_progress.elapsed() >= PROGRESS_EVERY {
-            let secs = started.elapsed().as_secs_f64().max(0.001);
-            tracing::info!(
-                key,
-                stored_bytes = total,
-                dump_bytes = raw_bytes.load(Ordering::Relaxed),
-                mib_per_second = format!("{:.1}", total as f64 / 1_048_576.0 / secs),
-                "backup in progress"
-            );
-            last_progress = Instant::now();
-        }
-        if last {
-            break;
-        }
-    }
-    if let Some(h) = in_flight.take() {
-        parts.push(join_part(h, bucket, key).await?);
-    }
-    Ok((parts, hex::encode(hasher.finalize()), total))
-}
-
-async fn join_part(
-    h: tokio::task::JoinHandle<Result<CompletedPart, ObjectStoreError>>,
-    bucket: &str,
-    key: &str,
-) -> Result<CompletedPart, BackupError> {
-    match h.await {
-        Ok(r) => Ok(r?),
-        Err(e) => Err(ObjectStoreError {
-            op: "UPLOAD PART",
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            message: format!("the upload task ended abnormally: {e}"),
-        }
-        .into()),
-    }
-}
-
-/// Stream an object and return (sha256, size).
-pub async fn checksum_object(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-) -> Result<(String, u64), ObjectStoreError> {
-    let out = s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| ObjectStoreError::new("GET", s3, bucket, key, &e))?;
-    let mut body = out.body;
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| ObjectStoreError::stream("GET", s3, bucket, key, &e))?;
-        size += chunk.len() as u64;
-        hasher.update(&chunk);
-    }
-    Ok((hex::encode(hasher.finalize()), size))
-}
-
-pub async fn write_manifest(
-    s3: &aws_sdk_s3::Client,
-    manifest: &Manifest,
-) -> Result<(), ObjectStoreError> {
-    let body = serde_json::to_vec_pretty(manifest).expect("a manifest serialises");
-    object_store::put_small(
-        s3,
-        &manifest.bucket,
-        &manifest.manifest_key,
-        body,
-        "application/json",
-    )
-    .await
-}
-
-/// The manifest at `key`, `None` if absent.
-pub async fn read_manifest(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-) -> Result<Option<Manifest>, BackupError> {
-    let Some(bytes) = object_store::get_small(s3, bucket, key).await? else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| BackupError::BadManifest {
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            message: e.to_string(),
-        })
-}
-
-/// Every backup under `prefix` that has a readable manifest, oldest first.
-pub async fn list(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    prefix: &str,
-) -> Result<Vec<Manifest>, BackupError> {
-    let mut out = Vec::new();
-    for key in object_store::list_keys(s3, bucket, prefix).await? {
-        if !key.ends_with(MANIFEST_SUFFIX) {
-            continue;
-        }
-        match read_manifest(s3, bucket, &key).await {
-            Ok(Some(m)) => out.push(m),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "skipping an unreadable manifest"),
-        }
-    }
-    out.sort_by(|a, b| a.snapshot_at.cmp(&b.snapshot_at).then(a.id.cmp(&b.id)));
-    Ok(out)
-}
-
-/// Delete a backup: the dump, then the manifest.
-pub async fn delete(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    object_key: &str,
-    manifest_key: &str,
-) -> Result<(), ObjectStoreError> {
-    object_store::delete(s3, bucket, object_key).await?;
-    object_store::delete(s3, bucket, manifest_key).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -908,19 +597,6 @@ mod tests {
             Some(("9.6.24".into(), 9))
         );
         assert_eq!(parse_pg_dump_version("nonsense"), None);
-    }
-
-    #[test]
-    fn manifest_keys_follow_dump_keys() {
-        assert_eq!(
-            manifest_key_for("backups/x/20261127T000000Z-ab.dump.zst").as_deref(),
-            Some("backups/x/20261127T000000Z-ab.manifest.json")
-        );
-        assert_eq!(
-            manifest_key_for("b/ID.sql").as_deref(),
-            Some("b/ID.manifest.json")
-        );
-        assert_eq!(manifest_key_for("b/ID.tar"), None);
     }
 
     #[test]

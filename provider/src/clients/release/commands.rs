@@ -1,0 +1,223 @@
+//! The commands run on the hosts: `{{variable}}` templates, their checking and rendering
+//! (values shell-quoted), and running one on a host.
+
+use std::collections::BTreeMap;
+
+use super::{Deployment, Host, ReleaseError, Role};
+use crate::clients::hosts;
+
+/// Commands run on the hosts, templated with `{{release_dir}}`, `{{version}}`, `{{host}}`,
+/// `{{role}}`, `{{address}}` and `{{deploy_dir}}` (each substituted shell-quoted).
+#[derive(Clone, Debug, Default)]
+pub struct Commands {
+    pub restart: BTreeMap<Role, String>,
+    pub stop: BTreeMap<Role, String>,
+    pub worker_status: Option<String>,
+}
+
+pub const TEMPLATE_VARIABLES: [&str; 6] = [
+    "release_dir",
+    "version",
+    "host",
+    "role",
+    "address",
+    "deploy_dir",
+];
+
+/// Checks that a command only uses known `{{variables}}`.
+pub fn check_template(command: &str) -> Result<(), ReleaseError> {
+    let mut rest = command;
+    while let Some(i) = rest.find("{{") {
+        let after = &rest[i + 2..];
+        let Some(j) = after.find("}}") else {
+            return Err(ReleaseError::UnclosedTemplate);
+        };
+        let name = after[..j].trim();
+        if !TEMPLATE_VARIABLES.contains(&name) {
+            return Err(ReleaseError::UnknownTemplateVariable {
+                name: name.to_string(),
+            });
+        }
+        rest = &after[j + 2..];
+    }
+    Ok(())
+}
+
+/// Whether `template` uses the variable `name` (`{{name}}`, spaces inside the braces allowed).
+fn template_uses(template: &str, name: &str) -> bool {
+    let mut rest = template;
+    while let Some(i) = rest.find("{{") {
+        let after = &rest[i + 2..];
+        let Some(j) = after.find("}}") else {
+            return false;
+        };
+        if after[..j].trim() == name {
+            return true;
+        }
+        rest = &after[j + 2..];
+    }
+    false
+}
+
+/// Substitutes the template variables (values shell-quoted).
+pub fn render(command: &str, vars: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(command.len());
+    let mut rest = command;
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        match after.find("}}") {
+            Some(j) => {
+                let name = after[..j].trim();
+                match vars.iter().find(|(k, _)| *k == name) {
+                    Some((_, v)) => out.push_str(&hosts::shell_quote(v)),
+                    None => out.push_str(&rest[i..i + 2 + j + 2]),
+                }
+                rest = &after[j + 2..];
+            }
+            None => {
+                out.push_str(&rest[i..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+impl Deployment {
+    /// The template variables for a command; a variable that has no value (no version known
+    /// for the host) is empty.
+    fn vars<'a>(&'a self, host: &'a Host, version: &'a str, role: Role) -> Vec<(&'a str, String)> {
+        let d = self.deploy_dir.trim_end_matches('/');
+        vec![
+            (
+                "release_dir",
+                if version.is_empty() {
+                    String::new()
+                } else {
+                    format!("{d}/{}/{version}", hosts::RELEASES_DIR)
+                },
+            ),
+            ("version", version.to_string()),
+            ("host", host.name.clone()),
+            ("role", role.as_str().to_string()),
+            ("address", host.address.clone()),
+            ("deploy_dir", d.to_string()),
+        ]
+    }
+
+    /// The command `template` stands for on `host`; an error instead of a command built from
+    /// an empty value (`releases//bin/...` on a host with no release).
+    pub(super) fn command(
+        &self,
+        template: &str,
+        host: &Host,
+        version: &str,
+        role: Role,
+    ) -> Result<String, ReleaseError> {
+        let vars = self.vars(host, version, role);
+        if let Some((name, _)) = vars
+            .iter()
+            .find(|(k, v)| v.is_empty() && template_uses(template, k))
+        {
+            return Err(ReleaseError::CommandWithoutValue {
+                template: template.to_string(),
+                variable: name.to_string(),
+                host: host.name.clone(),
+            });
+        }
+        let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Ok(render(template, &refs))
+    }
+
+    /// Runs a command; a non-zero exit is an error with its stderr.
+    pub(super) async fn run(&self, host: &Host, command: &str) -> Result<String, ReleaseError> {
+        let t = &host.transport;
+        match t.exec(command, None, t.timeouts().command).await {
+            Ok(out) if out.success() => Ok(out.stdout_text()),
+            Ok(out) => Err(ReleaseError::CommandFailed {
+                command: command.to_string(),
+                status: out.status_text(),
+                stderr: out.stderr_text().trim().to_string(),
+            }),
+            Err(e) => Err(ReleaseError::Host(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::clients::release::Strategy;
+
+    #[test]
+    fn templates_substitute_known_variables_quoted() {
+        let cmd = render(
+            "{{release_dir}}/bin/artifortress restart {{role}} # {{host}} {{nope}}",
+            &[
+                ("release_dir", "/opt/a b/releases/v1"),
+                ("role", "api"),
+                ("host", "api-1"),
+            ],
+        );
+        assert_eq!(
+            cmd,
+            "'/opt/a b/releases/v1'/bin/artifortress restart api # api-1 {{nope}}"
+        );
+        assert!(check_template("x {{ version }} {{address}}").is_ok());
+        assert!(
+            check_template("x {{nope}}")
+                .unwrap_err()
+                .to_string()
+                .contains("{{nope}}")
+        );
+        assert!(check_template("x {{version").is_err());
+    }
+
+    #[test]
+    fn commands_are_never_built_from_an_empty_version() {
+        let d = Deployment {
+            deploy_dir: "/opt/af".into(),
+            hosts: Vec::new(),
+            commands: Commands::default(),
+            strategy: Strategy::default(),
+            lock_owner: "test".into(),
+            cancel: CancellationToken::new(),
+        };
+        let host = Host {
+            name: "api-2".into(),
+            address: "10.0.0.2".into(),
+            transport: Arc::new(hosts::LocalTransport::new(hosts::Timeouts::default())),
+            roles: vec![Role::Api],
+            api: None,
+        };
+        let stop = "{{release_dir}}/bin/artifortress stop {{role}}";
+        assert_eq!(
+            d.command(stop, &host, "v1", Role::Api).unwrap(),
+            "/opt/af/releases/v1/bin/artifortress stop api"
+        );
+        let e = d
+            .command(stop, &host, "", Role::Api)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("{{release_dir}}") && e.contains("api-2"), "{e}");
+        let e = d
+            .command("systemctl stop af@{{ version }}", &host, "", Role::Api)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("{{version}}"), "{e}");
+        // A template that does not use the version runs without one.
+        assert_eq!(
+            d.command("systemctl stop artifortress-{{role}}", &host, "", Role::Api)
+                .unwrap(),
+            "systemctl stop artifortress-api"
+        );
+        assert!(template_uses("a {{ version }} b", "version"));
+        assert!(!template_uses("a {{versions}} {{version", "version"));
+    }
+}
