@@ -48,20 +48,26 @@ fn scrub_query(u: &mut Url, replacement: Option<&str>) {
     if !u.query_pairs().any(|(k, _)| is_secret_key(&k)) {
         return;
     }
-    let pairs: Vec<(String, String)> = u
-        .query_pairs()
-        .filter_map(|(k, v)| {
-            if is_secret_key(&k) {
-                replacement.map(|r| (k.into_owned(), r.to_string()))
+    // Segment by segment, the others kept byte for byte: libpq decodes `%XX` only (a `+` stays
+    // a `+`), so re-encoding the query as a form would change what it reads.
+    let query = u.query().unwrap_or_default().to_string();
+    let kept: Vec<String> = query
+        .split('&')
+        .filter(|seg| !seg.is_empty())
+        .filter_map(|seg| {
+            let key = seg.split('=').next().unwrap_or_default();
+            let decoded = percent_decode_str(key).decode_utf8_lossy();
+            if is_secret_key(&decoded) {
+                replacement.map(|r| format!("{key}={r}"))
             } else {
-                Some((k.into_owned(), v.into_owned()))
+                Some(seg.to_string())
             }
         })
         .collect();
-    if pairs.is_empty() {
+    if kept.is_empty() {
         u.set_query(None);
     } else {
-        u.query_pairs_mut().clear().extend_pairs(pairs);
+        u.set_query(Some(&kept.join("&")));
     }
 }
 
@@ -135,50 +141,68 @@ pub fn database_identity(url: &str) -> Result<String, InvalidUrl> {
     ))
 }
 
-/// libpq environment for pg_dump from a URL, so the password never appears on a command line.
-pub fn libpq_env(url: &str) -> Result<Vec<(&'static str, String)>, InvalidUrl> {
-    let invalid = |message: String| InvalidUrl {
-        url: redact_url(url),
-        message,
-    };
-    let u = url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
-    if !matches!(u.scheme(), "postgres" | "postgresql") {
-        return Err(invalid(format!("scheme {:?} is not postgres", u.scheme())));
-    }
-    let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
-    let mut env = vec![("PGAPPNAME", "terraform-provider-artifortress".to_string())];
-    if let Some(h) = u.host_str() {
-        env.push(("PGHOST", h.trim_matches(['[', ']']).to_string()));
-    }
-    if let Some(p) = u.port() {
-        env.push(("PGPORT", p.to_string()));
-    }
-    if !u.username().is_empty() {
-        env.push(("PGUSER", decode(u.username())));
-    }
-    if let Some(p) = u.password() {
-        env.push(("PGPASSWORD", decode(p)));
-    }
-    let db = u.path().trim_start_matches('/');
-    if !db.is_empty() {
-        env.push(("PGDATABASE", decode(db)));
-    }
-    for (k, v) in u.query_pairs() {
-        let var = match k.as_ref() {
-            "sslmode" => "PGSSLMODE",
-            "sslrootcert" => "PGSSLROOTCERT",
-            "sslcert" => "PGSSLCERT",
-            "sslkey" => "PGSSLKEY",
-            "host" => "PGHOST",
-            "port" => "PGPORT",
-            "user" => "PGUSER",
-            "password" => "PGPASSWORD",
-            "dbname" => "PGDATABASE",
-            _ => continue,
+/// How a libpq tool (`pg_dump`, `pg_restore`, `psql`) is pointed at a database: the URL
+/// itself as `--dbname`, so every parameter it carries (`sslmode`, `connect_timeout`,
+/// `options`, `target_session_attrs`, …) reaches libpq as written, minus its password, which
+/// goes through `PGPASSWORD` and so never appears on a command line.
+#[derive(Clone)]
+pub struct LibpqConnection {
+    /// The `--dbname` argument: the URL without password.
+    pub dbname: String,
+    /// Environment for the tool (`PGPASSWORD` when the URL has one, `PGAPPNAME`).
+    pub env: Vec<(&'static str, String)>,
+}
+
+impl LibpqConnection {
+    /// For `url`, optionally on another database of the same server (a restore drill's).
+    pub fn new(url: &str, database: Option<&str>) -> Result<LibpqConnection, InvalidUrl> {
+        let invalid = |message: String| InvalidUrl {
+            url: redact_url(url),
+            message,
         };
-        env.push((var, v.into_owned()));
+        let mut u = Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+        if !matches!(u.scheme(), "postgres" | "postgresql") {
+            return Err(invalid(format!("scheme {:?} is not postgres", u.scheme())));
+        }
+        if u.query_pairs().any(|(k, _)| k == "sslpassword") {
+            // libpq reads it from no environment variable: it would be on the command line.
+            return Err(invalid(
+                "sslpassword cannot reach pg_dump/pg_restore without appearing on their \
+                 command line; use a client key without a passphrase"
+                    .into(),
+            ));
+        }
+        let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let mut env = vec![("PGAPPNAME", "terraform-provider-artifortress".to_string())];
+        let from_query = u
+            .query_pairs()
+            .find(|(k, _)| k == "password")
+            .map(|(_, v)| v.into_owned());
+        if let Some(p) = u.password().map(decode).or(from_query) {
+            env.push(("PGPASSWORD", p));
+        }
+        if let Some(db) = database {
+            u.query_pairs()
+                .any(|(k, _)| k == "dbname")
+                .then_some(())
+                .map_or(Ok(()), |_| {
+                    Err(invalid(
+                        "a dbname parameter cannot be combined with another database".into(),
+                    ))
+                })?;
+            u.set_path(&format!(
+                "/{}",
+                percent_encoding::utf8_percent_encode(db, percent_encoding::NON_ALPHANUMERIC)
+            ));
+        }
+        let dbname = without_password(u.as_str())?;
+        Ok(LibpqConnection { dbname, env })
     }
-    Ok(env)
+
+    /// `--dbname=<url without password>`.
+    pub fn dbname_arg(&self) -> String {
+        format!("--dbname={}", self.dbname)
+    }
 }
 
 #[cfg(test)]
@@ -243,17 +267,51 @@ mod tests {
     }
 
     #[test]
-    fn libpq_environment_carries_the_url_without_a_command_line() {
-        let env =
-            libpq_env("postgres://app%40x:p%2Fw@db.internal:6543/art?sslmode=require").unwrap();
-        let get = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
-        assert_eq!(get("PGHOST"), Some("db.internal"));
-        assert_eq!(get("PGPORT"), Some("6543"));
-        assert_eq!(get("PGUSER"), Some("app@x"));
+    fn libpq_gets_the_whole_url_and_the_password_only_through_its_environment() {
+        // Issue 16: parameters libpq knows and we do not map (connect_timeout, options,
+        // target_session_attrs) used to be dropped silently; now the URL itself is the dbname.
+        let c = LibpqConnection::new(
+            "postgres://app%40x:p%2Fw@db.internal:6543/art?sslmode=require&connect_timeout=7&options=-c%20search_path%3Dx&target_session_attrs=read-write",
+            None,
+        )
+        .unwrap();
+        let get = |k: &str| c.env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("PGPASSWORD"), Some("p/w"));
-        assert_eq!(get("PGDATABASE"), Some("art"));
-        assert_eq!(get("PGSSLMODE"), Some("require"));
-        assert!(libpq_env("mysql://x/y").is_err());
+        assert_eq!(get("PGAPPNAME"), Some("terraform-provider-artifortress"));
+        assert_eq!(
+            c.dbname_arg(),
+            "--dbname=postgres://app%40x@db.internal:6543/art?sslmode=require&connect_timeout=7&options=-c%20search_path%3Dx&target_session_attrs=read-write"
+        );
+        assert!(!c.dbname.contains("p%2Fw") && !c.dbname.contains("p/w"));
+        // A password given as a parameter goes the same way, the other parameters kept as
+        // written (libpq reads a `+` as a `+`).
+        let c = LibpqConnection::new("postgres://app@db/art?password=s3cr3t", None).unwrap();
+        assert_eq!(c.dbname, "postgres://app@db/art");
+        let c = LibpqConnection::new(
+            "postgres://app@db/art?options=-c%20x%3Dy&password=s3cr3t&sslmode=require",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            c.dbname,
+            "postgres://app@db/art?options=-c%20x%3Dy&sslmode=require"
+        );
+        assert!(c.env.contains(&("PGPASSWORD", "s3cr3t".to_string())));
+        // Another database of the same server (a restore drill's).
+        let c = LibpqConnection::new(
+            "postgres://app:pw@db:5432/postgres?sslmode=disable",
+            Some("af_drill_1"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.dbname,
+            "postgres://app@db:5432/af%5Fdrill%5F1?sslmode=disable"
+        );
+        assert!(LibpqConnection::new("mysql://x/y", None).is_err());
+        let e = LibpqConnection::new("postgres://db/a?sslpassword=k", None)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("sslpassword"), "{e}");
     }
 
     #[test]

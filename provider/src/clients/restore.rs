@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backup::{self, BackupError, Compression, Format, Manifest};
 use super::object_store::{self, ObjectStoreError};
-use super::pg::{libpq_env, redact_url};
+use super::pg::{LibpqConnection, redact_url};
 use super::pg::{quote_ident, valid_identifier};
 use super::process;
 use super::stream::HashingSink;
@@ -473,8 +473,8 @@ pub async fn run(
         .map_err(db_err("creating the drill database"))?;
 
     // 3. Restore, errors fatal.
-    let mut env = libpq_env(&spec.admin_url).map_err(BackupError::from)?;
-    env.retain(|(k, _)| *k != "PGDATABASE");
+    let libpq = LibpqConnection::new(&spec.admin_url, Some(&spec.drill_database))
+        .map_err(BackupError::from)?;
     let jobs = std::thread::available_parallelism()
         .map(|n| n.get().clamp(1, 4))
         .unwrap_or(2);
@@ -483,20 +483,21 @@ pub async fn run(
             let mut c = tokio::process::Command::new(tool(&spec.bin_dir, "pg_restore"));
             c.args(["--no-owner", "--no-privileges", "--exit-on-error"])
                 .arg(format!("--jobs={jobs}"))
-                .arg(format!("--dbname={}", spec.drill_database))
+                .arg(libpq.dbname_arg())
                 .arg(&file);
             ("pg_restore", c)
         }
         Format::Plain => {
             let mut c = tokio::process::Command::new(tool(&spec.bin_dir, "psql"));
             c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"])
-                .arg(format!("--dbname={}", spec.drill_database))
+                .arg(libpq.dbname_arg())
                 .arg("-f")
                 .arg(&file);
             ("psql", c)
         }
     };
-    cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+    cmd.env_remove("PGSERVICE")
+        .envs(libpq.env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .kill_on_drop(true);
     let t = Instant::now();

@@ -38,7 +38,7 @@ use tokio::io::{AsyncRead, BufReader};
 use tokio_util::sync::CancellationToken;
 
 use super::object_store::{self, ObjectStoreError};
-use super::pg::{InvalidUrl, database_identity, libpq_env, redact_url};
+use super::pg::{InvalidUrl, LibpqConnection, database_identity, redact_url};
 use super::process;
 
 mod manifest;
@@ -329,7 +329,7 @@ pub async fn run(
         url: redacted.clone(),
         message: e.to_string(),
     })?;
-    let env = libpq_env(database_url)?;
+    let libpq = LibpqConnection::new(database_url, None)?;
     let opts: sqlx::postgres::PgConnectOptions =
         database_url
             .parse()
@@ -359,7 +359,7 @@ pub async fn run(
         s3,
         &mut conn,
         database_url,
-        &env,
+        &libpq,
         spec,
         cancel,
         (pg_dump_version, pg_dump_major),
@@ -375,7 +375,7 @@ async fn run_on(
     s3: &aws_sdk_s3::Client,
     conn: &mut sqlx::PgConnection,
     database_url: &str,
-    env: &[(&'static str, String)],
+    libpq: &LibpqConnection,
     spec: &BackupSpec,
     cancel: &CancellationToken,
     (pg_dump_version, pg_dump_major): (String, u32),
@@ -411,8 +411,9 @@ async fn run_on(
             Format::Custom => &["--format=custom", "--compress=0"][..],
             Format::Plain => &["--format=plain"][..],
         })
+        .arg(libpq.dbname_arg())
         .env_remove("PGSERVICE")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .envs(libpq.env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
