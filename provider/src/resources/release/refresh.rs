@@ -320,9 +320,6 @@ async fn key_old_hosts(
     Ok(())
 }
 
-/// `env_sha256` as the apply would leave it: the configured env keyed with the hosts' key.
-/// Unknown when the env is not known yet, on a first deploy, when the deployment moves
-
 /// The id (and import ID): `[local:]<deploy_dir>,<host>=<address>[:<port>],...`.
 pub(super) fn make_id(transport: &str, deploy_dir: &str, hosts: &[HostConfig]) -> String {
     let mut id = String::new();
