@@ -8,7 +8,7 @@ use chrono::Utc;
 use crate::clients::migrations::Migrator;
 use crate::clients::ops::Overrides;
 use crate::clients::pg::redact_url;
-use crate::clients::release::{self, Deployment, Host, OpsWatch, Stopped, Target, Watch};
+use crate::clients::release::{self, Deployment, Host, OpsWatch, Outcome, Stopped, Target, Watch};
 use crate::duration;
 use crate::protocol::diagnostics::{AttributePath, Diagnostic, Diagnostics};
 use crate::protocol::framework::{self, ApplyRequest, ApplyResponse, DeleteRequest};
@@ -242,7 +242,29 @@ pub(super) async fn apply(req: ApplyRequest<'_, Settings>, resp: &mut ApplyRespo
         return;
     }
 
-    // Failed: say what is true.
+    rollout_failed(
+        &m,
+        &outcome,
+        deployment.strategy.atomic,
+        &version,
+        &configs,
+        (host_versions, host_shas),
+        resp,
+    );
+}
+
+/// A rollout that failed (or ran out of time): diagnostics that say what is true, and a state
+/// that says what is live.
+fn rollout_failed(
+    m: &Models,
+    outcome: &Outcome,
+    atomic: bool,
+    version: &str,
+    configs: &[HostConfig],
+    (host_versions, host_shas): (HostValues, HostValues),
+    resp: &mut ApplyResponse,
+) {
+    let (planned, prior, creating) = (&m.planned, m.prior.as_ref(), m.prior.is_none());
     let first = outcome
         .failures
         .first()
@@ -278,7 +300,7 @@ pub(super) async fn apply(req: ApplyRequest<'_, Settings>, resp: &mut ApplyRespo
             }
         } else if outcome.rolled_back {
             "\n\nThe rollback did not complete everywhere: see the rollback errors.".to_string()
-        } else if !deployment.strategy.atomic && !outcome.before.is_empty() {
+        } else if !atomic && !outcome.before.is_empty() {
             "\n\nstrategy.atomic = false: hosts already switched stay on the new release; host_versions records each host.".to_string()
         } else {
             String::new()
@@ -355,7 +377,7 @@ pub(super) async fn apply(req: ApplyRequest<'_, Settings>, resp: &mut ApplyRespo
     state.requires_schema = planned.requires_schema.clone();
     if let Some(prior) = prior
         && !rolled_back_cleanly
-        && !deployment.strategy.atomic
+        && !atomic
     {
         // Mixed: the version stays the old one, so the plan proposes the new one again.
         state.hosts = planned.hosts.clone();
@@ -366,6 +388,42 @@ pub(super) async fn apply(req: ApplyRequest<'_, Settings>, resp: &mut ApplyRespo
         keep_in_state(&mut state, prior, &removed, &names);
     }
     resp.new_state = state.to_object();
+}
+
+/// Destroy: with `on_destroy = "stop"`, the roles are stopped on every host.
+pub(super) async fn delete(req: DeleteRequest<'_, Settings>) -> Diagnostics {
+    let state = match ReleaseModel::from_config(req.prior_state) {
+        Ok(s) => s,
+        Err(e) => return e.diagnostic("Unable to read the state").into(),
+    };
+    if state.on_destroy != "stop" {
+        tracing::info!("on_destroy = keep: the hosts are left running");
+        return Diagnostics::new();
+    }
+    let deployment = match deployment(
+        &state,
+        &state,
+        state.host_configs(),
+        req.provider,
+        req.ctx.cancel.child_token(),
+    )
+    .await
+    {
+        Ok(d) => d,
+        Err(diags) => return diags,
+    };
+    let mut diags = Diagnostics::new();
+    for (host, r) in deployment.stop().await {
+        match r {
+            Ok(Stopped::Stopped) => {}
+            Ok(Stopped::NothingDeployed) => diags.push(nothing_to_stop(&host)),
+            Err(e) => diags.push(
+                Diagnostic::error(format!("Could not stop {host}"), e.to_string())
+                    .at(host_path(&host)),
+            ),
+        }
+    }
+    diags
 }
 
 /// Per host, a version or checksum as state holds them.
@@ -565,42 +623,6 @@ async fn schema_check(settings: &Settings, required: &str) -> Result<(), Diagnos
         ),
     )
     .at_attr("requires_schema"))
-}
-
-/// Destroy: with `on_destroy = "stop"`, the roles are stopped on every host.
-pub(super) async fn delete(req: DeleteRequest<'_, Settings>) -> Diagnostics {
-    let state = match ReleaseModel::from_config(req.prior_state) {
-        Ok(s) => s,
-        Err(e) => return e.diagnostic("Unable to read the state").into(),
-    };
-    if state.on_destroy != "stop" {
-        tracing::info!("on_destroy = keep: the hosts are left running");
-        return Diagnostics::new();
-    }
-    let deployment = match deployment(
-        &state,
-        &state,
-        state.host_configs(),
-        req.provider,
-        req.ctx.cancel.child_token(),
-    )
-    .await
-    {
-        Ok(d) => d,
-        Err(diags) => return diags,
-    };
-    let mut diags = Diagnostics::new();
-    for (host, r) in deployment.stop().await {
-        match r {
-            Ok(Stopped::Stopped) => {}
-            Ok(Stopped::NothingDeployed) => diags.push(nothing_to_stop(&host)),
-            Err(e) => diags.push(
-                Diagnostic::error(format!("Could not stop {host}"), e.to_string())
-                    .at(host_path(&host)),
-            ),
-        }
-    }
-    diags
 }
 
 #[cfg(test)]
