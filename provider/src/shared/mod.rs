@@ -17,9 +17,18 @@ use crate::protocol::value::Value;
 pub mod migrations;
 pub mod ops;
 
+/// Where backups go unless told otherwise: the backup resource's `prefix` default, and where
+/// drills, the backups data source, preflight and the release gate look for them.
+pub const DEFAULT_BACKUP_PREFIX: &str = "backups/";
+
+/// RFC 3339 with milliseconds, UTC, as text.
+pub fn timestamp_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
 /// RFC 3339 with milliseconds, UTC.
 pub fn timestamp(t: DateTime<Utc>) -> Value {
-    Value::String(t.to_rfc3339_opts(SecondsFormat::Millis, true))
+    Value::String(timestamp_text(t))
 }
 
 /// Row counts by table, as a map value.
