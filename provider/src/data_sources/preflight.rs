@@ -250,6 +250,9 @@ impl Run<'_> {
         age_out: &mut Option<f64>,
     ) -> Check {
         let prefix = self.model.backup_prefix.as_str();
+        // `gate::backup_check` is the comparison the production release gate makes too, with
+        // other limits: here the newest backup under the prefix against `max_backup_age`
+        // (default 1 h); in `artifortress_release` its `backup_id` against a fixed 24 h.
         let max_age = self.model.max_backup_age.get();
         let bucket = match self
             .settings
