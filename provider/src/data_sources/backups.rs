@@ -1,34 +1,55 @@
 //! `data "artifortress_backups"`: the backups under a prefix, from their manifests, for D3
 //! gates ("a backup younger than an hour exists").
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use chrono::Utc;
 
-use crate::clients::backup;
+use crate::clients::backup::{self, Manifest};
 use crate::protocol::diagnostics::Diagnostic;
 use crate::protocol::framework::{DataSource, ReadDataRequest, ReadDataResponse};
 use crate::protocol::schema::{Attribute, Schema};
 use crate::protocol::types::Type;
-use crate::protocol::value::{Number, Value};
 use crate::settings::Settings;
-use crate::shared::{counts_value, timestamp};
+use crate::shared::{DEFAULT_BACKUP_PREFIX, timestamp_text};
 
 pub const TYPE_NAME: &str = "artifortress_backups";
 
-pub struct Backups;
-
-fn backup_type() -> Type {
-    Type::object([
-        ("id", Type::String),
-        ("object_key", Type::String),
-        ("snapshot_at", Type::String),
-        ("completed_at", Type::String),
-        ("size_bytes", Type::Number),
-        ("migration_head", Type::String),
-        ("sha256", Type::String),
-        ("table_counts", Type::map(Type::Number)),
-    ])
+crate::model! {
+    /// `data "artifortress_backups"` as configured and read.
+    pub(crate) struct BackupsModel {
+        bucket: Option<String> = Attribute::optional_computed("bucket", Type::String)
+            .description("Bucket to list. Default: the provider's `object_storage.bucket`."),
+        prefix: String = Attribute::optional_computed("prefix", Type::String)
+            .default_value(DEFAULT_BACKUP_PREFIX)
+            .description("Key prefix, as given to `artifortress_backup`."),
+        backups: Option<Vec<BackupEntry>> =
+            Attribute::computed("backups", Type::list(BackupEntry::object_type()))
+                .description("Every backup, oldest recovery point first: `id`, `object_key`, `snapshot_at` (the recovery point), `completed_at`, `size_bytes`, `migration_head`, `sha256`, `table_counts`."),
+        newest_id: Option<String> = Attribute::computed("newest_id", Type::String)
+            .description("The id of the backup with the newest recovery point; null when there is none."),
+        newest_age_seconds: Option<f64> = Attribute::computed("newest_age_seconds", Type::Number)
+            .description("Seconds since the newest backup's recovery point (`snapshot_at`), at read time; null when there is none."),
+    }
 }
+
+crate::model! {
+    /// One element of `backups`: a backup's manifest.
+    pub(crate) struct BackupEntry {
+        id: String = Attribute::computed("id", Type::String),
+        object_key: String = Attribute::computed("object_key", Type::String),
+        snapshot_at: String = Attribute::computed("snapshot_at", Type::String),
+        completed_at: String = Attribute::computed("completed_at", Type::String),
+        size_bytes: i64 = Attribute::computed("size_bytes", Type::Number),
+        migration_head: Option<String> = Attribute::computed("migration_head", Type::String),
+        sha256: String = Attribute::computed("sha256", Type::String),
+        table_counts: BTreeMap<String, i64> =
+            Attribute::computed("table_counts", Type::map(Type::Number)),
+    }
+}
+
+pub struct Backups;
 
 #[async_trait]
 impl DataSource<Settings> for Backups {
@@ -43,25 +64,17 @@ impl DataSource<Settings> for Backups {
              are not finished backups and are skipped), oldest first, with the newest one's id \
              and age. For D3 gates, e.g. a `check` or a precondition that a backup younger \
              than an hour exists.",
-            vec![
-                Attribute::optional_computed("bucket", Type::String)
-                    .description("Bucket to list. Default: the provider's `object_storage.bucket`."),
-                Attribute::optional_computed("prefix", Type::String)
-                    .default_value("backups/")
-                    .description("Key prefix, as given to `artifortress_backup`."),
-                Attribute::computed("backups", Type::list(backup_type()))
-                    .description("Every backup, oldest recovery point first: `id`, `object_key`, `snapshot_at` (the recovery point), `completed_at`, `size_bytes`, `migration_head`, `sha256`, `table_counts`."),
-                Attribute::computed("newest_id", Type::String)
-                    .description("The id of the backup with the newest recovery point; null when there is none."),
-                Attribute::computed("newest_age_seconds", Type::Number)
-                    .description("Seconds since the newest backup's recovery point (`snapshot_at`), at read time; null when there is none."),
-            ],
+            BackupsModel::attributes(),
         )
     }
 
     async fn read(&self, req: ReadDataRequest<'_, Settings>, resp: &mut ReadDataResponse) {
+        let mut model = match BackupsModel::from_config(req.config) {
+            Ok(m) => m,
+            Err(e) => return resp.diagnostics.push(e.diagnostic("Reading backups")),
+        };
         let settings = req.provider;
-        let bucket = match settings.need_bucket(req.config.attr("bucket").as_str(), "bucket") {
+        let bucket = match settings.need_bucket(model.bucket.as_deref(), "bucket") {
             Ok(b) => b,
             Err(d) => return resp.diagnostics.push(d),
         };
@@ -69,14 +82,8 @@ impl DataSource<Settings> for Backups {
             Ok(c) => c,
             Err(d) => return resp.diagnostics.push(d),
         };
-        let prefix = resp
-            .state
-            .attr("prefix")
-            .as_str()
-            .unwrap_or("backups/")
-            .to_string();
         let list = tokio::select! {
-            l = backup::list(&s3, &bucket, &prefix) => l,
+            l = backup::list(&s3, &bucket, &model.prefix) => l,
             _ = req.ctx.cancel.cancelled() => {
                 return resp.diagnostics.push(Diagnostic::error("Listing backups cancelled", "Terraform was interrupted."));
             }
@@ -89,41 +96,37 @@ impl DataSource<Settings> for Backups {
                 );
             }
         };
-        let state = &mut resp.state;
-        state.set_attr("bucket", bucket.into());
         let newest = manifests.last();
-        state.set_attr("newest_id", Value::opt_string(newest.map(|m| m.id.clone())));
-        state.set_attr(
-            "newest_age_seconds",
-            match newest {
-                Some(m) => Value::Number(Number::from_f64(
-                    ((Utc::now() - m.snapshot_at).num_milliseconds() as f64 / 1000.0).max(0.0),
-                )),
-                None => Value::Null,
-            },
-        );
-        state.set_attr(
-            "backups",
-            Value::List(
-                manifests
-                    .iter()
-                    .map(|m| {
-                        Value::object([
-                            ("id", Value::String(m.id.clone())),
-                            ("object_key", Value::String(m.object_key.clone())),
-                            ("snapshot_at", timestamp(m.snapshot_at)),
-                            ("completed_at", timestamp(m.completed_at)),
-                            ("size_bytes", Value::int(m.size_bytes as i64)),
-                            (
-                                "migration_head",
-                                Value::opt_string(m.migration_head.clone()),
-                            ),
-                            ("sha256", Value::String(m.sha256.clone())),
-                            ("table_counts", counts_value(&m.table_counts)),
-                        ])
-                    })
-                    .collect(),
-            ),
-        );
+        model.bucket = Some(bucket);
+        model.newest_id = newest.map(|m| m.id.clone());
+        model.newest_age_seconds = newest
+            .map(|m| ((Utc::now() - m.snapshot_at).num_milliseconds() as f64 / 1000.0).max(0.0));
+        model.backups = Some(manifests.iter().map(BackupEntry::of).collect());
+        resp.state = model.to_object();
+    }
+}
+
+impl BackupEntry {
+    fn of(m: &Manifest) -> Self {
+        BackupEntry {
+            id: m.id.clone(),
+            object_key: m.object_key.clone(),
+            snapshot_at: timestamp_text(m.snapshot_at),
+            completed_at: timestamp_text(m.completed_at),
+            size_bytes: m.size_bytes as i64,
+            migration_head: m.migration_head.clone(),
+            sha256: m.sha256.clone(),
+            table_counts: m.table_counts.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_is_valid() {
+        assert!(Backups.schema().check().is_empty());
     }
 }

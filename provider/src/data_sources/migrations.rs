@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use crate::clients::pg;
 use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
 use crate::protocol::framework::{DataSource, ReadDataRequest, ReadDataResponse};
+use crate::protocol::model::Maybe;
 use crate::protocol::schema::{Attribute, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::value::Value;
@@ -14,7 +15,134 @@ use crate::shared::migrations::{Observation, load_files, plan_inputs, view_attri
 
 pub const TYPE_NAME: &str = "artifortress_migrations";
 
+crate::model! {
+    /// `data "artifortress_migrations"` as configured and read, without the attributes of the
+    /// database view it shares with `resource "artifortress_migration"` (those are written by
+    /// [`Observation::write_now`]).
+    pub(crate) struct MigrationsModel {
+        dir: Option<String> = Attribute::optional("dir", Type::String)
+            .description("Directory of the migration files. Without it only the ledger is read: `pending` is empty and edited or missing files are not detected."),
+        database_url: Option<String> = Attribute::optional("database_url", Type::String)
+            .description("PostgreSQL URL of the database, **without password**: a data source's arguments are stored in the state, so a URL with a password (`user:password@` or a `password=` parameter) is refused at validate. The password comes from `PGPASSWORD` or `~/.pgpass`. Default: the provider's `database_url` (which may carry a password: provider arguments are never stored); for another database with a password, use an aliased provider (`provider = artifortress.other`)."),
+        target_version: Option<String> = Attribute::optional("target_version", Type::String)
+            .description("Count files up to and including this version as pending. Default: the newest file."),
+        baseline_version: Option<String> = Attribute::optional("baseline_version", Type::String)
+            .description("As in `artifortress_migration`: on a non-empty database without ledger rows, the files up to this version count as applied."),
+        accept_checksums: Value =
+            Attribute::optional("accept_checksums", Type::map(Type::String))
+                .description("As in `artifortress_migration`: accepted checksums of deliberately edited applied files."),
+        dirty: Option<Vec<String>> = Attribute::computed("dirty", Type::list(Type::String))
+            .description("Versions run outside a transaction that started and did not finish (the sidecar's dirty marker). Each is also a problem."),
+        problems: Option<Vec<Problem>> =
+            Attribute::computed("problems", Type::list(Problem::object_type()))
+                .description("Why `artifortress_migration` would refuse to plan: edited applied files, applied versions without a file, dirty versions, a non-empty database without ledger."),
+        up_to_date: Option<bool> = Attribute::computed("up_to_date", Type::Bool)
+            .description("Nothing pending and no problem: the database is at the target."),
+    }
+}
+
+crate::model! {
+    /// One element of `problems`.
+    pub(crate) struct Problem {
+        summary: String = Attribute::computed("summary", Type::String),
+        detail: String = Attribute::computed("detail", Type::String),
+    }
+}
+
 pub struct Migrations;
+
+#[async_trait]
+impl DataSource<Settings> for Migrations {
+    fn type_name(&self) -> &'static str {
+        TYPE_NAME
+    }
+
+    fn schema(&self) -> Schema {
+        let mut attributes = MigrationsModel::attributes();
+        attributes.extend(view_attributes());
+        Schema::new(
+            0,
+            "Reads the migration state of the service's database without changing anything: \
+             the ledger, what would run, edited or missing files, dirty markers. Never fails on \
+             those (they are reported in `problems`), only when the database or the directory \
+             cannot be read, so it suits `check` blocks and CI gates.",
+            attributes,
+        )
+    }
+
+    async fn validate(&self, config: &Value) -> Diagnostics {
+        let mut diags = Diagnostics::new();
+        match MigrationsModel::planned(config) {
+            Ok(m) => {
+                if let Maybe::Known(Some(url)) = &m.database_url
+                    && pg::carries_password(url)
+                {
+                    diags.push(password_refused());
+                }
+            }
+            Err(e) => diags.push(e.diagnostic("Validating data \"artifortress_migrations\"")),
+        }
+        diags
+    }
+
+    async fn read(&self, req: ReadDataRequest<'_, Settings>, resp: &mut ReadDataResponse) {
+        let mut model = match MigrationsModel::from_config(req.config) {
+            Ok(m) => m,
+            Err(e) => return resp.diagnostics.push(e.diagnostic("Reading migrations")),
+        };
+        // Validate refuses it already; a value only known at read (from another resource) is
+        // refused here, before it is stored.
+        if model
+            .database_url
+            .as_deref()
+            .is_some_and(pg::carries_password)
+        {
+            return resp.diagnostics.push(password_refused());
+        }
+        let url = match req.provider.need_database_url(
+            &Value::opt_string(model.database_url.clone()),
+            "database_url",
+        ) {
+            Ok(u) => u,
+            Err(d) => return resp.diagnostics.push(d),
+        };
+        // Shared with `resource "artifortress_migration"`, which reads the same arguments.
+        let inputs = plan_inputs(req.config);
+        let files = match load_files(model.dir.as_deref()) {
+            Ok(files) => files,
+            Err(f) => return resp.diagnostics.extend(f.diagnostics),
+        };
+        let obs = tokio::select! {
+            o = Observation::take(&url, files, &inputs, req.provider.request_timeout) => o,
+            _ = req.ctx.cancel.cancelled() => {
+                return resp.diagnostics.push(Diagnostic::error(
+                    "Reading migrations cancelled",
+                    "Terraform was interrupted while reading the migration ledger.",
+                ));
+            }
+        };
+        let obs = match obs {
+            Ok(o) => o,
+            Err(f) => return resp.diagnostics.extend(f.diagnostics),
+        };
+        let problems: Vec<Problem> = match &obs.plan {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems
+                .iter()
+                .map(|p| Problem {
+                    summary: p.summary(),
+                    detail: p.detail(),
+                })
+                .collect(),
+        };
+        model.up_to_date = Some(problems.is_empty() && obs.pending().is_empty());
+        model.dirty = Some(obs.dirty_versions());
+        model.problems = Some(problems);
+        let mut state = model.to_object();
+        obs.write_now(&mut state);
+        resp.state = state;
+    }
+}
 
 /// A data source's arguments are saved in the state (whatever `sensitive` says), so its URL
 /// may not carry a password.
@@ -32,115 +160,12 @@ fn password_refused() -> Diagnostic {
     .at_attr("database_url")
 }
 
-#[async_trait]
-impl DataSource<Settings> for Migrations {
-    fn type_name(&self) -> &'static str {
-        TYPE_NAME
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    fn schema(&self) -> Schema {
-        let mut attributes = vec![
-            Attribute::optional("dir", Type::String)
-                .description("Directory of the migration files. Without it only the ledger is read: `pending` is empty and edited or missing files are not detected."),
-            Attribute::optional("database_url", Type::String)
-                .description("PostgreSQL URL of the database, **without password**: a data source's arguments are stored in the state, so a URL with a password (`user:password@` or a `password=` parameter) is refused at validate. The password comes from `PGPASSWORD` or `~/.pgpass`. Default: the provider's `database_url` (which may carry a password: provider arguments are never stored); for another database with a password, use an aliased provider (`provider = artifortress.other`)."),
-            Attribute::optional("target_version", Type::String)
-                .description("Count files up to and including this version as pending. Default: the newest file."),
-            Attribute::optional("baseline_version", Type::String)
-                .description("As in `artifortress_migration`: on a non-empty database without ledger rows, the files up to this version count as applied."),
-            Attribute::optional("accept_checksums", Type::map(Type::String))
-                .description("As in `artifortress_migration`: accepted checksums of deliberately edited applied files."),
-            Attribute::computed("dirty", Type::list(Type::String))
-                .description("Versions run outside a transaction that started and did not finish (the sidecar's dirty marker). Each is also a problem."),
-            Attribute::computed("problems", Type::list(Type::object([("summary", Type::String), ("detail", Type::String)])))
-                .description("Why `artifortress_migration` would refuse to plan: edited applied files, applied versions without a file, dirty versions, a non-empty database without ledger."),
-            Attribute::computed("up_to_date", Type::Bool)
-                .description("Nothing pending and no problem: the database is at the target."),
-        ];
-        attributes.extend(view_attributes());
-        Schema::new(
-            0,
-            "Reads the migration state of the service's database without changing anything: \
-             the ledger, what would run, edited or missing files, dirty markers. Never fails on \
-             those (they are reported in `problems`), only when the database or the directory \
-             cannot be read, so it suits `check` blocks and CI gates.",
-            attributes,
-        )
-    }
-
-    async fn validate(&self, config: &Value) -> Diagnostics {
-        let mut diags = Diagnostics::new();
-        if let Some(url) = config.attr("database_url").as_str()
-            && pg::carries_password(url)
-        {
-            diags.push(password_refused());
-        }
-        diags
-    }
-
-    async fn read(&self, req: ReadDataRequest<'_, Settings>, resp: &mut ReadDataResponse) {
-        let config = req.config;
-        // Validate refuses it already; a value only known at read (from another resource) is
-        // refused here, before it is stored.
-        if config
-            .attr("database_url")
-            .as_str()
-            .is_some_and(pg::carries_password)
-        {
-            return resp.diagnostics.push(password_refused());
-        }
-        let url = match req
-            .provider
-            .need_database_url(config.attr("database_url"), "database_url")
-        {
-            Ok(u) => u,
-            Err(d) => return resp.diagnostics.push(d),
-        };
-        let inputs = plan_inputs(config);
-        let files = match load_files(config.attr("dir").as_str()) {
-            Ok(files) => files,
-            Err(f) => return resp.diagnostics.extend(f.diagnostics),
-        };
-        let obs = tokio::select! {
-            o = Observation::take(&url, files, &inputs, req.provider.request_timeout) => o,
-            _ = req.ctx.cancel.cancelled() => {
-                return resp.diagnostics.push(Diagnostic::error(
-                    "Reading migrations cancelled",
-                    "Terraform was interrupted while reading the migration ledger.",
-                ));
-            }
-        };
-        let obs = match obs {
-            Ok(o) => o,
-            Err(f) => return resp.diagnostics.extend(f.diagnostics),
-        };
-        let state = &mut resp.state;
-        obs.write_now(state);
-        let problems: Vec<Value> = match &obs.plan {
-            Ok(_) => Vec::new(),
-            Err(problems) => problems
-                .iter()
-                .map(|p| {
-                    Value::object([
-                        ("summary", Value::String(p.summary())),
-                        ("detail", Value::String(p.detail())),
-                    ])
-                })
-                .collect(),
-        };
-        state.set_attr(
-            "up_to_date",
-            Value::Bool(problems.is_empty() && obs.pending().is_empty()),
-        );
-        state.set_attr(
-            "dirty",
-            Value::List(
-                obs.dirty_versions()
-                    .into_iter()
-                    .map(Value::String)
-                    .collect(),
-            ),
-        );
-        state.set_attr("problems", Value::List(problems));
+    #[test]
+    fn the_schema_is_valid() {
+        assert!(Migrations.schema().check().is_empty());
     }
 }

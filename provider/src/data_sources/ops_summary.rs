@@ -8,80 +8,97 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use crate::clients::api::{OpsSummary as Summary, TrustStatus};
-use crate::clients::ops::{self, Breach, Severity};
+use crate::clients::ops::{self, Breach, Overrides, Severity};
 use crate::protocol::diagnostics::{AttributePath, Diagnostic, Diagnostics};
 use crate::protocol::framework::{DataSource, ReadDataRequest, ReadDataResponse};
+use crate::protocol::model::Maybe;
 use crate::protocol::schema::{Attribute, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
 use crate::protocol::value::Value;
 use crate::settings::{Settings, api_diagnostic};
-
 use crate::shared::ops::{
-    TOKEN_NOTE, check_metric_keys, dependencies_value, dependency_type, overrides,
-    thresholds_attribute, validate_thresholds,
+    DependencyModel, TOKEN_NOTE, check_metric_keys, overrides, thresholds_attribute,
+    validate_thresholds,
 };
 
 pub const TYPE_NAME: &str = "artifortress_ops_summary";
 
-pub struct OpsSummary;
-
 pub const AUDIT_NOTE: &str = "Every read writes an `ops.summary.read` row to the service's audit log: a data source refreshed on every plan, or a drift check every 15 minutes, grows that log. Reuse one token per run rather than minting one per read.";
 
-fn trust_type() -> Type {
-    Type::object([
-        ("healthy", Type::Bool),
-        ("status", Type::String),
-        ("detail", Type::String),
-    ])
-}
-
-pub fn breach_type() -> Type {
-    Type::object([
-        ("metric", Type::String),
-        ("severity", Type::String),
-        ("value", Type::Number),
-        ("threshold", Type::Number),
-        ("detail", Type::String),
-    ])
-}
-
-/// Breaches as a list value of [`breach_type`].
-pub fn breaches_value(breaches: &[Breach]) -> Value {
-    Value::List(
-        breaches
-            .iter()
-            .map(|b| {
-                Value::object([
-                    ("metric", Value::from(b.metric.as_str())),
-                    ("severity", Value::from(b.severity.as_str())),
-                    ("value", b.value.map_or(Value::Null, Value::int)),
-                    ("threshold", b.threshold.map_or(Value::Null, Value::int)),
-                    ("detail", Value::from(b.detail.as_str())),
-                ])
-            })
-            .collect(),
-    )
-}
-
-fn validate_baseline(config: &Value) -> Diagnostics {
-    let mut diags = Diagnostics::new();
-    check_metric_keys(config, "baseline", &mut diags);
-    if let Some(m) = config.attr("baseline").as_map() {
-        for (key, v) in m {
-            if v.is_known() && v.as_i64().is_none_or(|n| n < 0) {
-                diags.push(
-                    Diagnostic::error(
-                        "Invalid baseline",
-                        format!("baseline[{key:?}] must be a whole number >= 0."),
-                    )
-                    .at(AttributePath::root().child_attr("baseline").child_key(key)),
-                );
-            }
-        }
+crate::model! {
+    /// `data "artifortress_ops_summary"` as configured and read.
+    pub(crate) struct OpsSummaryModel {
+        /// Passed through: validate checks every level, known or not, of every metric.
+        thresholds: Value = thresholds_attribute(),
+        /// Values passed through: validate refuses every one that is not a whole number >= 0.
+        baseline: Option<BTreeMap<String, Value>> = Attribute::optional("baseline", Type::map(Type::Number))
+            .description("An earlier snapshot of the counters (e.g. the `counters` of a summary taken before the deploy, kept in a `terraform_data`). Enables `growth` and `grew`."),
+        fail_on: String = Attribute::optional_computed("fail_on", Type::String)
+            .default_value("never")
+            .validate(Validator::OneOf(&["never", "warning", "critical"]))
+            .description("Fail the read when the worst breach is at least this severe: `never` (report only), `warning` or `critical`. In a `check` block the failure becomes a warning."),
+        // The seven counters, in the order of `ops::COUNTERS` (a test keeps them so).
+        pending_outbox_events: Option<i64> = counter("pending_outbox_events"),
+        available_outbox_events: Option<i64> = counter("available_outbox_events"),
+        oldest_pending_outbox_age_seconds: Option<i64> =
+            counter("oldest_pending_outbox_age_seconds"),
+        failed_search_jobs: Option<i64> = counter("failed_search_jobs"),
+        pending_search_jobs: Option<i64> = counter("pending_search_jobs"),
+        incomplete_gc_runs: Option<i64> = counter("incomplete_gc_runs"),
+        recent_policy_timeouts_24h: Option<i64> = counter("recent_policy_timeouts_24h"),
+        counters: Option<BTreeMap<String, i64>> = Attribute::computed("counters", Type::map(Type::Number))
+            .description("The seven counters as one map, ready to keep as a later read's `baseline`."),
+        checked_at: Option<String> = Attribute::computed("checked_at", Type::String)
+            .description("When the service computed the summary (its `checkedAtUtc`)."),
+        readiness_status: Option<String> = Attribute::computed("readiness_status", Type::String)
+            .description("The service's readiness status inside the summary: `ready`, `degraded` or `not_ready`."),
+        readiness_dependencies: Option<Vec<DependencyModel>> =
+            Attribute::computed("readiness_dependencies", Type::list(DependencyModel::object_type()))
+                .description("The readiness dependency checks: `name`, `healthy`, `essential`, `status`, `detail`."),
+        trust_material: Option<TrustMaterialModel> =
+            Attribute::computed("trust_material", TrustMaterialModel::object_type())
+                .description("Health of the OIDC signing keys and SAML metadata: `healthy`, `status`, `detail` each."),
+        breaches: Option<Vec<BreachModel>> = Attribute::computed("breaches", Type::list(BreachModel::object_type()))
+            .description("Every breached threshold, the highest level per metric: `metric`, `severity` (`warning`/`critical`), `value`, `threshold` and `detail`. Readiness not `ready` is the metric `readiness_status` (critical; `value` and `threshold` null)."),
+        worst_severity: Option<String> = Attribute::computed("worst_severity", Type::String)
+            .description("`none`, `warning` or `critical`."),
+        growth: Option<BTreeMap<String, i64>> = Attribute::computed("growth", Type::map(Type::Number))
+            .description("With a `baseline`: current minus baseline, for each metric in the baseline. Null without one."),
+        grew: Option<bool> = Attribute::computed("grew", Type::Bool)
+            .description("With a `baseline`: whether any backlog metric (all counters but `recent_policy_timeouts_24h`) is above its baseline. Null without one."),
     }
-    diags
 }
+
+crate::model! {
+    /// `trust_material`.
+    pub(crate) struct TrustMaterialModel {
+        oidc: Option<TrustModel> = Attribute::computed("oidc", TrustModel::object_type()),
+        saml: Option<TrustModel> = Attribute::computed("saml", TrustModel::object_type()),
+    }
+}
+
+crate::model! {
+    /// The health of one kind of trust material.
+    pub(crate) struct TrustModel {
+        healthy: bool = Attribute::computed("healthy", Type::Bool),
+        status: String = Attribute::computed("status", Type::String),
+        detail: Option<String> = Attribute::computed("detail", Type::String),
+    }
+}
+
+crate::model! {
+    /// One element of `breaches`.
+    pub(crate) struct BreachModel {
+        metric: String = Attribute::computed("metric", Type::String),
+        severity: String = Attribute::computed("severity", Type::String),
+        value: Option<i64> = Attribute::computed("value", Type::Number),
+        threshold: Option<i64> = Attribute::computed("threshold", Type::Number),
+        detail: String = Attribute::computed("detail", Type::String),
+    }
+}
+
+pub struct OpsSummary;
 
 #[async_trait]
 impl DataSource<Settings> for OpsSummary {
@@ -90,60 +107,33 @@ impl DataSource<Settings> for OpsSummary {
     }
 
     fn schema(&self) -> Schema {
-        let mut attrs = vec![
-            thresholds_attribute(),
-            Attribute::optional("baseline", Type::map(Type::Number))
-                .description("An earlier snapshot of the counters (e.g. the `counters` of a summary taken before the deploy, kept in a `terraform_data`). Enables `growth` and `grew`."),
-            Attribute::optional_computed("fail_on", Type::String)
-                .default_value("never")
-                .validate(Validator::OneOf(&["never", "warning", "critical"]))
-                .description("Fail the read when the worst breach is at least this severe: `never` (report only), `warning` or `critical`. In a `check` block the failure becomes a warning."),
-        ];
-        for c in ops::COUNTERS {
-            attrs.push(
-                Attribute::computed(c, Type::Number)
-                    .description(&format!("The service's `{}` counter.", camel(c))),
-            );
-        }
-        attrs.extend([
-            Attribute::computed("counters", Type::map(Type::Number))
-                .description("The seven counters as one map, ready to keep as a later read's `baseline`."),
-            Attribute::computed("checked_at", Type::String)
-                .description("When the service computed the summary (its `checkedAtUtc`)."),
-            Attribute::computed("readiness_status", Type::String)
-                .description("The service's readiness status inside the summary: `ready`, `degraded` or `not_ready`."),
-            Attribute::computed("readiness_dependencies", Type::list(dependency_type()))
-                .description("The readiness dependency checks: `name`, `healthy`, `essential`, `status`, `detail`."),
-            Attribute::computed(
-                "trust_material",
-                Type::object([("oidc", trust_type()), ("saml", trust_type())]),
-            )
-            .description("Health of the OIDC signing keys and SAML metadata: `healthy`, `status`, `detail` each."),
-            Attribute::computed("breaches", Type::list(breach_type()))
-                .description("Every breached threshold, the highest level per metric: `metric`, `severity` (`warning`/`critical`), `value`, `threshold` and `detail`. Readiness not `ready` is the metric `readiness_status` (critical; `value` and `threshold` null)."),
-            Attribute::computed("worst_severity", Type::String)
-                .description("`none`, `warning` or `critical`."),
-            Attribute::computed("growth", Type::map(Type::Number))
-                .description("With a `baseline`: current minus baseline, for each metric in the baseline. Null without one."),
-            Attribute::computed("grew", Type::Bool)
-                .description("With a `baseline`: whether any backlog metric (all counters but `recent_policy_timeouts_24h`) is above its baseline. Null without one."),
-        ]);
         Schema::new(
             0,
             &format!(
                 "Reads `GET /v1/admin/ops/summary` and judges it: breaches of the service's alert thresholds (overridable), the worst severity, and growth against a pre-deploy baseline (D4/D5). Needs a token with scope `repo:*:admin` or an admin/auditor role binding. {TOKEN_NOTE} {AUDIT_NOTE}"
             ),
-            attrs,
+            OpsSummaryModel::attributes(),
         )
     }
 
     async fn validate(&self, config: &Value) -> Diagnostics {
         let mut diags = validate_thresholds(config);
-        diags.extend(validate_baseline(config));
+        match OpsSummaryModel::planned(config) {
+            Ok(m) => validate_baseline(config, &m.baseline, &mut diags),
+            Err(e) => diags.push(e.diagnostic("Validating data \"artifortress_ops_summary\"")),
+        }
         diags
     }
 
     async fn read(&self, req: ReadDataRequest<'_, Settings>, resp: &mut ReadDataResponse) {
+        let mut model = match OpsSummaryModel::from_config(req.config) {
+            Ok(m) => m,
+            Err(e) => {
+                return resp
+                    .diagnostics
+                    .push(e.diagnostic("Reading the ops summary"));
+            }
+        };
         let settings = req.provider;
         let token = match settings.admin_token() {
             Ok(t) => t,
@@ -167,17 +157,50 @@ impl DataSource<Settings> for OpsSummary {
                     .push(api_diagnostic("Reading the ops summary", &e));
             }
         };
-        let judged = Judged::new(&summary, &resp.state);
+        let baseline = model.baseline.as_ref().map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_i64().map(|n| (k.clone(), n)))
+                .collect()
+        });
+        let judged = Judged::new(&summary, &overrides(&model.thresholds), baseline.as_ref());
         tracing::info!(
             worst = judged.worst.as_str(),
             breaches = judged.breaches.len(),
             grew = ?judged.grew,
             "ops summary read"
         );
-        judged.write_into(&summary, &mut resp.state);
-        let fail_on = resp.state.attr("fail_on").as_str().unwrap_or("never");
-        if let Some(d) = judged.failure(fail_on) {
+        judged.write_into(&summary, &mut model);
+        if let Some(d) = judged.failure(&model.fail_on) {
             resp.diagnostics.push(d.at_attr("fail_on"));
+        }
+        resp.state = model.to_object();
+    }
+}
+
+/// A computed counter attribute, described with the service's field name.
+fn counter(name: &'static str) -> Attribute {
+    Attribute::computed(name, Type::Number)
+        .description(&format!("The service's `{}` counter.", camel(name)))
+}
+
+/// Checks of `baseline` (`baseline` as planned: its values may be anything Terraform allows).
+fn validate_baseline(
+    config: &Value,
+    baseline: &Maybe<Option<BTreeMap<String, Value>>>,
+    diags: &mut Diagnostics,
+) {
+    check_metric_keys(config, "baseline", diags);
+    if let Maybe::Known(Some(m)) = baseline {
+        for (key, v) in m {
+            if v.is_known() && v.as_i64().is_none_or(|n| n < 0) {
+                diags.push(
+                    Diagnostic::error(
+                        "Invalid baseline",
+                        format!("baseline[{key:?}] must be a whole number >= 0."),
+                    )
+                    .at(AttributePath::root().child_attr("baseline").child_key(key)),
+                );
+            }
         }
     }
 }
@@ -191,16 +214,15 @@ pub struct Judged {
 }
 
 impl Judged {
-    /// `config` carries `thresholds` and `baseline`.
-    pub fn new(summary: &Summary, config: &Value) -> Judged {
-        let breaches = ops::breaches(summary, &overrides(config));
+    /// Against the threshold `overrides` and, when given, a `baseline` of the counters.
+    pub fn new(
+        summary: &Summary,
+        overrides: &Overrides,
+        baseline: Option<&BTreeMap<String, i64>>,
+    ) -> Judged {
+        let breaches = ops::breaches(summary, overrides);
         let worst = ops::worst(&breaches);
-        let baseline: Option<BTreeMap<String, i64>> = config.attr("baseline").as_map().map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_i64().map(|n| (k.clone(), n)))
-                .collect()
-        });
-        let (growth, grew) = match &baseline {
+        let (growth, grew) = match baseline {
             Some(b) => {
                 let (g, grew) = ops::growth(summary, b);
                 (Some(g), Some(grew))
@@ -215,44 +237,38 @@ impl Judged {
         }
     }
 
-    fn write_into(&self, s: &Summary, state: &mut Value) {
-        let mut counters = BTreeMap::new();
-        for (name, v) in s.counters() {
-            state.set_attr(name, Value::int(v));
-            counters.insert(name.to_string(), Value::int(v));
-        }
-        state.set_attr("counters", Value::Map(counters));
-        state.set_attr("checked_at", Value::opt_string(s.checked_at_utc.clone()));
-        state.set_attr("readiness_status", Value::from(s.readiness.status.as_str()));
-        state.set_attr(
-            "readiness_dependencies",
-            dependencies_value(&s.readiness.dependencies),
+    fn write_into(&self, s: &Summary, model: &mut OpsSummaryModel) {
+        model.pending_outbox_events = Some(s.pending_outbox_events);
+        model.available_outbox_events = Some(s.available_outbox_events);
+        model.oldest_pending_outbox_age_seconds = Some(s.oldest_pending_outbox_age_seconds);
+        model.failed_search_jobs = Some(s.failed_search_jobs);
+        model.pending_search_jobs = Some(s.pending_search_jobs);
+        model.incomplete_gc_runs = Some(s.incomplete_gc_runs);
+        model.recent_policy_timeouts_24h = Some(s.recent_policy_timeouts24h);
+        model.counters = Some(
+            s.counters()
+                .iter()
+                .map(|(name, v)| (name.to_string(), *v))
+                .collect(),
         );
-        let trust = |t: &Option<TrustStatus>| match t {
-            Some(t) => Value::object([
-                ("healthy", Value::Bool(t.healthy)),
-                ("status", Value::from(t.status.as_str())),
-                ("detail", Value::opt_string(t.detail.clone())),
-            ]),
-            None => Value::Null,
+        model.checked_at = s.checked_at_utc.clone();
+        model.readiness_status = Some(s.readiness.status.clone());
+        model.readiness_dependencies = Some(DependencyModel::list(&s.readiness.dependencies));
+        let trust = |t: &Option<TrustStatus>| {
+            t.as_ref().map(|t| TrustModel {
+                healthy: t.healthy,
+                status: t.status.clone(),
+                detail: t.detail.clone(),
+            })
         };
-        state.set_attr(
-            "trust_material",
-            Value::object([
-                ("oidc", trust(&s.trust_material.oidc)),
-                ("saml", trust(&s.trust_material.saml)),
-            ]),
-        );
-        state.set_attr("breaches", breaches_value(&self.breaches));
-        state.set_attr("worst_severity", Value::from(self.worst.as_str()));
-        state.set_attr(
-            "growth",
-            match &self.growth {
-                Some(g) => Value::Map(g.iter().map(|(k, v)| (k.clone(), Value::int(*v))).collect()),
-                None => Value::Null,
-            },
-        );
-        state.set_attr("grew", self.grew.map_or(Value::Null, Value::Bool));
+        model.trust_material = Some(TrustMaterialModel {
+            oidc: trust(&s.trust_material.oidc),
+            saml: trust(&s.trust_material.saml),
+        });
+        model.breaches = Some(self.breaches.iter().map(BreachModel::of).collect());
+        model.worst_severity = Some(self.worst.as_str().to_string());
+        model.growth = self.growth.clone();
+        model.grew = self.grew;
     }
 
     /// The error for `fail_on`, if the worst breach reaches it.
@@ -278,6 +294,18 @@ impl Judged {
                 list.join("\n")
             ),
         ))
+    }
+}
+
+impl BreachModel {
+    fn of(b: &Breach) -> Self {
+        BreachModel {
+            metric: b.metric.clone(),
+            severity: b.severity.as_str().to_string(),
+            value: b.value,
+            threshold: b.threshold,
+            detail: b.detail.clone(),
+        }
     }
 }
 
@@ -308,6 +336,15 @@ mod tests {
     #[test]
     fn the_schema_is_valid() {
         assert!(OpsSummary.schema().check().is_empty());
+    }
+
+    #[test]
+    fn the_counter_attributes_are_the_services_counters_in_order() {
+        let names: Vec<String> = OpsSummaryModel::attributes()
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
+        assert_eq!(names[3..10], ops::COUNTERS);
     }
 
     #[test]

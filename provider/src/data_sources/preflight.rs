@@ -5,8 +5,6 @@
 //! Every check runs (one failure does not hide the others) and is reported in `checks`; with
 //! `fail_on_no_go` a no-go is an error listing the failed checks.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -16,28 +14,85 @@ use crate::clients::gate::CheckName;
 use crate::clients::gate::{Check, backup_check, owner_check, parse_window, window_check};
 use crate::clients::migrations::{MigrationClass, PlanInputs};
 use crate::clients::ops::{self, Severity};
-use crate::duration;
 use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
 use crate::protocol::framework::{DataSource, ReadDataRequest, ReadDataResponse};
+use crate::protocol::model::{DurationText, Maybe};
 use crate::protocol::schema::{Attribute, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
-use crate::protocol::value::{Number, Value};
+use crate::protocol::value::Value;
 use crate::settings::{Settings, api_diagnostic};
+use crate::shared::DEFAULT_BACKUP_PREFIX;
 use crate::shared::migrations::{Observation, load_files};
 use crate::shared::ops::{TOKEN_NOTE, overrides, thresholds_attribute, validate_thresholds};
 
 pub const TYPE_NAME: &str = "artifortress_preflight";
 
-pub struct Preflight;
-
-fn check_type() -> Type {
-    Type::object([
-        ("name", Type::String),
-        ("passed", Type::Bool),
-        ("detail", Type::String),
-    ])
+crate::model! {
+    /// `data "artifortress_preflight"` as configured and read.
+    pub(crate) struct PreflightModel {
+        change_window: Option<String> = Attribute::optional("change_window", Type::String)
+            .description("The approved change window as an RFC 3339 interval `START/END`, e.g. `2026-12-01T22:00:00Z/2026-12-01T23:30:00Z`. Null fails the `change_window` check."),
+        rollback_owner: Option<String> = Attribute::optional("rollback_owner", Type::String)
+            .description("Who owns the rollback (a person or an on-call rotation). Null or blank fails the `rollback_owner` check."),
+        max_backup_age: DurationText = Attribute::optional_computed("max_backup_age", Type::String)
+            .default_value("1h")
+            .validate(Validator::Duration { min_millis: 1000 })
+            .description("The newest backup's recovery point must be younger than this."),
+        backup_prefix: String = Attribute::optional_computed("backup_prefix", Type::String)
+            .default_value(DEFAULT_BACKUP_PREFIX)
+            .description("Key prefix of the backups (as given to `artifortress_backup`)."),
+        bucket: Option<String> = Attribute::optional_computed("bucket", Type::String)
+            .description("Bucket of the backups. Default: the provider's `object_storage.bucket`."),
+        migrations_dir: Option<String> = Attribute::optional("migrations_dir", Type::String)
+            .description("Directory of the migration files. When set, the provider's `database_url` is read for dirty migrations and pending class C migrations."),
+        allow_contract: bool = Attribute::optional_computed("allow_contract", Type::Bool)
+            .default_value(Value::Bool(false))
+            .description("Whether pending class C (contract) migrations are approved for this change."),
+        require_ready: bool = Attribute::optional_computed("require_ready", Type::Bool)
+            .default_value(Value::Bool(true))
+            .description("Run the `readiness` check: the API must report `ready` (not `degraded`)."),
+        fail_on_no_go: bool = Attribute::optional_computed("fail_on_no_go", Type::Bool)
+            .default_value(Value::Bool(true))
+            .description("Fail the read on a no-go, listing the failed checks. `false`: only report (`go`, `checks`)."),
+        /// Passed through: validate checks every level, known or not, of every metric.
+        thresholds: Value = thresholds_attribute(),
+        go: Option<bool> = Attribute::computed("go", Type::Bool)
+            .description("Every check passed."),
+        checks: Option<Vec<CheckModel>> = Attribute::computed("checks", Type::list(CheckModel::object_type()))
+            .description("Every check run, in order: `name`, `passed`, `detail`."),
+        failed: Option<Vec<String>> = Attribute::computed("failed", Type::list(Type::String))
+            .description("Names of the failed checks."),
+        newest_backup_id: Option<String> = Attribute::computed("newest_backup_id", Type::String)
+            .description("The newest backup under the prefix, or null."),
+        newest_backup_age_seconds: Option<f64> = Attribute::computed("newest_backup_age_seconds", Type::Number)
+            .description("Age of the newest backup's recovery point at read time, or null."),
+        pending_migrations: Option<Vec<PendingModel>> =
+            Attribute::computed("pending_migrations", Type::list(PendingModel::object_type()))
+                .description("With `migrations_dir`: the migrations an apply would run, with their class."),
+        checked_at: Option<String> = Attribute::computed("checked_at", Type::String)
+            .description("When the checks ran (RFC 3339, UTC)."),
+    }
 }
+
+crate::model! {
+    /// One element of `checks`.
+    pub(crate) struct CheckModel {
+        name: String = Attribute::computed("name", Type::String),
+        passed: bool = Attribute::computed("passed", Type::Bool),
+        detail: String = Attribute::computed("detail", Type::String),
+    }
+}
+
+crate::model! {
+    /// One element of `pending_migrations`.
+    pub(crate) struct PendingModel {
+        version: String = Attribute::computed("version", Type::String),
+        class: String = Attribute::computed("class", Type::String),
+    }
+}
+
+pub struct Preflight;
 
 #[async_trait]
 impl DataSource<Settings> for Preflight {
@@ -48,54 +103,19 @@ impl DataSource<Settings> for Preflight {
     fn schema(&self) -> Schema {
         Schema::new(
             0,
-            &format!("The D3 production go/no-go in one place. Runs every check and reports each in `checks`: `change_window` (open now), `rollback_owner` (named), `backup_age` (the newest backup under `backup_prefix` is younger than `max_backup_age`), `readiness` (`/health/ready` says `ready`; with `require_ready`), `backlog` (no critical breach in the ops summary), and with `migrations_dir`: `migrations_dirty` (no unfinished migration) and `contract_migrations` (pending class C migrations are listed and need `allow_contract`). With `fail_on_no_go` (the default) a no-go fails the read, listing the failed checks; in a `check` block that failure is a warning. The backlog check reads the ops summary, which writes an audit row in the service. {TOKEN_NOTE}"),
-            vec![
-                Attribute::optional("change_window", Type::String)
-                    .description("The approved change window as an RFC 3339 interval `START/END`, e.g. `2026-12-01T22:00:00Z/2026-12-01T23:30:00Z`. Null fails the `change_window` check."),
-                Attribute::optional("rollback_owner", Type::String)
-                    .description("Who owns the rollback (a person or an on-call rotation). Null or blank fails the `rollback_owner` check."),
-                Attribute::optional_computed("max_backup_age", Type::String)
-                    .default_value("1h")
-                    .validate(Validator::Duration { min_millis: 1000 })
-                    .description("The newest backup's recovery point must be younger than this."),
-                Attribute::optional_computed("backup_prefix", Type::String)
-                    .default_value("backups/")
-                    .description("Key prefix of the backups (as given to `artifortress_backup`)."),
-                Attribute::optional_computed("bucket", Type::String)
-                    .description("Bucket of the backups. Default: the provider's `object_storage.bucket`."),
-                Attribute::optional("migrations_dir", Type::String)
-                    .description("Directory of the migration files. When set, the provider's `database_url` is read for dirty migrations and pending class C migrations."),
-                Attribute::optional_computed("allow_contract", Type::Bool)
-                    .default_value(Value::Bool(false))
-                    .description("Whether pending class C (contract) migrations are approved for this change."),
-                Attribute::optional_computed("require_ready", Type::Bool)
-                    .default_value(Value::Bool(true))
-                    .description("Run the `readiness` check: the API must report `ready` (not `degraded`)."),
-                Attribute::optional_computed("fail_on_no_go", Type::Bool)
-                    .default_value(Value::Bool(true))
-                    .description("Fail the read on a no-go, listing the failed checks. `false`: only report (`go`, `checks`)."),
-                thresholds_attribute(),
-                Attribute::computed("go", Type::Bool)
-                    .description("Every check passed."),
-                Attribute::computed("checks", Type::list(check_type()))
-                    .description("Every check run, in order: `name`, `passed`, `detail`."),
-                Attribute::computed("failed", Type::list(Type::String))
-                    .description("Names of the failed checks."),
-                Attribute::computed("newest_backup_id", Type::String)
-                    .description("The newest backup under the prefix, or null."),
-                Attribute::computed("newest_backup_age_seconds", Type::Number)
-                    .description("Age of the newest backup's recovery point at read time, or null."),
-                Attribute::computed("pending_migrations", Type::list(Type::object([("version", Type::String), ("class", Type::String)])))
-                    .description("With `migrations_dir`: the migrations an apply would run, with their class."),
-                Attribute::computed("checked_at", Type::String)
-                    .description("When the checks ran (RFC 3339, UTC)."),
-            ],
+            &format!(
+                "The D3 production go/no-go in one place. Runs every check and reports each in `checks`: `change_window` (open now), `rollback_owner` (named), `backup_age` (the newest backup under `backup_prefix` is younger than `max_backup_age`), `readiness` (`/health/ready` says `ready`; with `require_ready`), `backlog` (no critical breach in the ops summary), and with `migrations_dir`: `migrations_dirty` (no unfinished migration) and `contract_migrations` (pending class C migrations are listed and need `allow_contract`). With `fail_on_no_go` (the default) a no-go fails the read, listing the failed checks; in a `check` block that failure is a warning. The backlog check reads the ops summary, which writes an audit row in the service. {TOKEN_NOTE}"
+            ),
+            PreflightModel::attributes(),
         )
     }
 
     async fn validate(&self, config: &Value) -> Diagnostics {
         let mut diags = validate_thresholds(config);
-        if let Some(w) = config.attr("change_window").as_str()
+        // Only a value that an attribute's own validator refuses (a `max_backup_age` that is
+        // not a duration) fails to convert; that validator reports it.
+        if let Ok(m) = PreflightModel::planned(config)
+            && let Maybe::Known(Some(w)) = &m.change_window
             && let Err(e) = parse_window(w)
         {
             diags.push(
@@ -106,9 +126,13 @@ impl DataSource<Settings> for Preflight {
     }
 
     async fn read(&self, req: ReadDataRequest<'_, Settings>, resp: &mut ReadDataResponse) {
+        let mut model = match PreflightModel::from_config(req.config) {
+            Ok(m) => m,
+            Err(e) => return resp.diagnostics.push(e.diagnostic("Reading the preflight")),
+        };
         let run = Run {
             settings: req.provider,
-            config: &resp.state.clone(),
+            model: &model,
         };
         let outcome = tokio::select! {
             o = run.checks() => o,
@@ -116,7 +140,6 @@ impl DataSource<Settings> for Preflight {
                 return resp.diagnostics.push(Diagnostic::error("Preflight cancelled", "Terraform was interrupted."));
             }
         };
-        let state = &mut resp.state;
         let go = outcome.checks.iter().all(|c| c.passed);
         let failed: Vec<String> = outcome
             .checks
@@ -127,58 +150,31 @@ impl DataSource<Settings> for Preflight {
         for c in &outcome.checks {
             tracing::info!(check = c.name.as_str(), passed = c.passed, detail = %c.detail, "preflight check");
         }
-        state.set_attr("go", Value::Bool(go));
-        state.set_attr(
-            "checks",
-            Value::List(
-                outcome
-                    .checks
-                    .iter()
-                    .map(|c| {
-                        Value::object([
-                            ("name", Value::from(c.name.as_str())),
-                            ("passed", Value::Bool(c.passed)),
-                            ("detail", Value::from(c.detail.as_str())),
-                        ])
-                    })
-                    .collect(),
-            ),
-        );
-        state.set_attr("failed", Value::string_list(failed.clone()));
-        if let Some(b) = outcome.bucket {
-            state.set_attr("bucket", b.into());
-        }
-        state.set_attr(
-            "newest_backup_id",
-            Value::opt_string(outcome.newest_backup_id),
-        );
-        state.set_attr(
-            "newest_backup_age_seconds",
+        model.go = Some(go);
+        model.checks = Some(
             outcome
-                .newest_backup_age
-                .map_or(Value::Null, |s| Value::Number(Number::from_f64(s))),
+                .checks
+                .iter()
+                .map(|c| CheckModel {
+                    name: c.name.as_str().to_string(),
+                    passed: c.passed,
+                    detail: c.detail.clone(),
+                })
+                .collect(),
         );
-        state.set_attr(
-            "pending_migrations",
-            match outcome.pending {
-                Some(p) => Value::List(
-                    p.into_iter()
-                        .map(|(v, c)| {
-                            Value::object([
-                                ("version", Value::String(v)),
-                                ("class", Value::String(c)),
-                            ])
-                        })
-                        .collect(),
-                ),
-                None => Value::Null,
-            },
-        );
-        state.set_attr(
-            "checked_at",
-            Value::String(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-        );
-        if !go && state.attr("fail_on_no_go").as_bool() != Some(false) {
+        model.failed = Some(failed.clone());
+        if let Some(b) = outcome.bucket {
+            model.bucket = Some(b);
+        }
+        model.newest_backup_id = outcome.newest_backup_id;
+        model.newest_backup_age_seconds = outcome.newest_backup_age;
+        model.pending_migrations = outcome.pending.map(|p| {
+            p.into_iter()
+                .map(|(version, class)| PendingModel { version, class })
+                .collect()
+        });
+        model.checked_at = Some(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        if !go && model.fail_on_no_go {
             let list: Vec<String> = outcome
                 .checks
                 .iter()
@@ -196,12 +192,13 @@ impl DataSource<Settings> for Preflight {
                 .at_attr("fail_on_no_go"),
             );
         }
+        resp.state = model.to_object();
     }
 }
 
 struct Run<'a> {
     settings: &'a Settings,
-    config: &'a Value,
+    model: &'a PreflightModel,
 }
 
 #[derive(Default)]
@@ -217,12 +214,10 @@ impl Run<'_> {
     async fn checks(&self) -> Outcome {
         let now = Utc::now();
         let mut out = Outcome::default();
-        out.checks.push(window_check(
-            self.config.attr("change_window").as_str(),
-            now,
-        ));
         out.checks
-            .push(owner_check(self.config.attr("rollback_owner").as_str()));
+            .push(window_check(self.model.change_window.as_deref(), now));
+        out.checks
+            .push(owner_check(self.model.rollback_owner.as_deref()));
         let api = self.settings.api_client(None);
         let (backup, readiness, backlog, migrations) = tokio::join!(
             self.backup(
@@ -254,20 +249,14 @@ impl Run<'_> {
         id_out: &mut Option<String>,
         age_out: &mut Option<f64>,
     ) -> Check {
-        let prefix = self
-            .config
-            .attr("backup_prefix")
-            .as_str()
-            .unwrap_or("backups/");
-        let max_age = self
-            .config
-            .attr("max_backup_age")
-            .as_str()
-            .and_then(|s| duration::parse(s).ok())
-            .unwrap_or(Duration::from_secs(3600));
+        let prefix = self.model.backup_prefix.as_str();
+        // `gate::backup_check` is the comparison the production release gate makes too, with
+        // other limits: here the newest backup under the prefix against `max_backup_age`
+        // (default 1 h); in `artifortress_release` its `backup_id` against a fixed 24 h.
+        let max_age = self.model.max_backup_age.get();
         let bucket = match self
             .settings
-            .need_bucket(self.config.attr("bucket").as_str(), "bucket")
+            .need_bucket(self.model.bucket.as_deref(), "bucket")
         {
             Ok(b) => b,
             Err(d) => {
@@ -306,7 +295,7 @@ impl Run<'_> {
     }
 
     async fn readiness(&self, api: &Result<ApiClient, Diagnostic>) -> Option<Check> {
-        if self.config.attr("require_ready").as_bool() == Some(false) {
+        if !self.model.require_ready {
             return None;
         }
         let client = match api {
@@ -369,7 +358,7 @@ impl Run<'_> {
             Err(e) => return fail(api_diagnostic("Reading the ops summary", &e)),
         };
         // Readiness has its own check (and `require_ready` may turn it off).
-        let breaches: Vec<_> = ops::breaches(&summary, &overrides(self.config))
+        let breaches: Vec<_> = ops::breaches(&summary, &overrides(&self.model.thresholds))
             .into_iter()
             .filter(|b| b.metric != ops::READINESS_METRIC)
             .collect();
@@ -396,7 +385,7 @@ impl Run<'_> {
 
     /// `(checks, pending)` with `migrations_dir`, else `None`.
     async fn migrations(&self) -> Option<(Vec<Check>, Option<Vec<(String, String)>>)> {
-        let dir = self.config.attr("migrations_dir").as_str()?;
+        let dir = self.model.migrations_dir.as_deref()?;
         let both_fail = |detail: String| {
             Some((
                 vec![
@@ -452,7 +441,7 @@ impl Run<'_> {
             .filter(|p| p.class == MigrationClass::C)
             .map(|p| p.version.as_str())
             .collect();
-        let allow = self.config.attr("allow_contract").as_bool() == Some(true);
+        let allow = self.model.allow_contract;
         let contract_check = match (&obs.plan, contract.is_empty()) {
             (Err(problems), _) => Check::new(
                 CheckName::ContractMigrations,

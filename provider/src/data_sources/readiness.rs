@@ -12,12 +12,13 @@ use crate::clients::api::{self, ApiClient, Readiness as Probe};
 use crate::duration;
 use crate::protocol::diagnostics::Diagnostic;
 use crate::protocol::framework::{DataSource, ReadDataRequest, ReadDataResponse};
+use crate::protocol::model::DurationText;
 use crate::protocol::schema::{Attribute, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
 use crate::protocol::value::Value;
 use crate::settings::Settings;
-use crate::shared::ops::{dependencies_value, dependency_type};
+use crate::shared::ops::DependencyModel;
 
 pub const TYPE_NAME: &str = "artifortress_readiness";
 /// Reported when no valid readiness answer came back (connection refused, timeout, not the
@@ -26,6 +27,46 @@ pub const UNREACHABLE: &str = "unreachable";
 const DEFAULT_POLL_INTERVAL: &str = "2s";
 /// [`api::DEFAULT_PROBE_TIMEOUT`] as the attribute's default.
 const DEFAULT_PROBE_TIMEOUT: &str = "5s";
+
+crate::model! {
+    /// `data "artifortress_readiness"` as configured and read.
+    pub(crate) struct ReadinessModel {
+        url: Option<String> = Attribute::optional_computed("url", Type::String)
+            .description("Base URL of the API to probe. Default: the provider's `api_url`.")
+            .validate(Validator::HttpUrl),
+        require_status: Option<String> = Attribute::optional("require_status", Type::String)
+            .description("Fail unless the API reports this status: `ready`, or `degraded` (which also accepts `ready`). Null: never fail, just report.")
+            .validate(Validator::OneOf(&[api::READY, api::DEGRADED])),
+        consecutive: i64 = Attribute::optional_computed("consecutive", Type::Number)
+            .description("How many satisfying probes in a row `require_status` needs.")
+            .default_value(Value::int(1))
+            .validate(Validator::IntBetween(1, 1000)),
+        wait_timeout: Option<DurationText> = Attribute::optional("wait_timeout", Type::String)
+            .description("Keep probing until `require_status` is satisfied or this much time has passed (a duration such as `2m`). Null: no waiting; the first unsatisfying probe fails.")
+            .validate(Validator::Duration { min_millis: 1 }),
+        poll_interval: DurationText = Attribute::optional_computed("poll_interval", Type::String)
+            .description("Pause between probes.")
+            .default_value(DEFAULT_POLL_INTERVAL)
+            .validate(Validator::Duration { min_millis: 10 }),
+        probe_timeout: DurationText = Attribute::optional_computed("probe_timeout", Type::String)
+            .description("Time limit of one probe (`/health/live` and `/health/ready`, sent together): an API that accepts the connection but does not answer within it is `unreachable`. At least `3s`, the time the service itself gives its object-storage readiness check before it answers, so a slow storage backend is reported as such rather than as an unreachable API. With `wait_timeout`, probing goes on until that runs out; the last probe gets no more than the time left. Every answer's body is read up to 1 MiB (the service's answers are a few KiB); a larger one is `unreachable`, with the limit named.")
+            .default_value(DEFAULT_PROBE_TIMEOUT)
+            .validate(Validator::Duration { min_millis: api::MIN_PROBE_TIMEOUT.as_millis() as u64 }),
+        live: Option<bool> = Attribute::computed("live", Type::Bool)
+            .description("`/health/live` answered 200 `{\"status\":\"ok\"}`."),
+        status: Option<String> = Attribute::computed("status", Type::String)
+            .description("`ready`, `degraded` or `not_ready` from the readiness body, or `unreachable` when no valid answer came back."),
+        ready: Option<bool> = Attribute::computed("ready", Type::Bool)
+            .description("`status == \"ready\"`."),
+        http_status: Option<i64> = Attribute::computed("http_status", Type::Number)
+            .description("HTTP status of the last readiness probe (200 for ready and degraded, 503 for not_ready); 0 when unreachable."),
+        checked_at: Option<String> = Attribute::computed("checked_at", Type::String)
+            .description("When the last probe was made (RFC 3339, UTC)."),
+        dependencies: Option<Vec<DependencyModel>> =
+            Attribute::computed("dependencies", Type::list(DependencyModel::object_type()))
+                .description("The service's dependency checks, in its order: `name`, `healthy`, `essential`, `status` (`ready`, `degraded`, `not_ready`, `not_configured`) and `detail`."),
+    }
+}
 
 pub struct Readiness;
 
@@ -43,53 +84,20 @@ impl DataSource<Settings> for Readiness {
              answers HTTP 200) is never mistaken for `ready`. Without `require_status` it only \
              reports; with it, the read fails unless the API reaches that status, which makes it a \
              deployment gate. Works inside `check` blocks, where a failure becomes a warning.",
-            vec![
-                Attribute::optional_computed("url", Type::String)
-                    .description("Base URL of the API to probe. Default: the provider's `api_url`.")
-                    .validate(Validator::HttpUrl),
-                Attribute::optional("require_status", Type::String)
-                    .description("Fail unless the API reports this status: `ready`, or `degraded` (which also accepts `ready`). Null: never fail, just report.")
-                    .validate(Validator::OneOf(&[api::READY, api::DEGRADED])),
-                Attribute::optional_computed("consecutive", Type::Number)
-                    .description("How many satisfying probes in a row `require_status` needs.")
-                    .default_value(Value::int(1))
-                    .validate(Validator::IntBetween(1, 1000)),
-                Attribute::optional("wait_timeout", Type::String)
-                    .description("Keep probing until `require_status` is satisfied or this much time has passed (a duration such as `2m`). Null: no waiting; the first unsatisfying probe fails.")
-                    .validate(Validator::Duration { min_millis: 1 }),
-                Attribute::optional_computed("poll_interval", Type::String)
-                    .description("Pause between probes.")
-                    .default_value(DEFAULT_POLL_INTERVAL)
-                    .validate(Validator::Duration { min_millis: 10 }),
-                Attribute::optional_computed("probe_timeout", Type::String)
-                    .description("Time limit of one probe (`/health/live` and `/health/ready`, sent together): an API that accepts the connection but does not answer within it is `unreachable`. At least `3s`, the time the service itself gives its object-storage readiness check before it answers, so a slow storage backend is reported as such rather than as an unreachable API. With `wait_timeout`, probing goes on until that runs out; the last probe gets no more than the time left. Every answer's body is read up to 1 MiB (the service's answers are a few KiB); a larger one is `unreachable`, with the limit named.")
-                    .default_value(DEFAULT_PROBE_TIMEOUT)
-                    .validate(Validator::Duration { min_millis: api::MIN_PROBE_TIMEOUT.as_millis() as u64 }),
-                Attribute::computed("live", Type::Bool)
-                    .description("`/health/live` answered 200 `{\"status\":\"ok\"}`."),
-                Attribute::computed("status", Type::String)
-                    .description("`ready`, `degraded` or `not_ready` from the readiness body, or `unreachable` when no valid answer came back."),
-                Attribute::computed("ready", Type::Bool)
-                    .description("`status == \"ready\"`."),
-                Attribute::computed("http_status", Type::Number)
-                    .description("HTTP status of the last readiness probe (200 for ready and degraded, 503 for not_ready); 0 when unreachable."),
-                Attribute::computed("checked_at", Type::String)
-                    .description("When the last probe was made (RFC 3339, UTC)."),
-                Attribute::computed("dependencies", Type::list(dependency_type()))
-                    .description("The service's dependency checks, in its order: `name`, `healthy`, `essential`, `status` (`ready`, `degraded`, `not_ready`, `not_configured`) and `detail`."),
-            ],
+            ReadinessModel::attributes(),
         )
     }
 
     async fn read(&self, req: ReadDataRequest<'_, Settings>, resp: &mut ReadDataResponse) {
-        let config = req.config;
-        let url = config.attr("url").as_str();
-        let client = match req.provider.api_client(url) {
+        let mut model = match ReadinessModel::from_config(req.config) {
+            Ok(m) => m,
+            Err(e) => return resp.diagnostics.push(e.diagnostic("Reading readiness")),
+        };
+        let client = match req.provider.api_client(model.url.as_deref()) {
             Ok(c) => c,
             Err(d) => return resp.diagnostics.push(d.at_attr("url")),
         };
-        // The framework pre-filled the state with the configuration and its defaults applied.
-        let plan = ProbePlan::from_settings(&resp.state);
+        let plan = ProbePlan::of(&model);
         let outcome = tokio::select! {
             o = plan.run(&client) => o,
             _ = req.ctx.cancel.cancelled() => {
@@ -100,15 +108,15 @@ impl DataSource<Settings> for Readiness {
                 return;
             }
         };
-        let state = &mut resp.state;
-        if config.attr("url").is_null() {
+        if model.url.is_none() {
             let effective = client.base_url().as_str().trim_end_matches('/').to_string();
-            state.set_attr("url", effective.into());
+            model.url = Some(effective);
         }
-        outcome.last.write_into(state);
+        outcome.last.write_into(&mut model);
         if let Some(d) = outcome.failure {
             resp.diagnostics.push(d);
         }
+        resp.state = model.to_object();
     }
 }
 
@@ -141,26 +149,13 @@ struct Outcome {
 
 impl ProbePlan {
     /// From the configuration with defaults applied (validated already).
-    fn from_settings(config: &Value) -> Self {
-        let parse = |attr: &str| {
-            config
-                .attr(attr)
-                .as_str()
-                .and_then(|s| duration::parse(s).ok())
-        };
+    fn of(model: &ReadinessModel) -> Self {
         ProbePlan {
-            require: config.attr("require_status").as_str().map(str::to_string),
-            consecutive: config
-                .attr("consecutive")
-                .as_i64()
-                .map_or(1, |n| n.max(1) as u64),
-            wait_timeout: parse("wait_timeout"),
-            poll_interval: parse("poll_interval")
-                .or_else(|| duration::parse(DEFAULT_POLL_INTERVAL).ok())
-                .unwrap_or(Duration::from_secs(2)),
-            probe_timeout: parse("probe_timeout")
-                .unwrap_or(api::DEFAULT_PROBE_TIMEOUT)
-                .max(api::MIN_PROBE_TIMEOUT),
+            require: model.require_status.clone(),
+            consecutive: model.consecutive.max(1) as u64,
+            wait_timeout: model.wait_timeout.as_ref().map(DurationText::get),
+            poll_interval: model.poll_interval.get(),
+            probe_timeout: model.probe_timeout.get().max(api::MIN_PROBE_TIMEOUT),
         }
     }
 
@@ -304,13 +299,13 @@ async fn probe(client: &ApiClient, timeout: Duration) -> Observation {
 }
 
 impl Observation {
-    fn write_into(&self, state: &mut Value) {
-        state.set_attr("live", Value::Bool(self.live));
-        state.set_attr("status", Value::from(self.status.as_str()));
-        state.set_attr("ready", Value::Bool(self.status == api::READY));
-        state.set_attr("http_status", Value::int(i64::from(self.http_status)));
-        state.set_attr("checked_at", Value::from(self.checked_at.as_str()));
-        state.set_attr("dependencies", dependencies_value(&self.dependencies));
+    fn write_into(&self, model: &mut ReadinessModel) {
+        model.live = Some(self.live);
+        model.status = Some(self.status.clone());
+        model.ready = Some(self.status == api::READY);
+        model.http_status = Some(i64::from(self.http_status));
+        model.checked_at = Some(self.checked_at.clone());
+        model.dependencies = Some(DependencyModel::list(&self.dependencies));
     }
 }
 
@@ -321,6 +316,14 @@ mod tests {
     #[test]
     fn the_schema_is_valid() {
         assert!(Readiness.schema().check().is_empty());
+    }
+
+    #[test]
+    fn the_probe_timeout_default_is_the_clients() {
+        assert_eq!(
+            duration::parse(DEFAULT_PROBE_TIMEOUT).unwrap(),
+            api::DEFAULT_PROBE_TIMEOUT
+        );
     }
 
     #[test]

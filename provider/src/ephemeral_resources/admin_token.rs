@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::clients::api::Credential;
 use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
 use crate::protocol::framework::{Context, EphemeralResource, OpenRequest, OpenResponse};
+use crate::protocol::model::Maybe;
 use crate::protocol::schema::{Attribute, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
@@ -19,6 +20,31 @@ use crate::settings::{BOOTSTRAP_TOKEN, Secret, Setting, Settings, api_diagnostic
 pub const TYPE_NAME: &str = "artifortress_admin_token";
 pub const DEFAULT_SCOPE: &str = "repo:*:admin";
 pub const DEFAULT_SUBJECT: &str = "terraform";
+
+crate::model! {
+    /// `ephemeral "artifortress_admin_token"` as configured and opened.
+    pub(crate) struct AdminTokenModel {
+        subject: String = Attribute::optional_computed("subject", Type::String)
+            .default_value(DEFAULT_SUBJECT)
+            .validate(Validator::NotEmpty)
+            .description("Subject recorded on the token and in the service's audit log (e.g. `ci-drift-check`)."),
+        /// Null or unknown elements are skipped, as they always were.
+        scopes: Vec<Option<String>> = Attribute::optional_computed("scopes", Type::list(Type::String))
+            .default_value(Value::string_list([DEFAULT_SCOPE.to_string()]))
+            .description("Scopes, in the service's grammar `repo:<repoKey|*>:<read|write|admin|promote>`."),
+        ttl_minutes: i64 = Attribute::optional_computed("ttl_minutes", Type::Number)
+            .default_value(Value::int(15))
+            .validate(Validator::IntBetween(5, 1440))
+            .description("Lifetime in minutes (5 to 1440). The token is revoked at the end of the run anyway; the TTL bounds a run that is killed."),
+        token: Option<String> = Attribute::computed("token", Type::String)
+            .sensitive()
+            .description("The bearer token."),
+        token_id: Option<String> = Attribute::computed("token_id", Type::String)
+            .description("The service's id of the token (what its audit log records)."),
+        expires_at: Option<String> = Attribute::computed("expires_at", Type::String)
+            .description("When the token expires (RFC 3339, UTC)."),
+    }
+}
 
 pub struct AdminToken;
 
@@ -39,39 +65,24 @@ impl EphemeralResource<Settings> for AdminToken {
         Schema::new(
             0,
             "Mints a short-lived personal access token through `POST /v1/auth/pats` with the provider's `bootstrap_token`, for this Terraform run only, and revokes it when Terraform closes the resource at the end of the run. Give it to a second, aliased provider block as its `admin_token`, and read `data \"artifortress_ops_summary\"` or `data \"artifortress_preflight\"` through that alias (data sources take no token argument: their arguments are saved in the state). Never in state or plan. Needs Terraform >= 1.10.",
-            vec![
-                Attribute::optional_computed("subject", Type::String)
-                    .default_value(DEFAULT_SUBJECT)
-                    .validate(Validator::NotEmpty)
-                    .description("Subject recorded on the token and in the service's audit log (e.g. `ci-drift-check`)."),
-                Attribute::optional_computed("scopes", Type::list(Type::String))
-                    .default_value(Value::string_list([DEFAULT_SCOPE.to_string()]))
-                    .description("Scopes, in the service's grammar `repo:<repoKey|*>:<read|write|admin|promote>`."),
-                Attribute::optional_computed("ttl_minutes", Type::Number)
-                    .default_value(Value::int(15))
-                    .validate(Validator::IntBetween(5, 1440))
-                    .description("Lifetime in minutes (5 to 1440). The token is revoked at the end of the run anyway; the TTL bounds a run that is killed."),
-                Attribute::computed("token", Type::String)
-                    .sensitive()
-                    .description("The bearer token."),
-                Attribute::computed("token_id", Type::String)
-                    .description("The service's id of the token (what its audit log records)."),
-                Attribute::computed("expires_at", Type::String)
-                    .description("When the token expires (RFC 3339, UTC)."),
-            ],
+            AdminTokenModel::attributes(),
         )
     }
 
     async fn validate(&self, config: &Value) -> Diagnostics {
         let mut diags = Diagnostics::new();
-        if let Some(items) = config.attr("scopes").as_elements() {
+        // Only a value that an attribute's own validator refuses (a `ttl_minutes` that is not
+        // a whole number) fails to convert; that validator reports it.
+        if let Ok(m) = AdminTokenModel::planned(config)
+            && let Maybe::Known(items) = &m.scopes
+        {
             if items.is_empty() {
                 diags.push(
                     Diagnostic::error("No scopes", "scopes must list at least one scope.")
                         .at_attr("scopes"),
                 );
             }
-            for s in items.iter().filter_map(Value::as_str) {
+            for s in items.iter().flatten() {
                 if let Err(e) = check_scope(s) {
                     diags.push(Diagnostic::error("Invalid scope", e).at_attr("scopes"));
                 }
@@ -81,6 +92,14 @@ impl EphemeralResource<Settings> for AdminToken {
     }
 
     async fn open(&self, req: OpenRequest<'_, Settings>, resp: &mut OpenResponse) {
+        let mut model = match AdminTokenModel::from_config(req.config) {
+            Ok(m) => m,
+            Err(e) => {
+                return resp
+                    .diagnostics
+                    .push(e.diagnostic("Minting an admin token"));
+            }
+        };
         let settings = req.provider;
         let bootstrap = match require(
             &settings.bootstrap_token,
@@ -94,24 +113,9 @@ impl EphemeralResource<Settings> for AdminToken {
             Ok(c) => c,
             Err(d) => return resp.diagnostics.push(d),
         };
-        let result = &mut resp.result;
-        let subject = result
-            .attr("subject")
-            .as_str()
-            .unwrap_or(DEFAULT_SUBJECT)
-            .to_string();
-        let scopes: Vec<String> = result
-            .attr("scopes")
-            .as_elements()
-            .map(|v| {
-                v.iter()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_else(|| vec![DEFAULT_SCOPE.to_string()]);
-        let ttl = result.attr("ttl_minutes").as_i64().unwrap_or(15);
+        let scopes: Vec<String> = model.scopes.iter().flatten().cloned().collect();
         let issued = tokio::select! {
-            r = client.issue_token(Credential::Bootstrap(bootstrap.expose()), &subject, &scopes, ttl) => r,
+            r = client.issue_token(Credential::Bootstrap(bootstrap.expose()), &model.subject, &scopes, model.ttl_minutes) => r,
             _ = req.ctx.cancel.cancelled() => {
                 return resp.diagnostics.push(Diagnostic::error("Minting the admin token cancelled", "Terraform was interrupted."));
             }
@@ -130,9 +134,10 @@ impl EphemeralResource<Settings> for AdminToken {
             expires_at = %issued.expires_at_utc,
             "admin token minted"
         );
-        result.set_attr("token", Value::from(issued.token.as_str()));
-        result.set_attr("token_id", Value::from(issued.token_id.as_str()));
-        result.set_attr("expires_at", Value::from(issued.expires_at_utc.as_str()));
+        model.token = Some(issued.token.clone());
+        model.token_id = Some(issued.token_id.clone());
+        model.expires_at = Some(issued.expires_at_utc.clone());
+        resp.result = model.to_object();
         settings.remember_minted(&issued.token_id, Secret::new(issued.token.clone()));
         resp.private = serde_json::to_vec(&Private {
             token_id: issued.token_id,

@@ -12,41 +12,40 @@ use crate::protocol::schema::{Attribute, Constraint, Nesting};
 use crate::protocol::types::Type;
 use crate::protocol::value::Value;
 
-/// One dependency of a readiness answer.
-pub fn dependency_type() -> Type {
-    Type::object([
-        ("name", Type::String),
-        ("healthy", Type::Bool),
-        ("essential", Type::Bool),
-        ("status", Type::String),
-        ("detail", Type::String),
-    ])
+crate::model! {
+    /// One dependency of a readiness answer, as `readiness_dependencies` and `dependencies`
+    /// show it.
+    pub(crate) struct DependencyModel {
+        name: String = Attribute::computed("name", Type::String),
+        healthy: bool = Attribute::computed("healthy", Type::Bool),
+        essential: bool = Attribute::computed("essential", Type::Bool),
+        status: String = Attribute::computed("status", Type::String),
+        detail: Option<String> = Attribute::computed("detail", Type::String),
+    }
 }
 
-/// The service's dependency list as a value of [`dependency_type`]s.
-pub fn dependencies_value(deps: &[api::Dependency]) -> Value {
-    Value::List(
+impl DependencyModel {
+    /// The service's dependency list.
+    pub(crate) fn list(deps: &[api::Dependency]) -> Vec<DependencyModel> {
         deps.iter()
-            .map(|d| {
-                Value::object([
-                    ("name", Value::from(d.name.as_str())),
-                    ("healthy", Value::Bool(d.healthy)),
-                    ("essential", Value::Bool(d.essential)),
-                    ("status", Value::from(d.status.as_str())),
-                    ("detail", Value::opt_string(d.detail.clone())),
-                ])
+            .map(|d| DependencyModel {
+                name: d.name.clone(),
+                healthy: d.healthy,
+                essential: d.essential,
+                status: d.status.clone(),
+                detail: d.detail.clone(),
             })
-            .collect(),
-    )
+            .collect()
+    }
 }
 
 /// Why data sources take no `token` argument (shared with the docs).
 pub const TOKEN_NOTE: &str = "The token is the provider's `admin_token`. To use a token minted for this run, give it to an aliased provider block (`admin_token = ephemeral.artifortress_admin_token.ci.token`) and read through that alias: Terraform and OpenTofu accept ephemeral values only in provider blocks and in write-only arguments of managed resources, and a data source's arguments are saved in the state, so a token argument here would put the secret in the state.";
 
-/// Threshold overrides from the (validated) configuration.
-pub fn overrides(config: &Value) -> Overrides {
+/// Threshold overrides from the (validated) `thresholds` attribute.
+pub fn overrides(thresholds: &Value) -> Overrides {
     let mut out = BTreeMap::new();
-    if let Some(m) = config.attr("thresholds").as_map() {
+    if let Some(m) = thresholds.as_map() {
         for (metric, levels) in m {
             out.insert(
                 metric.clone(),
