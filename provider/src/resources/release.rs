@@ -31,6 +31,7 @@ use crate::protocol::framework::{
 use crate::protocol::schema::Schema;
 use crate::protocol::value::Value;
 use crate::settings::Settings;
+use crate::shared::DEFAULT_BACKUP_PREFIX;
 
 use model::{HostConfig, ReleaseModel};
 
@@ -41,7 +42,6 @@ const DEFAULT_WATCH: Duration = Duration::from_secs(600);
 /// A production release needs a backup younger than this.
 const MAX_BACKUP_AGE: Duration = Duration::from_secs(24 * 3600);
 /// `change.backup_prefix` when not given.
-const DEFAULT_BACKUP_PREFIX: &str = "backups/";
 /// Prefix of a `version` or checksum that refresh found different on some host.
 const DRIFT: &str = "drifted: ";
 /// Prefix of an `env_sha256` value carried over from schema version 0, which kept the plain

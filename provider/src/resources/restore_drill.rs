@@ -23,7 +23,7 @@ use crate::protocol::types::Type;
 use crate::protocol::value::Value;
 use crate::settings::Settings;
 use crate::shared::edits::write_changes;
-use crate::shared::timestamp;
+use crate::shared::{DEFAULT_BACKUP_PREFIX, timestamp};
 
 pub const TYPE_NAME: &str = "artifortress_restore_drill";
 const DEFAULT_DRILL_DATABASE: &str = "artifortress_drill";
@@ -41,7 +41,7 @@ crate::model! {
             .description("Bucket of the backup (and of the report). Default: the provider's `object_storage.bucket`."),
         prefix: String = Attribute::optional_computed("prefix", Type::String)
             .requires_replace()
-            .default_value("backups/")
+            .default_value(DEFAULT_BACKUP_PREFIX)
             .description("Where to look first for the backup when `backup_id` is an id; a backup under another prefix is still found (the bucket is listed)."),
         admin_database_url: Option<String> = Attribute::optional("admin_database_url", Type::String)
             .sensitive()

@@ -560,7 +560,11 @@ async fn backup_fresh(
                 format!("Backup {id:?} does not exist (no manifest s3://{bucket}/{key})."),
             )
         })?;
-    // The same age rule as the preflight's backup_age check.
+    // The preflight's backup_age check (gate::backup_check), with this gate's own limit: the
+    // backup named by `backup_id` must be younger than MAX_BACKUP_AGE (24 h), while the
+    // preflight checks the newest backup under its prefix against `max_backup_age` (1 h by
+    // default). Two limits on purpose: the gate names one backup the release was planned
+    // with, which may be a day old by apply time; the preflight asks "is there a fresh one".
     let check = gate::backup_check(Some(&m), prefix, MAX_BACKUP_AGE, now);
     if !check.passed {
         return Err(Diagnostic::error(
