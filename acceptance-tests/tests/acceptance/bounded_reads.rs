@@ -26,7 +26,8 @@ struct Seen {
     held: Duration,
     /// Body bytes written before the client went away.
     sent: u64,
-    /// The client process: pid, and its VmHWM (kB) read right after it closed the connection.
+    /// The client process: pid, and its VmHWM (kB): the highest read while it read the body and
+    /// right after it closed the connection.
     client: Option<(u32, u64)>,
     /// The client's executable, and its parent's command line (executable first), read while
     /// the connection was open.
@@ -86,6 +87,10 @@ impl Server {
                 return seen;
             }
             let block = vec![b'a'; 64 << 10];
+            // VmHWM only grows: sampled after every block while the client reads, and once more right
+            // after it closed the connection. The last read alone raced the provider's exit
+            // (Terraform stops it as soon as the read failed: /proc/<pid> gone, read as 0).
+            let mut peak_kb = pid.and_then(vm_hwm_kb).unwrap_or(0);
             loop {
                 if seen.sent >= ENDLESS_CAP {
                     seen.capped = true;
@@ -95,10 +100,15 @@ impl Server {
                     Ok(n) if n > 0 => seen.sent += n as u64,
                     _ => break,
                 }
+                if let Some(k) = pid.and_then(vm_hwm_kb) {
+                    peak_kb = peak_kb.max(k);
+                }
             }
             seen.held = accepted.elapsed();
-            // Right after the client closed the connection, while its process still runs.
-            seen.client = pid.map(|p| (p, vm_hwm_kb(p).unwrap_or(0)));
+            if let Some(k) = pid.and_then(vm_hwm_kb) {
+                peak_kb = peak_kb.max(k);
+            }
+            seen.client = pid.map(|p| (p, peak_kb));
             seen
         })
     }
