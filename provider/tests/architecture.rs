@@ -300,34 +300,36 @@ fn lower_layers_never_import_higher_ones() {
 #[test]
 fn type_files_do_not_import_each_other_beyond_the_known_list() {
     let files = sources();
-    // The type files as modules (`resources::backup`); a module's mod.rs holds what its types
-    // share and is not one.
-    let type_files: BTreeSet<String> = files
-        .iter()
-        .filter(|f| {
-            TYPE_MODULES
-                .iter()
-                .any(|m| f.rel.starts_with(&format!("{m}/")))
-                && !f.rel.ends_with("/mod.rs")
-        })
-        .map(|f| f.rel.trim_end_matches(".rs").replace('/', "::"))
-        .collect();
-    assert!(type_files.contains("resources::release"), "{type_files:?}");
+    // The types as modules (`resources::backup`): a file directly in a type folder, or a folder
+    // of its own there (`resources/release.rs` with `resources/release/*.rs`,
+    // `resources/migration/mod.rs` with its siblings), all of whose files are that one type.
+    // The type folder's own mod.rs (`resources/mod.rs`) holds what its types share; not a type.
+    let type_of = |rel: &str| -> Option<String> {
+        let m = TYPE_MODULES
+            .iter()
+            .find(|m| rel.starts_with(&format!("{m}/")))?;
+        let rest = &rel[m.len() + 1..];
+        if rest == "mod.rs" {
+            return None;
+        }
+        let first = rest.split('/').next().unwrap().trim_end_matches(".rs");
+        Some(format!("{m}::{first}"))
+    };
+    let types: BTreeSet<String> = files.iter().filter_map(|f| type_of(&f.rel)).collect();
+    assert!(types.contains("resources::release"), "{types:?}");
+    assert!(types.contains("resources::migration"), "{types:?}");
     let mut found = BTreeSet::new();
     for f in &files {
-        let Some(own_module) = TYPE_MODULES
-            .iter()
-            .find(|m| f.rel.starts_with(&format!("{m}/")))
-        else {
+        let Some(own) = type_of(&f.rel) else {
             continue;
         };
-        let own = format!(
-            "{own_module}::{}",
-            f.rel.rsplit('/').next().unwrap().trim_end_matches(".rs")
-        );
         for p in &f.paths {
-            if type_files.contains(p) && *p != own {
-                found.insert((f.rel.clone(), p.clone()));
+            if let Some(t) = types
+                .iter()
+                .find(|t| *p == **t || p.starts_with(&format!("{t}::")))
+                && *t != own
+            {
+                found.insert((f.rel.clone(), t.clone()));
             }
         }
     }
