@@ -182,14 +182,11 @@ impl LibpqConnection {
             env.push(("PGPASSWORD", p));
         }
         if let Some(db) = database {
-            u.query_pairs()
-                .any(|(k, _)| k == "dbname")
-                .then_some(())
-                .map_or(Ok(()), |_| {
-                    Err(invalid(
-                        "a dbname parameter cannot be combined with another database".into(),
-                    ))
-                })?;
+            if u.query_pairs().any(|(k, _)| k == "dbname") {
+                return Err(invalid(
+                    "a dbname parameter cannot be combined with another database".into(),
+                ));
+            }
             u.set_path(&format!(
                 "/{}",
                 percent_encoding::utf8_percent_encode(db, percent_encoding::NON_ALPHANUMERIC)
