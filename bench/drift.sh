@@ -213,7 +213,7 @@ probe() {
     pids+=("$!")
   done
   for i in "${!host_names[@]}"; do
-    ssh "${ssh_opts[@]}" -p "${host_ports[$i]}" "root@${host_addrs[$i]}" "$inspect_cmd" \
+    ssh "${ssh_opts[@]}" -p "${host_ports[$i]}" "${ARTIFORTRESS_SSH_USER:?}@${host_addrs[$i]}" "$inspect_cmd" \
       </dev/null >"$out/host.$i" &
     pids+=("$!")
   done

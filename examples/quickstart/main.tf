@@ -86,7 +86,7 @@ variable "service_running" {
 provider "artifortress" {
   environment = "staging"
   ssh = {
-    user        = "root"
+    # user: ARTIFORTRESS_SSH_USER (the dev hosts' login user, `deploy`)
     private_key = var.ssh_private_key
     known_hosts = file(var.known_hosts_file)
   }

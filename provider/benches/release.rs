@@ -40,7 +40,7 @@
 //!
 //! Environment: `RUNS` (default 3): timed rounds, each deploying once to 10 hosts and once to
 //! 1 host. `LAG_SAMPLES` (default 10): readiness lag samples. The dev environment's exports
-//! (`ARTIFORTRESS_TEST_HOSTS`, `ARTIFORTRESS_SSH_PRIVATE_KEY_FILE`,
+//! (`ARTIFORTRESS_TEST_HOSTS`, `ARTIFORTRESS_SSH_USER`, `ARTIFORTRESS_SSH_PRIVATE_KEY_FILE`,
 //! `ARTIFORTRESS_SSH_KNOWN_HOSTS_FILE`, `ARTIFORTRESS_TEST_ARTIFACTS`,
 //! `ARTIFORTRESS_DATABASE_URL`, `ARTIFORTRESS_S3_ENDPOINT`, `AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY`, `ARTIFORTRESS_S3_BUCKET`, `ARTIFORTRESS_BOOTSTRAP_TOKEN`,
@@ -642,7 +642,7 @@ fn run() -> Result<()> {
         .timeout(Duration::from_secs(30))
         .build()?;
 
-    let mut ssh = SshConfig::new("root");
+    let mut ssh = SshConfig::new(need("ARTIFORTRESS_SSH_USER")?);
     ssh.private_key = Some(PrivateKeyText::new(key));
     ssh.known_hosts = known_hosts;
 

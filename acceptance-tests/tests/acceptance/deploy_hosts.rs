@@ -39,8 +39,8 @@ pub fn example_layout() -> [(&'static str, DevHost, &'static str); 3] {
     ]
 }
 
-/// Runs a command on a dev host over OpenSSH (independently of the provider): exit code and
-/// stdout + stderr.
+/// Runs a command on a dev host over OpenSSH (independently of the provider), as its login user
+/// (`ARTIFORTRESS_SSH_USER`: `deploy`, not root): exit code and stdout + stderr.
 pub fn ssh(h: &DevHost, cmd: &str) -> (i32, String) {
     let out = Command::new("ssh")
         .args([
@@ -61,7 +61,7 @@ pub fn ssh(h: &DevHost, cmd: &str) -> (i32, String) {
             &required_env("ARTIFORTRESS_SSH_PRIVATE_KEY_FILE"),
             "-p",
             &h.port.to_string(),
-            &format!("root@{}", h.address),
+            &format!("{}@{}", required_env("ARTIFORTRESS_SSH_USER"), h.address),
             cmd,
         ])
         .output()

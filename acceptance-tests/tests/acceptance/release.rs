@@ -66,12 +66,13 @@ impl Fleet {
 provider "artifortress" {{
   {extra}
   ssh = {{
-    user        = "root"
+    user        = {user}
     private_key = file({key})
     known_hosts = file({kh})
   }}
 }}
 "#,
+            user = hcl(&required_env("ARTIFORTRESS_SSH_USER")),
             key = hcl(&required_env("ARTIFORTRESS_SSH_PRIVATE_KEY_FILE")),
             kh = hcl(&required_env("ARTIFORTRESS_SSH_KNOWN_HOSTS_FILE")),
         )
@@ -802,13 +803,14 @@ fn release_verifies_host_keys() {
                 r#"
 provider "artifortress" {{
   ssh = {{
-    user        = "root"
+    user        = {user}
     private_key = file({key})
     known_hosts = {kh}
     {extra}
   }}
 }}
 "#,
+                user = hcl(&required_env("ARTIFORTRESS_SSH_USER")),
                 key = hcl(&required_env("ARTIFORTRESS_SSH_PRIVATE_KEY_FILE")),
                 kh = hcl(&wrong),
             )

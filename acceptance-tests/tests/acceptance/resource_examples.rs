@@ -468,7 +468,10 @@ fn release_example_applies_to_the_dev_hosts() {
         });
         let ex = bed
             .example(&tf, "resources/artifortress_release")
-            .with_env("ARTIFORTRESS_SSH_USER", "root")
+            .with_env(
+                "ARTIFORTRESS_SSH_USER",
+                &required_env("ARTIFORTRESS_SSH_USER"),
+            )
             .with_env("ARTIFORTRESS_SSH_PRIVATE_KEY", &key)
             .with_env("ARTIFORTRESS_SSH_KNOWN_HOSTS", &known_hosts)
             .with_env("TF_VAR_database_password", bed.pg.password())

@@ -82,7 +82,7 @@ provider "artifortress" {{
     secret_access_key = var.s3_secret_key
   }}
   ssh = {{
-    user        = "root"
+    user        = "{ssh_user}"
     private_key = var.ssh_private_key
     known_hosts = file("{known_hosts}")
   }}
@@ -210,6 +210,7 @@ output "checks"  {{ value = {{ for c in data.artifortress_preflight.gate.checks 
         access = required_env("AWS_ACCESS_KEY_ID"),
         dir = migrations_dir().display(),
         known_hosts = required_env("ARTIFORTRESS_SSH_KNOWN_HOSTS_FILE"),
+        ssh_user = required_env("ARTIFORTRESS_SSH_USER"),
         deploy_dir = rel.deploy_dir,
         rel_address = rel.address,
         rel_port = rel.port,
