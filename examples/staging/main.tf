@@ -12,10 +12,16 @@ terraform {
   }
 }
 
+# The hosts, and the cloud-init user data that makes each one (its `user_data` output): the deploy
+# user with the public half of the deploy key, the ASP.NET Core runtime, the systemd units and
+# their sudoers rule.
 module "hosts" {
-  source   = "../modules/hosts"
-  hosts    = var.hosts
-  api_port = var.api_port
+  source                 = "../modules/hosts"
+  hosts                  = var.hosts
+  api_port               = var.api_port
+  deploy_dir             = var.deploy_dir
+  deploy_user            = var.ssh_user
+  deploy_authorized_keys = var.ssh_authorized_keys
 }
 
 module "bucket" {
@@ -125,8 +131,10 @@ resource "artifortress_release" "app" {
     ConnectionStrings__Postgres = local.npgsql
   }
 
-  # The release's own control script; with systemd units these would be
-  # `sudo systemctl restart artifortress-api` and so on.
+  # The release's own control script (the test bed's releases carry one, and the dev environment's
+  # hosts have no systemd). On hosts made with the host module's user data, whose systemd units
+  # and sudoers rule run the service: `commands = module.hosts.commands`
+  # (`sudo -n systemctl restart artifortress-api`, ...).
   commands = {
     restart_api    = "ASPNETCORE_URLS=http://{{address}}:${var.api_port} {{release_dir}}/bin/artifortress restart api"
     restart_worker = "{{release_dir}}/bin/artifortress restart worker"

@@ -61,6 +61,11 @@ variable "ssh_user" {
   default     = "deploy"
 }
 
+variable "ssh_authorized_keys" {
+  description = "The public half (or halves) of the deploy key, OpenSSH `authorized_keys` lines: the deploy user of the hosts' cloud-init accepts them."
+  type        = list(string)
+}
+
 variable "ssh_known_hosts_file" {
   description = "known_hosts file the hosts' keys are verified against."
   type        = string

@@ -414,7 +414,14 @@ fn staging_example_deploys_upgrades_with_a_rehearsal_and_destroys() {
                 "deploy_dir": deploy_dir,
                 "release_on_destroy": "stop",
                 "migrations_dir": acceptance_tests::support::migrations_dir(),
-                "ssh_user": "root",
+                "ssh_user": required_env("ARTIFORTRESS_SSH_USER"),
+                // The dev client key's public half: the hosts' user data authorizes it.
+                "ssh_authorized_keys": [std::fs::read_to_string(format!(
+                    "{}.pub",
+                    required_env("ARTIFORTRESS_SSH_PRIVATE_KEY_FILE")
+                ))
+                .unwrap()
+                .trim()],
                 "ssh_known_hosts_file": required_env("ARTIFORTRESS_SSH_KNOWN_HOSTS_FILE"),
                 "database_name": database,
                 "database_role": role,

@@ -13,6 +13,7 @@ mod distribution;
 mod examples;
 mod gates;
 mod harness;
+mod host_module;
 mod migration;
 mod own_credentials;
 mod provider_config;

@@ -53,12 +53,14 @@ variable "object_storage" {
 variable "commands" {
   description = "How each role is restarted, checked and stopped on a host ({{release_dir}}, {{version}}, {{host}}, {{role}}, {{address}}, {{deploy_dir}} are filled in)."
   type        = map(string)
+  # The systemd units of examples/modules/hosts (one worker process), whose sudoers rule lets the
+  # deploy user run exactly these; with more worker processes use that module's `commands` output.
   default = {
-    restart_api    = "sudo systemctl restart artifortress-api"
-    restart_worker = "sudo systemctl restart artifortress-worker"
-    worker_status  = "systemctl is-active artifortress-worker"
-    stop_api       = "sudo systemctl stop artifortress-api"
-    stop_worker    = "sudo systemctl stop artifortress-worker"
+    restart_api    = "sudo -n systemctl restart artifortress-api"
+    restart_worker = "sudo -n systemctl restart artifortress-worker.target"
+    worker_status  = "systemctl is-active --quiet artifortress-worker@1"
+    stop_api       = "sudo -n systemctl stop artifortress-api"
+    stop_worker    = "sudo -n systemctl stop artifortress-worker.target"
   }
 }
 
