@@ -217,7 +217,8 @@ fn host_module_user_data_passes_cloud_init_schema_systemd_analyze_and_visudo() {
                 &["schema", "--config-file", ud_file.to_str().unwrap()],
             );
             assert!(
-                code == 0 && out.contains("Valid cloud-config"),
+                // 22.4 (Debian 12) says "Valid cloud-config: <file>"; 23.x and later "Valid schema".
+                code == 0 && (out.contains("Valid cloud-config") || out.contains("Valid schema")),
                 "terraform {v}: cloud-init schema of {name}'s user data: exit {code}:\n{out}\n{ud}"
             );
 
