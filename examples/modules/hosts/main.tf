@@ -117,12 +117,22 @@ variable "api_dll" {
   description = "The API's entry assembly, relative to the release directory."
   type        = string
   default     = "api/Artifortress.Api.dll"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-][A-Za-z0-9._/-]*\\.dll$", var.api_dll)) && !strcontains(var.api_dll, "..")
+    error_message = "api_dll must be a relative path to a .dll inside the release (letters, digits, . _ - /)."
+  }
 }
 
 variable "worker_dll" {
   description = "The worker's entry assembly, relative to the release directory."
   type        = string
   default     = "worker/Artifortress.Worker.dll"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-][A-Za-z0-9._/-]*\\.dll$", var.worker_dll)) && !strcontains(var.worker_dll, "..")
+    error_message = "worker_dll must be a relative path to a .dll inside the release (letters, digits, . _ - /)."
+  }
 }
 
 variable "worker_processes" {
