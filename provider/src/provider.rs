@@ -121,6 +121,7 @@ impl Provider for ArtifortressProvider {
             Arc::new(data_sources::ops_summary::OpsSummary),
             Arc::new(data_sources::preflight::Preflight),
             Arc::new(data_sources::readiness::Readiness),
+            Arc::new(data_sources::smoke::Smoke),
         ]
     }
 

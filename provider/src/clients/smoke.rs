@@ -3,10 +3,12 @@
 //!
 //! * [`read_only`]: `GET /v1/auth/whoami`, `GET /v1/repos`, `GET /v1/repos/{key}` of the first
 //!   repository the token sees. Writes nothing.
-//! * [`happy_path`]: a scratch `local` repository with a unique key, a draft version, one small
-//!   blob through an upload session (the API presigns the part; its bytes go straight to object
-//!   storage, not through the API), commit, artifact entry, manifest, publish, the published
-//!   manifest read back, then `DELETE` of the repository. The service refuses to delete a
+//! * [`happy_path`]: a scratch `local` repository with a unique key, one small blob through an
+//!   upload session (the API presigns the part; its bytes go straight to object storage, not
+//!   through the API), commit, a draft version, the blob as its artifact entry, manifest,
+//!   publish, the published manifest read back, then `DELETE` of the repository. The draft comes
+//!   after the upload so that a failed upload leaves an empty repository, which the clean-up
+//!   can delete. The service refuses to delete a
 //!   repository that still has packages, so that last step normally reports `warning` and the
 //!   repository stays, with its published version and blob.
 //!
@@ -76,12 +78,12 @@ impl Report {
 pub const READ_ONLY_STEPS: [&str; 3] = ["whoami", "list_repositories", "read_repository"];
 pub const WRITE_STEPS: [&str; 13] = [
     "create_repository",
-    "create_draft",
     "create_upload_session",
     "presign_part",
     "upload_part",
     "complete_upload",
     "commit_upload",
+    "create_draft",
     "add_entry",
     "set_manifest",
     "publish",
@@ -332,25 +334,6 @@ pub async fn happy_path(client: &ApiClient, token: &str, skip_all: bool) -> Repo
         .await
         .is_some();
 
-    // Program.fs:8902.
-    let draft = f.call(
-            Method::POST,
-            format!("{repo}/packages/versions/drafts"),
-            Some(json!({"packageType": PACKAGE_TYPE, "packageName": PACKAGE_NAME, "version": PACKAGE_VERSION})),
-            "draft version",
-        )
-    .await;
-    let version_id = f
-        .step("create_draft", async {
-            let v = draft?;
-            let id = need(&v, "versionId", "draft version")?;
-            Ok((
-                id.clone(),
-                format!("{PACKAGE_NAME} {PACKAGE_VERSION}: version {id}"),
-            ))
-        })
-        .await;
-
     // Program.fs:9920.
     let session = f
         .call(
@@ -436,6 +419,25 @@ pub async fn happy_path(client: &ApiClient, token: &str, skip_all: bool) -> Repo
         Ok(((), format!("blob {digest} committed")))
     })
     .await;
+
+    // Program.fs:8902.
+    let draft = f.call(
+            Method::POST,
+            format!("{repo}/packages/versions/drafts"),
+            Some(json!({"packageType": PACKAGE_TYPE, "packageName": PACKAGE_NAME, "version": PACKAGE_VERSION})),
+            "draft version",
+        )
+    .await;
+    let version_id = f
+        .step("create_draft", async {
+            let v = draft?;
+            let id = need(&v, "versionId", "draft version")?;
+            Ok((
+                id.clone(),
+                format!("{PACKAGE_NAME} {PACKAGE_VERSION}: version {id}"),
+            ))
+        })
+        .await;
 
     let version = format!(
         "{repo}/packages/versions/{}",
@@ -655,7 +657,7 @@ mod tests {
         drop(l);
         let client = ApiClient::new(
             reqwest::Client::new(),
-            url::Url::parse(format!("http://127.0.0.1:{port}")).unwrap(),
+            url::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
             Duration::from_secs(2),
         );
         let r = run(&client, "t", true).await;
