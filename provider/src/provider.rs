@@ -215,7 +215,7 @@ mod tests {
     #[test]
     fn no_data_source_takes_a_secret_argument() {
         let sources = ArtifortressProvider.data_sources();
-        assert_eq!(sources.len(), 5, "every data source is checked");
+        assert_eq!(sources.len(), 6, "every data source is checked");
         let mut checked = 0;
         for ds in sources {
             let schema = ds.schema();

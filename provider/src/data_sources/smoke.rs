@@ -52,7 +52,7 @@ impl DataSource<Settings> for Smoke {
     fn schema(&self) -> Schema {
         Schema::new(
             0,
-            "Runs the service's minimal smoke flow with the provider's admin token (`admin_token`, a PAT with scope `repo:*:admin`): `whoami`, list the repositories and read one; with `write = true` also the draft → upload → publish happy path in a scratch repository. Each step is timed. A failed step fails the read unless `fail_on_error = false`. Every read writes nothing in read-only form; see `write` for what the full path leaves behind on each plan.",
+            "Runs the service's minimal smoke flow with the provider's admin token (`admin_token`, a PAT with scope `repo:*:admin`): `whoami`, list the repositories and read one; with `write = true` also the draft → upload → publish happy path in a scratch repository. Each step is timed. A failed step fails the read unless `fail_on_error = false`. The read-only form writes nothing; see `write` for what the full path leaves behind on every plan.",
             SmokeModel::attributes(),
         )
     }
