@@ -121,6 +121,7 @@ impl Provider for ArtifortressProvider {
             Arc::new(data_sources::ops_summary::OpsSummary),
             Arc::new(data_sources::preflight::Preflight),
             Arc::new(data_sources::readiness::Readiness),
+            Arc::new(data_sources::smoke::Smoke),
         ]
     }
 
@@ -214,7 +215,7 @@ mod tests {
     #[test]
     fn no_data_source_takes_a_secret_argument() {
         let sources = ArtifortressProvider.data_sources();
-        assert_eq!(sources.len(), 5, "every data source is checked");
+        assert_eq!(sources.len(), 6, "every data source is checked");
         let mut checked = 0;
         for ds in sources {
             let schema = ds.schema();

@@ -26,6 +26,7 @@ pub struct AppState {
     pub s3: aws_sdk_s3::Client,
     pub bucket: String,
     pub bootstrap_token: Option<String>,
+    pub presign_part_ttl_seconds: u32,
     pub faults: Mutex<Faults>,
 }
 
@@ -40,6 +41,7 @@ impl AppState {
             s3: super::clients::s3_client(&cfg.object_storage),
             bucket: cfg.object_storage.bucket.clone(),
             bootstrap_token: cfg.bootstrap_token.clone(),
+            presign_part_ttl_seconds: cfg.object_storage.presign_part_ttl_seconds,
             faults: Mutex::new(cfg.initial_faults.clone()),
         }
     }
@@ -155,7 +157,10 @@ fn bearer_token(headers: &HeaderMap) -> Option<String> {
     (!t.is_empty()).then(|| t.to_string())
 }
 
-async fn require_principal(state: &AppState, headers: &HeaderMap) -> ApiResult<Principal> {
+pub(super) async fn require_principal(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> ApiResult<Principal> {
     if headers.get(axum::http::header::AUTHORIZATION).is_none() {
         return Err(ApiError::unauthorized("a bearer token is required"));
     }
@@ -187,7 +192,7 @@ async fn require_admin(
     }
 }
 
-fn parse_object(body: &Bytes) -> ApiResult<Map<String, Value>> {
+pub(super) fn parse_object(body: &Bytes) -> ApiResult<Map<String, Value>> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(ApiError::bad_request(
@@ -200,7 +205,7 @@ fn parse_object(body: &Bytes) -> ApiResult<Map<String, Value>> {
 }
 
 /// Property lookup with case-insensitive names (like System.Text.Json's web defaults).
-fn get_ci<'a>(m: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+pub(super) fn get_ci<'a>(m: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     m.get(name).or_else(|| {
         m.iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -208,7 +213,7 @@ fn get_ci<'a>(m: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     })
 }
 
-async fn audit(
+pub(super) async fn audit(
     pool: &PgPool,
     tenant_id: &str,
     actor: &str,
@@ -526,7 +531,8 @@ pub fn router(state: SharedState, faults_api_enabled: bool) -> Router {
         .route("/v1/admin/ops/summary", get(ops_summary))
         .route("/v1/auth/pats", post(issue_pat))
         .route("/v1/auth/pats/revoke", post(revoke_pat))
-        .route("/v1/auth/whoami", get(whoami));
+        .route("/v1/auth/whoami", get(whoami))
+        .merge(super::smoke_routes::routes());
     if faults_api_enabled {
         r = r.route("/testbed/faults", get(get_faults).put(put_faults));
     }

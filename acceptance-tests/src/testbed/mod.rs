@@ -8,6 +8,9 @@ pub mod config;
 pub mod faults;
 pub mod health;
 pub mod npgsql;
+pub mod repos;
+mod smoke_routes;
+pub mod uploads;
 pub mod worker;
 
 /// Log to stderr (stdout is reserved for the `Now listening on:` line).

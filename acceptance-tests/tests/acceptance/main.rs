@@ -21,4 +21,5 @@ mod readiness;
 mod release;
 mod resource_examples;
 mod secrets;
+mod smoke;
 mod state_upgrade;

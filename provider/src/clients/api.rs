@@ -312,6 +312,29 @@ impl ApiClient {
         self.parse(path, what, status, &text)
     }
 
+    /// `method path` with a bearer token and an optional JSON body; a 2xx answer as JSON
+    /// (`what` names it in errors), anything else as [`ApiError::Service`] or
+    /// [`ApiError::UnexpectedBody`]. For flows such as [`super::smoke`] that walk many routes.
+    pub async fn call_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+        what: &'static str,
+    ) -> Result<serde_json::Value, ApiError> {
+        let (status, text) = self
+            .send(method, path, Some(Credential::Bearer(token)), body)
+            .await?;
+        self.parse(path, what, status, &text)
+    }
+
+    /// The HTTP client (its connection pool) and the per-request time limit, for requests that
+    /// go elsewhere than the API (a presigned object-storage URL the API handed out).
+    pub fn http_client(&self) -> (&reqwest::Client, Duration) {
+        (&self.http, self.timeout)
+    }
+
     /// `GET /v1/admin/ops/summary` with an admin (or auditor) bearer token.
     pub async fn ops_summary(&self, token: &str) -> Result<OpsSummary, ApiError> {
         self.get_with_token("/v1/admin/ops/summary", "ops summary", token)

@@ -12,6 +12,7 @@
 //! - [`restore`]: restore drills: restore a backup, verify it, measure RTO and RPO.
 //! - [`hosts`]: deploy hosts over SSH (russh) or locally: commands, uploads, and the release
 //!   directory (deploy lock, install with an on-host checksum, env files, `current`, prune).
+//! - [`smoke`]: the post-deploy smoke flow (whoami, repositories, draft → upload → publish).
 //! - [`release`]: rolling releases over those hosts: staged artifacts, batches, readiness
 //!   waits, atomic rollback, watch window, rollback rehearsal.
 
@@ -29,5 +30,6 @@ mod poll;
 pub mod process;
 pub mod release;
 pub mod restore;
+pub mod smoke;
 mod stream;
 pub mod words;

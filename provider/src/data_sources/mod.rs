@@ -5,3 +5,4 @@ pub mod migrations;
 pub mod ops_summary;
 pub mod preflight;
 pub mod readiness;
+pub mod smoke;
