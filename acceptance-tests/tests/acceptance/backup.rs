@@ -539,7 +539,10 @@ fn restore_drill_passes_on_a_good_backup_and_fails_on_a_wrong_manifest() {
             "Restore drill FAILED",
             "data verification: FAIL",
             "packages",
-            &format!("count mismatch on packages: source={}, drill={real}", real + 5),
+            &format!(
+                "count mismatch on packages: source={}, drill={real}",
+                real + 5
+            ),
         ] {
             assert!(shows(&text, needle), "{needle:?} not in:\n{text}");
         }
@@ -629,7 +632,10 @@ fn drill_report_file_is_where_the_service_preflight_looks_and_a_deleted_one_is_w
         assert!(!preflight_finds_the_report(wd.file("").as_path()));
         wd.apply_ok();
         let ran_at = wd.output("ran_at");
-        assert!(!preflight_finds_the_report(wd.file("").as_path()), "no file without report_file");
+        assert!(
+            !preflight_finds_the_report(wd.file("").as_path()),
+            "no file without report_file"
+        );
 
         // Adding report_file to a recorded drill: an in-place update that writes the recorded
         // report; no new drill.
@@ -693,14 +699,20 @@ fn drill_report_file_is_where_the_service_preflight_looks_and_a_deleted_one_is_w
         assert_eq!(drill["change"]["before"]["report_file_sha256"], Value::Null);
         wd.apply_ok();
         assert_eq!(wd.output("ran_at"), ran_at, "no new drill");
-        assert_eq!(std::fs::read_to_string(wd.file(SERVICE_REPORT)).unwrap(), report);
+        assert_eq!(
+            std::fs::read_to_string(wd.file(SERVICE_REPORT)).unwrap(),
+            report
+        );
         assert!(preflight_finds_the_report(wd.file("").as_path()));
 
         // Edited: the same.
         std::fs::write(wd.file(SERVICE_REPORT), "# edited\n").unwrap();
         assert_eq!(wd.plan_detailed().code, 2, "an edited report is a change");
         wd.apply_ok();
-        assert_eq!(std::fs::read_to_string(wd.file(SERVICE_REPORT)).unwrap(), report);
+        assert_eq!(
+            std::fs::read_to_string(wd.file(SERVICE_REPORT)).unwrap(),
+            report
+        );
         assert_eq!(wd.output("ran_at"), ran_at);
 
         // A path that cannot be written (its parent is a file): an error at report_file.

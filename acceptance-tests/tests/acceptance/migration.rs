@@ -1229,10 +1229,7 @@ output "classes"  {{ value = {{ for p in data.artifortress_migrations.before.pen
         }
         write_files(
             dir.path(),
-            &[(
-                "0016_backfill.sql",
-                "-- artifortress:class B\nselect 1;\n",
-            )],
+            &[("0016_backfill.sql", "-- artifortress:class B\nselect 1;\n")],
         );
         let wd2 = Workdir::new(
             &tf,

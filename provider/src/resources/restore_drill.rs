@@ -554,6 +554,25 @@ mod tests {
     }
 
     #[test]
+    fn the_report_file_sha_is_planned_from_the_recorded_report() {
+        let file = Maybe::Known(Some("docs/reports/x.md".to_string()));
+        let mut prior = Value::null_object(&RestoreDrillModel::object_type());
+        prior.set_attr("report_markdown", "# r\n".into());
+        let sha = restore::report_sha256("# r\n");
+        // Without report_file: null, whatever the state.
+        assert!(planned_report_sha(&Maybe::Null, &prior, &[]).is_null());
+        // In place: the recorded report's sha (equal to the state's when the file is intact).
+        assert!(planned_report_sha(&file, &prior, &[]).same(&Value::String(sha)));
+        // Create, replacement, unknown path: after apply.
+        assert!(!planned_report_sha(&file, &Value::Null, &[]).is_known());
+        let replacing = [crate::protocol::diagnostics::AttributePath::attr(
+            "triggers",
+        )];
+        assert!(!planned_report_sha(&file, &prior, &replacing).is_known());
+        assert!(!planned_report_sha(&Maybe::Unknown, &prior, &[]).is_known());
+    }
+
+    #[test]
     fn reports_get_a_json_twin() {
         assert_eq!(json_key("drills/latest.md"), "drills/latest.json");
         assert_eq!(json_key("drills/latest"), "drills/latest.json");

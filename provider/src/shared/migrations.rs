@@ -136,6 +136,7 @@ pub(crate) struct Observation {
 }
 
 /// Why a look failed.
+#[derive(Debug)]
 pub(crate) struct LookFailure {
     pub diagnostics: Diagnostics,
     /// The database could not be reached (as opposed to a bad directory or URL).
@@ -411,5 +412,71 @@ pub(crate) fn plan_inputs(config: &Value) -> PlanInputs {
         baseline: config.attr("baseline_version").as_str().map(str::to_string),
         accept_checksums,
         ..PlanInputs::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_are_merged_and_their_problems_are_at_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("0001_a.sql"), "select 1;\n").unwrap();
+        std::fs::write(
+            dir.path().join("0002_b.sql"),
+            "-- artifortress:class B\nselect 2;\n",
+        )
+        .unwrap();
+        let d = dir.path().to_str().unwrap();
+        let classes = |pairs: &[(&str, &str)]| {
+            let mut config = Value::object([(
+                "classes",
+                Value::string_map(
+                    &pairs
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect::<BTreeMap<_, _>>(),
+                ),
+            )]);
+            let diags = validate_classes(&config);
+            let merged = config_classes(&config);
+            config.set_attr("classes", Value::Null);
+            (diags, merged)
+        };
+
+        let (diags, merged) = classes(&[("0001_a.sql", "C")]);
+        assert!(diags.is_empty());
+        let files = load_files(Some(d), &merged).unwrap().unwrap();
+        assert_eq!(files[0].class, MigrationClass::C);
+        assert_eq!(files[1].class, MigrationClass::B);
+
+        let (diags, merged) = classes(&[("0002_b.sql", "C"), ("0003_typo.sql", "A")]);
+        assert!(diags.is_empty());
+        let Err(failure) = load_files(Some(d), &merged) else {
+            panic!("a conflict and an unknown key must fail");
+        };
+        let paths: Vec<String> = failure
+            .diagnostics
+            .iter()
+            .map(|d| d.attribute.as_ref().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            paths,
+            [r#"classes["0002_b.sql"]"#, r#"classes["0003_typo.sql"]"#]
+        );
+        assert!(failure.diagnostics.has_errors());
+
+        // Not A/B/C: a validate error at the key, and left out of the merge.
+        let (diags, merged) = classes(&[("0001_a.sql", "c"), ("0002_b.sql", "B")]);
+        let paths: Vec<String> = diags
+            .iter()
+            .map(|d| d.attribute.as_ref().unwrap().to_string())
+            .collect();
+        assert_eq!(paths, [r#"classes["0001_a.sql"]"#]);
+        assert_eq!(merged.len(), 1);
+
+        // Without a directory: nothing to check against.
+        assert!(load_files(None, &merged).unwrap().is_none());
     }
 }
