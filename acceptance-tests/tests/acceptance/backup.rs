@@ -429,6 +429,7 @@ output "rpo"         {{ value = artifortress_restore_drill.weekly.rpo_seconds }}
 output "rto"         {{ value = artifortress_restore_drill.weekly.rto_seconds }}
 output "backup_secs" {{ value = artifortress_restore_drill.weekly.backup_duration_seconds }}
 output "report"      {{ value = artifortress_restore_drill.weekly.report_markdown }}
+output "ran_at"      {{ value = artifortress_restore_drill.weekly.ran_at }}
 output "manifest"    {{ value = artifortress_backup.weekly.manifest_key }}
 "#,
         bed.provider(url)
@@ -497,7 +498,7 @@ fn restore_drill_passes_on_a_good_backup_and_fails_on_a_wrong_manifest() {
             "RTO status: PASS",
             "RPO status: PASS",
             "data verification: PASS",
-            "| packages |",
+            "- packages: source=",
         ] {
             assert!(
                 report.contains(line),
@@ -538,7 +539,10 @@ fn restore_drill_passes_on_a_good_backup_and_fails_on_a_wrong_manifest() {
             "Restore drill FAILED",
             "data verification: FAIL",
             "packages",
-            &format!("recorded {}", real + 5),
+            &format!(
+                "count mismatch on packages: source={}, drill={real}",
+                real + 5
+            ),
         ] {
             assert!(shows(&text, needle), "{needle:?} not in:\n{text}");
         }
@@ -596,4 +600,136 @@ fn a_drill_database_that_is_the_source_or_not_an_identifier_is_refused_at_plan_t
             .unwrap(),
         "t"
     );
+}
+
+/// Where the service's `scripts/production-preflight.sh:114` requires the drill's evidence
+/// (`require_file docs/reports/phase6-rto-rpo-drill-latest.md`, a `[ -f "$path" ]` test,
+/// `production-preflight.sh:42-49`, run from the checkout's root), and where its
+/// `scripts/phase6-drill.sh:8` writes it (Artifortress f628e74d).
+const SERVICE_REPORT: &str = "docs/reports/phase6-rto-rpo-drill-latest.md";
+
+/// The preflight's check of the drill report, as the script runs it: `[ -f <path> ]` in `dir`.
+fn preflight_finds_the_report(dir: &Path) -> bool {
+    std::process::Command::new("bash")
+        .args(["-c", &format!("[ -f {SERVICE_REPORT} ]")])
+        .current_dir(dir)
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// Issue 17 part 6: `report_file` writes `report_markdown` (the service's drill report shape)
+/// where the service's preflight looks for it; refresh notices the file deleted or edited and
+/// the plan is an in-place update that writes the recorded report again, without a new drill.
+#[test]
+fn drill_report_file_is_where_the_service_preflight_looks_and_a_deleted_one_is_written_again() {
+    let bed = Bed::start();
+    let url = bed.seeded("src");
+    for tf in terraforms() {
+        let prefix = format!("reportfile/tf{}/", tf.version.replace('.', "_"));
+        let with_file = format!(r#"report_file = "{SERVICE_REPORT}""#);
+        let wd = Workdir::new(&tf, &drill_config(&bed, &url, &prefix, "2026-50", ""));
+        assert!(!preflight_finds_the_report(wd.file("").as_path()));
+        wd.apply_ok();
+        let ran_at = wd.output("ran_at");
+        assert!(
+            !preflight_finds_the_report(wd.file("").as_path()),
+            "no file without report_file"
+        );
+
+        // Adding report_file to a recorded drill: an in-place update that writes the recorded
+        // report; no new drill.
+        wd.set_config(&drill_config(&bed, &url, &prefix, "2026-50", &with_file));
+        let plan = wd.plan_json();
+        let change = plan["resource_changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "artifortress_restore_drill")
+            .unwrap()["change"]
+            .clone();
+        assert_eq!(change["actions"], json!(["update"]), "{change}");
+        wd.apply_ok();
+        assert_eq!(wd.output("ran_at"), ran_at, "no new drill");
+        assert!(preflight_finds_the_report(wd.file("").as_path()));
+        let report = wd.output("report").as_str().unwrap().to_string();
+        let file = std::fs::read_to_string(wd.file(SERVICE_REPORT)).unwrap();
+        assert_eq!(file, report, "report_markdown is the file's content");
+
+        // A new drill writes its report there; the script's lines, exactly
+        // (scripts/phase6-drill.sh:77, 81, 89, 94-96, 98).
+        wd.set_config(&drill_config(&bed, &url, &prefix, "2026-51", &with_file));
+        wd.apply_ok();
+        assert_ne!(wd.output("ran_at"), ran_at, "a new drill");
+        let report = wd.output("report").as_str().unwrap().to_string();
+        let file = std::fs::read_to_string(wd.file(SERVICE_REPORT)).unwrap();
+        assert_eq!(file, report);
+        let lines: Vec<&str> = file.lines().collect();
+        assert_eq!(lines[0], "# Phase 6 RPO/RTO Drill Report");
+        for line in [
+            "## Inputs",
+            "## Results",
+            "- RPO status: PASS",
+            "- RTO status: PASS",
+            "- data verification: PASS",
+            "## Verification Notes",
+            "- all required table counts matched between source and drill databases.",
+        ] {
+            assert!(lines.contains(&line), "{line:?} not a line of:\n{file}");
+        }
+        assert_eq!(
+            bed.get(&format!("{prefix}drills/latest.md")).unwrap(),
+            file.as_bytes(),
+            "the same report in the bucket"
+        );
+        let ran_at = wd.output("ran_at");
+
+        // Deleted: refresh notices, the plan writes it again in place, no new drill.
+        std::fs::remove_file(wd.file(SERVICE_REPORT)).unwrap();
+        assert!(!preflight_finds_the_report(wd.file("").as_path()));
+        assert_eq!(wd.plan_detailed().code, 2, "a deleted report is a change");
+        let plan = wd.plan_json();
+        let drill = plan["resource_changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "artifortress_restore_drill")
+            .unwrap();
+        assert_eq!(drill["change"]["actions"], json!(["update"]), "{drill}");
+        assert_eq!(drill["change"]["before"]["report_file_sha256"], Value::Null);
+        wd.apply_ok();
+        assert_eq!(wd.output("ran_at"), ran_at, "no new drill");
+        assert_eq!(
+            std::fs::read_to_string(wd.file(SERVICE_REPORT)).unwrap(),
+            report
+        );
+        assert!(preflight_finds_the_report(wd.file("").as_path()));
+
+        // Edited: the same.
+        std::fs::write(wd.file(SERVICE_REPORT), "# edited\n").unwrap();
+        assert_eq!(wd.plan_detailed().code, 2, "an edited report is a change");
+        wd.apply_ok();
+        assert_eq!(
+            std::fs::read_to_string(wd.file(SERVICE_REPORT)).unwrap(),
+            report
+        );
+        assert_eq!(wd.output("ran_at"), ran_at);
+
+        // A path that cannot be written (its parent is a file): an error at report_file.
+        wd.set_config(&drill_config(
+            &bed,
+            &url,
+            &prefix,
+            "2026-51",
+            &format!(r#"report_file = "{SERVICE_REPORT}/x.md""#),
+        ));
+        let apply = wd.apply();
+        assert_eq!(apply.code, 1, "{}", apply.text());
+        assert!(
+            apply.shows("Cannot write the drill report file"),
+            "{}",
+            apply.text()
+        );
+        assert!(apply.shows("report_file"), "{}", apply.text());
+    }
 }

@@ -1017,3 +1017,252 @@ fn fault_timeout_cancels_the_running_migration_and_rolls_it_back() {
         );
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// The service's own migration files
+// ------------------------------------------------------------------------------------------
+
+/// The commit of Artifortress (`sremani/Artifortress`) whose migrations these tests apply.
+const REAL_COMMIT: &str = "f628e74dfb8b884f5113d3c4aadf16000228025a";
+
+/// The service's own migration files (`db/migrations/*.sql` at [`REAL_COMMIT`], 15 files, no
+/// class markers), read at test time from a clone of the service's repository: the git directory
+/// in `ARTIFORTRESS_REAL_REPO`, by default the mirror this project is developed beside. They are
+/// not copied into this repository (the service's code is not ours to copy). Panics, naming the
+/// variable, when no clone is there.
+fn real_migrations_dir() -> tempfile::TempDir {
+    let repo = std::env::var("ARTIFORTRESS_REAL_REPO")
+        .unwrap_or_else(|_| "/work/.mirror/sremani+Artifortress/repo".to_string());
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(&repo)
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "reading the service's migrations from {repo} (set ARTIFORTRESS_REAL_REPO to a \
+             clone of sremani/Artifortress holding {REAL_COMMIT}): git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("af-real-mig-")
+        .tempdir()
+        .unwrap();
+    let names = git(&["ls-tree", "--name-only", REAL_COMMIT, "db/migrations/"]);
+    for path in names.lines() {
+        let name = path.rsplit('/').next().unwrap();
+        let sql = git(&["show", &format!("{REAL_COMMIT}:{path}")]);
+        std::fs::write(dir.path().join(name), sql).unwrap();
+    }
+    dir
+}
+
+fn real_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The tables the service's `scripts/db-smoke.sh:11-21` requires (at [`REAL_COMMIT`]).
+const SMOKE_TABLES: [&str; 9] = [
+    "schema_migrations",
+    "tenants",
+    "repos",
+    "packages",
+    "blobs",
+    "package_versions",
+    "artifact_entries",
+    "audit_log",
+    "outbox_events",
+];
+
+fn real_config(url: &str, dir: &Path, classes: &str, extra: &str) -> String {
+    format!(
+        r#"
+provider "artifortress" {{
+  database_url = "{url}"
+}}
+
+resource "artifortress_migration" "schema" {{
+  dir     = "{dir}"
+  classes = {classes}
+  {extra}
+}}
+
+data "artifortress_migrations" "after" {{
+  dir        = "{dir}"
+  classes    = {classes}
+  depends_on = [artifortress_migration.schema]
+}}
+
+output "pending"  {{ value = artifortress_migration.schema.pending }}
+output "missing"  {{ value = data.artifortress_migrations.after.missing_tables }}
+output "required" {{ value = data.artifortress_migrations.after.required_tables }}
+output "up_to_date" {{ value = data.artifortress_migrations.after.up_to_date }}
+"#,
+        dir = dir.display()
+    )
+}
+
+/// Issue 17 part 3. The service's 15 files carry no class; its policy states classes per release
+/// (`docs/41-migration-compatibility-policy.md:100-103`). Given through `classes`, a class C
+/// file is gated like one with the directive, without touching the files; a contradiction with a
+/// directive, a key naming no file and a value other than A/B/C are errors at `classes`. The
+/// data source reports the service's smoke-check tables (`scripts/db-smoke.sh`) missing before
+/// the migrations and present after.
+#[test]
+fn real_migrations_classes_given_beside_the_files_gate_class_c_and_db_smoke_tables() {
+    let pg = PgServer::start().unwrap();
+    let real = real_migrations_dir();
+    let names = real_files(real.path());
+    assert_eq!(names.len(), 15, "{names:?}");
+    assert_eq!(names[14], "0015_worker_claim_path_indexes.sql");
+    let contract = "0014_search_assurance_controls.sql";
+    let sums: Vec<String> = names
+        .iter()
+        .map(|n| sha256(&std::fs::read_to_string(real.path().join(n)).unwrap()))
+        .collect();
+    for tf in terraforms() {
+        let db = database(&pg);
+        let url = pg.database_url(&db);
+
+        // Before: the data source alone, on the empty database. Every table is missing, the
+        // given class shows in `pending`.
+        let before = Workdir::new(
+            &tf,
+            &format!(
+                r#"
+provider "artifortress" {{
+  database_url = "{url}"
+}}
+data "artifortress_migrations" "before" {{
+  dir     = "{dir}"
+  classes = {{ "{contract}" = "C" }}
+}}
+output "missing"  {{ value = data.artifortress_migrations.before.missing_tables }}
+output "required" {{ value = data.artifortress_migrations.before.required_tables }}
+output "classes"  {{ value = {{ for p in data.artifortress_migrations.before.pending : p.version => p.class }} }}
+"#,
+                dir = real.path().display()
+            ),
+        );
+        before.apply_ok();
+        assert_eq!(before.output("required"), json!(SMOKE_TABLES));
+        assert_eq!(before.output("missing"), json!(SMOKE_TABLES));
+        let classes = before.output("classes");
+        assert_eq!(classes.as_object().unwrap().len(), 15, "{classes}");
+        for n in &names {
+            let want = if n == contract { "C" } else { "A" };
+            assert_eq!(classes[n], want, "{n}: {classes}");
+        }
+
+        // The gate fires on the real file, classified through `classes` only.
+        let cfg = |classes: &str, extra: &str| real_config(&url, real.path(), classes, extra);
+        let wd = Workdir::new(&tf, &cfg(&format!(r#"{{ "{contract}" = "C" }}"#), ""));
+        assert_failed(
+            &wd.plan_detailed(),
+            &tf,
+            &[
+                &format!("Contract (class C) migration not allowed: {contract}"),
+                "allow_contract",
+            ],
+        );
+        assert_eq!(
+            pg.psql(&db, "select to_regclass('schema_migrations') is null")
+                .unwrap(),
+            "t",
+            "nothing ran"
+        );
+
+        // A key that names no file (a typo: index, not indexes).
+        wd.set_config(&cfg(
+            r#"{ "0015_worker_claim_path_index.sql" = "A" }"#,
+            "allow_contract = true",
+        ));
+        assert_failed(
+            &wd.plan_detailed(),
+            &tf,
+            &[
+                "Class given for a file that does not exist",
+                "\"0015_worker_claim_path_index.sql\"",
+            ],
+        );
+        // A value other than A, B or C: refused at validate.
+        wd.set_config(&cfg(r#"{ "0001_init.sql" = "c" }"#, ""));
+        assert_failed(
+            &wd.run(&["validate", "-no-color"]),
+            &tf,
+            &["Invalid migration class", "classes[\"0001_init.sql\"]"],
+        );
+
+        // Allowed: the 15 files run; the smoke tables are all there afterwards.
+        wd.set_config(&cfg(
+            &format!(r#"{{ "{contract}" = "C" }}"#),
+            "allow_contract = true",
+        ));
+        wd.apply_ok();
+        assert_eq!(ledger(&pg, &db), names);
+        assert_eq!(wd.output("missing"), json!([]));
+        assert_eq!(wd.output("required"), json!(SMOKE_TABLES));
+        assert_eq!(wd.output("up_to_date"), true);
+        // The files are untouched: the recorded checksums are theirs.
+        let recorded = sidecar(&pg, &db);
+        for (row, sum) in recorded.iter().zip(&sums) {
+            assert!(row.contains(sum), "{row} vs {sum}");
+        }
+
+        // A file that states its class: giving another one is refused at that key; the same
+        // one is fine. (A copy of the real directory plus a 16th file of ours.)
+        let dir = tempfile::Builder::new()
+            .prefix("af-real-mig-")
+            .tempdir()
+            .unwrap();
+        for n in &names {
+            std::fs::copy(real.path().join(n), dir.path().join(n)).unwrap();
+        }
+        write_files(
+            dir.path(),
+            &[("0016_backfill.sql", "-- artifortress:class B\nselect 1;\n")],
+        );
+        let wd2 = Workdir::new(
+            &tf,
+            &real_config(
+                &url,
+                dir.path(),
+                &format!(r#"{{ "{contract}" = "C", "0016_backfill.sql" = "C" }}"#),
+                "allow_contract = true",
+            ),
+        );
+        assert_failed(
+            &wd2.plan_detailed(),
+            &tf,
+            &[
+                "Class contradicts the file's own directive",
+                "0016_backfill.sql states `-- artifortress:class B` itself, but class C is given",
+            ],
+        );
+        wd2.set_config(&real_config(
+            &url,
+            dir.path(),
+            &format!(r#"{{ "{contract}" = "C", "0016_backfill.sql" = "B" }}"#),
+            "",
+        ));
+        let plan = wd2.plan_json();
+        assert_eq!(
+            change(&plan)["after"]["applied_versions"]
+                .as_array()
+                .unwrap()
+                .len(),
+            16
+        );
+        wd2.apply_ok();
+        assert_eq!(ledger(&pg, &db).len(), 16);
+    }
+}

@@ -404,6 +404,15 @@ fn every_resource_and_data_source_example_applies() {
                 .contains(&"drills/staging/latest.md".to_string()),
             "terraform {v}: the drill's report"
         );
+        // …and the same report where the service's preflight requires it
+        // (scripts/production-preflight.sh:114 of Artifortress).
+        let local =
+            std::fs::read_to_string(ex.dir.join("docs/reports/phase6-rto-rpo-drill-latest.md"))
+                .unwrap_or_else(|e| panic!("terraform {v}: the drill's report file: {e}"));
+        assert!(
+            local.starts_with("# Phase 6 RPO/RTO Drill Report\n"),
+            "terraform {v}: {local}"
+        );
         destroy(&ex, &vars);
         assert_eq!(
             bed.sql(

@@ -19,7 +19,8 @@ resource "artifortress_restore_drill" "weekly" {
   rto_target_seconds  = 900
   rpo_target_seconds  = 300
   keep_drill_database = false
-  report_object_key   = "drills/staging/latest.md" # and drills/staging/latest.json
+  report_object_key   = "drills/staging/latest.md"                    # and drills/staging/latest.json
+  report_file         = "docs/reports/phase6-rto-rpo-drill-latest.md" # where the service's preflight looks
   fail_on_breach      = true
   triggers            = { week = var.drill_week }
   timeouts            = { create = "1h" }

@@ -10,12 +10,14 @@
 //!   the counts the backup read in its own snapshot, and the migration head.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use tokio::io::AsyncWriteExt;
@@ -90,79 +92,104 @@ fn opt(n: Option<i64>) -> String {
 }
 
 impl DrillReport {
-    /// The Markdown report, with the service's drill vocabulary (`RTO status: PASS|FAIL`, …).
+    /// The Markdown report, in the shape the service's own drill writes it
+    /// (Artifortress `scripts/phase6-drill.sh:76-108`, commit
+    /// f628e74dfb8b884f5113d3c4aadf16000228025a): the title, `Generated at:`, `## Inputs`,
+    /// `## Results` and `## Verification Notes`, with the script's bullet lines in its order and
+    /// words. What the script does not measure is added as extra bullets after its own in each
+    /// section (the true RPO, the script's RPO figure, download time, the migration head) and
+    /// as a `### Parity` sub-section (one line per table) at the end.
+    ///
+    /// The script's figures are whole seconds (`date +%s` differences), so are these (rounded);
+    /// the exact ones are in the resource's attributes and the JSON twin. Its `total drill
+    /// duration` is our RTO (drill start to a verified restore), and its `RPO status` is our
+    /// verdict on the true RPO (the age of the recovery point); the script's own RPO figure,
+    /// the backup's duration, is the extra `RPO status by backup duration` line.
     pub fn markdown(&self) -> String {
         let t = |d: DateTime<Utc>| d.to_rfc3339_opts(SecondsFormat::Secs, true);
-        let mut out = format!(
-            "# Artifortress restore drill — {}\n\n\
-             - backup: `{}` (`s3://{}/{}`) of `{}`\n\
-             - recovery point: {}\n\
-             - drill database: `{}` ({})\n\n\
-             | check | measured | target | status |\n|---|---|---|---|\n\
-             | RTO (drill start to a verified restore) | {:.1} s | {:.0} s | {} |\n\
-             | RPO (age of the recovery point) | {:.1} s | {:.0} s | {} |\n\
-             | RPO as the service's drill measures it (backup duration) | {:.1} s | {:.0} s | {} |\n\
-             | data verification | {} tables, {} mismatches, head {} | equal | {} |\n\n\
-             RTO status: {}\nRPO status: {}\ndata verification: {}\nresult: {}\n\n\
-             Download {:.1} s, restore {:.1} s.\n\n## Parity\n\n\
-             | table | backup | restored | status |\n|---|---|---|---|\n",
-            t(self.ran_at),
-            self.backup_id,
-            self.bucket,
-            self.object_key,
-            self.source_database,
-            t(self.snapshot_at),
-            self.drill_database,
-            if self.kept {
-                "kept"
-            } else {
-                "dropped after the drill"
-            },
-            self.rto_seconds,
-            self.rto_target_seconds,
-            verdict(self.rto_pass),
-            self.rpo_seconds,
-            self.rpo_target_seconds,
-            verdict(self.rpo_pass),
-            self.backup_duration_seconds,
-            self.rpo_target_seconds,
-            verdict(self.backup_duration_seconds <= self.rpo_target_seconds),
-            self.expected_counts.len().max(self.actual_counts.len()),
-            self.mismatches.len(),
-            if self.expected_head == self.actual_head {
-                "equal"
-            } else {
-                "different"
-            },
-            verdict(self.data_pass),
-            verdict(self.rto_pass),
-            verdict(self.rpo_pass),
-            verdict(self.data_pass),
-            verdict(self.passed),
-            self.download_seconds,
-            self.restore_duration_seconds,
-        );
-        let tables: std::collections::BTreeSet<&String> = self
-            .expected_counts
-            .keys()
-            .chain(self.actual_counts.keys())
-            .collect();
-        for table in tables {
-            let (e, a) = (
-                self.expected_counts.get(table).copied(),
-                self.actual_counts.get(table).copied(),
-            );
-            out.push_str(&format!(
-                "| {table} | {} | {} | {} |\n",
-                opt(e),
-                opt(a),
-                verdict(e == a)
-            ));
-        }
+        let whole = |s: f64| format!("{:.0}", s.max(0.0));
+        let finished_at = self.ran_at
+            + chrono::Duration::milliseconds((self.rto_seconds * 1000.0).round() as i64);
+        let backup_window_pass = self.backup_duration_seconds <= self.rpo_target_seconds;
+        let mut out = String::new();
+        let mut line = |l: String| {
+            out.push_str(&l);
+            out.push('\n');
+        };
+        line("# Phase 6 RPO/RTO Drill Report".into());
+        line(String::new());
+        line(format!("Generated at: {}", t(finished_at)));
+        line(String::new());
+        line("## Inputs".into());
+        line(String::new());
+        line(format!("- source DB: `{}`", self.source_database));
+        line(format!("- drill DB: `{}`", self.drill_database));
+        line(format!(
+            "- backup file: `s3://{}/{}`",
+            self.bucket, self.object_key
+        ));
+        line(format!(
+            "- RTO target (seconds): {}",
+            whole(self.rto_target_seconds)
+        ));
+        line(format!(
+            "- RPO target (seconds): {}",
+            whole(self.rpo_target_seconds)
+        ));
+        line(format!("- backup id: `{}`", self.backup_id));
+        line(format!(
+            "- recovery point (backup snapshot): {}",
+            t(self.snapshot_at)
+        ));
+        line(format!("- drill started at: {}", t(self.ran_at)));
+        line(format!(
+            "- drill DB after the drill: {}",
+            if self.kept { "kept" } else { "dropped" }
+        ));
+        line(String::new());
+        line("## Results".into());
+        line(String::new());
+        line(format!(
+            "- backup duration (seconds): {}",
+            whole(self.backup_duration_seconds)
+        ));
+        line(format!(
+            "- restore duration (seconds): {}",
+            whole(self.restore_duration_seconds)
+        ));
+        line(format!(
+            "- total drill duration (seconds): {}",
+            whole(self.rto_seconds)
+        ));
+        line(format!("- RPO status: {}", verdict(self.rpo_pass)));
+        line(format!("- RTO status: {}", verdict(self.rto_pass)));
+        line(format!("- data verification: {}", verdict(self.data_pass)));
+        line(format!(
+            "- recovery point age at drill start (true RPO, seconds): {}",
+            whole(self.rpo_seconds)
+        ));
+        line(format!(
+            "- RPO status by backup duration (as scripts/phase6-drill.sh judges it): {}",
+            verdict(backup_window_pass)
+        ));
+        line(format!(
+            "- download duration (seconds): {}",
+            whole(self.download_seconds)
+        ));
+        line(format!(
+            "- migration head: backup `{}`, drill `{}`",
+            self.expected_head.as_deref().unwrap_or("none"),
+            self.actual_head.as_deref().unwrap_or("none")
+        ));
+        line(format!("- overall: {}", verdict(self.passed)));
+        line(String::new());
+        line("## Verification Notes".into());
+        line(String::new());
+        // The script's notes, in its order: counts, RTO, RPO (phase6-drill.sh:52, 64, 71).
         let mut notes = Vec::new();
         for m in &self.mismatches {
             notes.push(format!(
-                "- `{}`: the backup recorded {}, the restored database has {}.",
+                "- count mismatch on {}: source={}, drill={}",
                 m.table,
                 opt(m.expected),
                 opt(m.actual)
@@ -170,28 +197,109 @@ impl DrillReport {
         }
         if self.expected_head != self.actual_head {
             notes.push(format!(
-                "- migration head: the backup recorded {:?}, the restored database has {:?}.",
-                self.expected_head, self.actual_head
-            ));
-        }
-        if !self.rpo_pass {
-            notes.push(format!(
-                "- the newest recovery point was {:.0} s old at drill time, over the {:.0} s target: take backups more often.",
-                self.rpo_seconds, self.rpo_target_seconds
+                "- migration head mismatch: source={}, drill={}",
+                self.expected_head.as_deref().unwrap_or("none"),
+                self.actual_head.as_deref().unwrap_or("none")
             ));
         }
         if !self.rto_pass {
             notes.push(format!(
-                "- recovery took {:.0} s, over the {:.0} s target.",
-                self.rto_seconds, self.rto_target_seconds
+                "- RTO exceeded target ({}s > {}s)",
+                whole(self.rto_seconds),
+                whole(self.rto_target_seconds)
             ));
         }
-        if !notes.is_empty() {
-            out.push_str("\n## Notes\n\n");
-            out.push_str(&notes.join("\n"));
-            out.push('\n');
+        if !self.rpo_pass {
+            notes.push(format!(
+                "- RPO exceeded target: the recovery point was {}s old at drill start (> {}s); take backups more often",
+                whole(self.rpo_seconds),
+                whole(self.rpo_target_seconds)
+            ));
+        }
+        if !backup_window_pass {
+            notes.push(format!(
+                "- RPO backup window exceeded target ({}s > {}s)",
+                whole(self.backup_duration_seconds),
+                whole(self.rpo_target_seconds)
+            ));
+        }
+        if notes.is_empty() {
+            notes.push(
+                "- all required table counts matched between source and drill databases.".into(),
+            );
+        }
+        for n in notes {
+            line(n);
+        }
+        line(String::new());
+        line("### Parity".into());
+        line(String::new());
+        let tables: std::collections::BTreeSet<&String> = self
+            .expected_counts
+            .keys()
+            .chain(self.actual_counts.keys())
+            .chain(self.mismatches.iter().map(|m| &m.table))
+            .collect();
+        for table in tables {
+            let (e, a) = (
+                self.expected_counts.get(table).copied(),
+                self.actual_counts.get(table).copied(),
+            );
+            line(format!(
+                "- {table}: source={}, drill={} ({})",
+                opt(e),
+                opt(a),
+                verdict(e == a)
+            ));
         }
         out
+    }
+}
+
+/// Lowercase hex sha256 of a report's bytes (no normalisation: it is compared with a file).
+pub fn report_sha256(text: &str) -> String {
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// Writes `text` to `path` atomically: parent directories created, a temporary file beside it
+/// written and synced, then renamed over `path`, so a reader (the service's
+/// `scripts/production-preflight.sh:114`, `require_file`) never sees half a report. The error
+/// names the path and what failed.
+pub fn write_report_file(path: &Path, text: &str) -> Result<(), std::io::Error> {
+    let with_path = |what: &str, e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+    };
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("creating the directory {}: {e}", parent.display()),
+        )
+    })?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".artifortress-report-")
+        .tempfile_in(&parent)
+        .map_err(|e| with_path("creating a temporary file beside", e))?;
+    tmp.write_all(text.as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| with_path("writing a temporary file beside", e))?;
+    tmp.persist(path)
+        .map_err(|e| with_path("renaming the temporary file to", e.error))?;
+    Ok(())
+}
+
+/// The sha256 of the file at `path` now; `None` when there is no such file.
+pub fn report_file_sha256(path: &Path) -> Result<Option<String>, std::io::Error> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(hex::encode(sha2::Sha256::digest(&bytes)))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(std::io::Error::new(
+            e.kind(),
+            format!("reading {}: {e}", path.display()),
+        )),
     }
 }
 
@@ -621,6 +729,207 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report(passed: bool) -> DrillReport {
+        let ran_at: DateTime<Utc> = "2026-11-27T10:00:00Z".parse().unwrap();
+        let counts = |packages| {
+            BTreeMap::from([
+                ("packages".to_string(), packages),
+                ("schema_migrations".to_string(), 15),
+            ])
+        };
+        DrillReport {
+            ran_at,
+            backup_id: "20261127T095900Z-ab".into(),
+            bucket: "backups".into(),
+            object_key: "b/20261127T095900Z-ab.dump.zst".into(),
+            source_database: "127.0.0.1:5432/artifortress".into(),
+            drill_database: "artifortress_drill".into(),
+            kept: false,
+            snapshot_at: "2026-11-27T09:59:00Z".parse().unwrap(),
+            rto_seconds: 4.6,
+            rto_target_seconds: 900.0,
+            rpo_seconds: if passed { 60.0 } else { 400.0 },
+            rpo_target_seconds: 300.0,
+            backup_duration_seconds: 0.4,
+            download_seconds: 0.2,
+            restore_duration_seconds: 3.5,
+            expected_counts: counts(7),
+            actual_counts: counts(if passed { 7 } else { 5 }),
+            mismatches: if passed {
+                Vec::new()
+            } else {
+                vec![Mismatch {
+                    table: "packages".into(),
+                    expected: Some(7),
+                    actual: Some(5),
+                }]
+            },
+            expected_head: Some("0015_worker_claim_path_indexes.sql".into()),
+            actual_head: Some("0015_worker_claim_path_indexes.sql".into()),
+            rto_pass: true,
+            rpo_pass: passed,
+            data_pass: passed,
+            passed,
+        }
+    }
+
+    /// A line's shape: each run of digits `N`, each `…` span `` `X` ``, PASS or FAIL `V`.
+    fn shape(line: &str) -> String {
+        let line = line.replace("PASS", "V").replace("FAIL", "V");
+        let mut out = String::new();
+        let mut in_code = false;
+        for c in line.chars() {
+            match c {
+                '`' => {
+                    in_code = !in_code;
+                    out.push_str(if in_code { "`X" } else { "`" });
+                }
+                _ if in_code => {}
+                '0'..='9' if out.ends_with('N') => {}
+                '0'..='9' => out.push('N'),
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    /// The lines the service's drill writes, in its order (Artifortress
+    /// `scripts/phase6-drill.sh:77-106`, f628e74d, and its committed output
+    /// `docs/reports/phase6-rto-rpo-drill-latest.md`), as shapes: our report has each, in the
+    /// same order, with that shape; extra lines come only after the script's own in a section.
+    const SCRIPT_LINES: [&str; 19] = [
+        "# Phase N RPO/RTO Drill Report",
+        "",
+        "Generated at: N-N-NTN:N:NZ",
+        "",
+        "## Inputs",
+        "",
+        "- source DB: `X`",
+        "- drill DB: `X`",
+        "- backup file: `X`",
+        "- RTO target (seconds): N",
+        "- RPO target (seconds): N",
+        "## Results",
+        "- backup duration (seconds): N",
+        "- restore duration (seconds): N",
+        "- total drill duration (seconds): N",
+        "- RPO status: V",
+        "- RTO status: V",
+        "- data verification: V",
+        "## Verification Notes",
+    ];
+
+    #[test]
+    fn the_report_has_the_service_drill_report_shape() {
+        assert_eq!(shape("- RPO status: PASS"), "- RPO status: V");
+        assert_eq!(
+            shape("Generated at: 2026-04-28T03:19:22Z"),
+            "Generated at: N-N-NTN:N:NZ"
+        );
+        for passed in [true, false] {
+            let md = report(passed).markdown();
+            let lines: Vec<&str> = md.lines().collect();
+            // The script's lines appear in its order; the first eleven are the very first lines.
+            let mut at = 0;
+            for (i, expected) in SCRIPT_LINES.iter().enumerate() {
+                let found = lines[at..]
+                    .iter()
+                    .position(|l| shape(l) == *expected)
+                    .unwrap_or_else(|| panic!("{expected:?} not after line {at} in:\n{md}"));
+                if i < 11 {
+                    assert_eq!(found, 0, "{expected:?} is not line {at} in:\n{md}");
+                }
+                at += found + 1;
+            }
+            // Within Inputs and Results the script's bullets come first, without gaps.
+            let bullets_after = |heading: &str| -> Vec<&str> {
+                let h = lines.iter().position(|l| *l == heading).unwrap();
+                lines[h + 2..]
+                    .iter()
+                    .take_while(|l| l.starts_with("- "))
+                    .copied()
+                    .collect()
+            };
+            let inputs = bullets_after("## Inputs");
+            assert!(inputs[0].starts_with("- source DB: "), "{inputs:?}");
+            assert!(
+                inputs[4].starts_with("- RPO target (seconds): "),
+                "{inputs:?}"
+            );
+            let results = bullets_after("## Results");
+            assert!(
+                results[0].starts_with("- backup duration (seconds): "),
+                "{results:?}"
+            );
+            assert_eq!(results[3], format!("- RPO status: {}", verdict(passed)));
+            assert_eq!(results[4], "- RTO status: PASS");
+            assert_eq!(
+                results[5],
+                format!("- data verification: {}", verdict(passed))
+            );
+            assert!(md.contains("- total drill duration (seconds): 5\n"), "{md}");
+            assert!(
+                md.contains("- backup file: `s3://backups/b/20261127T095900Z-ab.dump.zst`\n"),
+                "{md}"
+            );
+            // The provider's extra facts, as extra bullets and a sub-section.
+            assert!(md.contains("- recovery point age at drill start (true RPO, seconds): "));
+            assert!(md.contains(
+                "- RPO status by backup duration (as scripts/phase6-drill.sh judges it): PASS\n"
+            ));
+            assert!(
+                md.contains("\n### Parity\n\n- packages: source=7, drill="),
+                "{md}"
+            );
+            let notes = bullets_after("## Verification Notes");
+            if passed {
+                // phase6-drill.sh:102, verbatim.
+                assert_eq!(
+                    notes,
+                    ["- all required table counts matched between source and drill databases."]
+                );
+            } else {
+                // phase6-drill.sh:52's shape; then the RPO note.
+                assert_eq!(notes[0], "- count mismatch on packages: source=7, drill=5");
+                assert!(notes[1].starts_with("- RPO exceeded target"), "{notes:?}");
+                assert_eq!(notes.len(), 2, "{notes:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_report_file_is_written_atomically_with_its_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir
+            .path()
+            .join("docs/reports/phase6-rto-rpo-drill-latest.md");
+        assert_eq!(report_file_sha256(&path).unwrap(), None);
+        write_report_file(&path, "one\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\n");
+        assert_eq!(
+            report_file_sha256(&path).unwrap(),
+            Some(report_sha256("one\n"))
+        );
+        write_report_file(&path, "two\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
+        // No temporary file left beside it.
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["phase6-rto-rpo-drill-latest.md"]);
+        // A parent that is a file: an error naming the path.
+        let blocked = dir
+            .path()
+            .join("docs/reports/phase6-rto-rpo-drill-latest.md/x.md");
+        let err = write_report_file(&blocked, "x").unwrap_err();
+        assert!(
+            err.to_string().contains("phase6-rto-rpo-drill-latest.md"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
+    }
 
     #[test]
     fn a_backup_id_matches_its_manifest_under_any_prefix_and_nothing_else() {

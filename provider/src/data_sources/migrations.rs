@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 
+use crate::clients::migrations::SMOKE_TABLES;
 use crate::clients::pg;
 use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
 use crate::protocol::framework::{DataSource, ReadDataRequest, ReadDataResponse};
@@ -11,7 +12,10 @@ use crate::protocol::schema::{Attribute, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::value::Value;
 use crate::settings::Settings;
-use crate::shared::migrations::{Observation, load_files, plan_inputs, view_attributes};
+use crate::shared::migrations::{
+    Observation, classes_attribute, config_classes, load_files, plan_inputs, validate_classes,
+    view_attributes,
+};
 
 pub const TYPE_NAME: &str = "artifortress_migrations";
 
@@ -31,6 +35,11 @@ crate::model! {
         accept_checksums: Value =
             Attribute::optional("accept_checksums", Type::map(Type::String))
                 .description("As in `artifortress_migration`: accepted checksums of deliberately edited applied files."),
+        classes: Value = classes_attribute(),
+        required_tables: Option<Vec<String>> = Attribute::computed("required_tables", Type::list(Type::String))
+            .description("The tables the service's schema smoke check requires, in its order: `scripts/db-smoke.sh` of Artifortress (`make db-smoke`, run after `make db-migrate`): `schema_migrations`, `tenants`, `repos`, `packages`, `blobs`, `package_versions`, `artifact_entries`, `audit_log`, `outbox_events`."),
+        missing_tables: Option<Vec<String>> = Attribute::computed("missing_tables", Type::list(Type::String))
+            .description("Which of `required_tables` the database lacks now, checked as the script does (`to_regclass('public.<table>') is not null`). Reported, never a read error (as `problems` are): empty once the service's migrations are applied; where the script would fail (`Missing required table: …`), assert `length(…missing_tables) == 0` in a `check` or a `postcondition`. Not part of `problems` nor `up_to_date`, which are about the migrations."),
         dirty: Option<Vec<String>> = Attribute::computed("dirty", Type::list(Type::String))
             .description("Versions run outside a transaction that started and did not finish (the sidecar's dirty marker). Each is also a problem."),
         problems: Option<Vec<Problem>> =
@@ -65,13 +74,15 @@ impl DataSource<Settings> for Migrations {
             "Reads the migration state of the service's database without changing anything: \
              the ledger, what would run, edited or missing files, dirty markers. Never fails on \
              those (they are reported in `problems`), only when the database or the directory \
-             cannot be read, so it suits `check` blocks and CI gates.",
+             cannot be read, or when the configuration is wrong (a bad `classes` entry), so it \
+             suits `check` blocks and CI gates. Also runs the service's schema smoke check \
+             (`scripts/db-smoke.sh`): `missing_tables`.",
             attributes,
         )
     }
 
     async fn validate(&self, config: &Value) -> Diagnostics {
-        let mut diags = Diagnostics::new();
+        let mut diags = validate_classes(config);
         match MigrationsModel::planned(config) {
             Ok(m) => {
                 if let Maybe::Known(Some(url)) = &m.database_url
@@ -108,12 +119,18 @@ impl DataSource<Settings> for Migrations {
         };
         // Shared with `resource "artifortress_migration"`, which reads the same arguments.
         let inputs = plan_inputs(req.config);
-        let files = match load_files(model.dir.as_deref()) {
+        let files = match load_files(model.dir.as_deref(), &config_classes(req.config)) {
             Ok(files) => files,
             Err(f) => return resp.diagnostics.extend(f.diagnostics),
         };
         let obs = tokio::select! {
-            o = Observation::take(&url, files, &inputs, req.provider.request_timeout) => o,
+            o = Observation::take_with_missing_tables(
+                &url,
+                files,
+                &inputs,
+                req.provider.request_timeout,
+                &SMOKE_TABLES,
+            ) => o,
             _ = req.ctx.cancel.cancelled() => {
                 return resp.diagnostics.push(Diagnostic::error(
                     "Reading migrations cancelled",
@@ -121,7 +138,7 @@ impl DataSource<Settings> for Migrations {
                 ));
             }
         };
-        let obs = match obs {
+        let (obs, missing_tables) = match obs {
             Ok(o) => o,
             Err(f) => return resp.diagnostics.extend(f.diagnostics),
         };
@@ -138,6 +155,8 @@ impl DataSource<Settings> for Migrations {
         model.up_to_date = Some(problems.is_empty() && obs.pending().is_empty());
         model.dirty = Some(obs.dirty_versions());
         model.problems = Some(problems);
+        model.required_tables = Some(SMOKE_TABLES.iter().map(|t| t.to_string()).collect());
+        model.missing_tables = Some(missing_tables);
         let mut state = model.to_object();
         obs.write_now(&mut state);
         resp.state = state;

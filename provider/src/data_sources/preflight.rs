@@ -402,7 +402,7 @@ impl Run<'_> {
             Ok(u) => u,
             Err(d) => return both_fail(format!("{}: {}", d.summary, d.detail)),
         };
-        let files = match load_files(Some(dir)) {
+        let files = match load_files(Some(dir), &std::collections::BTreeMap::new()) {
             Ok(f) => f,
             Err(f) => return both_fail(diags_text(&f.diagnostics)),
         };

@@ -3,7 +3,7 @@
 //! (`triggers`, typically a week number or a `time_rotating` id) runs it again, and Read keeps
 //! the record as it is.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,6 +20,7 @@ use crate::protocol::framework::{
 use crate::protocol::model::{Maybe, ModelError, ToValue};
 use crate::protocol::schema::{Attribute, Schema};
 use crate::protocol::types::Type;
+use crate::protocol::validators::Validator;
 use crate::protocol::value::Value;
 use crate::settings::Settings;
 use crate::shared::edits::write_changes;
@@ -71,6 +72,9 @@ crate::model! {
         report_object_key: Option<String> = Attribute::optional("report_object_key", Type::String)
             .requires_replace()
             .description("Also write the Markdown report to this key in the bucket, and its JSON twin beside it (`.md` replaced by `.json`)."),
+        report_file: Option<String> = Attribute::optional("report_file", Type::String)
+            .validate(Validator::NotEmpty)
+            .description("Also write the Markdown report (exactly `report_markdown`) to this local file, where the service's tooling looks for it: `docs/reports/phase6-rto-rpo-drill-latest.md` (its `scripts/phase6-drill.sh` writes it there and `scripts/production-preflight.sh` requires it). A relative path is relative to the directory Terraform runs in. Parent directories are created; the file is written atomically (a temporary file beside it, then renamed), also when the drill FAILs, as the script does. Refresh checks the file: when it is missing or no longer holds the recorded report, `report_file_sha256` changes and the plan shows an in-place update that writes the recorded report again, without running a new drill. Changing the path writes the report to the new path (the old file is left alone)."),
         fail_on_breach: bool = Attribute::optional_computed("fail_on_breach", Type::Bool)
             .requires_replace()
             .default_value(true)
@@ -88,8 +92,10 @@ crate::model! {
         backup_duration_seconds: Option<f64> = recorded("backup_duration_seconds", Type::Number, "How long the backup took: what the service's own drill reports as its RPO, for comparison."),
         restore_duration_seconds: Option<f64> = recorded("restore_duration_seconds", Type::Number, "The `pg_restore` (or `psql`) step alone."),
         mismatches: Option<Vec<MismatchModel>> = recorded("mismatches", Type::list(MismatchModel::object_type()), "Parity tables whose restored count differs from the backup's: `table`, `expected` (null: not in the backup), `actual` (null: not restored)."),
-        report_markdown: Option<String> = recorded("report_markdown", Type::String, "The report, with the service's drill vocabulary (`RTO status: PASS`, `RPO status: …`, `data verification: …`)."),
+        report_markdown: Option<String> = recorded("report_markdown", Type::String, "The report, in the shape of the service's own drill report (`scripts/phase6-drill.sh`: `# Phase 6 RPO/RTO Drill Report`, `Generated at:`, `## Inputs`, `## Results` with `- RPO status: PASS|FAIL`, `- RTO status: …`, `- data verification: …`, `## Verification Notes`), with this provider's further facts as extra bullets (the true RPO, the script's RPO figure, the migration head) and a `### Parity` sub-section. Figures in whole seconds; the exact ones are in the attributes above. A drill recorded by an earlier provider version keeps the report it had until it runs again."),
         ran_at: Option<String> = recorded("ran_at", Type::String, "When the drill started (RFC 3339, UTC)."),
+        report_file_sha256: Option<String> = Attribute::computed("report_file_sha256", Type::String)
+            .description("With `report_file`: the sha256 of the file as refresh last found it (null when it was missing), which apply sets to that of `report_markdown`; a difference is a plan to write the file again. Null without `report_file`."),
     }
 }
 
@@ -175,6 +181,12 @@ impl Resource<Settings> for RestoreDrill {
                     .push(e.diagnostic("Invalid restore drill plan"));
             }
         };
+        let sha = planned_report_sha(
+            &config.report_file,
+            req.prior_state,
+            &framework::replacement_paths(&self.schema(), req.prior_state, &resp.planned_state),
+        );
+        resp.planned_state.set_attr("report_file_sha256", sha);
         // Never the source: refuse at plan time what is known to be the service's database or
         // the admin connection's own.
         let Maybe::Known(drill) = &planned.drill_database else {
@@ -294,6 +306,13 @@ impl Resource<Settings> for RestoreDrill {
                 }
             }
         }
+        // Written whatever the verdict, as the service's script writes its report before it
+        // exits 1 on a FAIL (scripts/phase6-drill.sh:108-114).
+        if let Some(file) = &config.report_file
+            && let Err(e) = restore::write_report_file(Path::new(file), &markdown)
+        {
+            return resp.diagnostics.push(report_file_error(&e));
+        }
         tracing::info!(
             passed = report.passed,
             rto_seconds = report.rto_seconds,
@@ -308,6 +327,10 @@ impl Resource<Settings> for RestoreDrill {
         }
         let mut state = planned.clone();
         state.record(&report);
+        state.report_file_sha256 = config
+            .report_file
+            .as_ref()
+            .map(|_| restore::report_sha256(&markdown));
         resp.new_state = req.planned_state.clone();
         write_changes(
             &mut resp.new_state,
@@ -317,8 +340,37 @@ impl Resource<Settings> for RestoreDrill {
         );
     }
 
-    async fn read(&self, _req: ReadRequest<'_, Settings>, _resp: &mut ReadResponse) {
-        // A drill is a record of an event; there is nothing live to refresh.
+    async fn read(&self, _req: ReadRequest<'_, Settings>, resp: &mut ReadResponse) {
+        // A drill is a record of an event; the one live thing is the report file it wrote.
+        // Refresh records what that file holds now (its sha256, null when missing), so a
+        // deleted or edited report shows up as a plan to write it again (modify_plan).
+        let state = match RestoreDrillModel::from_value(&resp.new_state) {
+            Ok(s) => s,
+            Err(e) => {
+                return resp
+                    .diagnostics
+                    .push(e.diagnostic("Invalid restore drill state"));
+            }
+        };
+        let Some(file) = &state.report_file else {
+            return;
+        };
+        match restore::report_file_sha256(Path::new(file)) {
+            Ok(now) => {
+                if now != state.report_file_sha256 {
+                    tracing::info!(file = %file, "the drill's report file is missing or changed");
+                }
+                resp.new_state
+                    .set_attr("report_file_sha256", Value::opt_string(now));
+            }
+            Err(e) => resp.diagnostics.push(
+                Diagnostic::warning(
+                    "Cannot check the drill's report file",
+                    format!("{e}. The state keeps what the last apply wrote."),
+                )
+                .at_attr("report_file"),
+            ),
+        }
     }
 
     async fn update(&self, req: ApplyRequest<'_, Settings>, resp: &mut ApplyResponse) {
@@ -336,6 +388,21 @@ impl Resource<Settings> for RestoreDrill {
         };
         let mut state = planned.clone();
         state.keep_record(&prior);
+        // The report file: written again when its path changed or refresh found it missing or
+        // changed (the plan then holds the recorded report's sha256).
+        state.report_file_sha256 = None;
+        if let (Some(file), Some(markdown)) = (&planned.report_file, &prior.report_markdown) {
+            let sha = restore::report_sha256(markdown);
+            if prior.report_file != planned.report_file
+                || prior.report_file_sha256.as_deref() != Some(sha.as_str())
+            {
+                if let Err(e) = restore::write_report_file(Path::new(file), markdown) {
+                    return resp.diagnostics.push(report_file_error(&e));
+                }
+                tracing::info!(file = %file, "drill report written again");
+            }
+            state.report_file_sha256 = Some(sha);
+        }
         resp.new_state = req.planned_state.clone();
         write_changes(
             &mut resp.new_state,
@@ -390,7 +457,39 @@ impl RestoreDrillModel {
         self.mismatches = prior.mismatches.clone();
         self.report_markdown = prior.report_markdown.clone();
         self.ran_at = prior.ran_at.clone();
+        self.report_file_sha256 = prior.report_file_sha256.clone();
     }
+}
+
+/// The planned `report_file_sha256`. Without `report_file`: null. On create or replacement:
+/// known after the drill. On an in-place update: the sha256 of the recorded report, so a file
+/// that refresh found missing or changed (another value in state) or a new path plans an
+/// update that writes it again; an intact file plans no change.
+fn planned_report_sha(
+    report_file: &Maybe<Option<String>>,
+    prior: &Value,
+    replacing: &[crate::protocol::diagnostics::AttributePath],
+) -> Value {
+    match report_file {
+        Maybe::Null | Maybe::Known(None) => Value::Null,
+        Maybe::Unknown => Value::unknown(),
+        Maybe::Known(Some(_)) if prior.is_null() || !replacing.is_empty() => Value::unknown(),
+        Maybe::Known(Some(_)) => match prior.attr("report_markdown").as_str() {
+            Some(markdown) => Value::String(restore::report_sha256(markdown)),
+            None => Value::unknown(),
+        },
+    }
+}
+
+fn report_file_error(e: &std::io::Error) -> Diagnostic {
+    Diagnostic::error(
+        "Cannot write the drill report file",
+        format!(
+            "{e}. The drill itself ran; its report is in report_markdown once recorded. Fix the \
+             path or its permissions and apply again."
+        ),
+    )
+    .at_attr("report_file")
 }
 
 /// A computed attribute of the drill's record, kept from the last drill.
@@ -455,6 +554,25 @@ mod tests {
     }
 
     #[test]
+    fn the_report_file_sha_is_planned_from_the_recorded_report() {
+        let file = Maybe::Known(Some("docs/reports/x.md".to_string()));
+        let mut prior = Value::null_object(&RestoreDrillModel::object_type());
+        prior.set_attr("report_markdown", "# r\n".into());
+        let sha = restore::report_sha256("# r\n");
+        // Without report_file: null, whatever the state.
+        assert!(planned_report_sha(&Maybe::Null, &prior, &[]).is_null());
+        // In place: the recorded report's sha (equal to the state's when the file is intact).
+        assert!(planned_report_sha(&file, &prior, &[]).same(&Value::String(sha)));
+        // Create, replacement, unknown path: after apply.
+        assert!(!planned_report_sha(&file, &Value::Null, &[]).is_known());
+        let replacing = [crate::protocol::diagnostics::AttributePath::attr(
+            "triggers",
+        )];
+        assert!(!planned_report_sha(&file, &prior, &replacing).is_known());
+        assert!(!planned_report_sha(&Maybe::Unknown, &prior, &[]).is_known());
+    }
+
+    #[test]
     fn reports_get_a_json_twin() {
         assert_eq!(json_key("drills/latest.md"), "drills/latest.json");
         assert_eq!(json_key("drills/latest"), "drills/latest.json");
@@ -479,6 +597,7 @@ mod tests {
         }]);
         prior.report_markdown = Some("# report".into());
         prior.ran_at = Some("2024-01-01T00:00:00.000Z".into());
+        prior.report_file_sha256 = Some("ab".repeat(32));
         let mut planned = RestoreDrillModel::from_config(&config).unwrap();
         planned.postgres_bin_dir = Some("/usr/lib/postgresql/15/bin".into());
         planned.keep_record(&prior);

@@ -10,11 +10,11 @@ use std::time::Duration;
 use chrono::SecondsFormat;
 
 use crate::clients::migrations::{
-    self, DatabaseView, MigrationError, MigrationFile, MigrationPlan, Migrator, PendingMigration,
-    PlanInputs, PlanProblem,
+    self, ClassProblem, DatabaseView, MigrationClass, MigrationError, MigrationFile, MigrationPlan,
+    Migrator, PendingMigration, PlanInputs, PlanProblem,
 };
 use crate::clients::pg;
-use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
+use crate::protocol::diagnostics::{AttributePath, Diagnostic, Diagnostics};
 use crate::protocol::schema::Attribute;
 use crate::protocol::types::Type;
 use crate::protocol::value::Value;
@@ -136,6 +136,7 @@ pub(crate) struct Observation {
 }
 
 /// Why a look failed.
+#[derive(Debug)]
 pub(crate) struct LookFailure {
     pub diagnostics: Diagnostics,
     /// The database could not be reached (as opposed to a bad directory or URL).
@@ -157,10 +158,90 @@ impl LookFailure {
     }
 }
 
-pub(crate) fn load_files(dir: Option<&str>) -> Result<Option<Vec<MigrationFile>>, LookFailure> {
-    dir.map(|d| migrations::load_dir(Path::new(d)))
+/// The `*.sql` files of `dir` (none without a directory), with the classes given in the
+/// configuration's `classes` merged in ([`migrations::apply_classes`]). A class that contradicts
+/// a file's directive, or one for a file that is not there, is an error at `classes["<file>"]`.
+pub(crate) fn load_files(
+    dir: Option<&str>,
+    classes: &BTreeMap<String, MigrationClass>,
+) -> Result<Option<Vec<MigrationFile>>, LookFailure> {
+    let Some(mut files) = dir
+        .map(|d| migrations::load_dir(Path::new(d)))
         .transpose()
-        .map_err(|e| LookFailure::new("Cannot read the migration directory", &e))
+        .map_err(|e| LookFailure::new("Cannot read the migration directory", &e))?
+    else {
+        return Ok(None);
+    };
+    match migrations::apply_classes(&mut files, classes) {
+        Ok(()) => Ok(Some(files)),
+        Err(problems) => Err(LookFailure {
+            diagnostics: Diagnostics(
+                problems
+                    .iter()
+                    .map(|p| class_problem_diagnostic(p, dir.unwrap_or_default()))
+                    .collect(),
+            ),
+            unreachable: false,
+            refused_credentials: false,
+        }),
+    }
+}
+
+fn class_problem_diagnostic(problem: &ClassProblem, dir: &str) -> Diagnostic {
+    let summary = match problem {
+        ClassProblem::UnknownFile { .. } => "Class given for a file that does not exist",
+        ClassProblem::Conflict { .. } => "Class contradicts the file's own directive",
+    };
+    Diagnostic::error(summary, format!("{problem} (directory {dir})."))
+        .at(AttributePath::attr("classes").child_key(problem.file()))
+}
+
+/// The `classes` attribute: file name (with `.sql`) → `A`, `B` or `C`, as the service states
+/// classes, per release and beside the files (its `docs/41-migration-compatibility-policy.md`).
+pub(crate) fn classes_attribute() -> Attribute {
+    Attribute::optional("classes", Type::map(Type::String)).description(
+        "Migration classes stated beside the files, as the service does (its files carry no \
+         marker: classes are stated per release, `docs/41-migration-compatibility-policy.md`): \
+         file name including `.sql` → `A`, `B` or `C`. Merged with the files' own \
+         `-- artifortress:class` directives: a class that contradicts a file's directive, and a \
+         key that names no file of `dir`, are errors at that key; a file in neither keeps class \
+         A. Changes no checksum, so an applied file can be classified after the fact.",
+    )
+}
+
+/// The known, valid entries of `classes` in `config` (or state). Invalid values are refused at
+/// validate ([`validate_classes`]), so they are left out here.
+pub(crate) fn config_classes(config: &Value) -> BTreeMap<String, MigrationClass> {
+    config
+        .attr("classes")
+        .to_string_map()
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, MigrationClass::parse(&v)?)))
+        .collect()
+}
+
+/// Validate-time check of `classes`: every known value is `A`, `B` or `C`.
+pub(crate) fn validate_classes(config: &Value) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    if let Some(map) = config.attr("classes").as_map() {
+        for (file, v) in map {
+            if let Some(text) = v.as_str()
+                && MigrationClass::parse(text).is_none()
+            {
+                diags.push(
+                    Diagnostic::error(
+                        "Invalid migration class",
+                        format!(
+                            "classes[{file:?}] is {text:?}; a class is exactly \"A\" (expand), \
+                             \"B\" (expand and backfill) or \"C\" (contract)."
+                        ),
+                    )
+                    .at(AttributePath::attr("classes").child_key(file)),
+                );
+            }
+        }
+    }
+    diags
 }
 
 impl Observation {
@@ -177,6 +258,31 @@ impl Observation {
             .await
             .map_err(|e| LookFailure::new("Cannot connect to the database", &e))?;
         let result = Observation::with(&mut migrator, id, files, inputs).await;
+        migrator.close().await;
+        result.map_err(|e| LookFailure::new("Cannot read the migration ledger", &e))
+    }
+
+    /// [`Observation::take`], and on the same session which of `tables` do not exist (the
+    /// service's smoke check, [`migrations::SMOKE_TABLES`]).
+    pub async fn take_with_missing_tables(
+        url: &str,
+        files: Option<Vec<MigrationFile>>,
+        inputs: &PlanInputs,
+        connect_timeout: Duration,
+        tables: &[&str],
+    ) -> Result<(Observation, Vec<String>), LookFailure> {
+        let id = pg::database_identity(url)
+            .map_err(|e| LookFailure::new("Invalid database URL", &e.into()))?;
+        let mut migrator = Migrator::connect(url, connect_timeout)
+            .await
+            .map_err(|e| LookFailure::new("Cannot connect to the database", &e))?;
+        let result = match Observation::with(&mut migrator, id, files, inputs).await {
+            Ok(obs) => migrator
+                .missing_tables(tables)
+                .await
+                .map(|missing| (obs, missing)),
+            Err(e) => Err(e),
+        };
         migrator.close().await;
         result.map_err(|e| LookFailure::new("Cannot read the migration ledger", &e))
     }
@@ -306,5 +412,71 @@ pub(crate) fn plan_inputs(config: &Value) -> PlanInputs {
         baseline: config.attr("baseline_version").as_str().map(str::to_string),
         accept_checksums,
         ..PlanInputs::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_are_merged_and_their_problems_are_at_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("0001_a.sql"), "select 1;\n").unwrap();
+        std::fs::write(
+            dir.path().join("0002_b.sql"),
+            "-- artifortress:class B\nselect 2;\n",
+        )
+        .unwrap();
+        let d = dir.path().to_str().unwrap();
+        let classes = |pairs: &[(&str, &str)]| {
+            let mut config = Value::object([(
+                "classes",
+                Value::string_map(
+                    &pairs
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect::<BTreeMap<_, _>>(),
+                ),
+            )]);
+            let diags = validate_classes(&config);
+            let merged = config_classes(&config);
+            config.set_attr("classes", Value::Null);
+            (diags, merged)
+        };
+
+        let (diags, merged) = classes(&[("0001_a.sql", "C")]);
+        assert!(diags.is_empty());
+        let files = load_files(Some(d), &merged).unwrap().unwrap();
+        assert_eq!(files[0].class, MigrationClass::C);
+        assert_eq!(files[1].class, MigrationClass::B);
+
+        let (diags, merged) = classes(&[("0002_b.sql", "C"), ("0003_typo.sql", "A")]);
+        assert!(diags.is_empty());
+        let Err(failure) = load_files(Some(d), &merged) else {
+            panic!("a conflict and an unknown key must fail");
+        };
+        let paths: Vec<String> = failure
+            .diagnostics
+            .iter()
+            .map(|d| d.attribute.as_ref().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            paths,
+            [r#"classes["0002_b.sql"]"#, r#"classes["0003_typo.sql"]"#]
+        );
+        assert!(failure.diagnostics.has_errors());
+
+        // Not A/B/C: a validate error at the key, and left out of the merge.
+        let (diags, merged) = classes(&[("0001_a.sql", "c"), ("0002_b.sql", "B")]);
+        let paths: Vec<String> = diags
+            .iter()
+            .map(|d| d.attribute.as_ref().unwrap().to_string())
+            .collect();
+        assert_eq!(paths, [r#"classes["0001_a.sql"]"#]);
+        assert_eq!(merged.len(), 1);
+
+        // Without a directory: nothing to check against.
+        assert!(load_files(None, &merged).unwrap().is_none());
     }
 }

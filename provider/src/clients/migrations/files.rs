@@ -1,6 +1,7 @@
 //! Migration files: names, directives (`-- artifortress:class`, `no-transaction`), checksums
 //! and reading the directory.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -16,6 +17,18 @@ pub enum MigrationClass {
     A,
     B,
     C,
+}
+
+impl MigrationClass {
+    /// `"A"`, `"B"` or `"C"` (exactly; case matters, as in the directive).
+    pub fn parse(text: &str) -> Option<MigrationClass> {
+        match text {
+            "A" => Some(MigrationClass::A),
+            "B" => Some(MigrationClass::B),
+            "C" => Some(MigrationClass::C),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for MigrationClass {
@@ -34,7 +47,11 @@ pub struct MigrationFile {
     /// The file name including `.sql` (the ledger's `version`).
     pub version: String,
     pub path: PathBuf,
+    /// The class in effect: the file's directive, else the one given for it
+    /// ([`apply_classes`]), else A.
     pub class: MigrationClass,
+    /// The class the file itself states (`-- artifortress:class`), if it does.
+    pub class_directive: Option<MigrationClass>,
     /// False when the file says `-- artifortress:no-transaction`.
     pub transactional: bool,
     /// Lowercase hex sha256 of the content with CRLF normalised to LF.
@@ -56,11 +73,12 @@ impl MigrationFile {
                 file: version.to_string(),
             });
         }
-        let (class, transactional) = parse_directives(version, &sql)?;
+        let (class_directive, transactional) = parse_directives(version, &sql)?;
         Ok(MigrationFile {
             version: version.to_string(),
             path,
-            class,
+            class: class_directive.unwrap_or_default(),
+            class_directive,
             transactional,
             checksum: checksum(&sql),
             sql,
@@ -91,8 +109,93 @@ pub fn valid_file_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
-/// Directives in the leading comment lines (blank lines allowed among them).
-fn parse_directives(file: &str, sql: &str) -> Result<(MigrationClass, bool), MigrationError> {
+/// Why classes given beside the files ([`apply_classes`]) cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClassProblem {
+    /// The key names no file of the directory (a typo, or a file not there yet).
+    UnknownFile { file: String },
+    /// The file states another class in its own directive.
+    Conflict {
+        file: String,
+        directive: MigrationClass,
+        given: MigrationClass,
+    },
+}
+
+impl ClassProblem {
+    /// The file name the problem is about.
+    pub fn file(&self) -> &str {
+        match self {
+            ClassProblem::UnknownFile { file } | ClassProblem::Conflict { file, .. } => file,
+        }
+    }
+}
+
+impl fmt::Display for ClassProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClassProblem::UnknownFile { file } => write!(
+                f,
+                "a class is given for {file:?}, but the migration directory has no such file \
+                 (keys are file names including .sql)"
+            ),
+            ClassProblem::Conflict {
+                file,
+                directive,
+                given,
+            } => write!(
+                f,
+                "{file} states `-- artifortress:class {directive}` itself, but class {given} is \
+                 given for it: give {directive} or leave the file out"
+            ),
+        }
+    }
+}
+
+/// Sets the class of each file named in `classes` (file name including `.sql` → class), the
+/// way the service states classes: per release, beside the files, which carry no marker
+/// (Artifortress `docs/41-migration-compatibility-policy.md:100-103`, "classify migration as A,
+/// B, or C" and "document compatibility assumptions in release notes"). A file's own directive
+/// wins only when it agrees: a different class is a [`ClassProblem::Conflict`]; a key that names
+/// no file is a [`ClassProblem::UnknownFile`]. On any problem no file is changed.
+pub fn apply_classes(
+    files: &mut [MigrationFile],
+    classes: &BTreeMap<String, MigrationClass>,
+) -> Result<(), Vec<ClassProblem>> {
+    let mut problems = Vec::new();
+    for (name, given) in classes {
+        match files.iter().find(|f| f.version == *name) {
+            None => problems.push(ClassProblem::UnknownFile { file: name.clone() }),
+            Some(f) => {
+                if let Some(directive) = f.class_directive
+                    && directive != *given
+                {
+                    problems.push(ClassProblem::Conflict {
+                        file: name.clone(),
+                        directive,
+                        given: *given,
+                    });
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    for f in files.iter_mut() {
+        if let Some(given) = classes.get(&f.version) {
+            f.class = *given;
+        }
+    }
+    Ok(())
+}
+
+/// Directives in the leading comment lines (blank lines allowed among them): the stated class
+/// (if any) and whether the file is transactional.
+fn parse_directives(
+    file: &str,
+    sql: &str,
+) -> Result<(Option<MigrationClass>, bool), MigrationError> {
     let mut class: Option<(MigrationClass, usize)> = None;
     let mut no_transaction: Option<usize> = None;
     let bad = |line: usize, message: String| MigrationError::BadDirective {
@@ -167,10 +270,7 @@ fn parse_directives(file: &str, sql: &str) -> Result<(MigrationClass, bool), Mig
             }
         }
     }
-    Ok((
-        class.map(|(c, _)| c).unwrap_or_default(),
-        no_transaction.is_none(),
-    ))
+    Ok((class.map(|(c, _)| c), no_transaction.is_none()))
 }
 
 /// The `*.sql` files of `dir` (not recursive), in file-name (byte) order.
@@ -307,6 +407,70 @@ mod tests {
             );
             assert!(text.contains(needle), "{text}");
         }
+    }
+
+    #[test]
+    fn classes_given_beside_the_files_merge_with_the_directives() {
+        let mut files = vec![
+            file("0001_a.sql", "create table a();\n"),
+            file("0002_b.sql", "-- artifortress:class B\nselect 1;\n"),
+            file("0003_c.sql", "select 1;\n"),
+        ];
+        assert_eq!(files[0].class_directive, None);
+        assert_eq!(files[1].class_directive, Some(MigrationClass::B));
+        let classes = |pairs: &[(&str, MigrationClass)]| -> BTreeMap<String, MigrationClass> {
+            pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+
+        // A conflict and an unknown key: both reported, nothing changed.
+        let err = apply_classes(
+            &mut files,
+            &classes(&[
+                ("0002_b.sql", MigrationClass::C),
+                ("0003_c.sql", MigrationClass::C),
+                ("0009_typo.sql", MigrationClass::A),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            [
+                ClassProblem::Conflict {
+                    file: "0002_b.sql".into(),
+                    directive: MigrationClass::B,
+                    given: MigrationClass::C
+                },
+                ClassProblem::UnknownFile {
+                    file: "0009_typo.sql".into()
+                }
+            ]
+        );
+        assert!(
+            err[0].to_string().contains("artifortress:class B"),
+            "{}",
+            err[0]
+        );
+        assert_eq!(err[1].file(), "0009_typo.sql");
+        assert_eq!(files[2].class, MigrationClass::A);
+
+        // Agreeing with a directive is fine; a file without one takes the given class.
+        apply_classes(
+            &mut files,
+            &classes(&[
+                ("0002_b.sql", MigrationClass::B),
+                ("0003_c.sql", MigrationClass::C),
+            ]),
+        )
+        .unwrap();
+        let got: Vec<_> = files.iter().map(|f| f.class).collect();
+        assert_eq!(
+            got,
+            [MigrationClass::A, MigrationClass::B, MigrationClass::C]
+        );
+        // The checksum is the file's, whatever its class.
+        assert_eq!(files[2].checksum, checksum("select 1;\n"));
+        assert_eq!(MigrationClass::parse("C"), Some(MigrationClass::C));
+        assert_eq!(MigrationClass::parse("c"), None);
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //!
 //! # Files
 //! `NNNN_name.sql` (see [`load_dir`]). Directives in the leading `--` comment lines:
-//! `-- artifortress:class A|B|C` (default A) and `-- artifortress:no-transaction`.
+//! `-- artifortress:class A|B|C` (default A) and `-- artifortress:no-transaction`. The service's
+//! own files carry no directive (their classes are stated per release): [`apply_classes`] sets
+//! classes given beside the files, and refuses one that contradicts a file's directive.
 //! The checksum is the lowercase hex sha256 of the content with CRLF normalised to LF, so a
 //! line-ending-only change is not an edit.
 //!
@@ -45,13 +47,17 @@ mod error;
 mod files;
 mod ledger;
 mod plan;
+mod smoke;
 mod split;
 
 pub use apply::{APPLICATION_NAME, ApplyReport, LOCK_KEY, LOCK_KEY_NAME, Migrator, cancel_backend};
 pub use error::{LockHolder, MigrationError, MigrationFailure};
-pub use files::{MigrationClass, MigrationFile, checksum, load_dir, valid_file_name};
+pub use files::{
+    ClassProblem, MigrationClass, MigrationFile, apply_classes, checksum, load_dir, valid_file_name,
+};
 pub use ledger::{
     AppliedVersion, DatabaseView, LEDGER_DDL, LEDGER_TABLE, SIDECAR_DDL, SIDECAR_TABLE,
     SOURCE_ACCEPTED, SOURCE_ADOPTED, SOURCE_BASELINE, SOURCE_TERRAFORM,
 };
 pub use plan::{MigrationPlan, PendingMigration, PlanInputs, PlanProblem, plan, policy_problems};
+pub use smoke::SMOKE_TABLES;

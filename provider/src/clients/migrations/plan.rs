@@ -144,7 +144,7 @@ impl PlanProblem {
                 "Versions are file names including .sql; {baseline:?} is not one of the files."
             ),
             PlanProblem::ContractNotAllowed { versions } => format!(
-                "{} {} class C (`-- artifortress:class C`): it removes or narrows schema that \
+                "{} {} class C (by its `-- artifortress:class C` directive or the class given for it): it removes or narrows schema that \
                  the running release may still use, so it belongs after every instance runs a \
                  release that no longer needs it. Allow contract migrations explicitly for this \
                  change, or set a target version before it.",

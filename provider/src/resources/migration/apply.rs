@@ -13,7 +13,7 @@ use crate::protocol::model::ModelError;
 use crate::protocol::value::Value;
 use crate::settings::Settings;
 use crate::shared::edits::write_changes;
-use crate::shared::migrations::{Observation, error_diagnostic, load_files};
+use crate::shared::migrations::{Observation, config_classes, error_diagnostic, load_files};
 
 /// Create and update: lock, re-plan under the lock, run what is pending, record the truth.
 pub(super) async fn apply(
@@ -42,7 +42,7 @@ pub(super) async fn apply(
         Ok(u) => u,
         Err(d) => return resp.diagnostics.push(d),
     };
-    let files = match load_files(cfg.dir.as_deref()) {
+    let files = match load_files(cfg.dir.as_deref(), &config_classes(config)) {
         Ok(Some(f)) => f,
         Ok(None) => {
             return resp.diagnostics.push(Diagnostic::provider_bug(

@@ -40,7 +40,8 @@ use crate::protocol::value::Value;
 use crate::settings::{Setting, Settings};
 use crate::shared::edits::{write_changes, write_differences};
 use crate::shared::migrations::{
-    LookFailure, Observation, error_diagnostic, load_files, plan_inputs, view_attribute,
+    LookFailure, Observation, classes_attribute, config_classes, error_diagnostic, load_files,
+    plan_inputs, validate_classes, view_attribute,
 };
 
 mod apply;
@@ -70,8 +71,10 @@ crate::model! {
             .description("Adopt a database that already holds the schema but has no ledger rows: the files up to and including this version are recorded as applied (source `baseline`) without running, the later ones run. Ignored on an empty database and once the ledger has rows."),
         backup_id: Option<String> = Attribute::optional("backup_id", Type::String)
             .description("The backup taken before this change (e.g. `artifortress_backup.pre_release.id`). With the provider's `environment = \"production\"`, pending migrations are refused at plan time without it."),
+        /// Elements as they are: a plan must tell an unknown class from a known one.
+        classes: Option<BTreeMap<String, Maybe<String>>> = classes_attribute(),
         allow_contract: bool = Attribute::optional_computed("allow_contract", Type::Bool)
-            .description("Allow class C (contract) migrations to run. They are refused at plan time otherwise.")
+            .description("Allow class C (contract) migrations to run (class C by a file's `-- artifortress:class C` or by `classes`). They are refused at plan time otherwise, and again by the apply under the lock.")
             .default_value(false),
         /// Elements as they are: a plan must tell an unknown checksum from a null one.
         accept_checksums: Option<BTreeMap<String, Maybe<String>>> = Attribute::optional("accept_checksums", Type::map(Type::String))
@@ -127,11 +130,12 @@ impl Resource<Settings> for Migration {
     }
 
     async fn validate(&self, config: &Value) -> Diagnostics {
+        let config_value = config;
         let config = match MigrationModel::planned(config) {
             Ok(c) => c,
             Err(e) => return e.diagnostic("Invalid migration configuration").into(),
         };
-        let mut diags = Diagnostics::new();
+        let mut diags = validate_classes(config_value);
         if let Maybe::Known(Some(map)) = &config.accept_checksums {
             for (version, sum) in map {
                 if let Maybe::Known(s) = sum
@@ -185,7 +189,8 @@ impl Resource<Settings> for Migration {
                 !(unchanged(&cfg.dir, &prior.dir)
                     && unchanged(&cfg.target_version, &prior.target_version)
                     && unchanged(&cfg.baseline_version, &prior.baseline_version)
-                    && unchanged(&cfg.accept_checksums, &prior.accept_checksums))
+                    && unchanged(&cfg.accept_checksums, &prior.accept_checksums)
+                    && unchanged(&cfg.classes, &prior.classes))
                     || url_changed(&cfg, prior, settings)
             }
         };
@@ -195,7 +200,17 @@ impl Resource<Settings> for Migration {
                 plan::from_refresh(prior, &inputs, &private, &mut planned, resp)
             }
             _ => {
-                plan::by_reading(&cfg, prior.as_ref(), settings, &inputs, &mut planned, resp).await
+                let classes = config_classes(config);
+                plan::by_reading(
+                    &cfg,
+                    prior.as_ref(),
+                    settings,
+                    &inputs,
+                    &classes,
+                    &mut planned,
+                    resp,
+                )
+                .await
             }
         }
         write_changes(
@@ -255,10 +270,11 @@ impl Resource<Settings> for Migration {
         }
         // An unreadable directory (moved, renamed) must not fail the refresh: the database is
         // still read, and the plan reports the directory unless the configuration changed it.
-        let (files, dir_problem) = match load_files(stored.dir.as_deref()) {
-            Ok(files) => (files, None),
-            Err(f) => (None, Some(f.diagnostics)),
-        };
+        let (files, dir_problem) =
+            match load_files(stored.dir.as_deref(), &config_classes(&resp.new_state)) {
+                Ok(files) => (files, None),
+                Err(f) => (None, Some(f.diagnostics)),
+            };
         let inputs = plan_inputs(&resp.new_state);
         let observed = Observation::take(&url, files, &inputs, req.provider.request_timeout).await;
         match observed {
@@ -285,11 +301,7 @@ impl Resource<Settings> for Migration {
                     private.after = None;
                     private
                         .problems
-                        .extend(diags.0.into_iter().map(|d| StoredProblem {
-                            summary: d.summary,
-                            detail: d.detail,
-                            attribute: "dir".into(),
-                        }));
+                        .extend(diags.0.into_iter().map(StoredProblem::about_the_files));
                 }
                 resp.private = private.encode();
             }

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::private::Private;
 use super::{MigrationModel, PendingModel, known};
-use crate::clients::migrations::{self, MigrationPlan, PendingMigration, PlanInputs};
+use crate::clients::migrations::{
+    self, MigrationClass, MigrationPlan, PendingMigration, PlanInputs,
+};
 use crate::clients::pg;
 use crate::protocol::diagnostics::Diagnostic;
 use crate::protocol::framework::ModifyPlanResponse;
@@ -23,8 +25,7 @@ pub(super) fn from_refresh(
     resp: &mut ModifyPlanResponse,
 ) {
     for p in &private.problems {
-        resp.diagnostics
-            .push(Diagnostic::error(p.summary.clone(), p.detail.clone()).at_attr(&p.attribute));
+        resp.diagnostics.push(p.diagnostic());
     }
     if !private.problems.is_empty() {
         return;
@@ -60,6 +61,7 @@ pub(super) async fn by_reading(
     prior: Option<&MigrationModel>,
     settings: &Settings,
     inputs: &PlanInputs,
+    classes: &BTreeMap<String, MigrationClass>,
     planned: &mut MigrationModel<Planned>,
     resp: &mut ModifyPlanResponse,
 ) {
@@ -80,13 +82,14 @@ pub(super) async fn by_reading(
         && !config.database_url.is_unknown()
         && !config.target_version.is_unknown()
         && !config.baseline_version.is_unknown()
-        && wholly_known(&config.accept_checksums);
+        && wholly_known(&config.accept_checksums)
+        && wholly_known(&config.classes);
     let Some(url) = url.filter(|_| known) else {
         tracing::debug!("migration inputs not known yet; results known after apply");
         return;
     };
     let dir = config.dir.known().cloned().flatten();
-    let files = match load_files(dir.as_deref()) {
+    let files = match load_files(dir.as_deref(), classes) {
         Ok(files) => files,
         Err(f) => return resp.diagnostics.extend(f.diagnostics),
     };

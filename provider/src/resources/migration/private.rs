@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::{MigrationModel, known};
+use crate::protocol::diagnostics::{AttributePath, Diagnostic, Step};
 use crate::protocol::model::{Maybe, Planned};
 use crate::shared::migrations::{Observation, problem_attribute, problem_diagnostic};
 
@@ -41,6 +42,36 @@ pub(super) struct StoredProblem {
     pub summary: String,
     pub detail: String,
     pub attribute: String,
+    /// The map key under `attribute` (e.g. `classes["0015_x.sql"]`); absent in private state
+    /// written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl StoredProblem {
+    /// A problem with the directory or its files, on the attribute (and key) the diagnostic
+    /// names, `dir` when it names none.
+    pub fn about_the_files(d: Diagnostic) -> StoredProblem {
+        let (attribute, key) = match d.attribute.as_ref().map(|p| p.steps.as_slice()) {
+            Some([Step::Attribute(a)]) => (a.clone(), None),
+            Some([Step::Attribute(a), Step::Key(k)]) => (a.clone(), Some(k.clone())),
+            _ => ("dir".to_string(), None),
+        };
+        StoredProblem {
+            summary: d.summary,
+            detail: d.detail,
+            attribute,
+            key,
+        }
+    }
+
+    pub fn diagnostic(&self) -> Diagnostic {
+        let mut path = AttributePath::attr(&self.attribute);
+        if let Some(k) = &self.key {
+            path.push_key(k);
+        }
+        Diagnostic::error(self.summary.clone(), self.detail.clone()).at(path)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,6 +130,7 @@ impl Observation {
                             summary: d.summary,
                             detail: d.detail,
                             attribute: problem_attribute(p).to_string(),
+                            key: None,
                         }
                     })
                     .collect(),
@@ -120,6 +152,7 @@ mod tests {
                 summary: "s".into(),
                 detail: "d".into(),
                 attribute: "dir".into(),
+                key: None,
             }],
             after: Some(After {
                 applied_versions: vec!["0001_a.sql".into()],
@@ -133,5 +166,27 @@ mod tests {
         other.v = 99;
         assert_eq!(Private::decode(&other.encode()), None);
         assert_eq!(Private::decode(b""), None);
+    }
+
+    #[test]
+    fn a_problem_keeps_its_map_key_and_old_private_state_still_decodes() {
+        let d =
+            Diagnostic::error("s", "d").at(AttributePath::attr("classes").child_key("0015_x.sql"));
+        let p = StoredProblem::about_the_files(d.clone());
+        assert_eq!(
+            (p.attribute.as_str(), p.key.as_deref()),
+            ("classes", Some("0015_x.sql"))
+        );
+        assert_eq!(p.diagnostic(), d);
+        let plain = StoredProblem::about_the_files(Diagnostic::error("s", "d"));
+        assert_eq!(
+            plain.diagnostic(),
+            Diagnostic::error("s", "d").at_attr("dir")
+        );
+        // Written by the provider before `key` existed.
+        let old =
+            br#"{"v":1,"problems":[{"summary":"s","detail":"d","attribute":"dir"}],"after":null}"#;
+        let decoded = Private::decode(old).unwrap();
+        assert_eq!(decoded.problems[0].key, None);
     }
 }
