@@ -14,6 +14,8 @@
 //!   directory (deploy lock, install with an on-host checksum, env files, `current`, prune).
 //! - [`release`]: rolling releases over those hosts: staged artifacts, batches, readiness
 //!   waits, atomic rollback, watch window, rollback rehearsal.
+//! - [`service_config`]: the keys the service's API and worker read from their environment,
+//!   and the checks of an env file against them.
 
 pub mod api;
 pub mod backup;
@@ -29,5 +31,6 @@ mod poll;
 pub mod process;
 pub mod release;
 pub mod restore;
+pub mod service_config;
 mod stream;
 pub mod words;
