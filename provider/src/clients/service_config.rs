@@ -78,7 +78,6 @@ const fn boolean(name: &'static str, source: &'static str) -> Key {
     }
 }
 
-const API: &str = "src/Artifortress.Api/Program.fs";
 const I32: i64 = i32::MAX as i64;
 
 /// The keys the API reads.
