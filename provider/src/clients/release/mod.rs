@@ -211,19 +211,28 @@ pub const PER_HOST: &str = "per-host:";
 
 /// One fingerprint for a role's env files from each host's (by host name): when every host has
 /// the same file, that file's fingerprint (what a file without templates always gives);
-/// otherwise [`PER_HOST`] and the sha256 of the `host=fingerprint` lines. Made only of keyed
-/// fingerprints, it confirms no guessed secret either. `None` for no hosts.
+/// otherwise [`PER_HOST`] and `host=fingerprint` for each host, `,`-separated, so that drift
+/// names the host whose file changed. Keyed fingerprints confirm no guessed secret. `None` for
+/// no hosts.
 pub fn combine_fingerprints(per_host: &BTreeMap<String, String>) -> Option<String> {
-    use sha2::Digest as _;
     let first = per_host.values().next()?;
     if per_host.values().all(|f| f == first) {
         return Some(first.clone());
     }
-    let mut h = sha2::Sha256::new();
-    for (name, f) in per_host {
-        h.update(format!("{name}={f}\n").as_bytes());
-    }
-    Some(format!("{PER_HOST}{}", hex::encode(h.finalize())))
+    let entries: Vec<String> = per_host.iter().map(|(h, f)| format!("{h}={f}")).collect();
+    Some(format!("{PER_HOST}{}", entries.join(",")))
+}
+
+/// Whether a [`PER_HOST`] value holds `fingerprint` for `host`.
+pub fn per_host_has(combined: &str, host: &str, fingerprint: &str) -> bool {
+    let Some(body) = combined.strip_prefix(PER_HOST) else {
+        return false;
+    };
+    let entry = format!("{host}={fingerprint}");
+    body == entry
+        || body.starts_with(&format!("{entry},"))
+        || body.ends_with(&format!(",{entry}"))
+        || body.contains(&format!(",{entry},"))
 }
 
 /// The fingerprint of `role`'s env as written to `hosts` (name, address; those with the role):
@@ -398,7 +407,10 @@ mod tests {
                 (n.to_string(), hosts::env_fingerprint(&key, &e).unwrap())
             })
             .collect();
-        assert_eq!(combine_fingerprints(&on_hosts), Some(per));
+        assert_eq!(combine_fingerprints(&on_hosts), Some(per.clone()));
+        assert!(per_host_has(&per, "b", &on_hosts["b"]));
+        assert!(!per_host_has(&per, "b", &on_hosts["a"]));
+        assert!(!per_host_has(&per, "c", &on_hosts["b"]));
         assert_eq!(combine_fingerprints(&BTreeMap::new()), None);
     }
 

@@ -416,24 +416,20 @@ fn env_drift(
 ) -> (Option<String>, Vec<String>) {
     let mut bad = Vec::new();
     if want.starts_with(release::PER_HOST) {
-        // Env files that differ per host: each host's keyed fingerprint, combined, must give
-        // `want`; which host's file changed cannot be told without the configuration.
-        let mut per_host = BTreeMap::new();
+        // Env files that differ per host (templated values): each host's keyed fingerprint
+        // against its own entry.
         for (name, s) in names.iter().zip(holders) {
-            match s.env.get(&role).cloned().flatten() {
-                None if importing => {}
-                None => bad.push(format!("{name}=missing")),
+            let verdict = match s.env.get(&role).cloned().flatten() {
+                None if importing => None,
+                None => Some("missing"),
                 Some(f) => match f.keyed {
-                    None => bad.push(format!("{name}=unkeyed")),
-                    Some(k) => {
-                        per_host.insert(name.to_string(), k);
-                    }
+                    None => Some("unkeyed"),
+                    Some(k) => (!release::per_host_has(want, name, &k)).then_some("changed"),
                 },
+            };
+            if let Some(v) = verdict {
+                bad.push(format!("{name}={v}"));
             }
-        }
-        if bad.is_empty() && release::combine_fingerprints(&per_host).as_deref() != Some(want) {
-            let all: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
-            bad.push(format!("{}=changed", all.join("/")));
         }
         return (None, bad);
     }
@@ -588,7 +584,11 @@ mod tests {
         );
         assert_eq!(
             env_drift(&per, Role::Api, &names, &[&same, &edited], false).1,
-            vec!["api-1/api-2=changed".to_string()]
+            vec!["api-2=changed".to_string()]
+        );
+        assert_eq!(
+            env_drift(&per, Role::Api, &names, &[&other, &other], false).1,
+            vec!["api-1=changed".to_string()]
         );
         assert_eq!(
             env_drift(&per, Role::Api, &names, &[&same, &missing], false).1,
