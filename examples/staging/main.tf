@@ -120,6 +120,8 @@ resource "artifortress_release" "app" {
     ObjectStorage__SecretKey    = var.s3_secret_access_key
     Auth__BootstrapToken        = var.bootstrap_token
     ASPNETCORE_ENVIRONMENT      = "Staging"
+    # Expanded per host when its env file is written: each API listens on its own address.
+    ASPNETCORE_URLS = "http://{{address}}:${var.api_port}"
   }
   worker_env_wo = {
     ConnectionStrings__Postgres = local.npgsql
@@ -128,7 +130,7 @@ resource "artifortress_release" "app" {
   # The release's own control script; with systemd units these would be
   # `sudo systemctl restart artifortress-api` and so on.
   commands = {
-    restart_api    = "ASPNETCORE_URLS=http://{{address}}:${var.api_port} {{release_dir}}/bin/artifortress restart api"
+    restart_api    = "{{release_dir}}/bin/artifortress restart api"
     restart_worker = "{{release_dir}}/bin/artifortress restart worker"
     worker_status  = "{{release_dir}}/bin/artifortress status worker"
     stop_api       = "{{release_dir}}/bin/artifortress stop api"
