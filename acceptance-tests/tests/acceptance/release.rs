@@ -1238,7 +1238,9 @@ fn release_keys_env_fingerprints_and_handles_wiped_hosts() {
             .collect();
         assert_eq!(entries.len(), 2, "{s}");
         assert!(
-            entries.iter().all(|e| e.split_once('=').unwrap().1.len() == 64),
+            entries
+                .iter()
+                .all(|e| e.split_once('=').unwrap().1.len() == 64),
             "{s}"
         );
         assert!(!keyed.contains(&api_plain));

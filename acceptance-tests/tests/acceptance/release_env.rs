@@ -11,7 +11,10 @@ const SECRET: &str = "s3cret-value-never-shown";
 /// the API host's api_url on `api_port`.
 fn config(extra: &[(&str, &str)], drop: &str, api_port: u16) -> String {
     let mut env: Vec<(String, String)> = [
-        ("ConnectionStrings__Postgres", format!("Host=db;Password={SECRET}")),
+        (
+            "ConnectionStrings__Postgres",
+            format!("Host=db;Password={SECRET}"),
+        ),
         ("ObjectStorage__Endpoint", "http://s3.internal:3900".into()),
         ("ObjectStorage__AccessKey", "GKaccess".into()),
         ("ObjectStorage__SecretKey", SECRET.into()),

@@ -179,8 +179,15 @@ pub const API_KEYS: &[Key] = &[
         0,
         "src/Artifortress.Api/Program.fs:7381-7386",
     ),
-    boolean("Auth__Oidc__Enabled", "src/Artifortress.Api/Program.fs:7391"),
-    text("Auth__Oidc__Issuer", false, "src/Artifortress.Api/Program.fs:7396"),
+    boolean(
+        "Auth__Oidc__Enabled",
+        "src/Artifortress.Api/Program.fs:7391",
+    ),
+    text(
+        "Auth__Oidc__Issuer",
+        false,
+        "src/Artifortress.Api/Program.fs:7396",
+    ),
     text(
         "Auth__Oidc__Audience",
         false,
@@ -196,7 +203,11 @@ pub const API_KEYS: &[Key] = &[
         false,
         "src/Artifortress.Api/Program.fs:7399",
     ),
-    text("Auth__Oidc__JwksUrl", false, "src/Artifortress.Api/Program.fs:7400"),
+    text(
+        "Auth__Oidc__JwksUrl",
+        false,
+        "src/Artifortress.Api/Program.fs:7400",
+    ),
     text(
         "Auth__Oidc__RoleMappings",
         false,
@@ -227,7 +238,10 @@ pub const API_KEYS: &[Key] = &[
         required: false,
         source: "src/Artifortress.Api/Program.fs:7443-7448",
     },
-    boolean("Auth__Saml__Enabled", "src/Artifortress.Api/Program.fs:7493"),
+    boolean(
+        "Auth__Saml__Enabled",
+        "src/Artifortress.Api/Program.fs:7493",
+    ),
     text(
         "Auth__Saml__IdpMetadataUrl",
         false,
@@ -665,7 +679,10 @@ pub fn url_port(url: &str) -> Result<Option<u16>, String> {
     }
     // The port follows the last `:` outside `[...]` (template names hold no `:`).
     let host_end = if authority.starts_with('[') {
-        authority.find(']').map(|i| i + 1).unwrap_or(authority.len())
+        authority
+            .find(']')
+            .map(|i| i + 1)
+            .unwrap_or(authority.len())
     } else {
         0
     };
@@ -787,19 +804,35 @@ mod tests {
     fn ranges_follow_the_service() {
         let cases = [
             // ObjectStorage.fs:94-97.
-            ("ObjectStorage__PresignPartTtlSeconds", "59", Some("60..3600")),
+            (
+                "ObjectStorage__PresignPartTtlSeconds",
+                "59",
+                Some("60..3600"),
+            ),
             ("ObjectStorage__PresignPartTtlSeconds", "60", None),
             ("ObjectStorage__PresignPartTtlSeconds", "3600", None),
-            ("ObjectStorage__PresignPartTtlSeconds", "3601", Some("60..3600")),
+            (
+                "ObjectStorage__PresignPartTtlSeconds",
+                "3601",
+                Some("60..3600"),
+            ),
             // Program.fs:7358-7363.
             ("Worker__SearchJobLeaseSeconds", "29", Some("30..86400")),
             ("Worker__SearchJobLeaseSeconds", "86401", Some("30..86400")),
             ("Lifecycle__DefaultGcRetentionGraceHours", "0", None),
-            ("Lifecycle__DefaultGcRetentionGraceHours", "8761", Some("0..8760")),
+            (
+                "Lifecycle__DefaultGcRetentionGraceHours",
+                "8761",
+                Some("0..8760"),
+            ),
             ("Lifecycle__DefaultGcBatchSize", "5001", Some("1..5000")),
             ("Policy__EvaluationTimeoutMs", "0", Some("1..2147483647")),
             ("Auth__Saml__IssuedPatTtlMinutes", "4", Some("5..1440")),
-            ("Auth__Oidc__JwksRefreshTimeoutSeconds", "121", Some("1..120")),
+            (
+                "Auth__Oidc__JwksRefreshTimeoutSeconds",
+                "121",
+                Some("1..120"),
+            ),
             ("ObjectStorage__PresignPartTtlSeconds", "", None),
         ];
         for (k, v, want) in cases {
@@ -873,7 +906,10 @@ mod tests {
         );
         let f = check(Role::Api, &e);
         assert_eq!(f.len(), 1);
-        assert_eq!(f[0].summary, "Auth__BootstrapToken is the well-known default");
+        assert_eq!(
+            f[0].summary,
+            "Auth__BootstrapToken is the well-known default"
+        );
         assert!(!f[0].detail.contains(DEFAULT_BOOTSTRAP_TOKEN));
     }
 
@@ -902,7 +938,10 @@ mod tests {
         assert!(by("Telemetry__OtlpEndpoint").detail.contains("no effect"));
         assert!(by("Worker__PollSeconds").detail.contains("Only the worker"));
         assert!(!by("SOMETHING_ELSE").detail.contains("did you mean"));
-        assert_eq!(by("SOMETHING_ELSE").summary, "The API does not read SOMETHING_ELSE");
+        assert_eq!(
+            by("SOMETHING_ELSE").summary,
+            "The API does not read SOMETHING_ELSE"
+        );
         for x in &f {
             assert!(!x.detail.contains("s3cret") && !x.summary.contains("s3cret"));
         }

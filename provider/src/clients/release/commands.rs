@@ -227,14 +227,22 @@ mod tests {
     #[test]
     fn env_values_expand_per_host_unquoted() {
         let env = BTreeMap::from([
-            ("ASPNETCORE_URLS".to_string(), "http://{{ address }}:8086".to_string()),
-            ("Other".to_string(), "{{host}}/{{role}} in {{deploy_dir}}".to_string()),
+            (
+                "ASPNETCORE_URLS".to_string(),
+                "http://{{ address }}:8086".to_string(),
+            ),
+            (
+                "Other".to_string(),
+                "{{host}}/{{role}} in {{deploy_dir}}".to_string(),
+            ),
         ]);
         let e = host_env(&env, "/opt/a b/", "api-1", "10.0.0.1", Role::Api);
         assert_eq!(e["ASPNETCORE_URLS"], "http://10.0.0.1:8086");
         assert_eq!(e["Other"], "api-1/api in /opt/a b");
         assert!(check_env_template("http://{{address}}:1").is_ok());
-        let err = check_env_template("{{release_dir}}/x").unwrap_err().to_string();
+        let err = check_env_template("{{release_dir}}/x")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("{{release_dir}}"), "{err}");
         assert!(check_env_template("{{address").is_err());
     }

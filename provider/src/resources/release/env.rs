@@ -99,10 +99,10 @@ fn port_check(
     };
     for (name, h) in hosts {
         let Some(h) = h.known() else { continue };
-        let api = h
-            .roles
-            .known()
-            .is_some_and(|r| r.iter().any(|r| r.known().map(String::as_str) == Some("api")));
+        let api = h.roles.known().is_some_and(|r| {
+            r.iter()
+                .any(|r| r.known().map(String::as_str) == Some("api"))
+        });
         let Maybe::Known(url) = &h.api_url else {
             continue;
         };
@@ -157,7 +157,10 @@ mod tests {
             ("api_url", Value::string(api_url)),
         ]);
         release_config(&[
-            ("hosts", Value::Map(BTreeMap::from([("api-1".into(), host)]))),
+            (
+                "hosts",
+                Value::Map(BTreeMap::from([("api-1".into(), host)])),
+            ),
             ("api_env_wo", strings(api)),
             ("worker_env_wo", worker),
         ])
@@ -213,7 +216,11 @@ mod tests {
                 "{summary} at {path} not in {f:#?}"
             )
         };
-        has(true, "The API env misses ObjectStorage__Bucket", "api_env_wo");
+        has(
+            true,
+            "The API env misses ObjectStorage__Bucket",
+            "api_env_wo",
+        );
         has(
             false,
             "The API does not read ObjectStorage__Bukcet",
@@ -243,7 +250,10 @@ mod tests {
         // The listen address not known yet: no port check; the map unknown: nothing.
         if let Some(Value::Map(m)) = v.attr_mut("api_env_wo") {
             m.insert("ASPNETCORE_URLS".into(), Value::unknown());
-            m.insert("ObjectStorage__PresignPartTtlSeconds".into(), Value::unknown());
+            m.insert(
+                "ObjectStorage__PresignPartTtlSeconds".into(),
+                Value::unknown(),
+            );
         }
         assert_eq!(found(&v), vec![]);
         v.set_attr("api_env_wo", Value::unknown());

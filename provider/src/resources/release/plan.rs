@@ -401,9 +401,9 @@ fn env_fingerprints(
                 Some(_) => s,
                 None => format!("{UNKEYED}{s}"),
             })
-        .map_err(|err| {
-            Diagnostic::error("Invalid env", err.to_string()).at_attr(env_attr(*role))
-        })?;
+            .map_err(|err| {
+                Diagnostic::error("Invalid env", err.to_string()).at_attr(env_attr(*role))
+            })?;
         m.insert(role.as_str().to_string(), sha);
     }
     Ok(m)
