@@ -31,32 +31,49 @@ pub const ENV_TEMPLATE_VARIABLES: [&str; 4] = ["host", "role", "address", "deplo
 
 /// Checks that a command only uses known `{{variables}}`.
 pub fn check_template(command: &str) -> Result<(), ReleaseError> {
-    check_template_of(command, &TEMPLATE_VARIABLES, |name| {
-        ReleaseError::UnknownTemplateVariable { name }
-    })
-}
-
-/// Checks that an env value only uses the `{{variables}}` of [`ENV_TEMPLATE_VARIABLES`].
-pub fn check_env_template(value: &str) -> Result<(), ReleaseError> {
-    check_template_of(value, &ENV_TEMPLATE_VARIABLES, |name| {
-        ReleaseError::UnknownEnvTemplateVariable { name }
-    })
-}
-
-fn check_template_of(
-    template: &str,
-    known: &[&str],
-    unknown: fn(String) -> ReleaseError,
-) -> Result<(), ReleaseError> {
-    let mut rest = template;
+    let mut rest = command;
     while let Some(i) = rest.find("{{") {
         let after = &rest[i + 2..];
         let Some(j) = after.find("}}") else {
             return Err(ReleaseError::UnclosedTemplate);
         };
         let name = after[..j].trim();
-        if !known.contains(&name) {
-            return Err(unknown(name.to_string()));
+        if !TEMPLATE_VARIABLES.contains(&name) {
+            return Err(ReleaseError::UnknownTemplateVariable {
+                name: name.to_string(),
+            });
+        }
+        rest = &after[j + 2..];
+    }
+    Ok(())
+}
+
+/// Checks that an env value only uses the `{{variables}}` of [`ENV_TEMPLATE_VARIABLES`]. Values
+/// are secrets: only `{{name}}` with an identifier inside is a template (anything else, an
+/// unclosed `{{` included, is literal text a password may hold), and the error names the
+/// variable only when it is a command variable (not secret), never other text of the value.
+pub fn check_env_template(value: &str) -> Result<(), ReleaseError> {
+    let is_ident = |n: &str| {
+        n.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    let mut rest = value;
+    while let Some(i) = rest.find("{{") {
+        let after = &rest[i + 2..];
+        let Some(j) = after.find("}}") else {
+            return Ok(());
+        };
+        let name = after[..j].trim();
+        if is_ident(name) && !ENV_TEMPLATE_VARIABLES.contains(&name) {
+            return Err(ReleaseError::UnknownEnvTemplateVariable {
+                name: if TEMPLATE_VARIABLES.contains(&name) {
+                    name.to_string()
+                } else {
+                    "...".to_string()
+                },
+            });
         }
         rest = &after[j + 2..];
     }
@@ -244,7 +261,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("{{release_dir}}"), "{err}");
-        assert!(check_env_template("{{address").is_err());
+        // Text of a secret is never echoed; braces that are no template are literal.
+        let err = check_env_template("pw{{s3cret}}").unwrap_err().to_string();
+        assert!(!err.contains("s3cret") && err.contains("{{...}}"), "{err}");
+        assert!(check_env_template("{{address").is_ok());
+        assert!(check_env_template("a{{!x y}}b{{").is_ok());
+        let e = host_env(
+            &BTreeMap::from([("K".to_string(), "a{{!x}}b{{".to_string())]),
+            "/d",
+            "h",
+            "1.2.3.4",
+            Role::Api,
+        );
+        assert_eq!(e["K"], "a{{!x}}b{{");
     }
 
     #[test]
