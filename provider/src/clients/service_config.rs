@@ -162,22 +162,22 @@ pub const API_KEYS: &[Key] = &[
         "TenantAdmission__DefaultMaxLogicalStorageBytes",
         10 * 1024 * 1024,
         10 * 1024 * 1024 * 1024 * 1024,
-        10 * 1024 * 1024 * 1024,
-        "src/Artifortress.Api/Program.fs:7367-7372 (parseBoundedPositiveInt64, :1222)",
+        50 * 1024 * 1024 * 1024,
+        "src/Artifortress.Api/Program.fs:7367-7372 (parseBoundedPositiveInt64, :1222; default :632)",
     ),
     int(
         "TenantAdmission__DefaultMaxConcurrentUploadSessions",
         1,
         1000,
-        0,
-        "src/Artifortress.Api/Program.fs:7374-7379",
+        1000,
+        "src/Artifortress.Api/Program.fs:7374-7379 (default :633)",
     ),
     int(
         "TenantAdmission__DefaultMaxPendingSearchJobs",
         1,
         50000,
-        0,
-        "src/Artifortress.Api/Program.fs:7381-7386",
+        5000,
+        "src/Artifortress.Api/Program.fs:7381-7386 (default :634)",
     ),
     boolean(
         "Auth__Oidc__Enabled",
@@ -834,6 +834,11 @@ mod tests {
                 Some("1..120"),
             ),
             ("ObjectStorage__PresignPartTtlSeconds", "", None),
+            (
+                "TenantAdmission__DefaultMaxPendingSearchJobs",
+                "50001",
+                Some("1..50000 and silently uses 5000 otherwise"),
+            ),
         ];
         for (k, v, want) in cases {
             let mut e = api_env();
