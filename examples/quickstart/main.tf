@@ -166,13 +166,15 @@ resource "artifortress_release" "app" {
     ObjectStorage__SecretKey    = var.s3_secret_key
     ObjectStorage__Bucket       = var.s3.bucket
     Auth__BootstrapToken        = var.bootstrap_token
+    # Expanded per host when its env file is written: each API listens on its own address.
+    ASPNETCORE_URLS = "http://{{address}}:${local.api_port}"
   }
   worker_env_wo = {
     ConnectionStrings__Postgres = local.npgsql
     Worker__PollSeconds         = "5"
   }
   commands = {
-    restart_api    = "ASPNETCORE_URLS=http://{{address}}:${local.api_port} {{release_dir}}/bin/artifortress restart api"
+    restart_api    = "{{release_dir}}/bin/artifortress restart api"
     restart_worker = "{{release_dir}}/bin/artifortress restart worker"
     worker_status  = "{{release_dir}}/bin/artifortress status worker"
     stop_api       = "{{release_dir}}/bin/artifortress stop api"

@@ -126,6 +126,8 @@ resource "artifortress_release" "app" {
     ObjectStorage__SecretKey    = var.s3_secret_access_key
     Auth__BootstrapToken        = var.bootstrap_token
     ASPNETCORE_ENVIRONMENT      = "Staging"
+    # Expanded per host when its env file is written: each API listens on its own address.
+    ASPNETCORE_URLS = "http://{{address}}:${var.api_port}"
   }
   worker_env_wo = {
     ConnectionStrings__Postgres = local.npgsql
@@ -136,7 +138,7 @@ resource "artifortress_release" "app" {
   # and sudoers rule run the service: `commands = module.hosts.commands`
   # (`sudo -n systemctl restart artifortress-api`, ...).
   commands = {
-    restart_api    = "ASPNETCORE_URLS=http://{{address}}:${var.api_port} {{release_dir}}/bin/artifortress restart api"
+    restart_api    = "{{release_dir}}/bin/artifortress restart api"
     restart_worker = "{{release_dir}}/bin/artifortress restart worker"
     worker_status  = "{{release_dir}}/bin/artifortress status worker"
     stop_api       = "{{release_dir}}/bin/artifortress stop api"

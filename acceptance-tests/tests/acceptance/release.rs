@@ -121,11 +121,12 @@ resource "artifortress_release" "r" {{
     ObjectStorage__SecretKey    = {sk}
     ObjectStorage__Bucket       = {bucket}
     Auth__BootstrapToken        = {boot}
+    ASPNETCORE_URLS             = "http://{{{{address}}}}:{port}"
     {faults}
   }}
   worker_env_wo = {{ ConnectionStrings__Postgres = {db}, Worker__PollSeconds = "1" }}
   commands = {{
-    restart_api    = "ASPNETCORE_URLS=http://{{{{address}}}}:{port} {{{{release_dir}}}}/bin/artifortress restart api"
+    restart_api    = "{{{{release_dir}}}}/bin/artifortress restart api"
     restart_worker = "{{{{release_dir}}}}/bin/artifortress restart worker"
     worker_status  = "{{{{release_dir}}}}/bin/artifortress status worker"
     stop_api       = "{{{{release_dir}}}}/bin/artifortress stop api"
@@ -1229,9 +1230,22 @@ fn release_keys_env_fingerprints_and_handles_wiped_hosts() {
             assert!(!state_text.contains(&keys[0]), "the key is in the state");
         }
         let s = state(&wd);
+        // The API's env differs per host (ASPNETCORE_URLS = http://{{address}}:...): one keyed
+        // fingerprint per host.
         let keyed = s["env_sha256"]["api"].as_str().unwrap().to_string();
-        assert_eq!(keyed.len(), 64, "{s}");
-        assert_ne!(keyed, api_plain);
+        let entries: Vec<&str> = keyed
+            .strip_prefix("per-host:")
+            .unwrap_or_else(|| panic!("{s}"))
+            .split(',')
+            .collect();
+        assert_eq!(entries.len(), 2, "{s}");
+        assert!(
+            entries
+                .iter()
+                .all(|e| e.split_once('=').unwrap().1.len() == 64),
+            "{s}"
+        );
+        assert!(!keyed.contains(&api_plain));
 
         // A hand edit is still drift, named per host, without a checksum.
         ssh(
@@ -1264,13 +1278,15 @@ fn release_keys_env_fingerprints_and_handles_wiped_hosts() {
             serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
         let inst = &mut old["resources"][0]["instances"][0];
         inst["schema_version"] = 0.into();
+        // Version 0 had no env templates: the worker's env (the same on every host) is the
+        // legacy value; the API's, templated per host, keeps its keyed value, and the worker host
+        // loses its key (a host deployed before keyed fingerprints).
+        let worker_keyed = s["env_sha256"]["worker"].as_str().unwrap().to_string();
         inst["attributes"]["env_sha256"] =
-            serde_json::json!({"api": api_plain, "worker": worker_plain});
+            serde_json::json!({"api": keyed, "worker": worker_plain});
         old["serial"] = (old["serial"].as_u64().unwrap() + 1).into();
         std::fs::write(&state_file, serde_json::to_string_pretty(&old).unwrap()).unwrap();
-        for (_, h, _) in &fleet.hosts {
-            ssh(h, &format!("rm -f {key_path}"));
-        }
+        ssh(&fleet.hosts[2].1, &format!("rm -f {key_path}"));
         let run = wd.run(&[
             "apply",
             "-refresh-only",
@@ -1285,9 +1301,18 @@ fn release_keys_env_fingerprints_and_handles_wiped_hosts() {
             "the upgraded state still holds a plain env checksum:\n{state_text}"
         );
         let s = state(&wd);
-        let rekeyed = s["env_sha256"]["api"].as_str().unwrap();
-        assert_eq!(rekeyed.len(), 64, "keyed after the refresh: {s}");
-        assert_ne!(rekeyed, keyed, "a new key was written");
+        assert_eq!(
+            s["env_sha256"]["worker"].as_str().unwrap(),
+            worker_keyed,
+            "keyed after the refresh, with the deployment's key: {s}"
+        );
+        assert_eq!(s["env_sha256"]["api"].as_str().unwrap(), keyed, "{s}");
+        let (code, out) = ssh(&fleet.hosts[2].1, &format!("cat {key_path}"));
+        assert_eq!(
+            (code, out.trim()),
+            (0, keys[0].as_str()),
+            "the key was written to the host that had none"
+        );
         assert_eq!(s["revision"], 3, "nothing was deployed: {s}");
         wd.assert_plan_empty();
 

@@ -458,6 +458,7 @@ fn release_example_applies_to_the_dev_hosts() {
             "artifact_sha256": sums["v1"],
             "artifact_base": artifacts,
             "deploy_dir": deploy_dir,
+            "api_port": api_port,
             "hosts": hosts_var,
             "database": {"host": "127.0.0.1", "port": bed.pg.port(), "name": SERVICE_DB, "user": "postgres"},
             "object_storage": {
@@ -467,7 +468,7 @@ fn release_example_applies_to_the_dev_hosts() {
                 "access_key": bed.garage.access_key(),
             },
             "commands": {
-                "restart_api": format!("ASPNETCORE_URLS=http://{{{{address}}}}:{api_port} {{{{release_dir}}}}/bin/artifortress restart api"),
+                "restart_api": "{{release_dir}}/bin/artifortress restart api",
                 "restart_worker": "{{release_dir}}/bin/artifortress restart worker",
                 "worker_status": "{{release_dir}}/bin/artifortress status worker",
                 "stop_api": "{{release_dir}}/bin/artifortress stop api",

@@ -143,11 +143,12 @@ resource "artifortress_release" "app" {{
     ObjectStorage__SecretKey    = var.s3_secret_key
     ObjectStorage__Bucket       = "{bucket}"
     Auth__BootstrapToken        = var.bootstrap_token
+    ASPNETCORE_URLS             = "http://{{{{address}}}}:{api_port}"
     Probe__Secret               = var.env_secret
   }}
   worker_env_wo = {{ ConnectionStrings__Postgres = var.api_connection_string, Probe__Secret = var.env_secret }}
   commands = {{
-    restart_api    = "ASPNETCORE_URLS=http://{{{{address}}}}:{api_port} {{{{release_dir}}}}/bin/artifortress restart api"
+    restart_api    = "{{{{release_dir}}}}/bin/artifortress restart api"
     restart_worker = "{{{{release_dir}}}}/bin/artifortress restart worker"
     worker_status  = "{{{{release_dir}}}}/bin/artifortress status worker"
     stop_api       = "{{{{release_dir}}}}/bin/artifortress stop api"

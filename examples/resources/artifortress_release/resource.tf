@@ -40,6 +40,12 @@ variable "hosts" {
   }
 }
 
+variable "api_port" {
+  description = "The port the API listens on (ASPNETCORE_URLS); each API host's api_url must use it."
+  type        = number
+  default     = 8086
+}
+
 variable "database" {
   type    = object({ host = string, port = number, name = string, user = string })
   default = { host = "db.internal", port = 5432, name = "artifortress", user = "artifortress" }
@@ -119,6 +125,8 @@ resource "artifortress_release" "production" {
     ObjectStorage__AccessKey    = var.object_storage.access_key
     ObjectStorage__SecretKey    = var.s3_secret_key
     Auth__BootstrapToken        = var.bootstrap_token
+    # Templated per host when the env file is written: each API listens on its own address.
+    ASPNETCORE_URLS = "http://{{address}}:${var.api_port}"
   }
   worker_env_wo = {
     ConnectionStrings__Postgres = local.npgsql

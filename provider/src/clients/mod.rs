@@ -15,6 +15,8 @@
 //! - [`smoke`]: the post-deploy smoke flow (whoami, repositories, draft → upload → publish).
 //! - [`release`]: rolling releases over those hosts: staged artifacts, batches, readiness
 //!   waits, atomic rollback, watch window, rollback rehearsal.
+//! - [`service_config`]: the keys the service's API and worker read from their environment,
+//!   and the checks of an env file against them.
 
 pub mod api;
 pub mod backup;
@@ -31,5 +33,6 @@ pub mod process;
 pub mod release;
 pub mod restore;
 pub mod smoke;
+pub mod service_config;
 mod stream;
 pub mod words;

@@ -8,10 +8,11 @@
 //! `env_sha256` differ from the configuration, which the plan shows as a change.
 //!
 //! The code follows the resource's seams: [`model`] (the schema as fields), [`plan`]
-//! (validate and plan), [`apply`] (create, update, delete) and [`refresh`] (read, import,
-//! state upgrades); this file holds the resource and what they share.
+//! (validate and plan), [`env`] (the env files checked against the service's configuration),
+//! [`apply`] (create, update, delete) and [`refresh`] (read, import, state upgrades); this file holds the resource and what they share.
 
 mod apply;
+mod env;
 mod model;
 mod plan;
 mod refresh;

@@ -24,6 +24,11 @@ pub const TEMPLATE_VARIABLES: [&str; 6] = [
     "deploy_dir",
 ];
 
+/// The `{{variables}}` an env value may use: what is fixed per host and role, expanded when the
+/// host's env file is written (so a per-host listen address needs no command prefix). Not the
+/// version or release dir: the env file outlives a release (a rollback keeps it).
+pub const ENV_TEMPLATE_VARIABLES: [&str; 4] = ["host", "role", "address", "deploy_dir"];
+
 /// Checks that a command only uses known `{{variables}}`.
 pub fn check_template(command: &str) -> Result<(), ReleaseError> {
     let mut rest = command;
@@ -36,6 +41,38 @@ pub fn check_template(command: &str) -> Result<(), ReleaseError> {
         if !TEMPLATE_VARIABLES.contains(&name) {
             return Err(ReleaseError::UnknownTemplateVariable {
                 name: name.to_string(),
+            });
+        }
+        rest = &after[j + 2..];
+    }
+    Ok(())
+}
+
+/// Checks that an env value only uses the `{{variables}}` of [`ENV_TEMPLATE_VARIABLES`]. Values
+/// are secrets: only `{{name}}` with an identifier inside is a template (anything else, an
+/// unclosed `{{` included, is literal text a password may hold), and the error names the
+/// variable only when it is a command variable (not secret), never other text of the value.
+pub fn check_env_template(value: &str) -> Result<(), ReleaseError> {
+    let is_ident = |n: &str| {
+        n.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    let mut rest = value;
+    while let Some(i) = rest.find("{{") {
+        let after = &rest[i + 2..];
+        let Some(j) = after.find("}}") else {
+            return Ok(());
+        };
+        let name = after[..j].trim();
+        if is_ident(name) && !ENV_TEMPLATE_VARIABLES.contains(&name) {
+            return Err(ReleaseError::UnknownEnvTemplateVariable {
+                name: if TEMPLATE_VARIABLES.contains(&name) {
+                    name.to_string()
+                } else {
+                    "...".to_string()
+                },
             });
         }
         rest = &after[j + 2..];
@@ -61,6 +98,30 @@ fn template_uses(template: &str, name: &str) -> bool {
 
 /// Substitutes the template variables (values shell-quoted).
 pub fn render(command: &str, vars: &[(&str, &str)]) -> String {
+    substitute(command, vars, true)
+}
+
+/// `role`'s env for `host`: each value with the [`ENV_TEMPLATE_VARIABLES`] substituted as they
+/// are (an env file takes values literally; no shell reads them).
+pub fn host_env(
+    env: &BTreeMap<String, String>,
+    deploy_dir: &str,
+    host: &str,
+    address: &str,
+    role: Role,
+) -> BTreeMap<String, String> {
+    let vars = [
+        ("host", host),
+        ("role", role.as_str()),
+        ("address", address),
+        ("deploy_dir", deploy_dir.trim_end_matches('/')),
+    ];
+    env.iter()
+        .map(|(k, v)| (k.clone(), substitute(v, &vars, false)))
+        .collect()
+}
+
+fn substitute(command: &str, vars: &[(&str, &str)], quote: bool) -> String {
     let mut out = String::with_capacity(command.len());
     let mut rest = command;
     while let Some(i) = rest.find("{{") {
@@ -70,7 +131,8 @@ pub fn render(command: &str, vars: &[(&str, &str)]) -> String {
             Some(j) => {
                 let name = after[..j].trim();
                 match vars.iter().find(|(k, _)| *k == name) {
-                    Some((_, v)) => out.push_str(&hosts::shell_quote(v)),
+                    Some((_, v)) if quote => out.push_str(&hosts::shell_quote(v)),
+                    Some((_, v)) => out.push_str(v),
                     None => out.push_str(&rest[i..i + 2 + j + 2]),
                 }
                 rest = &after[j + 2..];
@@ -177,6 +239,41 @@ mod tests {
                 .contains("{{nope}}")
         );
         assert!(check_template("x {{version").is_err());
+    }
+
+    #[test]
+    fn env_values_expand_per_host_unquoted() {
+        let env = BTreeMap::from([
+            (
+                "ASPNETCORE_URLS".to_string(),
+                "http://{{ address }}:8086".to_string(),
+            ),
+            (
+                "Other".to_string(),
+                "{{host}}/{{role}} in {{deploy_dir}}".to_string(),
+            ),
+        ]);
+        let e = host_env(&env, "/opt/a b/", "api-1", "10.0.0.1", Role::Api);
+        assert_eq!(e["ASPNETCORE_URLS"], "http://10.0.0.1:8086");
+        assert_eq!(e["Other"], "api-1/api in /opt/a b");
+        assert!(check_env_template("http://{{address}}:1").is_ok());
+        let err = check_env_template("{{release_dir}}/x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("{{release_dir}}"), "{err}");
+        // Text of a secret is never echoed; braces that are no template are literal.
+        let err = check_env_template("pw{{s3cret}}").unwrap_err().to_string();
+        assert!(!err.contains("s3cret") && err.contains("{{...}}"), "{err}");
+        assert!(check_env_template("{{address").is_ok());
+        assert!(check_env_template("a{{!x y}}b{{").is_ok());
+        let e = host_env(
+            &BTreeMap::from([("K".to_string(), "a{{!x}}b{{".to_string())]),
+            "/d",
+            "h",
+            "1.2.3.4",
+            Role::Api,
+        );
+        assert_eq!(e["K"], "a{{!x}}b{{");
     }
 
     #[test]

@@ -52,7 +52,8 @@ impl Deployment {
                     .map_err(|e| fail(Phase::Env, e.into()))?;
                 touched.stashed.push((path.clone(), existed));
             }
-            hosts::write_env(t, &path, env)
+            let env = super::host_env(env, &self.deploy_dir, &host.name, &host.address, *role);
+            hosts::write_env(t, &path, &env)
                 .await
                 .map_err(|e| fail(Phase::Env, e.into()))?;
         }
@@ -326,20 +327,34 @@ impl Deployment {
             ..target.clone()
         };
         let target = &resolved;
-        let expected_env: BTreeMap<Role, String> = target
+        out.env_fingerprints = target
             .env
             .iter()
-            .filter_map(|(r, env)| hosts::env_fingerprint(&key, env).ok().map(|s| (*r, s)))
+            .filter_map(|(r, env)| {
+                let holders: Vec<(&str, &str)> = self
+                    .hosts
+                    .iter()
+                    .filter(|h| h.roles.contains(r))
+                    .map(|h| (h.name.as_str(), h.address.as_str()))
+                    .collect();
+                super::role_env_fingerprint(Some(&key), &self.deploy_dir, &holders, *r, env)
+                    .ok()
+                    .map(|s| (*r, s))
+            })
             .collect();
-        out.env_fingerprints = expected_env.clone();
         for h in &self.hosts {
             out.before
                 .insert(h.name.clone(), live[&h.name].version.clone());
         }
+        // Each host's own file (templates expanded for it) is what it must have.
         let in_place = |h: &Host| {
             let s = &live[&h.name];
-            let env_ok = h.roles.iter().all(|r| match expected_env.get(r) {
-                Some(sha) => s.env_fingerprint(*r) == Some(sha.as_str()),
+            let env_ok = h.roles.iter().all(|r| match target.env.get(r) {
+                Some(env) => {
+                    let e = super::host_env(env, &self.deploy_dir, &h.name, &h.address, *r);
+                    hosts::env_fingerprint(&key, &e)
+                        .is_ok_and(|f| s.env_fingerprint(*r) == Some(f.as_str()))
+                }
                 None => true,
             });
             s.version.as_deref() == Some(target.version.as_str())

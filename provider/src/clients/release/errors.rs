@@ -101,6 +101,12 @@ pub enum ReleaseError {
         TEMPLATE_VARIABLES.iter().map(|v| format!("{{{{{v}}}}}")).collect::<Vec<_>>().join(", ")
     )]
     UnknownTemplateVariable { name: String },
+    /// An env value uses a variable env files do not have.
+    #[error(
+        "uses {{{{{name}}}}}; env values may use {}",
+        super::commands::ENV_TEMPLATE_VARIABLES.iter().map(|v| format!("{{{{{v}}}}}")).collect::<Vec<_>>().join(", ")
+    )]
+    UnknownEnvTemplateVariable { name: String },
     #[error("no restart command for role {role}")]
     NoRestartCommand { role: Role },
     #[error("the host has the api role but no api_url")]

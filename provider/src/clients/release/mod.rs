@@ -38,7 +38,10 @@ mod readiness;
 mod watch;
 
 pub use artifact::{ARTIFACT_MAX_SIZE, LocalArtifact, fetch_artifact};
-pub use commands::{Commands, TEMPLATE_VARIABLES, check_template, render};
+pub use commands::{
+    Commands, ENV_TEMPLATE_VARIABLES, TEMPLATE_VARIABLES, check_env_template, check_template,
+    host_env, render,
+};
 pub use errors::{ArtifactError, Oversize, Phase, ReleaseError};
 pub use readiness::{describe_readiness, wait_api_ready};
 
@@ -202,6 +205,61 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
+/// Prefix of a role's env fingerprint when its env file differs per host (values templated
+/// with `{{host}}`, `{{address}}`, ...; see [`combine_fingerprints`]).
+pub const PER_HOST: &str = "per-host:";
+
+/// One fingerprint for a role's env files from each host's (by host name): when every host has
+/// the same file, that file's fingerprint (what a file without templates always gives);
+/// otherwise [`PER_HOST`] and `host=fingerprint` for each host, `,`-separated, so that drift
+/// names the host whose file changed. Keyed fingerprints confirm no guessed secret. `None` for
+/// no hosts.
+pub fn combine_fingerprints(per_host: &BTreeMap<String, String>) -> Option<String> {
+    let first = per_host.values().next()?;
+    if per_host.values().all(|f| f == first) {
+        return Some(first.clone());
+    }
+    let entries: Vec<String> = per_host.iter().map(|(h, f)| format!("{h}={f}")).collect();
+    Some(format!("{PER_HOST}{}", entries.join(",")))
+}
+
+/// Whether a [`PER_HOST`] value holds `fingerprint` for `host`.
+pub fn per_host_has(combined: &str, host: &str, fingerprint: &str) -> bool {
+    let Some(body) = combined.strip_prefix(PER_HOST) else {
+        return false;
+    };
+    let entry = format!("{host}={fingerprint}");
+    body == entry
+        || body.starts_with(&format!("{entry},"))
+        || body.ends_with(&format!(",{entry}"))
+        || body.contains(&format!(",{entry},"))
+}
+
+/// The fingerprint of `role`'s env as written to `hosts` (name, address; those with the role):
+/// each host's file (templates expanded, see [`host_env`]) keyed with `key`, or its plain
+/// sha256 without one, then [`combine_fingerprints`]. With no host, the file as configured.
+pub fn role_env_fingerprint(
+    key: Option<&EnvKey>,
+    deploy_dir: &str,
+    hosts: &[(&str, &str)],
+    role: Role,
+    env: &BTreeMap<String, String>,
+) -> Result<String, HostError> {
+    let fp = |e: &BTreeMap<String, String>| match key {
+        Some(k) => hosts::env_fingerprint(k, e),
+        None => hosts::env_sha256(e),
+    };
+    let mut per_host = BTreeMap::new();
+    for (name, address) in hosts {
+        let e = host_env(env, deploy_dir, name, address, role);
+        per_host.insert(name.to_string(), fp(&e)?);
+    }
+    match combine_fingerprints(&per_host) {
+        Some(f) => Ok(f),
+        None => fp(env),
+    }
+}
+
 /// Where a host's env file for `role` lives.
 pub fn env_path(deploy_dir: &str, role: Role) -> String {
     format!(
@@ -288,8 +346,8 @@ pub struct Outcome {
     pub rehearsed_at: Option<DateTime<Utc>>,
     /// Hosts that were changed (the others already had the release and env).
     pub changed_hosts: Vec<String>,
-    /// The keyed fingerprint of each managed env file as deployed (see
-    /// [`hosts::env_fingerprint`]); empty when the run stopped before choosing the key.
+    /// The keyed fingerprint of each managed role's env files as deployed (see
+    /// [`role_env_fingerprint`]); empty when the run stopped before choosing the key.
     pub env_fingerprints: BTreeMap<Role, String>,
 }
 
@@ -323,6 +381,38 @@ fn failure(host: &str, version: &str, phase: Phase, detail: impl Into<ReleaseErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_host_env_files_combine_into_one_fingerprint() {
+        let key = EnvKey::parse(&"ab".repeat(32)).unwrap();
+        let env = BTreeMap::from([("URLS".to_string(), "http://{{address}}:1".to_string())]);
+        let plain = BTreeMap::from([("URLS".to_string(), "http://0.0.0.0:1".to_string())]);
+        let two = [("a", "10.0.0.1"), ("b", "10.0.0.2")];
+        // The same file everywhere: that file's fingerprint, as before templates.
+        let same = role_env_fingerprint(Some(&key), "/d", &two, Role::Api, &plain).unwrap();
+        assert_eq!(same, hosts::env_fingerprint(&key, &plain).unwrap());
+        // Files that differ: one per-host value that changes with any host's file.
+        let per = role_env_fingerprint(Some(&key), "/d", &two, Role::Api, &env).unwrap();
+        assert!(per.starts_with(PER_HOST), "{per}");
+        let moved = [("a", "10.0.0.1"), ("b", "10.0.0.3")];
+        assert_ne!(
+            per,
+            role_env_fingerprint(Some(&key), "/d", &moved, Role::Api, &env).unwrap()
+        );
+        // What the hosts compute, combined, is the same value.
+        let on_hosts: BTreeMap<String, String> = two
+            .iter()
+            .map(|(n, a)| {
+                let e = host_env(&env, "/d", n, a, Role::Api);
+                (n.to_string(), hosts::env_fingerprint(&key, &e).unwrap())
+            })
+            .collect();
+        assert_eq!(combine_fingerprints(&on_hosts), Some(per.clone()));
+        assert!(per_host_has(&per, "b", &on_hosts["b"]));
+        assert!(!per_host_has(&per, "b", &on_hosts["a"]));
+        assert!(!per_host_has(&per, "c", &on_hosts["b"]));
+        assert_eq!(combine_fingerprints(&BTreeMap::new()), None);
+    }
 
     #[test]
     fn env_files_live_in_shared() {

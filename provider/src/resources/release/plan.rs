@@ -158,6 +158,7 @@ pub(super) fn validate(config: &Value) -> Diagnostics {
             }
         }
     }
+    super::env::check(&c, &mut diags);
     if let Some(w) = known(&c.change).and_then(|c| c.window.known())
         && let Err(e) = gate::parse_window(w)
     {
@@ -346,7 +347,7 @@ async fn planned_env(
         return Ok(Maybe::Known(Some(BTreeMap::new())));
     }
     // Invalid env files are plan-time errors whatever the key.
-    env_fingerprints(&env, None)?;
+    env_fingerprints(&env, None, "", &[])?;
     let Some(prior) = prior else {
         return Ok(Maybe::Unknown);
     };
@@ -360,9 +361,14 @@ async fn planned_env(
     let deploy_dir = known(&planned.deploy_dir).cloned().unwrap_or_default();
     let configs = planned.host_configs();
     match planned_env_key(settings, &transport, &deploy_dir, &configs).await? {
-        Some(key) => Ok(Maybe::Known(Some(env_fingerprints(&env, Some(&key))?))),
+        Some(key) => Ok(Maybe::Known(Some(env_fingerprints(
+            &env,
+            Some(&key),
+            &deploy_dir,
+            &configs,
+        )?))),
         None => {
-            let plain = Maybe::Known(Some(env_fingerprints(&env, None)?));
+            let plain = Maybe::Known(Some(env_fingerprints(&env, None, &deploy_dir, &configs)?));
             // Hosts deployed before keyed fingerprints, planned without a refresh: the same
             // env keeps its old value; anything else is decided at apply.
             Ok(if plain == prior.env_sha256 {
@@ -374,21 +380,30 @@ async fn planned_env(
     }
 }
 
-/// Per role, what `env_sha256` holds for `env`: the keyed fingerprint with `key`; with no key,
-/// the plain sha256 (only ever compared with an `unkeyed:` value from an old state).
+/// Per role, what `env_sha256` holds for `env` written to `hosts` (templates expanded per
+/// host; see [`release::role_env_fingerprint`]): keyed with `key`; with no key, the plain
+/// sha256 (only ever compared with an `unkeyed:` value from an old state).
 fn env_fingerprints(
     env: &BTreeMap<Role, BTreeMap<String, String>>,
     key: Option<&EnvKey>,
+    deploy_dir: &str,
+    hosts: &[HostConfig],
 ) -> Result<BTreeMap<String, String>, Diagnostic> {
     let mut m = BTreeMap::new();
     for (role, e) in env {
-        let sha = match key {
-            Some(k) => hosts::env_fingerprint(k, e),
-            None => hosts::env_sha256(e).map(|s| format!("{UNKEYED}{s}")),
-        }
-        .map_err(|err| {
-            Diagnostic::error("Invalid env", err.to_string()).at_attr(env_attr(*role))
-        })?;
+        let holders: Vec<(&str, &str)> = hosts
+            .iter()
+            .filter(|h| h.roles.contains(role))
+            .map(|h| (h.name.as_str(), h.address.as_str()))
+            .collect();
+        let sha = release::role_env_fingerprint(key, deploy_dir, &holders, *role, e)
+            .map(|s| match key {
+                Some(_) => s,
+                None => format!("{UNKEYED}{s}"),
+            })
+            .map_err(|err| {
+                Diagnostic::error("Invalid env", err.to_string()).at_attr(env_attr(*role))
+            })?;
         m.insert(role.as_str().to_string(), sha);
     }
     Ok(m)

@@ -140,14 +140,12 @@ pub(super) async fn read(req: ReadRequest<'_, Settings>, resp: &mut ReadResponse
         });
         let mut env = BTreeMap::new();
         for role in Role::ALL {
-            if let Some(sha) = common(
-                live.iter()
-                    .map(|(k, s)| (k, s.env_fingerprint(role).map(str::to_string)))
-                    .filter(|(_, v)| v.is_some())
-                    .collect::<Vec<_>>()
-                    .iter()
-                    .map(|(k, v)| (*k, v.as_deref())),
-            ) {
+            // Files that differ per host (templated values) combine into one value.
+            let per_host: BTreeMap<String, String> = live
+                .iter()
+                .filter_map(|(k, s)| Some((k.clone(), s.env_fingerprint(role)?.to_string())))
+                .collect();
+            if let Some(sha) = release::combine_fingerprints(&per_host) {
                 env.insert(role.as_str().to_string(), sha);
             }
         }
@@ -417,6 +415,24 @@ fn env_drift(
     importing: bool,
 ) -> (Option<String>, Vec<String>) {
     let mut bad = Vec::new();
+    if want.starts_with(release::PER_HOST) {
+        // Env files that differ per host (templated values): each host's keyed fingerprint
+        // against its own entry.
+        for (name, s) in names.iter().zip(holders) {
+            let verdict = match s.env.get(&role).cloned().flatten() {
+                None if importing => None,
+                None => Some("missing"),
+                Some(f) => match f.keyed {
+                    None => Some("unkeyed"),
+                    Some(k) => (!release::per_host_has(want, name, &k)).then_some("changed"),
+                },
+            };
+            if let Some(v) = verdict {
+                bad.push(format!("{name}={v}"));
+            }
+        }
+        return (None, bad);
+    }
     let mut keyed = Vec::new();
     for (name, s) in names.iter().zip(holders) {
         let file = s.env.get(&role).cloned().flatten();
@@ -554,6 +570,29 @@ mod tests {
         assert_eq!(
             env_drift(&old, Role::Api, &names, &[&same, &edited], false).1,
             vec!["api-2=changed".to_string()]
+        );
+        // Per-host files (templated): compared combined; a change names the role's hosts.
+        let per = release::combine_fingerprints(&BTreeMap::from([
+            (a.clone(), keyed.clone()),
+            (b.clone(), "e".repeat(64)),
+        ]))
+        .unwrap();
+        let other = host_with(Some((&plain, Some(&"e".repeat(64)))));
+        assert_eq!(
+            env_drift(&per, Role::Api, &names, &[&same, &other], false),
+            (None, vec![])
+        );
+        assert_eq!(
+            env_drift(&per, Role::Api, &names, &[&same, &edited], false).1,
+            vec!["api-2=changed".to_string()]
+        );
+        assert_eq!(
+            env_drift(&per, Role::Api, &names, &[&other, &other], false).1,
+            vec!["api-1=changed".to_string()]
+        );
+        assert_eq!(
+            env_drift(&per, Role::Api, &names, &[&same, &missing], false).1,
+            vec!["api-2=missing".to_string()]
         );
         // Importing: a host without the file is not drift.
         assert_eq!(
