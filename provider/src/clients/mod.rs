@@ -32,7 +32,7 @@ mod poll;
 pub mod process;
 pub mod release;
 pub mod restore;
-pub mod smoke;
 pub mod service_config;
+pub mod smoke;
 mod stream;
 pub mod words;
