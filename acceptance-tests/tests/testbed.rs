@@ -1324,10 +1324,10 @@ async fn readiness_detail_on_not_configured_program_fs_2508() {
 
 /// A TCP server that accepts connections, records when each request head arrived and its first
 /// line, and never answers.
-fn silent_server() -> (
-    u16,
-    std::sync::Arc<std::sync::Mutex<Vec<(Instant, String)>>>,
-) {
+/// When each request head arrived, and its first line.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(Instant, String)>>>;
+
+fn silent_server() -> (u16, Seen) {
     use std::io::Read;
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
