@@ -768,7 +768,7 @@ async fn pat_bootstrap_first_token_whoami_and_revoke() {
         "0"
     );
     // The actor is the caller, `bootstrap` or `anonymous` (Program.fs:7872-7875); the row is
-    // `token` with subject, TTL and the policy's max (Program.fs:7879-7890).
+    // `token` with subject, TTL and the policy's max (Program.fs:7882-7892).
     assert_eq!(
         pg.psql(
             DB,
@@ -1254,7 +1254,7 @@ async fn ops_summary_counts_the_callers_tenant_and_needs_auditor_program_fs_5174
 }
 
 /// Row 7: the audit row of a summary read is `operations` / the tenant id, with the counters
-/// and statuses as details (Program.fs:10920-10937).
+/// and statuses as details (Program.fs:10920-10938).
 #[tokio::test]
 async fn ops_summary_audit_row_is_operations_and_tenant_program_fs_10920() {
     let pg = pg(true);
@@ -1426,7 +1426,7 @@ async fn readiness_probes_postgres_then_list_objects_3s_program_fs_2525_object_s
 
 /// Row 10: `GET /` names `artifortress-api` (Program.fs:7666); an unknown route is ASP.NET's
 /// empty 404; a database failure is 503 `service_unavailable` "Database operation failed"
-/// (Program.fs:2339-2344 and :2192), never an `internal_error`.
+/// (Program.fs:2338-2344 and :2192), never an `internal_error`.
 #[tokio::test]
 async fn root_name_empty_404_and_no_internal_error_program_fs_7666() {
     let pg = pg(false);

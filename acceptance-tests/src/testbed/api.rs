@@ -93,7 +93,7 @@ impl ApiError {
 }
 
 /// Every database failure is a 503 `service_unavailable` "Database operation failed: ..."
-/// (Program.fs:2339-2344 `withConnection` turns any exception into an error, and the handlers
+/// (Program.fs:2338-2344 `withConnection` turns any exception into an error, and the handlers
 /// answer it with `serviceUnavailable`, Program.fs:2192); the service has no `internal_error`.
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
@@ -439,7 +439,7 @@ async fn issue_pat(
     .bind(&actor)
     .fetch_one(&mut *tx)
     .await?;
-    // Program.fs:7879-7890: resource type `token`, details subject / TTL / the policy's max.
+    // Program.fs:7882-7892: resource type `token`, details subject / TTL / the policy's max.
     sqlx::query(
         "insert into audit_log (tenant_id, actor_subject, action, resource_type, resource_id, details) \
          values ($1::uuid, $2, 'auth.pat.issued', 'token', $3, $4::jsonb)",

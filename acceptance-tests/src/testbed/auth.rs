@@ -12,7 +12,7 @@ pub const ADMIN_SCOPE: &str = "repo:*:admin";
 pub const TTL_MINUTES_MIN: i64 = 5;
 pub const TTL_MINUTES_MAX: i64 = 1440;
 /// The PAT policy's bounds and its default maximum when a tenant has no policy row
-/// (Program.fs:625 `defaultPatPolicy`, :8101 `maxTtlMinutes must be between 5 and 10080.`).
+/// (Program.fs:625 `defaultPatPolicy`, :8103 `maxTtlMinutes must be between 5 and 10080.`).
 pub const POLICY_MAX_TTL_MIN: i64 = 5;
 pub const POLICY_MAX_TTL_MAX: i64 = 10080;
 pub const DEFAULT_POLICY_MAX_TTL: i64 = 1440;
