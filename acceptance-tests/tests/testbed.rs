@@ -170,7 +170,8 @@ async fn ready_with_real_postgres_and_s3() {
 
     let (s, v) = c.get("/").await;
     assert_eq!(s, 200);
-    assert_eq!(v["service"], "artifortress");
+    // Program.fs:7666.
+    assert_eq!(v["service"], "artifortress-api");
     assert_eq!(v["environment"], "Staging");
     chrono::DateTime::parse_from_rfc3339(v["timestampUtc"].as_str().unwrap()).unwrap();
     assert_eq!(v.as_object().unwrap().len(), 3, "no version endpoint: {v}");
@@ -188,7 +189,13 @@ async fn ready_with_real_postgres_and_s3() {
         .map(|d| {
             assert_eq!(d.as_object().unwrap().len(), 5, "{d}");
             assert_eq!(d["healthy"], true, "{d}");
-            assert!(d["detail"].is_null(), "{d}");
+            // A detail only on not_configured (the service's words, see
+            // readiness_detail_on_not_configured_program_fs_2508).
+            assert_eq!(
+                d["detail"].is_string(),
+                d["status"] == "not_configured",
+                "{d}"
+            );
             (
                 d["name"].as_str().unwrap().to_string(),
                 d["essential"].as_bool().unwrap(),
@@ -313,8 +320,12 @@ async fn missing_bucket_makes_object_storage_not_ready() {
     .await;
 }
 
+/// Only the test-only fault switches and an unparsable connection string stop the test bed at
+/// start; missing or out-of-range service settings fall back as the service's do (see
+/// missing_settings_fall_back_to_localhost_program_fs_7319 and
+/// presign_part_ttl_out_of_range_is_900_object_storage_fs_94).
 #[test]
-fn api_rejects_bad_configuration_at_start() {
+fn api_rejects_bad_test_switches_at_start() {
     let run = |env: &[(&str, &str)]| {
         let mut cmd = Command::new(API_BIN);
         scrub_env(&mut cmd);
@@ -323,27 +334,11 @@ fn api_rejects_bad_configuration_at_start() {
             .output()
             .unwrap()
     };
-    let good = [
-        (
-            "ConnectionStrings__Postgres",
-            "Host=127.0.0.1;Port=1;Username=u;Password=p;Database=d",
-        ),
-        ("ObjectStorage__Endpoint", "http://127.0.0.1:2"),
-        ("ObjectStorage__AccessKey", "ak"),
-        ("ObjectStorage__SecretKey", "sk"),
-        ("ObjectStorage__Bucket", "b"),
-    ];
-    let out = run(&good[1..]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("ConnectionStrings__Postgres"));
     for (k, v) in [
-        ("ObjectStorage__PresignPartTtlSeconds", "59"),
-        ("ObjectStorage__PresignPartTtlSeconds", "3601"),
         ("TESTBED_FAULT_DEPENDENCIES", "postgres:sad"),
+        ("TESTBED_FAULT_READY_AFTER_SECONDS", "soon"),
     ] {
-        let mut env = good.to_vec();
-        env.push((k, v));
-        let out = run(&env);
+        let out = run(&[(k, v)]);
         assert_eq!(out.status.code(), Some(2), "{k}={v}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("configuration error"), "{k}={v}: {stderr}");
@@ -576,22 +571,20 @@ async fn ops_summary_auth_counters_and_audit() {
     assert_eq!(
         v["trustMaterial"],
         json!({
-            "oidc": {"healthy": true, "status": "not_configured", "detail": null},
-            "saml": {"healthy": true, "status": "not_configured", "detail": null}
+            "oidc": {"healthy": true, "status": "not_configured", "detail": "OIDC bearer validation is disabled."},
+            "saml": {"healthy": true, "status": "not_configured", "detail": "SAML federation is disabled."}
         })
     );
     assert_eq!(audit_reads(), 1);
+    // The row itself: see ops_summary_audit_row_is_operations_and_tenant_program_fs_10920.
     assert_eq!(
         pg.psql(
             DB,
-            "select actor_subject || '|' || resource_type || '|' || (details->>'tokenId') \
-             from audit_log where action = 'ops.summary.read'"
+            "select a.actor_subject || '|' || a.resource_type || '|' || (a.resource_id = t.tenant_id::text) \
+             from audit_log a join tenants t on t.slug = 'default' where a.action = 'ops.summary.read'"
         )
         .unwrap(),
-        format!(
-            "platform-admin|ops_summary|{}",
-            admin["tokenId"].as_str().unwrap()
-        )
+        "platform-admin|operations|true"
     );
 
     // Counters follow the tables.
@@ -704,14 +697,14 @@ async fn pat_bootstrap_first_token_whoami_and_revoke() {
     let mins = (exp.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds();
     assert!((29 * 60..=30 * 60).contains(&mins), "{mins}");
 
-    // Not any more.
+    // Not any more: 403 (Program.fs:7827-7828).
     let body = json!({"subject": "second", "scopes": ["repo:*:read"], "ttlMinutes": 60});
     let (s, v) = c.post_json(pats, &[], body.clone()).await;
-    assert_error(s, &v, 401, "unauthorized");
+    assert_error(s, &v, 403, "forbidden");
     let (s, v) = c
         .post_json(pats, &[("X-Bootstrap-Token", "wrong")], body.clone())
         .await;
-    assert_error(s, &v, 401, "unauthorized");
+    assert_error(s, &v, 403, "forbidden");
     let (s, v) = c
         .post_json(pats, &[("X-Bootstrap-Token", BOOT)], body.clone())
         .await;
@@ -774,14 +767,17 @@ async fn pat_bootstrap_first_token_whoami_and_revoke() {
         .unwrap(),
         "0"
     );
+    // The actor is the caller, `bootstrap` or `anonymous` (Program.fs:7872-7875); the row is
+    // `token` with subject, TTL and the policy's max (Program.fs:7882-7892).
     assert_eq!(
         pg.psql(
             DB,
-            "select string_agg(details->>'authorizedBy', ',' order by audit_id) from audit_log \
+            "select string_agg(actor_subject || ':' || resource_type || ':' || (details->>'ttlMinutes') \
+             || ':' || (details->>'policyMaxTtlMinutes'), ',' order by audit_id) from audit_log \
              where action = 'auth.pat.issued'"
         )
         .unwrap(),
-        "first_token,bootstrap_token,bootstrap_token,bootstrap_token"
+        "anonymous:token:30:1440,bootstrap:token:60:1440,bootstrap:token:5:1440,bootstrap:token:1440:1440"
     );
 
     // whoami.
@@ -807,14 +803,15 @@ async fn pat_bootstrap_first_token_whoami_and_revoke() {
     )
     .await;
     assert_error(s, &v, 403, "forbidden");
+    // An unknown bearer is no caller at all: refused like no credential (Program.fs:7810-7828).
     let (s, v) = send(
         c.http
             .post(c.url(pats))
-            .bearer_auth("af_pat_nope")
+            .bearer_auth("0".repeat(64))
             .json(&body),
     )
     .await;
-    assert_error(s, &v, 401, "unauthorized");
+    assert_error(s, &v, 403, "forbidden");
 
     // Revoke.
     let revoke = "/v1/auth/pats/revoke";
@@ -868,6 +865,717 @@ async fn pat_bootstrap_first_token_whoami_and_revoke() {
             .unwrap(),
         "1"
     );
+}
+
+// ------------------------------------------------------------------------------------------------
+// The real service's behaviour, one test per row of real-service-divergences.md. Sources are
+// cited at commit f628e74 of sremani/Artifortress (Program.fs = src/Artifortress.Api/Program.fs,
+// ObjectStorage.fs = src/Artifortress.Api/ObjectStorage.fs).
+
+const PATS: &str = "/v1/auth/pats";
+const POLICY: &str = "/v1/admin/auth/pat-policy";
+
+impl Client {
+    async fn mint_ttl(&self, subject: &str, scopes: &[&str], ttl: i64) -> (u16, Value) {
+        self.post_json(
+            PATS,
+            &[("X-Bootstrap-Token", BOOT)],
+            json!({"subject": subject, "scopes": scopes, "ttlMinutes": ttl}),
+        )
+        .await
+    }
+    async fn put_auth(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        send(self.http.put(self.url(path)).bearer_auth(token).json(&body)).await
+    }
+    async fn post_auth(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        send(
+            self.http
+                .post(self.url(path))
+                .bearer_auth(token)
+                .json(&body),
+        )
+        .await
+    }
+}
+
+fn tenant_id(pg: &PgServer) -> String {
+    pg.psql(DB, "select tenant_id from tenants where slug = 'default'")
+        .unwrap()
+}
+
+/// Row 1: a refused PAT request is 403 `forbidden` with the service's message.
+#[tokio::test]
+async fn pat_refusal_is_403_forbidden_program_fs_7828() {
+    let pg = pg(false);
+    let a = api_for(&pg, None, &[]);
+    let c = Client::new(&a);
+    let reader = c.mint("reader", &["repo:*:read"]).await;
+    let body = json!({"subject": "x", "scopes": ["repo:*:read"], "ttlMinutes": 60});
+    let want = json!({"error": "forbidden", "message": "PAT issuance requires bootstrap token or admin scope."});
+    let reader_bearer = format!("Bearer {}", token(&reader));
+    for headers in [
+        vec![],
+        vec![("X-Bootstrap-Token", "wrong")],
+        vec![("Authorization", reader_bearer.as_str())],
+        vec![("Authorization", "Bearer unknown-token")],
+    ] {
+        let (s, v) = c.post_json(PATS, &headers, body.clone()).await;
+        assert_eq!((s, &v), (403, &want), "{headers:?}");
+    }
+    assert_eq!(
+        pg.psql(DB, "select count(*) from personal_access_tokens")
+            .unwrap(),
+        "1"
+    );
+}
+
+/// Row 2: the first token of a tenant is minted even with a wrong or missing bootstrap header
+/// (`allowIssuance = not hasTokens || ...`).
+#[tokio::test]
+async fn first_token_is_minted_whatever_the_bootstrap_header_program_fs_7825() {
+    let pg = pg(false);
+    // No bootstrap token at all (set blank): only the first-token rule can mint.
+    let a = api_for(&pg, None, &[("Auth__BootstrapToken", "")]);
+    let c = Client::new(&a);
+    let body = |s: &str| json!({"subject": s, "scopes": ["repo:*:admin"], "ttlMinutes": 60});
+    let (s, v) = c
+        .post_json(PATS, &[("X-Bootstrap-Token", "wrong")], body("first"))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    for h in ["wrong", BOOT, ""] {
+        let (s, v) = c
+            .post_json(PATS, &[("X-Bootstrap-Token", h)], body("second"))
+            .await;
+        assert_error(s, &v, 403, "forbidden");
+    }
+    assert_eq!(
+        pg.psql(
+            DB,
+            "select actor_subject from audit_log where action = 'auth.pat.issued'"
+        )
+        .unwrap(),
+        "anonymous"
+    );
+}
+
+/// Row 3 (scopes): no scopes → the subject's role bindings; none → 400.
+#[tokio::test]
+async fn empty_scopes_come_from_role_bindings_program_fs_7846_7862() {
+    let pg = pg(true);
+    let a = api_for(&pg, None, &[]);
+    let c = Client::new(&a);
+    c.mint("platform-admin", &["repo:*:admin"]).await;
+    let want = json!({"error": "bad_request", "message": "No scopes were provided and no role bindings were found for the subject."});
+    for body in [
+        json!({"subject": "dev-1", "scopes": [], "ttlMinutes": 60}),
+        json!({"subject": "dev-1", "ttlMinutes": 60}),
+        json!({"subject": "dev-1", "scopes": null, "ttlMinutes": 60}),
+    ] {
+        let (s, v) = c
+            .post_json(PATS, &[("X-Bootstrap-Token", BOOT)], body)
+            .await;
+        assert_eq!((s, v), (400, want.clone()));
+    }
+    pg.psql(
+        DB,
+        "insert into role_bindings (tenant_id, repo_id, subject, roles, updated_by_subject) \
+         select tenant_id, repo_id, 'dev-1', '{read,promote}', 'test' from repos where repo_key = 'libs-release'; \
+         insert into tenant_role_bindings (tenant_id, subject, roles, updated_by_subject) \
+         select tenant_id, 'ops-1', '{auditor}', 'test' from tenants where slug = 'default'",
+    )
+    .unwrap();
+    // The subject is normalised before the bindings are looked up.
+    let (s, v) = c.mint_ttl("DEV-1", &[], 60).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["subject"], "dev-1");
+    assert_eq!(
+        v["scopes"],
+        json!(["repo:libs-release:read", "repo:libs-release:promote"])
+    );
+    // Tenant roles alone are enough; the token then has no repository scopes.
+    let (s, v) = c.mint_ttl("ops-1", &[], 60).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["scopes"], json!([]));
+    let (s, _) = c.get_auth("/v1/admin/ops/summary", token(&v)).await;
+    assert_eq!(s, 200, "the auditor role comes from the binding");
+}
+
+/// Row 3 (TTL): at most the tenant's PAT policy maximum, set with `PUT
+/// /v1/admin/auth/pat-policy` (Program.fs:8093-8128) and read with `GET` (Program.fs:7934).
+#[tokio::test]
+async fn pat_policy_caps_ttl_program_fs_7843_and_its_routes_program_fs_7935_8094() {
+    let pg = pg(false);
+    let a = api_for(&pg, None, &[]);
+    let c = Client::new(&a);
+    let admin = c.mint("platform-admin", &["repo:*:admin"]).await;
+    let reader = c.mint("reader", &["repo:*:read"]).await;
+
+    let (s, v) = c.get(POLICY).await;
+    assert_eq!(
+        (s, v),
+        (
+            401,
+            json!({"error": "unauthorized", "message": "Missing or invalid bearer token."})
+        )
+    );
+    let (s, v) = c.get_auth(POLICY, token(&reader)).await;
+    assert_eq!(
+        (s, v),
+        (
+            403,
+            json!({"error": "forbidden", "message": "Caller does not have the required tenant role."})
+        )
+    );
+    // Program.fs:625 `defaultPatPolicy`.
+    let (s, v) = c.get_auth(POLICY, token(&admin)).await;
+    assert_eq!(
+        (s, v),
+        (
+            200,
+            json!({"maxTtlMinutes": 1440, "allowBootstrapIssuance": true,
+                   "updatedBySubject": "system-default", "updatedAtUtc": "0001-01-01T00:00:00+00:00"})
+        )
+    );
+    let range =
+        json!({"error": "bad_request", "message": "maxTtlMinutes must be between 5 and 10080."});
+    for body in [
+        json!({"maxTtlMinutes": 4, "allowBootstrapIssuance": true}),
+        json!({"maxTtlMinutes": 10081, "allowBootstrapIssuance": true}),
+        json!({"allowBootstrapIssuance": true}),
+    ] {
+        let (s, v) = c.put_auth(POLICY, token(&admin), body).await;
+        assert_eq!((s, v), (400, range.clone()));
+    }
+    let (s, v) = c
+        .put_auth(POLICY, token(&reader), json!({"maxTtlMinutes": 30}))
+        .await;
+    assert_error(s, &v, 403, "forbidden");
+
+    let (s, v) = c
+        .put_auth(
+            POLICY,
+            token(&admin),
+            json!({"maxTtlMinutes": 30, "allowBootstrapIssuance": false}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["maxTtlMinutes"], 30);
+    assert_eq!(v["allowBootstrapIssuance"], false);
+    assert_eq!(v["updatedBySubject"], "platform-admin");
+    chrono::DateTime::parse_from_rfc3339(v["updatedAtUtc"].as_str().unwrap()).unwrap();
+    let (s, got) = c.get_auth(POLICY, token(&admin)).await;
+    assert_eq!((s, got), (200, v));
+    assert_eq!(
+        pg.psql(
+            DB,
+            "select a.resource_type || '|' || (a.resource_id = t.tenant_id::text) || '|' || \
+             (a.details->>'maxTtlMinutes') || '|' || (a.details->>'allowBootstrapIssuance') \
+             from audit_log a join tenants t on t.slug = 'default' \
+             where a.action = 'auth.pat.policy.updated'"
+        )
+        .unwrap(),
+        "pat_policy|true|30|False"
+    );
+
+    let (s, v) = c.mint_ttl("ci", &["repo:*:read"], 31).await;
+    assert_eq!(
+        (s, v),
+        (
+            400,
+            json!({"error": "bad_request", "message": "ttlMinutes exceeds configured max TTL of 30."})
+        )
+    );
+    let (s, v) = c.mint_ttl("ci", &["repo:*:read"], 1441).await;
+    assert_eq!(
+        (s, v),
+        (
+            400,
+            json!({"error": "bad_request", "message": "ttlMinutes must be between 5 and 1440."})
+        )
+    );
+    let (s, v) = c.mint_ttl("ci", &["repo:*:read"], 30).await;
+    assert_eq!(s, 200, "{v}");
+
+    // A maximum above 1440 leaves the request's own 1440 limit.
+    let (s, _) = c
+        .put_auth(POLICY, token(&admin), json!({"maxTtlMinutes": 10080}))
+        .await;
+    assert_eq!(s, 200);
+    let (s, v) = c.mint_ttl("ci", &["repo:*:read"], 1440).await;
+    assert_eq!(s, 200, "{v}");
+}
+
+/// Row 3 (subject): trimmed and lower-cased (`normalizeSubject`).
+#[tokio::test]
+async fn subjects_are_lower_cased_program_fs_685() {
+    let pg = pg(false);
+    let a = api_for(&pg, None, &[]);
+    let c = Client::new(&a);
+    let (s, v) = c
+        .mint_ttl("  CI-Bot@Example.COM ", &["repo:*:admin"], 60)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["subject"], "ci-bot@example.com");
+    let (s, w) = c.get_auth("/v1/auth/whoami", token(&v)).await;
+    assert_eq!((s, &w["subject"]), (200, &json!("ci-bot@example.com")));
+    assert_eq!(
+        pg.psql(DB, "select subject from personal_access_tokens")
+            .unwrap(),
+        "ci-bot@example.com"
+    );
+}
+
+/// Row 4: a token is 64 lower-case hex characters (`createPlainToken`, Program.fs:2173).
+#[tokio::test]
+async fn tokens_are_64_lower_case_hex_program_fs_2173() {
+    let pg = pg(false);
+    let a = api_for(&pg, None, &[]);
+    let c = Client::new(&a);
+    let mut seen = Vec::new();
+    for i in 0..3 {
+        let v = c.mint(&format!("t{i}"), &["repo:*:read"]).await;
+        let t = token(&v).to_string();
+        assert_eq!(t.len(), 64, "{t}");
+        assert!(
+            t.chars().all(|ch| matches!(ch, '0'..='9' | 'a'..='f')),
+            "{t}"
+        );
+        let (s, _) = c.get_auth("/v1/auth/whoami", &t).await;
+        assert_eq!(s, 200);
+        assert!(!seen.contains(&t));
+        seen.push(t);
+    }
+}
+
+/// Row 5: revoking a revoked token is 404 (the update requires `revoked_at is null`,
+/// Program.fs:3253-3265; Program.fs:7917 answers 404).
+#[tokio::test]
+async fn second_revoke_is_404_program_fs_3253() {
+    let pg = pg(false);
+    let a = api_for(&pg, None, &[]);
+    let c = Client::new(&a);
+    let admin = c.mint("platform-admin", &["repo:*:admin"]).await;
+    let victim = c.mint("victim", &["repo:*:read"]).await;
+    let body = json!({"tokenId": victim["tokenId"]});
+    let (s, v) = c
+        .post_auth("/v1/auth/pats/revoke", token(&admin), body.clone())
+        .await;
+    assert_eq!((s, &v["status"]), (200, &json!("revoked")), "{v}");
+    let first = pg
+        .psql(
+            DB,
+            &format!(
+                "select revoked_at from personal_access_tokens where token_id = '{}'",
+                victim["tokenId"].as_str().unwrap()
+            ),
+        )
+        .unwrap();
+    let (s, v) = c
+        .post_auth("/v1/auth/pats/revoke", token(&admin), body)
+        .await;
+    assert_eq!(
+        (s, v),
+        (
+            404,
+            json!({"error": "not_found", "message": "Token id was not found."})
+        )
+    );
+    assert_eq!(
+        pg.psql(
+            DB,
+            "select (select count(*) from token_revocations) || '|' || \
+             (select count(*) from audit_log where action = 'auth.pat.revoked')"
+        )
+        .unwrap(),
+        "1|1"
+    );
+    let again = pg
+        .psql(
+            DB,
+            &format!(
+                "select revoked_at from personal_access_tokens where token_id = '{}'",
+                victim["tokenId"].as_str().unwrap()
+            ),
+        )
+        .unwrap();
+    assert_eq!(first, again, "the first revocation time stays");
+}
+
+/// Row 6: the ops summary counts the caller's tenant only (`readOpsSummary`, Program.fs:5174)
+/// and needs the tenant auditor role (Program.fs:10895), which an admin role implies.
+#[tokio::test]
+async fn ops_summary_counts_the_callers_tenant_and_needs_auditor_program_fs_5174_10895() {
+    let pg = pg(true);
+    let a = api_for(&pg, None, &[]);
+    let c = Client::new(&a);
+    let admin = c.mint("platform-admin", &["repo:*:admin"]).await;
+    // Another tenant's backlog.
+    pg.psql(
+        DB,
+        "insert into tenants (slug, name) values ('other', 'Other tenant'); \
+         insert into outbox_events (tenant_id, aggregate_type, aggregate_id, event_type, payload, occurred_at) \
+         select tenant_id, 'x', 'y', 'z', '{}', now() - interval '5000 seconds' \
+         from tenants, generate_series(1, 7) where slug = 'other'; \
+         insert into gc_runs (tenant_id, initiated_by_subject, mode, retention_grace_hours, batch_size) \
+         select tenant_id, 'x', 'dry_run', 1, 1 from tenants where slug = 'other'; \
+         insert into audit_log (tenant_id, actor_subject, action, resource_type, resource_id) \
+         select tenant_id, 'policy', 'policy.timeout', 'package_version', 'x' from tenants where slug = 'other'",
+    )
+    .unwrap();
+    let (s, v) = c.get_auth("/v1/admin/ops/summary", token(&admin)).await;
+    assert_eq!(s, 200, "{v}");
+    // The seeded values of the default tenant (seed.sql), nothing of `other`.
+    assert_eq!(v["pendingOutboxEvents"], 4);
+    assert_eq!(v["availableOutboxEvents"], 3);
+    assert!(v["oldestPendingOutboxAgeSeconds"].as_i64().unwrap() < 5000);
+    assert_eq!(v["incompleteGcRuns"], 1);
+    assert_eq!(v["recentPolicyTimeouts24h"], 1);
+
+    // Roles: operator is not auditor; auditor and admin (which implies it) are.
+    for (subject, roles, want) in [
+        ("op-1", "{operator}", 403),
+        ("aud-1", "{tenant_auditor}", 200),
+        ("adm-1", "{ADMIN}", 200),
+    ] {
+        let t = c.mint(subject, &["repo:libs-release:read"]).await;
+        let (s, _) = c.get_auth("/v1/admin/ops/summary", token(&t)).await;
+        assert_eq!(s, 403, "{subject} before its binding");
+        pg.psql(
+            DB,
+            &format!(
+                "insert into tenant_role_bindings (tenant_id, subject, roles, updated_by_subject) \
+                 select tenant_id, '{subject}', '{roles}', 'test' from tenants where slug = 'default'"
+            ),
+        )
+        .unwrap();
+        let (s, v) = c.get_auth("/v1/admin/ops/summary", token(&t)).await;
+        assert_eq!(s, want, "{subject} {roles}: {v}");
+    }
+}
+
+/// Row 7: the audit row of a summary read is `operations` / the tenant id, with the counters
+/// and statuses as details (Program.fs:10920-10938).
+#[tokio::test]
+async fn ops_summary_audit_row_is_operations_and_tenant_program_fs_10920() {
+    let pg = pg(true);
+    let a = api_for(&pg, None, &[]);
+    let c = Client::new(&a);
+    let admin = c.mint("platform-admin", &["repo:*:admin"]).await;
+    let (s, v) = c.get_auth("/v1/admin/ops/summary", token(&admin)).await;
+    assert_eq!(s, 200, "{v}");
+    let row: Value = serde_json::from_str(
+        &pg.psql(
+            DB,
+            "select json_build_object('actor', actor_subject, 'type', resource_type, \
+             'id', resource_id, 'details', details) from audit_log where action = 'ops.summary.read'",
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let age = v["oldestPendingOutboxAgeSeconds"].as_i64().unwrap();
+    assert_eq!(
+        row,
+        json!({
+            "actor": "platform-admin",
+            "type": "operations",
+            "id": tenant_id(&pg),
+            "details": {
+                "pendingOutboxEvents": "4",
+                "availableOutboxEvents": "3",
+                "oldestPendingOutboxAgeSeconds": age.to_string(),
+                "failedSearchJobs": "1",
+                "pendingSearchJobs": "3",
+                "incompleteGcRuns": "1",
+                "recentPolicyTimeouts24h": "1",
+                "readinessStatus": "not_ready",
+                "oidcTrustStatus": "not_configured",
+                "samlTrustStatus": "not_configured",
+            }
+        })
+    );
+}
+
+/// Row 8: `not_configured` dependencies carry the service's `detail` string (Program.fs:2407,
+/// :2457, :2508-2513).
+#[tokio::test]
+async fn readiness_detail_on_not_configured_program_fs_2508() {
+    let pg = pg(false);
+    let a = api_for(&pg, None, &[]);
+    let (_, v) = Client::new(&a).ready().await;
+    for (name, detail) in [
+        (
+            "redis",
+            "Redis is not on the critical path for current production scope.",
+        ),
+        (
+            "telemetry",
+            "Telemetry exporter health is not enforced by readiness; validate collector and exporter pipelines separately.",
+        ),
+        ("oidc_jwks", "OIDC bearer validation is disabled."),
+        ("saml_metadata", "SAML federation is disabled."),
+    ] {
+        let d = dep(&v, name);
+        assert_eq!(
+            d,
+            &json!({"name": name, "healthy": true, "essential": false, "status": "not_configured", "detail": detail})
+        );
+    }
+}
+
+/// A TCP server that accepts connections, records when each request head arrived and its first
+/// line, and never answers.
+/// When each request head arrived, and its first line.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(Instant, String)>>>;
+
+fn silent_server() -> (u16, Seen) {
+    use std::io::Read;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let rec = seen.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let rec = rec.clone();
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                let mut recorded = false;
+                while let Ok(n) = conn.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if !recorded && !buf.is_empty() {
+                        recorded = true;
+                        let first = String::from_utf8_lossy(&buf)
+                            .lines()
+                            .next()
+                            .unwrap_or_default()
+                            .to_string();
+                        rec.lock().unwrap().push((Instant::now(), first));
+                    }
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// Row 9: PostgreSQL first, then object storage, one after the other
+/// (`collectDependencyStatuses`, Program.fs:2525-2526); the storage probe is `ListObjectsV2`
+/// with `MaxKeys = 1` (ObjectStorage.fs:335-341) given 3 s (Program.fs:2383), and its
+/// timeout detail is the service's (Program.fs:2394).
+#[tokio::test]
+async fn readiness_probes_postgres_then_list_objects_3s_program_fs_2525_object_storage_fs_339() {
+    // A "PostgreSQL" and an "S3" that accept connections and never answer.
+    let (pg_port, pg_seen) = silent_server();
+    let (s3_port, s3_seen) = silent_server();
+    let a = api(vec![
+        (
+            "ConnectionStrings__Postgres".into(),
+            format!("Host=127.0.0.1;Port={pg_port};Username=u;Password=p;Database=d"),
+        ),
+        (
+            "ObjectStorage__Endpoint".into(),
+            format!("http://127.0.0.1:{s3_port}"),
+        ),
+        ("ObjectStorage__AccessKey".into(), "ak".into()),
+        ("ObjectStorage__SecretKey".into(), "sk".into()),
+        ("ObjectStorage__Bucket".into(), "probe-bucket".into()),
+    ]);
+    let c = Client::new(&a);
+    let t0 = Instant::now();
+    let (s, v) = c.ready().await;
+    let answered = Instant::now();
+    assert_eq!(s, 503, "{v}");
+    assert_eq!(dep(&v, "postgres")["status"], "not_ready");
+    assert_eq!(
+        dep(&v, "object_storage")["detail"],
+        "Object storage readiness check timed out."
+    );
+    let pg_first = pg_seen
+        .lock()
+        .unwrap()
+        .first()
+        .cloned()
+        .expect("PostgreSQL was probed");
+    let s3 = s3_seen.lock().unwrap().clone();
+    assert_eq!(s3.len(), 1, "one storage request: {s3:?}");
+    let (s3_at, line) = &s3[0];
+    // Sequential: storage is asked only after the PostgreSQL probe gave up (it waits at least
+    // the pool's 2 s acquire timeout on a server that never answers).
+    assert!(pg_first.0 < *s3_at);
+    assert!(
+        s3_at.duration_since(t0) >= Duration::from_millis(1900),
+        "storage probed {:?} after the request: not after PostgreSQL",
+        s3_at.duration_since(t0)
+    );
+    assert!(
+        (line.starts_with("GET /probe-bucket?") || line.starts_with("GET /probe-bucket/?"))
+            && line.contains("list-type=2")
+            && line.contains("max-keys=1"),
+        "{line}"
+    );
+    let waited = answered.duration_since(*s3_at);
+    assert!(
+        waited >= Duration::from_millis(2900) && waited < Duration::from_millis(4500),
+        "storage probe waited {waited:?}"
+    );
+}
+
+/// Row 10: `GET /` names `artifortress-api` (Program.fs:7666); an unknown route is ASP.NET's
+/// empty 404; a database failure is 503 `service_unavailable` "Database operation failed"
+/// (Program.fs:2338-2344 and :2192), never an `internal_error`.
+#[tokio::test]
+async fn root_name_empty_404_and_no_internal_error_program_fs_7666() {
+    let pg = pg(false);
+    let a = api_for(&pg, None, &[]);
+    let c = Client::new(&a);
+    let (s, v) = c.get("/").await;
+    assert_eq!((s, &v["service"]), (200, &json!("artifortress-api")));
+    for path in ["/nope", "/v1/admin/nope", "/health"] {
+        let r = c.http.get(c.url(path)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 404, "{path}");
+        assert!(r.headers().get("content-type").is_none(), "{path}");
+        assert!(r.bytes().await.unwrap().is_empty(), "{path}");
+    }
+    let admin = c.mint("platform-admin", &["repo:*:admin"]).await;
+    pg.psql(DB, "drop table gc_runs cascade").unwrap();
+    let (s, v) = c.get_auth("/v1/admin/ops/summary", token(&admin)).await;
+    assert_error(s, &v, 503, "service_unavailable");
+    let m = v["message"].as_str().unwrap();
+    assert!(
+        m.starts_with("Database operation failed: ") && m.contains("gc_runs"),
+        "{m}"
+    );
+}
+
+/// Row 11: without database or storage settings the API uses the service's localhost defaults
+/// (Program.fs:7316-7320, ObjectStorage.fs:100-103), starts, and answers `not_ready`.
+#[tokio::test]
+async fn missing_settings_fall_back_to_localhost_program_fs_7319() {
+    let a = api(vec![]);
+    let c = Client::new(&a);
+    let (s, _) = c.get("/health/live").await;
+    assert_eq!(s, 200);
+    let (s, v) = c.ready().await;
+    assert_eq!(s, 503, "{v}");
+    assert_eq!(v["status"], "not_ready");
+    assert_eq!(dep(&v, "postgres")["status"], "not_ready");
+    let os = dep(&v, "object_storage");
+    assert_eq!(os["status"], "not_ready");
+    let detail = os["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("\"artifortress-dev\"")
+            || detail == "Object storage readiness check timed out.",
+        "the default bucket: {detail}"
+    );
+    // A route that needs the database says so in the service's words.
+    let (s, v) = c.get_auth("/v1/auth/whoami", &"a".repeat(64)).await;
+    assert_error(s, &v, 503, "service_unavailable");
+}
+
+/// Row 12: an out-of-range `ObjectStorage__PresignPartTtlSeconds` is 900, not a start failure
+/// (ObjectStorage.fs:94-97).
+#[test]
+fn presign_part_ttl_out_of_range_is_900_object_storage_fs_94() {
+    for (given, want) in [("59", 900), ("3601", 900), ("soon", 900), ("120", 120)] {
+        let a = api(vec![(
+            "ObjectStorage__PresignPartTtlSeconds".into(),
+            given.into(),
+        )]);
+        let log = wait_for(Duration::from_secs(5), || {
+            let l = a.log();
+            l.contains("API started").then_some(l)
+        })
+        .expect("start line logged");
+        assert!(
+            log.contains(&format!("presign_part_ttl_seconds={want}")),
+            "{given}: {log}"
+        );
+    }
+}
+
+/// Row 13: `ObjectStorage__Region` is never read; requests are signed for `us-east-1`
+/// (ObjectStorage.fs:119).
+#[tokio::test]
+async fn object_storage_region_is_not_read_object_storage_fs_119() {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let pg = pg(false);
+    let g = garage();
+    // This Garage refuses a request signed for another region ...
+    let wrong = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-central-9"))
+            .endpoint_url(g.endpoint())
+            .force_path_style(true)
+            .credentials_provider(Credentials::new(
+                g.access_key(),
+                g.secret_key(),
+                None,
+                None,
+                "test",
+            ))
+            .build(),
+    );
+    assert!(
+        wrong
+            .list_objects_v2()
+            .bucket(g.bucket())
+            .max_keys(1)
+            .send()
+            .await
+            .is_err(),
+        "Garage must refuse a request signed for eu-central-9 for this test to mean anything"
+    );
+    // ... yet the test bed told that region stays ready.
+    let a = api_for(&pg, Some(&g), &[("ObjectStorage__Region", "eu-central-9")]);
+    let (s, v) = Client::new(&a).ready().await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(dep(&v, "object_storage")["status"], "ready");
+}
+
+/// Row 14: with `Auth__BootstrapToken` unset the service uses appsettings.json's well-known
+/// `artifortress-bootstrap` (appsettings.json:22-24); set blank, no header is accepted.
+#[tokio::test]
+async fn unset_bootstrap_token_is_artifortress_bootstrap_appsettings_json_23() {
+    let pg = pg(false);
+    let mut env = vec![(
+        "ConnectionStrings__Postgres".to_string(),
+        pg.npgsql_connection_string(DB),
+    )];
+    env.extend(unreachable_object_storage_env());
+    let a = api(env.clone());
+    let c = Client::new(&a);
+    let body = |s: &str| json!({"subject": s, "scopes": ["repo:*:read"], "ttlMinutes": 60});
+    let (s, v) = c.post_json(PATS, &[], body("first")).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = c
+        .post_json(PATS, &[("X-Bootstrap-Token", "wrong")], body("second"))
+        .await;
+    assert_error(s, &v, 403, "forbidden");
+    let (s, v) = c
+        .post_json(
+            PATS,
+            &[("X-Bootstrap-Token", "artifortress-bootstrap")],
+            body("second"),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    drop(a);
+
+    env.push(("Auth__BootstrapToken".into(), String::new()));
+    let a = api(env);
+    let (s, v) = Client::new(&a)
+        .post_json(
+            PATS,
+            &[("X-Bootstrap-Token", "artifortress-bootstrap")],
+            body("third"),
+        )
+        .await;
+    assert_error(s, &v, 403, "forbidden");
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -144,7 +144,6 @@ resource "artifortress_release" "app" {
   api_env_wo = {
     ConnectionStrings__Postgres = local.npgsql
     ObjectStorage__Endpoint     = module.bucket.endpoint
-    ObjectStorage__Region       = module.bucket.region
     ObjectStorage__Bucket       = module.bucket.name
     ObjectStorage__AccessKey    = var.s3_access_key_id
     ObjectStorage__SecretKey    = var.s3_secret_access_key

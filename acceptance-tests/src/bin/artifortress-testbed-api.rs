@@ -52,7 +52,12 @@ async fn main() -> ExitCode {
         let _ = writeln!(out, "Now listening on: http://{addr}");
         let _ = out.flush();
     }
-    tracing::info!(%addr, environment = %cfg.environment, "artifortress test bed API started");
+    tracing::info!(
+        %addr,
+        environment = %cfg.environment,
+        presign_part_ttl_seconds = cfg.object_storage.presign_part_ttl_seconds,
+        "artifortress test bed API started"
+    );
     match axum::serve(listener, app)
         .with_graceful_shutdown(testbed::shutdown_signal())
         .await

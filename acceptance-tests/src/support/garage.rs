@@ -226,7 +226,6 @@ admin_token = "{admin}"
             ("ObjectStorage__AccessKey", self.access_key.clone()),
             ("ObjectStorage__SecretKey", self.secret_key.clone()),
             ("ObjectStorage__Bucket", bucket.to_string()),
-            ("ObjectStorage__Region", GARAGE_REGION.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

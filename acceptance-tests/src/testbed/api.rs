@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 
-use super::auth::{self, Principal};
+use super::auth::{self, Principal, TenantRole};
 use super::config::ApiConfig;
 use super::faults::{Faults, FaultsWire};
 use super::health::{self, OverallStatus, ProbeResults, Readiness, now_iso};
@@ -46,11 +46,11 @@ impl AppState {
         }
     }
 
+    /// PostgreSQL first, then object storage, one after the other, as the service does
+    /// (Program.fs:2525-2526 `collectDependencyStatuses`).
     pub async fn readiness(&self) -> Readiness {
-        let (postgres, object_storage) = tokio::join!(
-            health::probe_postgres(&self.pool, &self.pg_options),
-            health::probe_object_storage(&self.s3, &self.bucket)
-        );
+        let postgres = health::probe_postgres(&self.pool, &self.pg_options).await;
+        let object_storage = health::probe_object_storage(&self.s3, &self.bucket).await;
         let faults = self.faults.lock().expect("faults lock").clone();
         health::assemble(
             ProbeResults {
@@ -94,38 +94,17 @@ impl ApiError {
     }
 }
 
-/// Connection-level failures (PostgreSQL down, unreachable, refusing logins) are 503
-/// `service_unavailable`; anything else the database reports is a 500.
+/// Every database failure is a 503 `service_unavailable` "Database operation failed: ..."
+/// (Program.fs:2338-2344 `withConnection` turns any exception into an error, and the handlers
+/// answer it with `serviceUnavailable`, Program.fs:2192); the service has no `internal_error`.
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        let unavailable = match &e {
-            sqlx::Error::Database(db) => db.code().is_some_and(|c| {
-                ["08", "28", "3D", "53", "57P"]
-                    .iter()
-                    .any(|p| c.starts_with(p))
-            }),
-            sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::WorkerCrashed => true,
-            _ => false,
-        };
-        if unavailable {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service_unavailable",
-                format!("PostgreSQL is unavailable: {e}"),
-            )
-        } else {
-            tracing::error!(error = %e, "database error");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                format!("database error: {e}"),
-            )
-        }
+        tracing::warn!(error = %e, "database operation failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            format!("Database operation failed: {e}"),
+        )
     }
 }
 
@@ -157,38 +136,51 @@ fn bearer_token(headers: &HeaderMap) -> Option<String> {
     (!t.is_empty()).then(|| t.to_string())
 }
 
+/// The service's 401 for a missing or unknown bearer (Program.fs:6399, :6412).
+const MISSING_BEARER: &str = "Missing or invalid bearer token.";
+
+/// The bearer's principal, or `None` when there is no `Bearer` header or the token is unknown,
+/// expired or revoked (Program.fs:6388 `tryAuthenticate`).
+async fn try_authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<Option<Principal>> {
+    match bearer_token(headers) {
+        None => Ok(None),
+        Some(token) => Ok(auth::authenticate(&state.pool, &token).await?),
+    }
+}
+
 pub(super) async fn require_principal(
     state: &AppState,
     headers: &HeaderMap,
 ) -> ApiResult<Principal> {
-    if headers.get(axum::http::header::AUTHORIZATION).is_none() {
-        return Err(ApiError::unauthorized("a bearer token is required"));
-    }
-    let token = bearer_token(headers).ok_or_else(|| {
-        ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
-    })?;
-    auth::authenticate(&state.pool, &token)
+    try_authenticate(state, headers)
         .await?
-        .ok_or_else(|| ApiError::unauthorized("the token is invalid, expired or revoked"))
+        .ok_or_else(|| ApiError::unauthorized(MISSING_BEARER))
 }
 
-async fn require_admin(
+/// Scope `repo:*:admin` or a tenant role binding implying `role` (Program.fs:6405
+/// `hasTenantRoleAccess`).
+async fn has_tenant_role_access(
+    state: &AppState,
+    p: &Principal,
+    role: TenantRole,
+) -> ApiResult<bool> {
+    Ok(p.has_admin_scope()
+        || auth::has_tenant_role(&state.pool, &p.tenant_id, &p.subject, role).await?)
+}
+
+/// Program.fs:6409 `requireTenantRole`: 401 without a valid bearer, 403 without the role.
+async fn require_tenant_role(
     state: &AppState,
     headers: &HeaderMap,
-    roles: &[&str],
+    role: TenantRole,
 ) -> ApiResult<Principal> {
     let p = require_principal(state, headers).await?;
-    if p.has_admin_scope()
-        || auth::has_tenant_role(&state.pool, &p.tenant_id, &p.subject, roles).await?
-    {
+    if has_tenant_role_access(state, &p, role).await? {
         Ok(p)
     } else {
-        Err(ApiError::forbidden(format!(
-            "subject {:?} lacks the required role (scope {} or a tenant {} role binding)",
-            p.subject,
-            auth::ADMIN_SCOPE,
-            roles.join("/")
-        )))
+        Err(ApiError::forbidden(
+            "Caller does not have the required tenant role.",
+        ))
     }
 }
 
@@ -240,9 +232,10 @@ pub(super) async fn audit(
 // ---------------------------------------------------------------------------------------------
 // Handlers
 
+/// Program.fs:7666: `service = "artifortress-api"`.
 async fn root(State(s): State<SharedState>) -> Json<Value> {
     Json(
-        json!({"service": "artifortress", "environment": s.environment, "timestampUtc": now_iso()}),
+        json!({"service": "artifortress-api", "environment": s.environment, "timestampUtc": now_iso()}),
     )
 }
 
@@ -260,31 +253,27 @@ async fn ready(State(s): State<SharedState>) -> Response {
     (code, Json(r)).into_response()
 }
 
+/// Program.fs:10892-10955: tenant auditor (or admin) only; counters of the caller's tenant
+/// (Program.fs:5174 `readOpsSummary`); the audit row is `operations` / tenant id with the
+/// counters and statuses as details.
 async fn ops_summary(State(s): State<SharedState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    let p = require_admin(&s, &headers, &["admin", "auditor"]).await?;
+    let p = require_tenant_role(&s, &headers, TenantRole::Auditor).await?;
     let c: (i64, i64, i64, i64, i64, i64, i64) = sqlx::query_as(
         "select \
-           (select count(*) from outbox_events where delivered_at is null), \
-           (select count(*) from outbox_events where delivered_at is null and available_at <= now()), \
-           (select coalesce(greatest(floor(extract(epoch from now() - min(occurred_at))), 0), 0)::bigint \
-              from outbox_events where delivered_at is null), \
-           (select count(*) from search_index_jobs where status = 'failed'), \
-           (select count(*) from search_index_jobs where status in ('pending', 'processing')), \
-           (select count(*) from gc_runs where completed_at is null), \
-           (select count(*) from audit_log where action = 'policy.timeout' \
+           (select count(*) from outbox_events where tenant_id = $1::uuid and delivered_at is null), \
+           (select count(*) from outbox_events where tenant_id = $1::uuid and delivered_at is null \
+              and available_at <= now()), \
+           (select coalesce(max(extract(epoch from (now() - occurred_at))), 0)::bigint \
+              from outbox_events where tenant_id = $1::uuid and delivered_at is null), \
+           (select count(*) from search_index_jobs where tenant_id = $1::uuid and status = 'failed'), \
+           (select count(*) from search_index_jobs where tenant_id = $1::uuid \
+              and status in ('pending', 'processing')), \
+           (select count(*) from gc_runs where tenant_id = $1::uuid and completed_at is null), \
+           (select count(*) from audit_log where tenant_id = $1::uuid and action = 'policy.timeout' \
               and occurred_at >= now() - interval '24 hours')",
     )
+    .bind(&p.tenant_id)
     .fetch_one(&s.pool)
-    .await?;
-    audit(
-        &s.pool,
-        &p.tenant_id,
-        &p.subject,
-        "ops.summary.read",
-        "ops_summary",
-        "summary",
-        json!({"tokenId": p.token_id, "authSource": p.auth_source}),
-    )
     .await?;
     let readiness = s.readiness().await;
     let trust = |name: &str| {
@@ -296,6 +285,27 @@ async fn ops_summary(State(s): State<SharedState>, headers: HeaderMap) -> ApiRes
             .unwrap_or(Value::Null)
     };
     let trust_material = json!({"oidc": trust("oidc_jwks"), "saml": trust("saml_metadata")});
+    audit(
+        &s.pool,
+        &p.tenant_id,
+        &p.subject,
+        "ops.summary.read",
+        "operations",
+        &p.tenant_id,
+        json!({
+            "pendingOutboxEvents": c.0.to_string(),
+            "availableOutboxEvents": c.1.to_string(),
+            "oldestPendingOutboxAgeSeconds": c.2.to_string(),
+            "failedSearchJobs": c.3.to_string(),
+            "pendingSearchJobs": c.4.to_string(),
+            "incompleteGcRuns": c.5.to_string(),
+            "recentPolicyTimeouts24h": c.6.to_string(),
+            "readinessStatus": readiness.status.as_str(),
+            "oidcTrustStatus": trust_material["oidc"]["status"],
+            "samlTrustStatus": trust_material["saml"]["status"],
+        }),
+    )
+    .await?;
     Ok(Json(json!({
         "checkedAtUtc": now_iso(),
         "pendingOutboxEvents": c.0,
@@ -310,68 +320,36 @@ async fn ops_summary(State(s): State<SharedState>, headers: HeaderMap) -> ApiRes
     })))
 }
 
-enum IssueAuth {
-    Bootstrap,
-    Bearer(Principal),
-    FirstToken,
+/// A JSON integer property as .NET reads it into an `int`: absent or null is 0.
+fn int_prop(m: &Map<String, Value>, name: &str) -> ApiResult<i64> {
+    match get_ci(m, name) {
+        None | Some(Value::Null) => Ok(0),
+        Some(v) => v
+            .as_i64()
+            .filter(|n| i32::try_from(*n).is_ok())
+            .ok_or_else(|| ApiError::bad_request(format!("{name} must be an integer"))),
+    }
 }
 
+/// `POST /v1/auth/pats`, following Program.fs:7799-7905.
 async fn issue_pat(
     State(s): State<SharedState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let how = if let Some(given) = headers.get("x-bootstrap-token") {
-        let given = given.to_str().unwrap_or_default();
-        match &s.bootstrap_token {
-            Some(expected) if auth::constant_time_eq(given, expected) => IssueAuth::Bootstrap,
-            _ => return Err(ApiError::unauthorized("invalid bootstrap token")),
-        }
-    } else if headers.get(axum::http::header::AUTHORIZATION).is_some() {
-        IssueAuth::Bearer(require_admin(&s, &headers, &["admin"]).await?)
-    } else {
-        IssueAuth::FirstToken
-    };
-
-    let m = parse_object(&body)?;
-    let subject = match get_ci(&m, "subject") {
-        Some(Value::String(v)) if !v.trim().is_empty() && v.len() <= 256 => v.trim().to_string(),
-        _ => {
-            return Err(ApiError::bad_request(
-                "subject is required (a non-empty string)",
-            ));
-        }
-    };
-    let scopes: Vec<String> = match get_ci(&m, "scopes") {
-        Some(Value::Array(items)) if !items.is_empty() => {
-            let mut out = Vec::new();
-            for it in items {
-                let Value::String(sc) = it else {
-                    return Err(ApiError::bad_request("scopes must be an array of strings"));
-                };
-                auth::validate_scope(sc).map_err(ApiError::bad_request)?;
-                if !out.contains(sc) {
-                    out.push(sc.clone());
-                }
-            }
-            out
-        }
-        _ => {
-            return Err(ApiError::bad_request(
-                "scopes is required (a non-empty array)",
-            ));
-        }
-    };
-    let ttl = get_ci(&m, "ttlMinutes").and_then(Value::as_i64);
-    let ttl = match ttl {
-        Some(t) if (auth::TTL_MINUTES_MIN..=auth::TTL_MINUTES_MAX).contains(&t) => t,
-        _ => {
-            return Err(ApiError::bad_request(format!(
-                "ttlMinutes must be an integer between {} and {}",
-                auth::TTL_MINUTES_MIN,
-                auth::TTL_MINUTES_MAX
-            )));
-        }
+    // Program.fs:7802-7806: the header is compared only when a bootstrap token is configured.
+    let given = headers
+        .get("x-bootstrap-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let bootstrap_ok = s
+        .bootstrap_token
+        .as_deref()
+        .is_some_and(|expected| !given.is_empty() && auth::constant_time_eq(given, expected));
+    let caller = try_authenticate(&s, &headers).await?;
+    let caller_is_admin = match &caller {
+        Some(p) => has_tenant_role_access(&s, p, TenantRole::Admin).await?,
+        None => false,
     };
 
     let mut tx = s.pool.begin().await?;
@@ -380,23 +358,76 @@ async fn issue_pat(
         .execute(&mut *tx)
         .await?;
     let tenant_id = auth::ensure_default_tenant(&mut *tx).await?;
-    let (actor, authorized_by) = match &how {
-        IssueAuth::Bootstrap => ("bootstrap".to_string(), "bootstrap_token"),
-        IssueAuth::Bearer(p) => (p.subject.clone(), "bearer"),
-        IssueAuth::FirstToken => {
-            let existing: i64 = sqlx::query_scalar(
-                "select count(*) from personal_access_tokens where tenant_id = $1::uuid",
-            )
-            .bind(&tenant_id)
-            .fetch_one(&mut *tx)
-            .await?;
-            if existing > 0 {
-                return Err(ApiError::unauthorized(
-                    "an admin bearer token or X-Bootstrap-Token is required",
-                ));
-            }
-            (subject.clone(), "first_token")
+    let has_tokens: bool = sqlx::query_scalar(
+        "select exists(select 1 from personal_access_tokens where tenant_id = $1::uuid)",
+    )
+    .bind(&tenant_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let policy_max = auth::policy_max_ttl(&mut *tx, &tenant_id).await?;
+    // Program.fs:7824-7828: the first token of a tenant is minted whatever the header says.
+    if has_tokens && !bootstrap_ok && !caller_is_admin {
+        return Err(ApiError::forbidden(
+            "PAT issuance requires bootstrap token or admin scope.",
+        ));
+    }
+
+    let m = parse_object(&body)?;
+    let subject = match get_ci(&m, "subject") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(v)) => auth::normalize_subject(v),
+        Some(_) => return Err(ApiError::bad_request("subject must be a string")),
+    };
+    if subject.is_empty() {
+        return Err(ApiError::bad_request("Subject is required."));
+    }
+    let ttl = int_prop(&m, "ttlMinutes")?;
+    if !(auth::TTL_MINUTES_MIN..=auth::TTL_MINUTES_MAX).contains(&ttl) {
+        return Err(ApiError::bad_request(
+            "ttlMinutes must be between 5 and 1440.",
+        ));
+    }
+    if ttl > policy_max {
+        return Err(ApiError::bad_request(format!(
+            "ttlMinutes exceeds configured max TTL of {policy_max}."
+        )));
+    }
+    let requested: Vec<String> = match get_ci(&m, "scopes") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|it| match it {
+                Value::String(sc) => Ok(sc.clone()),
+                _ => Err(ApiError::bad_request("scopes must be an array of strings")),
+            })
+            .collect::<ApiResult<_>>()?,
+        Some(_) => return Err(ApiError::bad_request("scopes must be an array of strings")),
+    };
+    // Program.fs:7846-7862: no scopes given → the subject's role bindings.
+    let input = if requested.is_empty() {
+        let derived = auth::scopes_from_bindings(&mut *tx, &tenant_id, &subject).await?;
+        let roles = auth::tenant_roles(&mut *tx, &tenant_id, &subject).await?;
+        if derived.is_empty() && roles.is_empty() {
+            return Err(ApiError::bad_request(
+                "No scopes were provided and no role bindings were found for the subject.",
+            ));
         }
+        derived
+    } else {
+        requested
+    };
+    let mut scopes = Vec::new();
+    for sc in input {
+        auth::validate_scope(&sc).map_err(ApiError::bad_request)?;
+        if !scopes.contains(&sc) {
+            scopes.push(sc);
+        }
+    }
+    // Program.fs:7872-7875.
+    let actor = match &caller {
+        Some(p) => p.subject.clone(),
+        None if bootstrap_ok => "bootstrap".to_string(),
+        None => "anonymous".to_string(),
     };
     let token = auth::generate_token();
     let (token_id, expires_at): (String, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
@@ -413,16 +444,21 @@ async fn issue_pat(
     .bind(&actor)
     .fetch_one(&mut *tx)
     .await?;
+    // Program.fs:7882-7892: resource type `token`, details subject / TTL / the policy's max.
     sqlx::query(
         "insert into audit_log (tenant_id, actor_subject, action, resource_type, resource_id, details) \
-         values ($1::uuid, $2, 'auth.pat.issued', 'personal_access_token', $3, $4::jsonb)",
+         values ($1::uuid, $2, 'auth.pat.issued', 'token', $3, $4::jsonb)",
     )
     .bind(&tenant_id)
     .bind(&actor)
     .bind(&token_id)
     .bind(
-        json!({"subject": subject, "scopes": scopes, "ttlMinutes": ttl, "authorizedBy": authorized_by})
-            .to_string(),
+        json!({
+            "subject": subject,
+            "ttlMinutes": ttl.to_string(),
+            "policyMaxTtlMinutes": policy_max.to_string(),
+        })
+        .to_string(),
     )
     .execute(&mut *tx)
     .await?;
@@ -436,12 +472,14 @@ async fn issue_pat(
     })))
 }
 
+/// `POST /v1/auth/pats/revoke` (Program.fs:7908-7931): only a token not revoked yet is
+/// revoked (Program.fs:3253-3265 `revoked_at is null`); otherwise 404.
 async fn revoke_pat(
     State(s): State<SharedState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let p = require_admin(&s, &headers, &["admin"]).await?;
+    let p = require_tenant_role(&s, &headers, TenantRole::Admin).await?;
     let m = parse_object(&body)?;
     let token_id = match get_ci(&m, "tokenId") {
         Some(Value::String(t)) if auth::is_uuid(t.trim()) => t.trim().to_ascii_lowercase(),
@@ -449,17 +487,16 @@ async fn revoke_pat(
     };
     let mut tx = s.pool.begin().await?;
     let found: Option<String> = sqlx::query_scalar(
-        "update personal_access_tokens set revoked_at = coalesce(revoked_at, now()) \
-         where token_id = $1::uuid and tenant_id = $2::uuid returning token_id::text",
+        "update personal_access_tokens set revoked_at = now() \
+         where token_id = $1::uuid and tenant_id = $2::uuid and revoked_at is null \
+         returning token_id::text",
     )
     .bind(&token_id)
     .bind(&p.tenant_id)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(found) = found else {
-        return Err(ApiError::not_found(format!(
-            "token {token_id} was not found"
-        )));
+        return Err(ApiError::not_found("Token id was not found."));
     };
     sqlx::query(
         "insert into token_revocations (tenant_id, token_id, revoked_by_subject) \
@@ -472,7 +509,7 @@ async fn revoke_pat(
     .await?;
     sqlx::query(
         "insert into audit_log (tenant_id, actor_subject, action, resource_type, resource_id, details) \
-         values ($1::uuid, $2, 'auth.pat.revoked', 'personal_access_token', $3, '{}'::jsonb)",
+         values ($1::uuid, $2, 'auth.pat.revoked', 'token', $3, '{}'::jsonb)",
     )
     .bind(&p.tenant_id)
     .bind(&p.subject)
@@ -481,6 +518,94 @@ async fn revoke_pat(
     .await?;
     tx.commit().await?;
     Ok(Json(json!({"tokenId": found, "status": "revoked"})))
+}
+
+/// The policy as the service serialises it (Program.fs:625 default: 1440, bootstrap issuance
+/// allowed, `system-default`, `DateTimeOffset.MinValue`).
+async fn read_pat_policy(pool: &PgPool, tenant_id: &str) -> Result<Value, sqlx::Error> {
+    let row: Option<(i32, bool, String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "select max_ttl_minutes, allow_bootstrap_issuance, updated_by_subject, updated_at \
+         from pat_issuance_policies where tenant_id = $1::uuid",
+    )
+    .bind(tenant_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(match row {
+        Some((max, allow, by, at)) => json!({
+            "maxTtlMinutes": max,
+            "allowBootstrapIssuance": allow,
+            "updatedBySubject": by,
+            "updatedAtUtc": at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        }),
+        None => json!({
+            "maxTtlMinutes": auth::DEFAULT_POLICY_MAX_TTL,
+            "allowBootstrapIssuance": true,
+            "updatedBySubject": "system-default",
+            "updatedAtUtc": "0001-01-01T00:00:00+00:00",
+        }),
+    })
+}
+
+/// `GET /v1/admin/auth/pat-policy` (Program.fs:7934-7943): tenant admin.
+async fn get_pat_policy(
+    State(s): State<SharedState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let p = require_tenant_role(&s, &headers, TenantRole::Admin).await?;
+    Ok(Json(read_pat_policy(&s.pool, &p.tenant_id).await?))
+}
+
+/// `PUT /v1/admin/auth/pat-policy` (Program.fs:8093-8128): tenant admin, body
+/// `{maxTtlMinutes, allowBootstrapIssuance}`, 5..10080, audit `auth.pat.policy.updated`.
+async fn put_pat_policy(
+    State(s): State<SharedState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let p = require_tenant_role(&s, &headers, TenantRole::Admin).await?;
+    let m = parse_object(&body)?;
+    let max = int_prop(&m, "maxTtlMinutes")?;
+    let allow = match get_ci(&m, "allowBootstrapIssuance") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "allowBootstrapIssuance must be a boolean",
+            ));
+        }
+    };
+    if !(auth::POLICY_MAX_TTL_MIN..=auth::POLICY_MAX_TTL_MAX).contains(&max) {
+        return Err(ApiError::bad_request(
+            "maxTtlMinutes must be between 5 and 10080.",
+        ));
+    }
+    sqlx::query(
+        "insert into pat_issuance_policies \
+           (tenant_id, max_ttl_minutes, allow_bootstrap_issuance, updated_by_subject, updated_at) \
+         values ($1::uuid, $2, $3, $4, now()) \
+         on conflict (tenant_id) do update set \
+           max_ttl_minutes = excluded.max_ttl_minutes, \
+           allow_bootstrap_issuance = excluded.allow_bootstrap_issuance, \
+           updated_by_subject = excluded.updated_by_subject, updated_at = now()",
+    )
+    .bind(&p.tenant_id)
+    .bind(max as i32)
+    .bind(allow)
+    .bind(&p.subject)
+    .execute(&s.pool)
+    .await?;
+    audit(
+        &s.pool,
+        &p.tenant_id,
+        &p.subject,
+        "auth.pat.policy.updated",
+        "pat_policy",
+        &p.tenant_id,
+        // .NET's bool.ToString(): True / False.
+        json!({"maxTtlMinutes": max.to_string(), "allowBootstrapIssuance": if allow { "True" } else { "False" }}),
+    )
+    .await?;
+    Ok(Json(read_pat_policy(&s.pool, &p.tenant_id).await?))
 }
 
 async fn whoami(State(s): State<SharedState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
@@ -505,8 +630,9 @@ async fn put_faults(State(s): State<SharedState>, body: Bytes) -> ApiResult<Json
     Ok(Json(out))
 }
 
-async fn not_found() -> ApiError {
-    ApiError::not_found("no such route")
+/// ASP.NET's answer to an unknown route: 404 with an empty body.
+async fn not_found() -> StatusCode {
+    StatusCode::NOT_FOUND
 }
 
 async fn log_requests(req: Request, next: Next) -> Response {
@@ -531,6 +657,10 @@ pub fn router(state: SharedState, faults_api_enabled: bool) -> Router {
         .route("/v1/admin/ops/summary", get(ops_summary))
         .route("/v1/auth/pats", post(issue_pat))
         .route("/v1/auth/pats/revoke", post(revoke_pat))
+        .route(
+            "/v1/admin/auth/pat-policy",
+            get(get_pat_policy).put(put_pat_policy),
+        )
         .route("/v1/auth/whoami", get(whoami))
         .merge(super::smoke_routes::routes());
     if faults_api_enabled {

@@ -9,9 +9,39 @@ use sqlx::postgres::PgExecutor;
 pub const DEFAULT_TENANT_SLUG: &str = "default";
 /// Scope that makes a token a tenant administrator / auditor.
 pub const ADMIN_SCOPE: &str = "repo:*:admin";
-pub const TOKEN_PREFIX: &str = "af_pat_";
 pub const TTL_MINUTES_MIN: i64 = 5;
 pub const TTL_MINUTES_MAX: i64 = 1440;
+/// The PAT policy's bounds and its default maximum when a tenant has no policy row
+/// (Program.fs:625 `defaultPatPolicy`, :8103 `maxTtlMinutes must be between 5 and 10080.`).
+pub const POLICY_MAX_TTL_MIN: i64 = 5;
+pub const POLICY_MAX_TTL_MAX: i64 = 10080;
+pub const DEFAULT_POLICY_MAX_TTL: i64 = 1440;
+
+/// A tenant-level role (the service's `TenantRole`, src/Artifortress.Domain/Library.fs:28-57):
+/// `admin` implies every role; `auditor` and `operator` only themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantRole {
+    Admin,
+    Auditor,
+    Operator,
+}
+
+impl TenantRole {
+    /// `admin`/`tenant_admin`, `auditor`/`tenant_auditor`, `operator`/`tenant_operator`,
+    /// trimmed and case-insensitive (Library.fs:34-46).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "admin" | "tenant_admin" => Some(Self::Admin),
+            "auditor" | "tenant_auditor" => Some(Self::Auditor),
+            "operator" | "tenant_operator" => Some(Self::Operator),
+            _ => None,
+        }
+    }
+
+    pub fn implies(self, required: TenantRole) -> bool {
+        self == TenantRole::Admin || self == required
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -33,10 +63,17 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// 32 random bytes as 64 lower-case hex characters, no prefix (Program.fs:2173
+/// `createPlainToken`).
 pub fn generate_token() -> String {
     let mut b = [0u8; 32];
     rand::rng().fill_bytes(&mut b);
-    format!("{TOKEN_PREFIX}{}", hex::encode(b))
+    hex::encode(b)
+}
+
+/// Trimmed and lower-cased (Program.fs:685 `normalizeSubject`).
+pub fn normalize_subject(s: &str) -> String {
+    s.trim().to_lowercase()
 }
 
 /// `repo:<repoKey|*>:<read|write|admin|promote>`.
@@ -92,23 +129,82 @@ pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Option<Principal
     }))
 }
 
-/// Whether the subject holds one of `roles` in a tenant-level role binding.
+/// The subject's tenant roles: the roles of its (first) `tenant_role_bindings` row
+/// (Program.fs:2578 `readTenantRolesForSubject`); unknown role names are ignored.
+pub async fn tenant_roles<'e>(
+    ex: impl PgExecutor<'e>,
+    tenant_id: &str,
+    subject: &str,
+) -> Result<Vec<TenantRole>, sqlx::Error> {
+    let roles: Option<Vec<String>> = sqlx::query_scalar(
+        "select roles from tenant_role_bindings \
+         where tenant_id = $1::uuid and subject = $2 limit 1",
+    )
+    .bind(tenant_id)
+    .bind(subject)
+    .fetch_optional(ex)
+    .await?;
+    Ok(roles
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| TenantRole::parse(r))
+        .collect())
+}
+
+/// Whether the subject holds a tenant role that implies `required`.
 pub async fn has_tenant_role(
     pool: &PgPool,
     tenant_id: &str,
     subject: &str,
-    roles: &[&str],
+    required: TenantRole,
 ) -> Result<bool, sqlx::Error> {
-    let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
-    sqlx::query_scalar(
-        "select exists(select 1 from tenant_role_bindings \
-         where tenant_id = $1::uuid and subject = $2 and roles && $3)",
+    Ok(tenant_roles(pool, tenant_id, subject)
+        .await?
+        .iter()
+        .any(|r| r.implies(required)))
+}
+
+/// Scopes derived from the subject's repository role bindings, `repo:<repo_key>:<role>`
+/// (Program.fs:6690 `readScopesFromBindings`).
+pub async fn scopes_from_bindings<'e>(
+    ex: impl PgExecutor<'e>,
+    tenant_id: &str,
+    subject: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows: Vec<(String, Vec<String>)> = sqlx::query_as(
+        "select r.repo_key, rb.roles from role_bindings rb \
+         join repos r on r.repo_id = rb.repo_id \
+         where rb.tenant_id = $1::uuid and rb.subject = $2 order by rb.binding_id",
     )
     .bind(tenant_id)
     .bind(subject)
-    .bind(roles)
-    .fetch_one(pool)
-    .await
+    .fetch_all(ex)
+    .await?;
+    let mut out = Vec::new();
+    for (repo, roles) in rows {
+        for role in roles {
+            let scope = format!("repo:{repo}:{}", role.trim().to_ascii_lowercase());
+            if !out.contains(&scope) {
+                out.push(scope);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The tenant's PAT policy maximum TTL in minutes: its `pat_issuance_policies` row, else the
+/// default 1440 (Program.fs:2678 `effectivePatPolicyForTenant`).
+pub async fn policy_max_ttl<'e>(
+    ex: impl PgExecutor<'e>,
+    tenant_id: &str,
+) -> Result<i64, sqlx::Error> {
+    let v: Option<i32> = sqlx::query_scalar(
+        "select max_ttl_minutes from pat_issuance_policies where tenant_id = $1::uuid",
+    )
+    .bind(tenant_id)
+    .fetch_optional(ex)
+    .await?;
+    Ok(v.map_or(DEFAULT_POLICY_MAX_TTL, i64::from))
 }
 
 /// Create the default tenant if needed and return its id.
@@ -165,11 +261,26 @@ mod tests {
     #[test]
     fn tokens() {
         let t = generate_token();
-        assert!(t.starts_with(TOKEN_PREFIX) && t.len() == TOKEN_PREFIX.len() + 64);
+        assert_eq!(t.len(), 64);
+        assert!(t.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')), "{t}");
         assert_ne!(t, generate_token());
         assert_eq!(hash_token("abc").len(), 64);
         assert!(constant_time_eq("abc", "abc") && !constant_time_eq("abc", "abd"));
         assert!(is_uuid("123e4567-e89b-12d3-a456-426614174000"));
         assert!(!is_uuid("123e4567e89b12d3a456426614174000"));
+        assert_eq!(normalize_subject("  CI-Bot "), "ci-bot");
+    }
+
+    #[test]
+    fn tenant_roles_follow_library_fs() {
+        assert_eq!(
+            TenantRole::parse(" Tenant_Auditor"),
+            Some(TenantRole::Auditor)
+        );
+        assert_eq!(TenantRole::parse("ADMIN"), Some(TenantRole::Admin));
+        assert_eq!(TenantRole::parse("owner"), None);
+        assert!(TenantRole::Admin.implies(TenantRole::Auditor));
+        assert!(!TenantRole::Auditor.implies(TenantRole::Admin));
+        assert!(!TenantRole::Operator.implies(TenantRole::Auditor));
     }
 }

@@ -29,7 +29,8 @@ pub fn lazy_pool(opts: PgConnectOptions, max_connections: u32) -> PgPool {
 pub fn s3_client(cfg: &ObjectStorageConfig) -> aws_sdk_s3::Client {
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(cfg.region.clone()))
+        // The service signs for us-east-1 whatever the endpoint (ObjectStorage.fs:119).
+        .region(Region::new("us-east-1"))
         .endpoint_url(cfg.endpoint.trim_end_matches('/'))
         .force_path_style(true)
         .credentials_provider(Credentials::new(

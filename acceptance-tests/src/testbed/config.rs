@@ -28,7 +28,6 @@ pub struct ObjectStorageConfig {
     pub access_key: String,
     pub secret_key: String,
     pub bucket: String,
-    pub region: String,
     pub presign_part_ttl_seconds: u32,
 }
 
@@ -45,6 +44,15 @@ pub struct ApiConfig {
     /// `TESTBED_FAULTS_ENABLED=1` enables `GET/PUT /testbed/faults`.
     pub faults_api_enabled: bool,
 }
+
+/// ASP.NET's listen address without `ASPNETCORE_URLS`.
+pub const DEFAULT_URLS: &str = "http://localhost:5000";
+/// The service's fallback connection string (Program.fs:7319).
+pub const DEFAULT_CONNECTION_STRING: &str =
+    "Host=localhost;Port=5432;Username=artifortress;Password=artifortress;Database=artifortress";
+/// The well-known bootstrap token shipped in the service's appsettings.json (line 23).
+pub const DEFAULT_BOOTSTRAP_TOKEN: &str = "artifortress-bootstrap";
+pub const DEFAULT_PRESIGN_PART_TTL_SECONDS: u32 = 900;
 
 /// Parse the first URL of `ASPNETCORE_URLS` (`;`-separated) into a bind address.
 pub fn parse_listen_url(urls: &str) -> Result<SocketAddr, ConfigError> {
@@ -96,36 +104,42 @@ impl ApiConfig {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
 
+    /// Missing database or storage settings fall back to the service's localhost defaults, as
+    /// the service does: it starts and answers `not_ready` (Program.fs:7316-7320,
+    /// ObjectStorage.fs:99-111); an out-of-range `PresignPartTtlSeconds` is 900
+    /// (ObjectStorage.fs:94-97); `ObjectStorage__Region` is never read (ObjectStorage.fs:119
+    /// signs for `us-east-1`); an unset `Auth__BootstrapToken` is appsettings.json's
+    /// `artifortress-bootstrap` (appsettings.json:22-24), one set to blank disables the header.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let non_empty = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-        let required = |k: &'static str| non_empty(k).ok_or(ConfigError::Missing(k));
+        let or_default = |k: &str, default: &str| {
+            non_empty(k).map_or_else(|| default.to_string(), |v| v.trim().to_string())
+        };
 
-        let bind = parse_listen_url(
-            &non_empty("ASPNETCORE_URLS").unwrap_or_else(|| "http://localhost:5000".into()),
-        )?;
+        let bind =
+            parse_listen_url(&non_empty("ASPNETCORE_URLS").unwrap_or_else(|| DEFAULT_URLS.into()))?;
         let environment =
             non_empty("ASPNETCORE_ENVIRONMENT").unwrap_or_else(|| "Production".to_string());
-        let postgres = npgsql::to_pg_options(&required("ConnectionStrings__Postgres")?)
-            .map_err(|e| invalid("ConnectionStrings__Postgres", e.to_string()))?;
-        let presign_part_ttl_seconds = match non_empty("ObjectStorage__PresignPartTtlSeconds") {
-            None => 900,
-            Some(v) => match v.trim().parse::<u32>() {
-                Ok(n) if (60..=3600).contains(&n) => n,
-                _ => {
-                    return Err(invalid(
-                        "ObjectStorage__PresignPartTtlSeconds",
-                        format!("{v:?} must be an integer between 60 and 3600"),
-                    ));
-                }
-            },
-        };
+        let postgres = npgsql::to_pg_options(&or_default(
+            "ConnectionStrings__Postgres",
+            DEFAULT_CONNECTION_STRING,
+        ))
+        .map_err(|e| invalid("ConnectionStrings__Postgres", e.to_string()))?;
+        let presign_part_ttl_seconds = non_empty("ObjectStorage__PresignPartTtlSeconds")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .filter(|n| (60..=3600).contains(n))
+            .unwrap_or(DEFAULT_PRESIGN_PART_TTL_SECONDS);
         let object_storage = ObjectStorageConfig {
-            endpoint: required("ObjectStorage__Endpoint")?,
-            access_key: required("ObjectStorage__AccessKey")?,
-            secret_key: required("ObjectStorage__SecretKey")?,
-            bucket: required("ObjectStorage__Bucket")?,
-            region: non_empty("ObjectStorage__Region").unwrap_or_else(|| "us-east-1".into()),
+            endpoint: or_default("ObjectStorage__Endpoint", "http://localhost:9000"),
+            access_key: or_default("ObjectStorage__AccessKey", "artifortress"),
+            secret_key: or_default("ObjectStorage__SecretKey", "artifortress"),
+            bucket: or_default("ObjectStorage__Bucket", "artifortress-dev"),
             presign_part_ttl_seconds,
+        };
+        let bootstrap_token = match get("Auth__BootstrapToken") {
+            None => Some(DEFAULT_BOOTSTRAP_TOKEN.to_string()),
+            Some(v) if v.trim().is_empty() => None,
+            Some(v) => Some(v),
         };
         let initial_faults = faults::from_lookup(&get)
             .map_err(|e| invalid("TESTBED_FAULT_* (test-only fault switches)", e))?;
@@ -133,7 +147,7 @@ impl ApiConfig {
             bind,
             environment,
             postgres,
-            bootstrap_token: non_empty("Auth__BootstrapToken"),
+            bootstrap_token,
             object_storage,
             initial_faults,
             faults_api_enabled: get("TESTBED_FAULTS_ENABLED").is_some_and(|v| is_truthy(&v)),
@@ -182,7 +196,7 @@ mod tests {
     }
 
     #[test]
-    fn config_validation() {
+    fn config_fallbacks_follow_the_service() {
         let base = [
             (
                 "ConnectionStrings__Postgres",
@@ -196,18 +210,30 @@ mod tests {
         let e = env(&base);
         let c = ApiConfig::from_lookup(|k| e.get(k).cloned()).unwrap();
         assert_eq!(c.environment, "Production");
-        assert_eq!(c.object_storage.region, "us-east-1");
         assert_eq!(c.object_storage.presign_part_ttl_seconds, 900);
+        assert_eq!(c.bootstrap_token.as_deref(), Some("artifortress-bootstrap"));
+        assert_eq!(c.bind, "127.0.0.1:5000".parse().unwrap());
 
-        let mut bad = base.to_vec();
-        bad.push(("ObjectStorage__PresignPartTtlSeconds", "59"));
-        let e = env(&bad);
-        assert!(ApiConfig::from_lookup(|k| e.get(k).cloned()).is_err());
+        for ttl in ["59", "3601", "x"] {
+            let mut v = base.to_vec();
+            v.push(("ObjectStorage__PresignPartTtlSeconds", ttl));
+            let e = env(&v);
+            let c = ApiConfig::from_lookup(|k| e.get(k).cloned()).unwrap();
+            assert_eq!(c.object_storage.presign_part_ttl_seconds, 900, "{ttl}");
+        }
+        let mut v = base.to_vec();
+        v.push(("ObjectStorage__PresignPartTtlSeconds", "60"));
+        v.push(("Auth__BootstrapToken", " "));
+        let e = env(&v);
+        let c = ApiConfig::from_lookup(|k| e.get(k).cloned()).unwrap();
+        assert_eq!(c.object_storage.presign_part_ttl_seconds, 60);
+        assert_eq!(c.bootstrap_token, None);
 
-        let e = env(&base[1..]);
-        assert!(matches!(
-            ApiConfig::from_lookup(|k| e.get(k).cloned()),
-            Err(ConfigError::Missing("ConnectionStrings__Postgres"))
-        ));
+        let e = env(&[]);
+        let c = ApiConfig::from_lookup(|k| e.get(k).cloned()).unwrap();
+        assert_eq!(c.postgres.get_host(), "localhost");
+        assert_eq!(c.postgres.get_port(), 5432);
+        assert_eq!(c.object_storage.endpoint, "http://localhost:9000");
+        assert_eq!(c.object_storage.bucket, "artifortress-dev");
     }
 }

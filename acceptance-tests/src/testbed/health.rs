@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
-use aws_sdk_s3::operation::head_bucket::HeadBucketError;
+use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Error;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgPool};
 
@@ -20,7 +20,17 @@ pub const DEPENDENCY_NAMES: [&str; 6] = [
     "saml_metadata",
 ];
 
+/// The service's object-storage readiness timeout (Program.fs:2383 `TimeSpan.FromSeconds(3.0)`).
 pub const OBJECT_STORAGE_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The service's `detail` of each `not_configured` dependency (Program.fs:2407, :2457,
+/// :2508-2513).
+pub const REDIS_DETAIL: &str = "Redis is not on the critical path for current production scope.";
+pub const TELEMETRY_DETAIL: &str = "Telemetry exporter health is not enforced by readiness; validate collector and exporter pipelines separately.";
+pub const OIDC_DISABLED_DETAIL: &str = "OIDC bearer validation is disabled.";
+pub const SAML_DISABLED_DETAIL: &str = "SAML federation is disabled.";
+/// Program.fs:2394.
+pub const STORAGE_TIMEOUT_DETAIL: &str = "Object storage readiness check timed out.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -144,13 +154,16 @@ pub fn assemble(probes: ProbeResults, faults: &Faults) -> Readiness {
         Ok(()) => Dependency::new(name, true, DepStatus::Ready, None),
         Err(e) => Dependency::new(name, true, DepStatus::NotReady, Some(e)),
     };
+    let not_configured = |name: &str, detail: &str| {
+        Dependency::new(name, false, DepStatus::NotConfigured, Some(detail.into()))
+    };
     let mut deps = vec![
-        Dependency::new("redis", false, DepStatus::NotConfigured, None),
-        Dependency::new("telemetry", false, DepStatus::NotConfigured, None),
+        not_configured("redis", REDIS_DETAIL),
+        not_configured("telemetry", TELEMETRY_DETAIL),
         as_dep("postgres", probes.postgres),
         as_dep("object_storage", probes.object_storage),
-        Dependency::new("oidc_jwks", false, DepStatus::NotConfigured, None),
-        Dependency::new("saml_metadata", false, DepStatus::NotConfigured, None),
+        not_configured("oidc_jwks", OIDC_DISABLED_DETAIL),
+        not_configured("saml_metadata", SAML_DISABLED_DETAIL),
     ];
     for d in deps.iter_mut() {
         if let Some(st) = faults.dependencies.get(&d.name) {
@@ -172,54 +185,51 @@ pub fn assemble(probes: ProbeResults, faults: &Faults) -> Readiness {
     }
 }
 
-/// `select 1` through the pool. When the pool cannot get a connection, a direct connection
-/// attempt is made so the detail carries the real error (e.g. "connection refused") instead of
-/// the pool's generic timeout message.
+/// `select 1` through the pool, with no time limit of its own (Program.fs:2371
+/// `checkPostgresReadiness`); only getting a connection is bounded, by the pool's acquire
+/// timeout as Npgsql's connect timeout bounds the service's. When the pool cannot get a
+/// connection, a direct connection attempt is made so the detail carries the real error (e.g.
+/// "connection refused") instead of the pool's generic timeout message.
 pub async fn probe_postgres(pool: &PgPool, opts: &PgConnectOptions) -> Result<(), String> {
-    let r = tokio::time::timeout(
-        Duration::from_secs(3),
-        sqlx::query_scalar::<_, i32>("select 1").fetch_one(pool),
-    )
-    .await;
-    match r {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(super::clients::describe_pg_error(&e, opts).await),
-        Err(_) => Err(super::clients::describe_pg_error(&sqlx::Error::PoolTimedOut, opts).await),
+    match sqlx::query_scalar::<_, i32>("select 1")
+        .fetch_one(pool)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => Err(super::clients::describe_pg_error(&e, opts).await),
     }
 }
 
-/// HeadBucket with a 3 s timeout.
+/// `ListObjectsV2` with `MaxKeys = 1` on the bucket (ObjectStorage.fs:335-341
+/// `CheckAvailability`), given 3 s (Program.fs:2383).
 pub async fn probe_object_storage(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), String> {
     let r = tokio::time::timeout(
         OBJECT_STORAGE_PROBE_TIMEOUT,
-        s3.head_bucket().bucket(bucket).send(),
+        s3.list_objects_v2().bucket(bucket).max_keys(1).send(),
     )
     .await;
     match r {
-        Err(_) => Err(format!(
-            "HeadBucket {bucket:?} timed out after {}s",
-            OBJECT_STORAGE_PROBE_TIMEOUT.as_secs()
-        )),
+        Err(_) => Err(STORAGE_TIMEOUT_DETAIL.to_string()),
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(describe_s3_error(bucket, &e)),
     }
 }
 
-fn describe_s3_error(bucket: &str, e: &SdkError<HeadBucketError, HttpResponse>) -> String {
+fn describe_s3_error(bucket: &str, e: &SdkError<ListObjectsV2Error, HttpResponse>) -> String {
     if let SdkError::ServiceError(se) = e {
         let status = se.raw().status().as_u16();
         return match status {
-            404 => format!("bucket {bucket:?} not found (HeadBucket returned 404 NotFound)"),
-            403 => {
-                format!("access to bucket {bucket:?} denied (HeadBucket returned 403 Forbidden)")
-            }
+            404 => format!("bucket {bucket:?} not found (ListObjectsV2 returned 404 NoSuchBucket)"),
+            403 => format!(
+                "access to bucket {bucket:?} denied (ListObjectsV2 returned 403 AccessDenied)"
+            ),
             _ => format!(
-                "HeadBucket {bucket:?} returned HTTP {status}: {}",
+                "ListObjectsV2 {bucket:?} returned HTTP {status}: {}",
                 DisplayErrorContext(e)
             ),
         };
     }
-    format!("HeadBucket {bucket:?} failed: {}", error_chain(e))
+    format!("ListObjectsV2 {bucket:?} failed: {}", error_chain(e))
 }
 
 /// `outer: cause: root cause` without Debug noise.

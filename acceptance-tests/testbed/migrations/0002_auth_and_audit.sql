@@ -72,3 +72,13 @@ create index if not exists idx_role_bindings_subject
 
 create index if not exists idx_audit_action_time
   on audit_log (action, occurred_at desc);
+
+-- A tenant's PAT issuance policy (the service's db/migrations/0010_enterprise_identity_and_reliability.sql);
+-- without a row the service uses its default (max 1440 minutes).
+create table if not exists pat_issuance_policies (
+  tenant_id uuid primary key references tenants(tenant_id) on delete cascade,
+  max_ttl_minutes int not null check (max_ttl_minutes between 5 and 10080),
+  allow_bootstrap_issuance boolean not null default true,
+  updated_by_subject text not null,
+  updated_at timestamptz not null default now()
+);

@@ -54,13 +54,51 @@ impl Bed {
         psql(&self.url, sql)
     }
 
-    /// Adds `n` undelivered outbox events.
+    /// Adds `n` undelivered outbox events of the default tenant (the ops summary counts the
+    /// caller's tenant only).
     pub fn add_outbox(&self, n: u32) {
         self.sql(&format!(
-            "insert into outbox_events (tenant_id, aggregate_type, aggregate_id, event_type, payload) \
-             select gen_random_uuid(), 'package', 'p' || g, 'package.published', '{{}}'::jsonb \
-             from generate_series(1, {n}) g"
+            "insert into tenants (slug, name) values ('default', 'Default tenant') \
+               on conflict (slug) do nothing; \
+             insert into outbox_events (tenant_id, aggregate_type, aggregate_id, event_type, payload) \
+             select t.tenant_id, 'package', 'p' || g, 'package.published', '{{}}'::jsonb \
+             from tenants t, generate_series(1, {n}) g where t.slug = 'default'"
         ));
+    }
+
+    /// Every token this service minted that appears in `text`. Tokens are 64 lower-case hex
+    /// characters with no prefix (Program.fs:2173 at f628e74 of the service's repository), so
+    /// each 64-character hex window of `text` is hashed and looked up among the stored hashes.
+    pub fn minted_tokens_in(&self, text: &str) -> Vec<String> {
+        let stored = self.sql("select string_agg(token_hash, ',') from personal_access_tokens");
+        let stored: std::collections::HashSet<&str> =
+            stored.split(',').filter(|h| h.len() == 64).collect();
+        assert!(!stored.is_empty(), "the service minted tokens");
+        let bytes = text.as_bytes();
+        let is_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        let mut found = Vec::new();
+        let mut start = 0;
+        while start < bytes.len() {
+            if !is_hex(bytes[start]) {
+                start += 1;
+                continue;
+            }
+            let mut end = start;
+            while end < bytes.len() && is_hex(bytes[end]) {
+                end += 1;
+            }
+            for w in start..=end.saturating_sub(64) {
+                if end - w < 64 {
+                    break;
+                }
+                let candidate = &text[w..w + 64];
+                if stored.contains(hex::encode(Sha256::digest(candidate.as_bytes())).as_str()) {
+                    found.push(candidate.to_string());
+                }
+            }
+            start = end;
+        }
+        found
     }
 
     /// Mints a token with the bootstrap token (outside Terraform).
@@ -238,6 +276,41 @@ fn ops_summary_judges_thresholds_and_baseline_growth() {
         assert_eq!(wd.output("worst"), "critical");
         assert_eq!(wd.output("breaches")[0]["metric"], "readiness_status");
         assert_eq!(wd.output("trust")["oidc"]["status"], "degraded");
+        // ... and degraded trust material is its own warning
+        // (deploy/enterprise-ops-alert-thresholds.yaml:11-20 of the service's repository).
+        let b = wd.output("breaches");
+        assert_eq!(b.as_array().unwrap().len(), 2, "{b}");
+        assert_eq!(b[1]["metric"], "oidc_jwks_status");
+        assert_eq!(b[1]["severity"], "warning");
+        assert!(
+            b[1]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("OIDC trust material fallback should be triaged before rollover windows"),
+            "{b}"
+        );
+        // Only a degraded saml_metadata: readiness critical, the SAML warning, no OIDC one.
+        bed.faults(json!({"dependencies": {"saml_metadata": "degraded"}}));
+        wd.apply_ok();
+        let b = wd.output("breaches");
+        let got: Vec<(&str, &str)> = b
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                (
+                    x["metric"].as_str().unwrap(),
+                    x["severity"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("readiness_status", "critical"),
+                ("saml_metadata_status", "warning")
+            ]
+        );
         bed.faults(json!({}));
         wd.destroy_ok();
     }
@@ -248,13 +321,15 @@ fn ops_summary_errors_quote_the_service() {
     let bed = Bed::start("opserr");
     let reader = bed.mint("acc-reader", &["repo:core:read"]);
     for tf in terraforms() {
-        let wd = Workdir::new(&tf, &summary_config(bed.api_url(), "af_pat_wrong", ""));
+        // A token the service never minted (its tokens are 64 hex characters).
+        let unknown = "0".repeat(64);
+        let wd = Workdir::new(&tf, &summary_config(bed.api_url(), &unknown, ""));
         assert_failed(
             &wd.plan_detailed(),
             &tf.version,
             &[
                 "Artifortress refused the token (401)",
-                "unauthorized: the token is invalid, expired or revoked",
+                "unauthorized: Missing or invalid bearer token.",
             ],
         );
         wd.set_config(&summary_config(bed.api_url(), &reader, ""));
@@ -263,7 +338,7 @@ fn ops_summary_errors_quote_the_service() {
             &tf.version,
             &[
                 "the token lacks the required role (403)",
-                "forbidden: subject \"acc-reader\" lacks the required role",
+                "forbidden: Caller does not have the required tenant role.",
             ],
         );
         // Thresholds name real metrics, and warning <= critical.
@@ -291,7 +366,7 @@ fn ops_summary_errors_quote_the_service() {
             &tf.version,
             &[
                 "Artifortress is unavailable (503)",
-                "service_unavailable: PostgreSQL is unavailable",
+                "service_unavailable: Database operation failed",
             ],
         );
     }
@@ -324,14 +399,19 @@ output "worst" {{ value = data.artifortress_ops_summary.now.worst_severity }}
     )
 }
 
-/// Every occurrence of the test bed's token prefix in `text`.
-fn token_like(text: &str) -> usize {
-    text.matches("af_pat_").count()
-}
-
 #[test]
 fn admin_token_is_minted_used_revoked_and_never_stored() {
     let bed = Bed::start("eph");
+    // The scan below finds a token the service minted (and nothing in a text without one).
+    let control = bed.mint("acc-eph-control", &["repo:*:read"]);
+    assert_eq!(
+        bed.minted_tokens_in(&format!(
+            "Authorization: Bearer {control}\n{}",
+            "f".repeat(80)
+        )),
+        vec![control.clone()]
+    );
+    assert!(bed.minted_tokens_in(&"a".repeat(64)).is_empty());
     for tf in terraforms() {
         let subject = format!("acc-eph-{}", tf.version.replace('.', "-"));
         let wd = Workdir::new(&tf, &ephemeral_config(bed.api_url(), &subject, ""))
@@ -365,12 +445,27 @@ fn admin_token_is_minted_used_revoked_and_never_stored() {
 
         // Never in state, plan or logs.
         let state = std::fs::read_to_string(wd.file("terraform.tfstate")).unwrap();
-        assert_eq!(token_like(&state), 0, "token in state:\n{state}");
-        assert_eq!(token_like(&shown.stdout), 0, "token in the plan JSON");
-        assert_eq!(token_like(&(plan.text() + &apply.text())), 0);
+        assert_eq!(
+            bed.minted_tokens_in(&state),
+            Vec::<String>::new(),
+            "token in state"
+        );
+        assert_eq!(
+            bed.minted_tokens_in(&shown.stdout),
+            Vec::<String>::new(),
+            "token in the plan JSON"
+        );
+        assert_eq!(
+            bed.minted_tokens_in(&(plan.text() + &apply.text())),
+            Vec::<String>::new()
+        );
         let log = std::fs::read_to_string(wd_log_path()).unwrap_or_default();
         assert!(log.contains("CloseEphemeralResource"), "trace log captured");
-        assert_eq!(token_like(&log), 0, "token in the TF_LOG=trace log");
+        assert_eq!(
+            bed.minted_tokens_in(&log),
+            Vec::<String>::new(),
+            "token in the TF_LOG=trace log"
+        );
         wd.assert_plan_empty();
 
         // TTL bounds are validated before anything is minted.
@@ -395,6 +490,75 @@ fn admin_token_is_minted_used_revoked_and_never_stored() {
             &["Invalid scope"],
         );
         let _ = std::fs::remove_file(wd_log_path());
+    }
+}
+
+/// A TTL above the tenant's PAT policy maximum is refused by the service with
+/// "ttlMinutes exceeds configured max TTL of N." (Program.fs:7842-7843 at f628e74); the provider
+/// names the limit and the attribute to change. A wrong bootstrap token, once the tenant has
+/// tokens, is the service's 403 (Program.fs:7824-7828).
+#[test]
+fn admin_token_refusals_name_the_policy_limit_and_the_bootstrap_token() {
+    let bed = Bed::start("ephpol");
+    let admin = bed.mint("acc-policy-admin", &["repo:*:admin"]);
+    let status = bed.rt.block_on(async {
+        reqwest::Client::new()
+            .put(format!("{}/v1/admin/auth/pat-policy", bed.api_url()))
+            .bearer_auth(&admin)
+            .json(&json!({"maxTtlMinutes": 10, "allowBootstrapIssuance": true}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert!(status.is_success(), "PUT pat-policy: {status}");
+    for tf in terraforms() {
+        let subject = format!("acc-ephpol-{}", tf.version.replace('.', "-"));
+        // The default ttl_minutes (15) is above the policy's 10.
+        let wd = Workdir::new(&tf, &ephemeral_config(bed.api_url(), &subject, ""))
+            .without_env("ARTIFORTRESS_ADMIN_TOKEN");
+        assert_failed(
+            &wd.plan_detailed(),
+            &tf.version,
+            &[
+                "The tenant's PAT policy allows tokens of at most 10 minutes",
+                "ttl_minutes = 15 is above the maximum TTL",
+                "Set ttl_minutes to 10 or less",
+                "bad_request: ttlMinutes exceeds configured max TTL of 10.",
+            ],
+        );
+        assert_eq!(
+            bed.sql(&format!(
+                "select count(*) from personal_access_tokens where subject = '{subject}'"
+            )),
+            "0"
+        );
+        wd.set_config(&ephemeral_config(
+            bed.api_url(),
+            &subject,
+            "ttl_minutes = 10",
+        ));
+        wd.apply_ok();
+        assert_eq!(wd.output("worst"), "none");
+        wd.assert_plan_empty();
+
+        let wd = Workdir::new(&tf, &ephemeral_config(bed.api_url(), &subject, ""))
+            .without_env("ARTIFORTRESS_ADMIN_TOKEN")
+            .with_env("ARTIFORTRESS_BOOTSTRAP_TOKEN", "not-the-bootstrap-token");
+        wd.set_config(&ephemeral_config(
+            bed.api_url(),
+            &subject,
+            "ttl_minutes = 10",
+        ));
+        assert_failed(
+            &wd.plan_detailed(),
+            &tf.version,
+            &[
+                "Artifortress refused the bootstrap token (403)",
+                "forbidden: PAT issuance requires bootstrap token or admin scope.",
+                "ARTIFORTRESS_BOOTSTRAP_TOKEN",
+            ],
+        );
     }
 }
 

@@ -359,7 +359,6 @@ pub fn testbed_on(database_url: &str, faults: &[(&str, &str)]) -> TestbedApi {
                 "ObjectStorage__Bucket".into(),
                 required_env("ARTIFORTRESS_S3_BUCKET"),
             ),
-            ("ObjectStorage__Region".into(), "us-east-1".into()),
         ],
     );
     env.extend(faults.iter().map(|(k, v)| (k.to_string(), v.to_string())));

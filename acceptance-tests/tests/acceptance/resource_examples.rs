@@ -65,7 +65,6 @@ impl Bed {
                         garage.secret_key().into(),
                     ),
                     ("ObjectStorage__Bucket".into(), garage.bucket().into()),
-                    ("ObjectStorage__Region".into(), garage.region().into()),
                 ],
             ),
         )

@@ -120,7 +120,6 @@ resource "artifortress_release" "production" {
   api_env_wo = {
     ConnectionStrings__Postgres = local.npgsql
     ObjectStorage__Endpoint     = var.object_storage.endpoint
-    ObjectStorage__Region       = var.object_storage.region
     ObjectStorage__Bucket       = var.object_storage.bucket
     ObjectStorage__AccessKey    = var.object_storage.access_key
     ObjectStorage__SecretKey    = var.s3_secret_key

@@ -60,7 +60,34 @@ pub enum ApiError {
     },
 }
 
+/// The service's refusal to mint a token (403 `forbidden`): the tenant has tokens already and
+/// neither the bootstrap token nor a tenant admin's bearer came with the request
+/// (src/Artifortress.Api/Program.fs:7824-7828 at f628e74 of the service's repository).
+pub const PAT_ISSUANCE_REFUSED: &str = "PAT issuance requires bootstrap token or admin scope.";
+
+/// The start of the service's 400 for a TTL above the tenant's PAT policy maximum:
+/// "ttlMinutes exceeds configured max TTL of N." (Program.fs:7842-7843).
+const POLICY_MAX_TTL_PREFIX: &str = "ttlMinutes exceeds configured max TTL of ";
+
 impl ApiError {
+    /// The tenant's PAT policy maximum (minutes), when the service refused a token's TTL as
+    /// above it.
+    pub fn pat_policy_max_ttl(&self) -> Option<i64> {
+        match self {
+            ApiError::Service {
+                status: 400,
+                message,
+                ..
+            } => message
+                .strip_prefix(POLICY_MAX_TTL_PREFIX)?
+                .trim()
+                .trim_end_matches('.')
+                .parse()
+                .ok(),
+            _ => None,
+        }
+    }
+
     /// The HTTP status the service answered, when it answered.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -538,6 +565,24 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, ApiError::UnexpectedBody { status: 502, .. }));
         assert!(!format!("{:?}", Credential::Bearer("s3cr3t")).contains("s3cr3t"));
+        let e = c
+            .parse::<IssuedToken>(
+                "/v1/auth/pats",
+                "issued token",
+                400,
+                r#"{"error":"bad_request","message":"ttlMinutes exceeds configured max TTL of 30."}"#,
+            )
+            .unwrap_err();
+        assert_eq!(e.pat_policy_max_ttl(), Some(30));
+        let e = c
+            .parse::<IssuedToken>(
+                "/v1/auth/pats",
+                "issued token",
+                400,
+                r#"{"error":"bad_request","message":"ttlMinutes must be between 5 and 1440."}"#,
+            )
+            .unwrap_err();
+        assert_eq!(e.pat_policy_max_ttl(), None);
         let t: IssuedToken = serde_json::from_str(
             r#"{"tokenId":"t1","token":"s3cr3t","subject":"ci","scopes":["repo:*:admin"],"expiresAtUtc":"x"}"#,
         )

@@ -30,6 +30,22 @@ pub const BACKLOG_COUNTERS: [&str; 6] = [
 /// The pseudo-metric for "readiness status != ready is critical".
 pub const READINESS_METRIC: &str = "readiness_status";
 
+/// The trust-material dependencies whose `degraded` status is each its own warning, with the
+/// service's rationale (deploy/enterprise-ops-alert-thresholds.yaml:11-20 at f628e74 of the
+/// service's repository): `(dependency, pseudo-metric, rationale)`.
+pub const TRUST_MATERIAL_CHECKS: [(&str, &str, &str); 2] = [
+    (
+        "oidc_jwks",
+        "oidc_jwks_status",
+        "OIDC trust material fallback should be triaged before rollover windows",
+    ),
+    (
+        "saml_metadata",
+        "saml_metadata_status",
+        "SAML metadata fallback should be triaged before IdP certificate rotation windows",
+    ),
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
     None,
@@ -109,7 +125,9 @@ pub struct Breach {
     pub detail: String,
 }
 
-/// Every breached threshold (the highest level per metric), readiness first.
+/// Every breached threshold (the highest level per metric), readiness first, then each
+/// trust-material dependency reported `degraded` (a warning of its own, as the service's
+/// deploy/enterprise-ops-alert-thresholds.yaml:11-20 says), then the counters.
 pub fn breaches(summary: &OpsSummary, overrides: &Overrides) -> Vec<Breach> {
     let mut out = Vec::new();
     if summary.readiness.status != api::READY {
@@ -123,6 +141,37 @@ pub fn breaches(summary: &OpsSummary, overrides: &Overrides) -> Vec<Breach> {
                 summary.readiness.status
             ),
         });
+    }
+    for (dependency, metric, rationale) in TRUST_MATERIAL_CHECKS {
+        // The thresholds file reads `dependencies[?name==...].status`; the summary's
+        // `trustMaterial` carries the same status when the list does not.
+        let found = summary
+            .readiness
+            .dependencies
+            .iter()
+            .find(|d| d.name == dependency)
+            .map(|d| (d.status.as_str(), d.detail.as_deref()));
+        let found = found.or_else(|| {
+            let t = match dependency {
+                "oidc_jwks" => summary.trust_material.oidc.as_ref(),
+                _ => summary.trust_material.saml.as_ref(),
+            };
+            t.map(|t| (t.status.as_str(), t.detail.as_deref()))
+        });
+        if let Some((status, detail)) = found
+            && status == api::DEGRADED
+        {
+            out.push(Breach {
+                metric: metric.into(),
+                severity: Severity::Warning,
+                value: None,
+                threshold: None,
+                detail: format!(
+                    "{dependency} is degraded{}: {rationale}",
+                    detail.map(|d| format!(" ({d})")).unwrap_or_default()
+                ),
+            });
+        }
     }
     let thresholds = overrides.effective();
     for (metric, value) in summary.counters() {
@@ -252,6 +301,60 @@ mod tests {
         assert_eq!(b[0].metric, READINESS_METRIC);
         assert_eq!(b[0].severity, Severity::Critical);
         assert!(b[0].detail.contains("degraded"));
+    }
+
+    #[test]
+    fn degraded_trust_material_is_each_its_own_warning() {
+        let with = |oidc: &str, saml: &str| -> OpsSummary {
+            let mut s = summary("degraded", [0; 7]);
+            s.readiness.dependencies = [("oidc_jwks", oidc), ("saml_metadata", saml)]
+                .iter()
+                .map(|(n, st)| api::Dependency {
+                    name: n.to_string(),
+                    healthy: *st == "ready",
+                    essential: false,
+                    status: st.to_string(),
+                    detail: Some("fallback_only=true".into()),
+                })
+                .collect();
+            s
+        };
+        let got = |s: &OpsSummary| -> Vec<(String, Severity)> {
+            breaches(s, &Overrides::default())
+                .into_iter()
+                .map(|b| (b.metric, b.severity))
+                .collect()
+        };
+        assert_eq!(
+            got(&with("degraded", "degraded")),
+            [
+                (READINESS_METRIC.to_string(), Severity::Critical),
+                ("oidc_jwks_status".to_string(), Severity::Warning),
+                ("saml_metadata_status".to_string(), Severity::Warning),
+            ]
+        );
+        let b = breaches(&with("ready", "degraded"), &Overrides::default());
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[1].metric, "saml_metadata_status");
+        assert!(
+            b[1].detail.contains("fallback_only=true")
+                && b[1].detail.contains("IdP certificate rotation"),
+            "{}",
+            b[1].detail
+        );
+        // not_ready is not this warning (readiness covers it).
+        assert_eq!(got(&with("not_ready", "not_configured")).len(), 1);
+        // Without the dependency list, trustMaterial says the same.
+        let mut s = summary("degraded", [0; 7]);
+        s.trust_material.oidc = Some(api::TrustStatus {
+            healthy: false,
+            status: "degraded".into(),
+            detail: None,
+        });
+        assert_eq!(
+            got(&s)[1],
+            ("oidc_jwks_status".to_string(), Severity::Warning)
+        );
     }
 
     #[test]

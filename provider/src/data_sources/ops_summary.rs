@@ -60,7 +60,7 @@ crate::model! {
             Attribute::computed("trust_material", TrustMaterialModel::object_type())
                 .description("Health of the OIDC signing keys and SAML metadata: `healthy`, `status`, `detail` each."),
         breaches: Option<Vec<BreachModel>> = Attribute::computed("breaches", Type::list(BreachModel::object_type()))
-            .description("Every breached threshold, the highest level per metric: `metric`, `severity` (`warning`/`critical`), `value`, `threshold` and `detail`. Readiness not `ready` is the metric `readiness_status` (critical; `value` and `threshold` null)."),
+            .description("Every breached threshold, the highest level per metric: `metric`, `severity` (`warning`/`critical`), `value`, `threshold` and `detail`. Readiness not `ready` is the metric `readiness_status` (critical; `value` and `threshold` null); each trust-material dependency (`oidc_jwks`, `saml_metadata`) reported `degraded` is its own warning `oidc_jwks_status` / `saml_metadata_status`, as the service's `deploy/enterprise-ops-alert-thresholds.yaml` says."),
         worst_severity: Option<String> = Attribute::computed("worst_severity", Type::String)
             .description("`none`, `warning` or `critical`."),
         growth: Option<BTreeMap<String, i64>> = Attribute::computed("growth", Type::map(Type::Number))

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::clients::api::Credential;
+use crate::clients::api::{ApiError, Credential};
 use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
 use crate::protocol::framework::{Context, EphemeralResource, OpenRequest, OpenResponse};
 use crate::protocol::model::Maybe;
@@ -35,7 +35,7 @@ crate::model! {
         ttl_minutes: i64 = Attribute::optional_computed("ttl_minutes", Type::Number)
             .default_value(Value::int(15))
             .validate(Validator::IntBetween(5, 1440))
-            .description("Lifetime in minutes (5 to 1440). The token is revoked at the end of the run anyway; the TTL bounds a run that is killed."),
+            .description("Lifetime in minutes (5 to 1440, and at most the maximum of the tenant's PAT policy, `GET /v1/admin/auth/pat-policy`; a longer one is refused naming that maximum). The token is revoked at the end of the run anyway; the TTL bounds a run that is killed."),
         token: Option<String> = Attribute::computed("token", Type::String)
             .sensitive()
             .description("The bearer token."),
@@ -125,7 +125,7 @@ impl EphemeralResource<Settings> for AdminToken {
             Err(e) => {
                 return resp
                     .diagnostics
-                    .push(api_diagnostic("Minting an admin token", &e));
+                    .push(mint_diagnostic(&e, model.ttl_minutes));
             }
         };
         tracing::info!(
@@ -202,6 +202,40 @@ impl EphemeralResource<Settings> for AdminToken {
     }
 }
 
+/// What a refused mint means, in the service's words and with what to change.
+fn mint_diagnostic(e: &ApiError, ttl_minutes: i64) -> Diagnostic {
+    if let Some(max) = e.pat_policy_max_ttl() {
+        return Diagnostic::error(
+            format!("The tenant's PAT policy allows tokens of at most {max} minutes"),
+            format!(
+                "ttl_minutes = {ttl_minutes} is above the maximum TTL of the tenant's PAT policy \
+                 ({max} minutes, set with PUT /v1/admin/auth/pat-policy). Set ttl_minutes to \
+                 {max} or less, or have a tenant admin raise the policy's maxTtlMinutes.\n\n{e}"
+            ),
+        )
+        .at_attr("ttl_minutes");
+    }
+    match e {
+        ApiError::Service { status: 403, .. } => Diagnostic::error(
+            "Minting an admin token: Artifortress refused the bootstrap token (403)",
+            format!(
+                "{e}\n\nThe tenant has tokens already, so the service mints one only for a request \
+                 whose X-Bootstrap-Token matches its Auth__BootstrapToken (the well-known \
+                 `artifortress-bootstrap` when the service leaves it unset, none when it is set \
+                 blank) or that carries a tenant admin's bearer token. Check the provider's \
+                 `{}` / {} against the service's Auth__BootstrapToken.",
+                BOOTSTRAP_TOKEN.attribute,
+                BOOTSTRAP_TOKEN.env.unwrap_or_default()
+            ),
+        ),
+        ApiError::Service { status: 400, .. } => Diagnostic::error(
+            "Minting an admin token: Artifortress refused the request (400)",
+            format!("{e}\n\nCheck subject, scopes and ttl_minutes against the service's rules."),
+        ),
+        _ => api_diagnostic("Minting an admin token", e),
+    }
+}
+
 /// `repo:<repoKey|*>:<read|write|admin|promote>`.
 fn check_scope(s: &str) -> Result<(), String> {
     let parts: Vec<&str> = s.split(':').collect();
@@ -224,6 +258,53 @@ mod tests {
     #[test]
     fn the_schema_is_valid() {
         assert!(AdminToken.schema().check().is_empty());
+    }
+
+    fn service(status: u16, code: &str, message: &str) -> ApiError {
+        ApiError::Service {
+            url: "http://h/v1/auth/pats".into(),
+            status,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn refusals_quote_the_service_and_say_what_to_change() {
+        let d = mint_diagnostic(
+            &service(
+                400,
+                "bad_request",
+                "ttlMinutes exceeds configured max TTL of 30.",
+            ),
+            60,
+        );
+        assert_eq!(
+            d.summary,
+            "The tenant's PAT policy allows tokens of at most 30 minutes"
+        );
+        assert!(d.detail.contains("ttl_minutes = 60"), "{}", d.detail);
+        assert!(
+            d.detail
+                .contains("bad_request: ttlMinutes exceeds configured max TTL of 30."),
+            "{}",
+            d.detail
+        );
+        assert_eq!(d.attribute.unwrap().to_string(), "ttl_minutes");
+
+        let d = mint_diagnostic(
+            &service(403, "forbidden", crate::clients::api::PAT_ISSUANCE_REFUSED),
+            15,
+        );
+        assert!(d.summary.contains("refused the bootstrap token (403)"));
+        assert!(
+            d.detail
+                .contains("forbidden: PAT issuance requires bootstrap token or admin scope.")
+                && d.detail.contains("Auth__BootstrapToken")
+                && d.detail.contains("ARTIFORTRESS_BOOTSTRAP_TOKEN"),
+            "{}",
+            d.detail
+        );
     }
 
     #[test]

@@ -415,6 +415,15 @@ mod tests {
     }
 
     #[test]
+    fn a_readiness_probe_outwaits_the_services_own_storage_check() {
+        // The service answers /health/ready only after its object-storage check, which it
+        // gives 3 s (src/Artifortress.Api/Program.fs:2383, ObjectStorage.fs:335-341 at f628e74);
+        // PostgreSQL is probed first with no limit of its own. One probe waits longer, with
+        // margin, so a slow bucket is not taken for a dead API.
+        assert!(PROBE_TIMEOUT >= api::MIN_PROBE_TIMEOUT + Duration::from_secs(2));
+    }
+
+    #[test]
     fn env_files_live_in_shared() {
         assert_eq!(
             env_path("/opt/af/", Role::Worker),
