@@ -258,6 +258,7 @@ async fn artifact(
             sha256: sha,
             env: env.clone(),
             env_key: None,
+            unsafe_rollback: Default::default(),
         },
         local.size,
     ))

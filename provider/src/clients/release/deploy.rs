@@ -439,7 +439,38 @@ impl Deployment {
             out.failures.push(f);
         }
 
-        if out.failures.is_empty() && rehearse {
+        // Hosts whose rollback target may not come back (see `Target::unsafe_rollback`).
+        let before_all = out.before.clone();
+        let refused = |h: &Host| {
+            let prev = before_all.get(&h.name).cloned().flatten()?;
+            let reason = target.unsafe_rollback.get(&prev)?;
+            Some(failure(
+                &h.name,
+                &prev,
+                Phase::Rollback,
+                ReleaseError::RollbackRefused {
+                    version: prev.clone(),
+                    reason: reason.clone(),
+                },
+            ))
+        };
+        let rehearsal_refused: Vec<Failure> = if rehearse {
+            todo.iter().filter_map(|h| refused(h)).collect()
+        } else {
+            Vec::new()
+        };
+        if out.failures.is_empty() && !rehearsal_refused.is_empty() {
+            tracing::warn!(
+                "rollback rehearsal not done: it would run binaries older than an applied contract migration"
+            );
+            out.rollback_refused = rehearsal_refused
+                .into_iter()
+                .map(|f| Failure {
+                    phase: Phase::Rehearse,
+                    ..f
+                })
+                .collect();
+        } else if out.failures.is_empty() && rehearse {
             match self.rehearse(&todo, target, &out.before, &mut touched).await {
                 Ok(Some(at)) => out.rehearsed_at = Some(at),
                 Ok(None) => out.warnings.push(
@@ -472,6 +503,22 @@ impl Deployment {
             if self.strategy.atomic {
                 out.rolled_back = true;
             }
+            // A switched host whose previous release may not run against today's schema stays
+            // on the new release (staged-only hosts never left their release: undone as usual).
+            let undo: Vec<&Host> = undo
+                .into_iter()
+                .filter(|h| {
+                    let switched = touched.get(&h.name).is_some_and(|t| t.switched);
+                    match refused(h).filter(|_| switched) {
+                        Some(f) => {
+                            tracing::warn!(host = %h.name, to = %f.version, "rollback refused: older than an applied contract migration");
+                            out.rollback_refused.push(f);
+                            false
+                        }
+                        None => true,
+                    }
+                })
+                .collect();
             for batch in undo.chunks(self.strategy.max_parallel.max(1)) {
                 let results = join_all(batch.iter().map(|h| {
                     let t = touched.get(&h.name).cloned().unwrap_or_default();
@@ -494,7 +541,11 @@ impl Deployment {
             out.warnings.push(format!(
                 "{name}: could not read the host after the deployment, reporting what was last seen: {e}"
             ));
-            let rollback_failed = out.rollback_failures.iter().any(|f| f.host == name);
+            let rollback_failed = out
+                .rollback_failures
+                .iter()
+                .chain(&out.rollback_refused)
+                .any(|f| f.host == name);
             if let Some(s) = live.get_mut(&name)
                 && touched.get(&name).is_some_and(|t| t.switched)
                 && (!out.rolled_back || rollback_failed)

@@ -101,6 +101,9 @@ pub enum ReleaseError {
         TEMPLATE_VARIABLES.iter().map(|v| format!("{{{{{v}}}}}")).collect::<Vec<_>>().join(", ")
     )]
     UnknownTemplateVariable { name: String },
+    /// A rollback that would put `version` back in service against a schema it does not know.
+    #[error("{version} is not put back in service: {reason}")]
+    RollbackRefused { version: String, reason: String },
     #[error("no restart command for role {role}")]
     NoRestartCommand { role: Role },
     #[error("the host has the api role but no api_url")]

@@ -131,6 +131,12 @@ pub struct Target {
     /// one the hosts have (the first host, in name order, that has one), else a new one, and
     /// writes it to every host it deploys.
     pub env_key: Option<EnvKey>,
+    /// Versions that must not be put back in service by a rollback (automatic, watch window or
+    /// rehearsal), with why: binaries older than an applied contract (class C) migration
+    /// (the service's docs/41-migration-compatibility-policy.md "Rollback Policy": an
+    /// application-only rollback is valid only while the schema stays backward compatible;
+    /// the way back is a restore, docs/25-upgrade-rollback-runbook.md "Rollback Procedure").
+    pub unsafe_rollback: BTreeMap<String, String>,
 }
 
 /// The D5 watch window.
@@ -283,6 +289,9 @@ pub struct Outcome {
     pub failures: Vec<Failure>,
     /// Failures while putting hosts back.
     pub rollback_failures: Vec<Failure>,
+    /// Rollbacks (or a rehearsal) not done because the version to go back to is in
+    /// [`Target::unsafe_rollback`]: those hosts stay on the new release.
+    pub rollback_refused: Vec<Failure>,
     pub rolled_back: bool,
     pub warnings: Vec<String>,
     pub rehearsed_at: Option<DateTime<Utc>>,

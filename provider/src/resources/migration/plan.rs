@@ -42,12 +42,14 @@ pub(super) fn from_refresh(
     planned.pending = known(prior.pending.clone());
     planned.head = known(prior.head.clone());
     planned.checksums = known(prior.checksums.clone());
+    planned.applied_classes = known(prior.applied_classes.clone());
     planned.last_applied_at = known(prior.last_applied_at.clone());
     if let Some(after) = &private.after {
         let unchanged = pending.is_empty()
             && prior.head.as_deref() == after.head.as_deref()
             && prior.applied_versions.as_ref() == Some(&after.applied_versions)
-            && prior.checksums.as_ref() == Some(&after.checksums);
+            && prior.checksums.as_ref() == Some(&after.checksums)
+            && prior.applied_classes.as_ref() == Some(&after.applied_classes);
         if !unchanged {
             after.write(planned, prior.last_applied_at.clone());
         }

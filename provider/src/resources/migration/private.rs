@@ -17,6 +17,9 @@ pub(super) struct After {
     pub applied_versions: Vec<String>,
     pub head: Option<String>,
     pub checksums: BTreeMap<String, String>,
+    /// Applied version → class, as `applied_classes` will be.
+    #[serde(default)]
+    pub applied_classes: BTreeMap<String, String>,
     /// The apply writes ledger rows (so `last_applied_at` changes).
     pub writes_ledger: bool,
 }
@@ -28,6 +31,7 @@ impl After {
         planned.pending = Maybe::Known(Some(Vec::new()));
         planned.head = known(self.head.clone());
         planned.checksums = Maybe::Known(Some(self.checksums.clone()));
+        planned.applied_classes = Maybe::Known(Some(self.applied_classes.clone()));
         planned.last_applied_at = if self.writes_ledger {
             Maybe::Unknown
         } else {
@@ -78,8 +82,14 @@ impl Observation {
             applied.insert(p.version.clone());
             checksums.insert(p.version.clone(), p.checksum.clone());
         }
+        let classes = self.file_classes();
+        let applied_classes = applied
+            .iter()
+            .filter_map(|v| Some((v.clone(), classes.get(v)?.clone())))
+            .collect();
         Some(After {
             head: applied.iter().next_back().cloned(),
+            applied_classes,
             applied_versions: applied.into_iter().collect(),
             checksums,
             writes_ledger: !plan.pending.is_empty() || !plan.baselined.is_empty(),
@@ -125,6 +135,7 @@ mod tests {
                 applied_versions: vec!["0001_a.sql".into()],
                 head: Some("0001_a.sql".into()),
                 checksums: BTreeMap::from([("0001_a.sql".into(), "ab".into())]),
+                applied_classes: BTreeMap::from([("0001_a.sql".into(), "C".into())]),
                 writes_ledger: true,
             }),
         };

@@ -49,7 +49,9 @@ crate::model! {
         strategy: Option<StrategyModel> = Attribute::nested("strategy", Nesting::Single, Constraint::Optional, StrategyModel::attributes())
             .description("How the rollout goes."),
         requires_schema: Option<String> = Attribute::optional("requires_schema", Type::String)
-            .description("A migration version the release needs (e.g. `artifortress_migration.schema.head`): orders the apply after the migration and, when the provider has a `database_url`, is checked to be applied before anything is deployed."),
+            .description("A migration version the release needs (e.g. `artifortress_migration.schema.head`): orders the apply after the migration and, when the provider has a `database_url`, is checked to be applied before anything is deployed. Recorded in `deployed_schemas` as the schema this version runs against."),
+        schema_classes: Option<BTreeMap<String, String>> = Attribute::optional("schema_classes", Type::map(Type::String))
+            .description("The applied migrations with their class, version → `A`/`B`/`C` (`artifortress_migration.schema.applied_classes`); needs `requires_schema`. With it no rollback puts binaries older than an applied class C (contract) migration back in service: an automatic rollback (a host not ready, the watch window) leaves the hosts on the new release and the apply fails naming the migration, the pre-release backup (`change.backup_id`) and the restore path; `rehearse_rollback` is not done and fails the apply the same way. The service's docs/41-migration-compatibility-policy.md (Rollback Policy): an application-only rollback is valid only while the schema stays backward compatible; after a contract migration the way back is a restore from the pre-release backup (docs/25-upgrade-rollback-runbook.md, Rollback Procedure step 3). A version counts as older than a migration when `deployed_schemas` records it with an earlier head; a version deployed before this resource recorded schemas is not checked."),
         watch: Option<WatchModel> = Attribute::nested("watch", Nesting::Single, Constraint::Optional, WatchModel::attributes())
             .description("D5 watch window: readiness probed every second on every API host; the apply finishes after it."),
         change: Option<ChangeModel> = Attribute::nested("change", Nesting::Single, Constraint::Optional, ChangeModel::attributes())
@@ -74,6 +76,8 @@ crate::model! {
             .description("Per host, the sha256 of the artifact the live release came from."),
         env_sha256: Option<BTreeMap<String, String>> = Attribute::computed("env_sha256", Type::map(Type::String))
             .description("Per managed role, the keyed fingerprint of its env file, the only trace of the env in state: the sha256 of the deployment's key file (`shared/env-fingerprint.key`: 32 random bytes, mode 0600, written to every host at the first deploy, never in state) followed by the env file. Without the key, which stays on the hosts, nobody who reads the state can test a guessed secret against it, and the same env in two deployments gives different values. Refresh has each host compute it: a file edited by hand makes it `drifted: <host>=changed` (or `=missing`)."),
+        deployed_schemas: Option<BTreeMap<String, String>> = Attribute::computed("deployed_schemas", Type::map(Type::String))
+            .description("Per version this resource deployed with `requires_schema`, the schema head it was deployed against (the newest recording wins); what `schema_classes` is compared with before a rollback."),
         revision: Option<i64> = Attribute::computed("revision", Type::Number)
             .description("Successful rollouts through this resource."),
         deployed_at: Option<String> = Attribute::computed("deployed_at", Type::String)
