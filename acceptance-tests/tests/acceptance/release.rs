@@ -1444,3 +1444,118 @@ resource "artifortress_migration" "db" {{
         );
     }
 }
+
+/// The times a role's processes started on a host, from the control script's
+/// `=== <time> starting <role> <version>` log lines (`log`: `api`, `worker`, `worker-2`, ...).
+fn starts(
+    h: &DevHost,
+    deploy_dir: &str,
+    log: &str,
+) -> Vec<(chrono::DateTime<chrono::Utc>, String)> {
+    let (_, text) = ssh(h, &format!("cat {deploy_dir}/run/{log}.log 2>/dev/null"));
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("=== ")?;
+            let (at, what) = rest.split_once(" starting ")?;
+            let at = chrono::DateTime::parse_from_rfc3339(at).ok()?;
+            Some((at.into(), what.split_whitespace().last()?.to_string()))
+        })
+        .collect()
+}
+
+/// Issue 17 part 5: every API host switched and ready before any worker host is switched,
+/// whatever `max_parallel` is (the service's docs/29-deployment-howto-production.md, "Deployment
+/// Sequence" steps 4-6: start the API instances, verify health, then the workers); and a worker
+/// host runs `worker_processes` processes (docs/27, docs/31: workers scale by process count).
+/// With max_parallel = 3 every host is in one batch; each API needs 5 ready probes 300 ms apart,
+/// so a worker started with its APIs would start within milliseconds of them, and one started
+/// after they were ready starts at least 1.2 s after the last API started.
+#[test]
+fn release_switches_workers_after_the_apis_and_runs_n_worker_processes() {
+    for tf in terraforms() {
+        let fleet = shared_fleet("order", &tf);
+        let strategy = r#"strategy = { max_parallel = 3, consecutive_ready = 5, health_timeout = "20s", poll_interval = "300ms" }"#;
+        let config = |version: &str, processes: u32| {
+            fleet
+                .config(
+                    version,
+                    &format!("{strategy}\n  worker_processes = {processes}"),
+                )
+                .replace(
+                    "artifortress restart worker\"",
+                    "artifortress restart worker {{instance}}\"",
+                )
+                .replace(
+                    "artifortress status worker\"",
+                    "artifortress status worker {{instance}}\"",
+                )
+                .replace(
+                    "artifortress stop worker\"",
+                    "artifortress stop worker {{instance}}\"",
+                )
+        };
+        let worker = &fleet.hosts[2].1;
+        let status = |i: u32| {
+            let (code, out) = ssh(
+                worker,
+                &format!(
+                    "{}/current/bin/artifortress status worker {i}",
+                    fleet.deploy_dir
+                ),
+            );
+            (code, out.trim().to_string())
+        };
+        let wd = Workdir::new(&tf, &config("v1", 3));
+        for version in ["v1", "v2"] {
+            wd.set_config(&config(version, 3));
+            wd.apply_ok();
+            let last_api_start = fleet.hosts[..2]
+                .iter()
+                .map(|(name, h, _)| {
+                    let s = starts(h, &fleet.deploy_dir, "api");
+                    s.iter()
+                        .rev()
+                        .find(|(_, v)| v == version)
+                        .unwrap_or_else(|| panic!("{name}: no start of api {version}: {s:?}"))
+                        .0
+                })
+                .max()
+                .unwrap();
+            let mut pids = Vec::new();
+            for i in 1..=3u32 {
+                let log = if i == 1 {
+                    "worker".to_string()
+                } else {
+                    format!("worker-{i}")
+                };
+                let s = starts(worker, &fleet.deploy_dir, &log);
+                let (at, _) = s
+                    .iter()
+                    .rev()
+                    .find(|(_, v)| v == version)
+                    .unwrap_or_else(|| panic!("no start of worker {i} {version}: {s:?}"));
+                let after = *at - last_api_start;
+                assert!(
+                    after >= chrono::Duration::milliseconds(1200),
+                    "terraform {}: worker process {i} ({version}) started {after} after the last API; every API must be ready first",
+                    tf.version
+                );
+                let (code, out) = status(i);
+                assert_eq!(code, 0, "worker process {i}: {out}");
+                assert!(out.starts_with(&format!("running {version} pid ")), "{out}");
+                pids.push(out.rsplit(' ').next().unwrap().to_string());
+            }
+            pids.sort();
+            pids.dedup();
+            assert_eq!(pids.len(), 3, "three worker processes: {pids:?}");
+        }
+
+        // Fewer processes: the ones above the new count are stopped.
+        wd.set_config(&config("v2", 1));
+        wd.apply_ok();
+        assert_eq!(status(1).0, 0, "{:?}", status(1));
+        for i in [2, 3] {
+            assert_eq!(status(i), (3, "stopped".to_string()), "worker process {i}");
+        }
+    }
+}

@@ -125,10 +125,10 @@ impl Deployment {
             None => {
                 for role in &host.roles {
                     if let Some(template) = self.commands.stop.get(role) {
-                        let cmd = self
-                            .command(template, host, &target.version, *role)
+                        let cmds = self
+                            .role_commands(template, host, &target.version, *role)
                             .map_err(fail)?;
-                        self.run(host, &cmd).await.map_err(fail)?;
+                        self.run_all(host, &cmds).await.map_err(fail)?;
                     }
                 }
                 if touched.installed || touched.switched {
@@ -155,7 +155,7 @@ impl Deployment {
             };
             for role in &h.roles {
                 if let Some(template) = self.commands.stop.get(role) {
-                    self.run(h, &self.command(template, h, &version, *role)?)
+                    self.run_all(h, &self.role_commands(template, h, &version, *role)?)
                         .await?;
                     tracing::info!(host = %h.name, role = role.as_str(), version, "stopped");
                 }
@@ -167,6 +167,57 @@ impl Deployment {
             .iter()
             .map(|h| h.name.clone())
             .zip(results)
+            .collect()
+    }
+
+    /// The rollout's batches: every host with the API role first, then the worker-only
+    /// hosts, each in batches of `max_parallel`; so every API host is switched and ready
+    /// before any worker host is switched, whatever `max_parallel` is (the service's
+    /// docs/29-deployment-howto-production.md, "Deployment Sequence" steps 4-6, lines 78-84:
+    /// start the API instances, verify health, then start the workers).
+    pub(super) fn batches<'a>(&self, hosts: &[&'a Host]) -> Vec<Vec<&'a Host>> {
+        let (api, workers): (Vec<&Host>, Vec<&Host>) =
+            hosts.iter().partition(|h| h.roles.contains(&Role::Api));
+        let n = self.strategy.max_parallel.max(1);
+        api.chunks(n)
+            .chain(workers.chunks(n))
+            .map(<[&Host]>::to_vec)
+            .collect()
+    }
+
+    /// Stops worker processes `from..=to` (`{{instance}}`) on every worker host, for the
+    /// release each runs: what lowering `worker_processes` leaves running. Per host, the error
+    /// when one could not be stopped.
+    pub async fn stop_worker_instances(&self, from: u32, to: u32) -> Vec<(String, ReleaseError)> {
+        let Some(template) = self.commands.stop.get(&Role::Worker) else {
+            return Vec::new();
+        };
+        let results = join_all(
+            self.hosts
+                .iter()
+                .filter(|h| h.roles.contains(&Role::Worker))
+                .map(|h| async move {
+                    let r = async {
+                        let Some(version) = hosts::current(&*h.transport, &self.deploy_dir).await?
+                        else {
+                            return Ok(());
+                        };
+                        for i in from..=to {
+                            let cmd =
+                                self.instance_command(template, h, &version, Role::Worker, i)?;
+                            self.run(h, &cmd).await?;
+                            tracing::info!(host = %h.name, instance = i, "worker process stopped");
+                        }
+                        Ok::<_, ReleaseError>(())
+                    }
+                    .await;
+                    (h.name.clone(), r)
+                }),
+        )
+        .await;
+        results
+            .into_iter()
+            .filter_map(|(n, r)| r.err().map(|e| (n, e)))
             .collect()
     }
 
@@ -405,7 +456,7 @@ impl Deployment {
 
         // Batches of max_parallel.
         if out.failures.is_empty() {
-            for (n, batch) in todo.chunks(self.strategy.max_parallel.max(1)).enumerate() {
+            for (n, batch) in self.batches(&todo).iter().enumerate() {
                 tracing::info!(
                     batch = n + 1,
                     hosts = ?batch.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),

@@ -38,7 +38,7 @@ mod readiness;
 mod watch;
 
 pub use artifact::{ARTIFACT_MAX_SIZE, LocalArtifact, fetch_artifact};
-pub use commands::{Commands, TEMPLATE_VARIABLES, check_template, render};
+pub use commands::{Commands, TEMPLATE_VARIABLES, check_template, render, template_uses};
 pub use errors::{ArtifactError, Oversize, Phase, ReleaseError};
 pub use readiness::{describe_readiness, wait_api_ready};
 
@@ -166,6 +166,9 @@ pub struct Deployment {
     pub strategy: Strategy,
     pub lock_owner: String,
     pub cancel: CancellationToken,
+    /// Processes per worker host (the service scales workers by process count: its
+    /// docs/27 and docs/31); each worker command runs once per process with `{{instance}}`.
+    pub worker_processes: u32,
 }
 
 /// The deploy lock's owner for runs from this machine and user:

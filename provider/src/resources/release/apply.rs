@@ -232,6 +232,21 @@ pub(super) async fn apply(req: ApplyRequest<'_, Settings>, resp: &mut ApplyRespo
             None => prior.and_then(|p| p.rehearsed_at.clone()),
         };
         tracing::info!(version, hosts = ?outcome.changed_hosts, "release deployed");
+        let (was, now) = (
+            prior.map_or(1, worker_processes),
+            deployment.worker_processes,
+        );
+        if was > now {
+            for (host, e) in deployment.stop_worker_instances(now + 1, was).await {
+                resp.diagnostics.push(
+                    Diagnostic::warning(
+                        format!("Worker processes above {now} not stopped on {host}"),
+                        format!("worker_processes went from {was} to {now}, but stopping the processes above {now} failed: {e}"),
+                    )
+                    .at_attr("worker_processes"),
+                );
+            }
+        }
         let removed = removed_hosts(m.prior_p.as_ref(), Some(&m.planned_p));
         if let Some(prior) = prior
             && !removed.is_empty()
@@ -503,6 +518,7 @@ async fn deployment(
         strategy: strategy(config.strategy.as_ref()),
         lock_owner,
         cancel,
+        worker_processes: worker_processes(config),
     })
 }
 
@@ -610,6 +626,14 @@ fn keep_in_state(
         prior.host_artifact_sha256.as_ref(),
         kept,
     );
+}
+
+/// `worker_processes` (null: 1).
+fn worker_processes(m: &ReleaseModel) -> u32 {
+    m.worker_processes
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// `change.backup_id` as configured.

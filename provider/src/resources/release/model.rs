@@ -45,7 +45,10 @@ crate::model! {
             .write_only()
             .description("Environment of the worker (`shared/worker.env`), like `api_env_wo`."),
         commands: Option<CommandsModel> = Attribute::nested("commands", Nesting::Single, Constraint::Required, CommandsModel::attributes())
-            .description("Commands run on the hosts with `sh`, templated with `{{release_dir}}`, `{{version}}`, `{{host}}`, `{{role}}`, `{{address}}` and `{{deploy_dir}}` (substituted shell-quoted). Changing them changes nothing until the next rollout."),
+            .description("Commands run on the hosts with `sh`, templated with `{{release_dir}}`, `{{version}}`, `{{host}}`, `{{role}}`, `{{address}}`, `{{deploy_dir}}` and `{{instance}}` (the worker process, 1 to `worker_processes`; 1 for the API) (substituted shell-quoted). Changing them changes nothing until the next rollout. On a host with both roles the API is restarted and ready before the worker is restarted."),
+        worker_processes: Option<i64> = Attribute::optional("worker_processes", Type::Number)
+            .validate(Validator::IntBetween(1, 64))
+            .description("Worker processes per worker host (default 1): the service scales its worker by process count (docs/27, docs/31). `restart_worker`, `worker_status` and `stop_worker` run once per process with `{{instance}}` 1 to N (e.g. `systemctl restart artifortress-worker@{{instance}}`), and must use `{{instance}}` when N > 1; a worker host is ready when every process's status succeeds. Lowering it stops the processes above the new count after the rollout."),
         strategy: Option<StrategyModel> = Attribute::nested("strategy", Nesting::Single, Constraint::Optional, StrategyModel::attributes())
             .description("How the rollout goes."),
         requires_schema: Option<String> = Attribute::optional("requires_schema", Type::String)

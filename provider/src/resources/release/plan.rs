@@ -58,6 +58,22 @@ pub(super) fn validate(config: &Value) -> Diagnostics {
             .at_attr("deploy_dir"),
         );
     }
+    if known(&c.worker_processes).is_some_and(|n| *n > 1) {
+        for (name, cmd) in known(&c.commands).map(|c| c.named()).into_iter().flatten() {
+            if matches!(name, "restart_worker" | "worker_status" | "stop_worker")
+                && let Some(cmd) = cmd.known()
+                && !release::template_uses(cmd, "instance")
+            {
+                diags.push(
+                    Diagnostic::error(
+                        format!("{name} without {{{{instance}}}}"),
+                        format!("worker_processes > 1 runs `{name}` once per worker process; without `{{{{instance}}}}` every run would act on the same process."),
+                    )
+                    .at(AttributePath::root().child_attr("commands").child_attr(name)),
+                );
+            }
+        }
+    }
     if let Some(classes) = known(&c.schema_classes) {
         if !c.requires_schema.is_unknown() && known(&c.requires_schema).is_none() {
             diags.push(
@@ -498,6 +514,19 @@ pub(super) fn deployment_changes(
         && sha(planned) == sha(prior)
         && strip(&planned.hosts) == strip(&prior.hosts)
         && planned.deploy_dir == prior.deploy_dir
+        && planned
+            .worker_processes
+            .known()
+            .copied()
+            .flatten()
+            .unwrap_or(1)
+            == prior
+                .worker_processes
+                .known()
+                .copied()
+                .flatten()
+                .unwrap_or(1)
+        && !planned.worker_processes.is_unknown()
         && *env_sha == prior.env_sha256)
 }
 
