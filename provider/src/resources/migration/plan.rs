@@ -49,7 +49,11 @@ pub(super) fn from_refresh(
             && prior.head.as_deref() == after.head.as_deref()
             && prior.applied_versions.as_ref() == Some(&after.applied_versions)
             && prior.checksums.as_ref() == Some(&after.checksums)
-            && prior.applied_classes.as_ref() == Some(&after.applied_classes);
+            // A state or private state from before `applied_classes` existed: the next
+            // refresh fills it in; it is no reason to plan a change.
+            && (prior.applied_classes.is_none()
+                || after.applied_classes.is_none()
+                || prior.applied_classes == after.applied_classes);
         if !unchanged {
             after.write(planned, prior.last_applied_at.clone());
         }
