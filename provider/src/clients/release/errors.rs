@@ -292,7 +292,14 @@ mod error_text_tests {
                 ReleaseError::UnknownTemplateVariable {
                     name: "nope".into(),
                 },
-                "uses {{nope}}; the variables are {{release_dir}}, {{version}}, {{host}}, {{role}}, {{address}}, {{deploy_dir}}",
+                "uses {{nope}}; the variables are {{release_dir}}, {{version}}, {{host}}, {{role}}, {{address}}, {{deploy_dir}}, {{instance}}",
+            ),
+            (
+                ReleaseError::RollbackRefused {
+                    version: "v1".into(),
+                    reason: "contract migration 0002.sql".into(),
+                },
+                "v1 is not put back in service: contract migration 0002.sql",
             ),
             (
                 ReleaseError::NoRestartCommand { role: Role::Worker },
