@@ -1,7 +1,12 @@
 #!/bin/sh
 # Artifortress test bed release control script (installed as <release>/bin/artifortress).
 #
-#   artifortress {start|stop|restart|status} {api|worker}
+#   artifortress {start|stop|restart|status} {api|worker} [INSTANCE]
+#
+# INSTANCE (a positive integer, default 1) is the worker process: the service scales its worker
+# by process count (its docs/27 and docs/31), each process with its own pid, version and log
+# files (<role>-<INSTANCE>.*; instance 1 keeps the plain <role>.* names). The provider passes
+# it as {{instance}} (worker_processes).
 #
 # Release layout: <root>/releases/artifortress-<version>/{VERSION,bin/...}; by default
 #   pid file  <root>/run/<role>.pid      (run dir: $ARTIFORTRESS_RUN_DIR, else <release>/../../run)
@@ -14,14 +19,16 @@
 set -u
 
 usage() {
-  echo "usage: $0 {start|stop|restart|status} {api|worker}" >&2
+  echo "usage: $0 {start|stop|restart|status} {api|worker} [INSTANCE]" >&2
   exit 2
 }
 
-[ $# -eq 2 ] || usage
+[ $# -eq 2 ] || [ $# -eq 3 ] || usage
 action=$1
 role=$2
+instance=${3:-1}
 case "$role" in api|worker) ;; *) usage ;; esac
+case "$instance" in ''|*[!0-9]*|0*) usage ;; esac
 case "$action" in start|stop|restart|status) ;; *) usage ;; esac
 
 self=$(readlink -f "$0" 2>/dev/null || echo "$0")
@@ -30,9 +37,10 @@ version=$(cat "$release_dir/VERSION" 2>/dev/null || echo unknown)
 root_dir="$release_dir/../.."
 run_dir=${ARTIFORTRESS_RUN_DIR:-$root_dir/run}
 env_file=${ARTIFORTRESS_ENV_FILE:-$root_dir/shared/$role.env}
-pid_file="$run_dir/$role.pid"
-version_file="$run_dir/$role.version"
-log_file="$run_dir/$role.log"
+if [ "$instance" = 1 ]; then name=$role; else name=$role-$instance; fi
+pid_file="$run_dir/$name.pid"
+version_file="$run_dir/$name.version"
+log_file="$run_dir/$name.log"
 binary="$release_dir/bin/artifortress-testbed-$role"
 stop_timeout=${ARTIFORTRESS_STOP_TIMEOUT:-10}
 
@@ -101,7 +109,7 @@ do_start() {
   # @@RELEASE_ENV@@
   log_offset=0
   [ -f "$log_file" ] && log_offset=$(wc -c <"$log_file")
-  echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) starting $role $version" >>"$log_file"
+  echo "=== $(date -u +%Y-%m-%dT%H:%M:%S.%NZ) starting $role $version" >>"$log_file"
   if command -v setsid >/dev/null 2>&1; then
     setsid "$binary" >>"$log_file" 2>&1 </dev/null &
   else

@@ -258,6 +258,7 @@ async fn artifact(
             sha256: sha,
             env: env.clone(),
             env_key: None,
+            unsafe_rollback: Default::default(),
         },
         local.size,
     ))
@@ -702,6 +703,7 @@ fn run() -> Result<()> {
         },
         lock_owner: "release-bench@localhost".to_string(),
         cancel: CancellationToken::new(),
+        worker_processes: 1,
     };
     let ten = deployment(all.clone());
     let one = deployment(all[..1].to_vec());

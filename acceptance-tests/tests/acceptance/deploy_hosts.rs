@@ -80,7 +80,7 @@ pub fn ssh(h: &DevHost, cmd: &str) -> (i32, String) {
 pub fn reset_command(deploy_dir: &str) -> String {
     let d = deploy_dir;
     format!(
-        "for r in api worker; do [ -x {d}/current/bin/artifortress ] && {d}/current/bin/artifortress stop $r >/dev/null 2>&1; done; rm -rf {d}"
+        "for r in api worker; do [ -x {d}/current/bin/artifortress ] && {d}/current/bin/artifortress stop $r >/dev/null 2>&1; done; for f in {d}/run/worker-*.pid; do [ -f \"$f\" ] || continue; i=${{f##*/worker-}}; {d}/current/bin/artifortress stop worker ${{i%.pid}} >/dev/null 2>&1; done; rm -rf {d}"
     )
 }
 

@@ -1331,3 +1331,258 @@ fn release_keys_env_fingerprints_and_handles_wiped_hosts() {
         }
     }
 }
+
+/// A database of its own on the dev PostgreSQL (dropped first when an earlier run left it).
+fn own_database(name: &str) -> String {
+    let admin = required_env("ARTIFORTRESS_DEV_POSTGRES_ADMIN_URL");
+    super::harness::psql(
+        &admin,
+        &format!("drop database if exists {name} with (force)"),
+    );
+    super::harness::psql(&admin, &format!("create database {name}"));
+    super::harness::with_database(&admin, name)
+}
+
+/// Issue 17 part 4: no rollback puts binaries older than an applied class C (contract) migration
+/// back in service (the service's docs/41-migration-compatibility-policy.md, "Rollback Policy":
+/// application-only rollback only while the schema stays backward compatible; else restore,
+/// docs/25-upgrade-rollback-runbook.md, "Rollback Procedure"). v1 runs against 0001; v2 comes
+/// with the contract migration 0002: its rehearsal would run v1 against 0002, so it is not done
+/// and the apply fails naming the migration and the restore path, with v2 live in the state.
+/// Then `broken` comes with the contract migration 0003: api-1 never becomes ready, and its
+/// automatic rollback to v2 (deployed against 0002) is refused too: api-1 stays on `broken`, and
+/// the state says so.
+#[test]
+fn release_never_rolls_back_past_a_contract_migration() {
+    for tf in terraforms() {
+        let fleet = shared_fleet("contract", &tf);
+        let db = own_database(&format!("release_contract_{}", tf_tag(&tf)));
+        let dir = tempfile::Builder::new()
+            .prefix("af-rel-mig-")
+            .tempdir()
+            .unwrap();
+        let write = |name: &str, sql: &str| std::fs::write(dir.path().join(name), sql).unwrap();
+        write(
+            "0001_expand.sql",
+            "-- artifortress:class A\ncreate table rel_t (id int, old_col text);\n",
+        );
+        let strategy =
+            r#"strategy = { max_parallel = 1, health_timeout = "10s", poll_interval = "100ms" }"#;
+        let config = |version: &str, extra: &str| {
+            format!(
+                r#"{provider}
+resource "artifortress_migration" "db" {{
+  dir            = {dir}
+  allow_contract = true
+}}
+{release}"#,
+                provider = fleet.provider(&format!("database_url = {}", hcl(&db))),
+                dir = hcl(&dir.path().to_string_lossy()),
+                release = fleet.resource(
+                    version,
+                    &format!(
+                        "{strategy}\n  requires_schema = artifortress_migration.db.head\n  schema_classes  = artifortress_migration.db.applied_classes\n  {extra}"
+                    )
+                ),
+            )
+        };
+        let wd = Workdir::new(&tf, &config("v1", ""));
+        wd.apply_ok();
+        let s = state(&wd);
+        assert_eq!(
+            s["deployed_schemas"],
+            serde_json::json!({"v1": "0001_expand.sql"})
+        );
+
+        // v2 with the contract migration 0002 and a rehearsal.
+        write(
+            "0002_contract.sql",
+            "-- artifortress:class C\nalter table rel_t drop column old_col;\n",
+        );
+        wd.set_config(&config("v2", "rehearse_rollback = true"));
+        let run = wd.apply();
+        assert_ne!(
+            run.code,
+            0,
+            "the rehearsal must fail the apply:\n{}",
+            run.text()
+        );
+        let text = run.text();
+        for needle in [
+            "Rollback rehearsal not done on api-1",
+            "v1 is not put back in service",
+            "0002_contract.sql",
+            "docs/25-upgrade-rollback-runbook.md",
+            "pre-release backup",
+        ] {
+            assert!(shows(&text, needle), "{needle:?} missing:\n{text}");
+        }
+        let s = state(&wd);
+        assert_eq!(s["version"], "v2", "v2 is live: {s}");
+        assert_eq!(
+            s["host_versions"],
+            serde_json::json!({"api-1": "v2", "api-2": "v2", "worker-1": "v2"})
+        );
+        assert!(s["rehearsed_at"].is_null(), "no rehearsal happened: {s}");
+        assert_eq!(
+            s["deployed_schemas"],
+            serde_json::json!({"v1": "0001_expand.sql", "v2": "0002_contract.sql"})
+        );
+        for (name, h, _) in &fleet.hosts {
+            assert_eq!(live_version(h, &fleet.deploy_dir), "v2", "{name}");
+        }
+        let (starts, log) = api_start_history(&fleet.hosts[0].1, &fleet.deploy_dir);
+        assert_eq!(starts, ["v1", "v2"], "v1 never ran again on api-1:\n{log}");
+        // What is live is what the state says: nothing to do.
+        wd.assert_plan_empty();
+
+        // broken with the contract migration 0003: api-1 fails and stays on broken.
+        write(
+            "0003_contract.sql",
+            "-- artifortress:class C\nalter table rel_t alter column id set not null;\n",
+        );
+        wd.set_config(&config("broken", ""));
+        let run = wd.apply();
+        assert_ne!(run.code, 0, "applying broken must fail:\n{}", run.text());
+        let text = run.text();
+        for needle in [
+            "Release broken failed on api-1 (ready)",
+            "Rollback of api-1 refused",
+            "v2 is not put back in service",
+            "0003_contract.sql",
+            "api-1 stays on broken",
+        ] {
+            assert!(shows(&text, needle), "{needle:?} missing:\n{text}");
+        }
+        let s = state(&wd);
+        assert_eq!(
+            s["host_versions"],
+            serde_json::json!({"api-1": "broken", "api-2": "v2", "worker-1": "v2"}),
+            "{s}"
+        );
+        assert_eq!(s["last_failure"]["version"], "broken");
+        assert_eq!(live_version(&fleet.hosts[0].1, &fleet.deploy_dir), "broken");
+        assert_eq!(live_version(&fleet.hosts[1].1, &fleet.deploy_dir), "v2");
+        let (starts, log) = api_start_history(&fleet.hosts[0].1, &fleet.deploy_dir);
+        assert_eq!(
+            starts,
+            ["v1", "v2", "broken"],
+            "v2 was not restarted on api-1:\n{log}"
+        );
+    }
+}
+
+/// The times a role's processes started on a host, from the control script's
+/// `=== <time> starting <role> <version>` log lines (`log`: `api`, `worker`, `worker-2`, ...).
+fn starts(
+    h: &DevHost,
+    deploy_dir: &str,
+    log: &str,
+) -> Vec<(chrono::DateTime<chrono::Utc>, String)> {
+    let (_, text) = ssh(h, &format!("cat {deploy_dir}/run/{log}.log 2>/dev/null"));
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("=== ")?;
+            let (at, what) = rest.split_once(" starting ")?;
+            let at = chrono::DateTime::parse_from_rfc3339(at).ok()?;
+            Some((at.into(), what.split_whitespace().last()?.to_string()))
+        })
+        .collect()
+}
+
+/// Issue 17 part 5: every API host switched and ready before any worker host is switched,
+/// whatever `max_parallel` is (the service's docs/29-deployment-howto-production.md, "Deployment
+/// Sequence" steps 4-6: start the API instances, verify health, then the workers); and a worker
+/// host runs `worker_processes` processes (docs/27, docs/31: workers scale by process count).
+/// With max_parallel = 3 every host is in one batch; each API needs 5 ready probes 300 ms apart,
+/// so a worker started with its APIs would start within milliseconds of them, and one started
+/// after they were ready starts at least 1.2 s after the last API started.
+#[test]
+fn release_switches_workers_after_the_apis_and_runs_n_worker_processes() {
+    for tf in terraforms() {
+        let fleet = shared_fleet("order", &tf);
+        let strategy = r#"strategy = { max_parallel = 3, consecutive_ready = 5, health_timeout = "20s", poll_interval = "300ms" }"#;
+        let config = |version: &str, processes: u32| {
+            fleet
+                .config(
+                    version,
+                    &format!("{strategy}\n  worker_processes = {processes}"),
+                )
+                .replace(
+                    "artifortress restart worker\"",
+                    "artifortress restart worker {{instance}}\"",
+                )
+                .replace(
+                    "artifortress status worker\"",
+                    "artifortress status worker {{instance}}\"",
+                )
+                .replace(
+                    "artifortress stop worker\"",
+                    "artifortress stop worker {{instance}}\"",
+                )
+        };
+        let worker = &fleet.hosts[2].1;
+        let status = |i: u32| {
+            let (code, out) = ssh(
+                worker,
+                &format!(
+                    "{}/current/bin/artifortress status worker {i}",
+                    fleet.deploy_dir
+                ),
+            );
+            (code, out.trim().to_string())
+        };
+        let wd = Workdir::new(&tf, &config("v1", 3));
+        for version in ["v1", "v2"] {
+            wd.set_config(&config(version, 3));
+            wd.apply_ok();
+            let last_api_start = fleet.hosts[..2]
+                .iter()
+                .map(|(name, h, _)| {
+                    let s = starts(h, &fleet.deploy_dir, "api");
+                    s.iter()
+                        .rev()
+                        .find(|(_, v)| v == version)
+                        .unwrap_or_else(|| panic!("{name}: no start of api {version}: {s:?}"))
+                        .0
+                })
+                .max()
+                .unwrap();
+            let mut pids = Vec::new();
+            for i in 1..=3u32 {
+                let log = if i == 1 {
+                    "worker".to_string()
+                } else {
+                    format!("worker-{i}")
+                };
+                let s = starts(worker, &fleet.deploy_dir, &log);
+                let (at, _) = s
+                    .iter()
+                    .rev()
+                    .find(|(_, v)| v == version)
+                    .unwrap_or_else(|| panic!("no start of worker {i} {version}: {s:?}"));
+                let after = *at - last_api_start;
+                assert!(
+                    after >= chrono::Duration::milliseconds(1200),
+                    "terraform {}: worker process {i} ({version}) started {after} after the last API; every API must be ready first",
+                    tf.version
+                );
+                let (code, out) = status(i);
+                assert_eq!(code, 0, "worker process {i}: {out}");
+                assert!(out.starts_with(&format!("running {version} pid ")), "{out}");
+                pids.push(out.rsplit(' ').next().unwrap().to_string());
+            }
+            pids.sort();
+            pids.dedup();
+            assert_eq!(pids.len(), 3, "three worker processes: {pids:?}");
+        }
+
+        // Fewer processes: the ones above the new count are stopped.
+        wd.set_config(&config("v2", 1));
+        wd.apply_ok();
+        assert_eq!(status(1).0, 0, "{:?}", status(1));
+        for i in [2, 3] {
+            assert_eq!(status(i), (3, "stopped".to_string()), "worker process {i}");
+        }
+    }
+}

@@ -144,6 +144,8 @@ resource "artifortress_release" "production" {
   }
 
   requires_schema = artifortress_migration.schema.head
+  # No rollback past an applied class C (contract) migration: the way back is a restore.
+  schema_classes = artifortress_migration.schema.applied_classes
 
   # D5: watch readiness (and, with the provider's admin_token, the backlog) after the rollout.
   watch = { duration = var.watch_duration, max_not_ready = "1m", on_backlog_growth = "rollback" }

@@ -41,6 +41,8 @@ pub(crate) fn view_attributes() -> Vec<Attribute> {
             .description("The newest applied version; null when none is."),
         Attribute::computed("checksums", Type::map(Type::String))
             .description("Applied version → sha256 recorded when it was applied (for versions the service's own script applied and nothing recorded yet: the current file's)."),
+        Attribute::computed("applied_classes", Type::map(Type::String))
+            .description("Applied version → class (`A` expand, `B` expand + backfill, `C` contract) from its file's `-- artifortress:class` directive (a version whose file is not in `dir` is left out). Give it to `artifortress_release.schema_classes` so that a release never rolls back to binaries older than an applied contract migration."),
         Attribute::computed("last_applied_at", Type::String)
             .description("When the newest ledger row was written (RFC 3339, UTC); null when none is."),
     ]
@@ -354,6 +356,28 @@ impl Observation {
             .collect()
     }
 
+    /// The class of every applied version whose file is in the directory (the ledger has no
+    /// class: it comes from the file's directive).
+    pub fn applied_classes(&self) -> BTreeMap<String, String> {
+        let applied: std::collections::BTreeSet<String> =
+            self.applied_versions().into_iter().collect();
+        self.files
+            .iter()
+            .flatten()
+            .filter(|f| applied.contains(&f.version))
+            .map(|f| (f.version.clone(), f.class.to_string()))
+            .collect()
+    }
+
+    /// The class of each file, by version.
+    pub fn file_classes(&self) -> BTreeMap<String, String> {
+        self.files
+            .iter()
+            .flatten()
+            .map(|f| (f.version.clone(), f.class.to_string()))
+            .collect()
+    }
+
     pub fn last_applied_at(&self) -> Option<String> {
         self.view
             .applied
@@ -384,6 +408,10 @@ impl Observation {
             Value::opt_string(self.view.head().map(str::to_string)),
         );
         state.set_attr("checksums", Value::string_map(&self.checksums()));
+        state.set_attr(
+            "applied_classes",
+            Value::string_map(&self.applied_classes()),
+        );
         state.set_attr("last_applied_at", Value::opt_string(self.last_applied_at()));
     }
 }

@@ -7,7 +7,9 @@ use super::{Deployment, Host, ReleaseError, Role};
 use crate::clients::hosts;
 
 /// Commands run on the hosts, templated with `{{release_dir}}`, `{{version}}`, `{{host}}`,
-/// `{{role}}`, `{{address}}` and `{{deploy_dir}}` (each substituted shell-quoted).
+/// `{{role}}`, `{{address}}`, `{{deploy_dir}}` and `{{instance}}` (each substituted
+/// shell-quoted). A worker's commands run once per process, `{{instance}}` 1 to
+/// `worker_processes`; everything else runs once, with `{{instance}}` 1.
 #[derive(Clone, Debug, Default)]
 pub struct Commands {
     pub restart: BTreeMap<Role, String>,
@@ -15,13 +17,14 @@ pub struct Commands {
     pub worker_status: Option<String>,
 }
 
-pub const TEMPLATE_VARIABLES: [&str; 6] = [
+pub const TEMPLATE_VARIABLES: [&str; 7] = [
     "release_dir",
     "version",
     "host",
     "role",
     "address",
     "deploy_dir",
+    "instance",
 ];
 
 /// The `{{variables}}` an env value may use: what is fixed per host and role, expanded when the
@@ -81,7 +84,7 @@ pub fn check_env_template(value: &str) -> Result<(), ReleaseError> {
 }
 
 /// Whether `template` uses the variable `name` (`{{name}}`, spaces inside the braces allowed).
-fn template_uses(template: &str, name: &str) -> bool {
+pub fn template_uses(template: &str, name: &str) -> bool {
     let mut rest = template;
     while let Some(i) = rest.find("{{") {
         let after = &rest[i + 2..];
@@ -150,7 +153,13 @@ fn substitute(command: &str, vars: &[(&str, &str)], quote: bool) -> String {
 impl Deployment {
     /// The template variables for a command; a variable that has no value (no version known
     /// for the host) is empty.
-    fn vars<'a>(&'a self, host: &'a Host, version: &'a str, role: Role) -> Vec<(&'a str, String)> {
+    fn vars<'a>(
+        &'a self,
+        host: &'a Host,
+        version: &'a str,
+        role: Role,
+        instance: u32,
+    ) -> Vec<(&'a str, String)> {
         let d = self.deploy_dir.trim_end_matches('/');
         vec![
             (
@@ -166,11 +175,13 @@ impl Deployment {
             ("role", role.as_str().to_string()),
             ("address", host.address.clone()),
             ("deploy_dir", d.to_string()),
+            ("instance", instance.to_string()),
         ]
     }
 
     /// The command `template` stands for on `host`; an error instead of a command built from
     /// an empty value (`releases//bin/...` on a host with no release).
+    #[cfg(test)]
     pub(super) fn command(
         &self,
         template: &str,
@@ -178,7 +189,48 @@ impl Deployment {
         version: &str,
         role: Role,
     ) -> Result<String, ReleaseError> {
-        let vars = self.vars(host, version, role);
+        self.instance_command(template, host, version, role, 1)
+    }
+
+    /// The commands `template` stands for on `host` for `role`: one per worker process
+    /// (`{{instance}}` 1 to `worker_processes`), one for the API.
+    pub(super) fn role_commands(
+        &self,
+        template: &str,
+        host: &Host,
+        version: &str,
+        role: Role,
+    ) -> Result<Vec<String>, ReleaseError> {
+        let n = match role {
+            Role::Api => 1,
+            Role::Worker => self.worker_processes.max(1),
+        };
+        (1..=n)
+            .map(|i| self.instance_command(template, host, version, role, i))
+            .collect()
+    }
+
+    /// Runs commands one after the other, stopping at the first that fails.
+    pub(super) async fn run_all(
+        &self,
+        host: &Host,
+        commands: &[String],
+    ) -> Result<(), ReleaseError> {
+        for c in commands {
+            self.run(host, c).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn instance_command(
+        &self,
+        template: &str,
+        host: &Host,
+        version: &str,
+        role: Role,
+        instance: u32,
+    ) -> Result<String, ReleaseError> {
+        let vars = self.vars(host, version, role, instance);
         if let Some((name, _)) = vars
             .iter()
             .find(|(k, v)| v.is_empty() && template_uses(template, k))
@@ -285,6 +337,7 @@ mod tests {
             strategy: Strategy::default(),
             lock_owner: "test".into(),
             cancel: CancellationToken::new(),
+            worker_processes: 3,
         };
         let host = Host {
             name: "api-2".into(),
@@ -315,6 +368,17 @@ mod tests {
             "systemctl stop artifortress-api"
         );
         assert!(template_uses("a {{ version }} b", "version"));
+        // A worker's commands run once per process.
+        assert_eq!(
+            d.role_commands("stop af-{{role}}@{{instance}}", &host, "v1", Role::Worker)
+                .unwrap(),
+            ["stop af-worker@1", "stop af-worker@2", "stop af-worker@3"]
+        );
+        assert_eq!(
+            d.role_commands("stop af-{{role}}@{{instance}}", &host, "v1", Role::Api)
+                .unwrap(),
+            ["stop af-api@1"]
+        );
         assert!(!template_uses("a {{versions}} {{version", "version"));
     }
 }

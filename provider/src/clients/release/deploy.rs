@@ -126,10 +126,10 @@ impl Deployment {
             None => {
                 for role in &host.roles {
                     if let Some(template) = self.commands.stop.get(role) {
-                        let cmd = self
-                            .command(template, host, &target.version, *role)
+                        let cmds = self
+                            .role_commands(template, host, &target.version, *role)
                             .map_err(fail)?;
-                        self.run(host, &cmd).await.map_err(fail)?;
+                        self.run_all(host, &cmds).await.map_err(fail)?;
                     }
                 }
                 if touched.installed || touched.switched {
@@ -156,7 +156,7 @@ impl Deployment {
             };
             for role in &h.roles {
                 if let Some(template) = self.commands.stop.get(role) {
-                    self.run(h, &self.command(template, h, &version, *role)?)
+                    self.run_all(h, &self.role_commands(template, h, &version, *role)?)
                         .await?;
                     tracing::info!(host = %h.name, role = role.as_str(), version, "stopped");
                 }
@@ -168,6 +168,57 @@ impl Deployment {
             .iter()
             .map(|h| h.name.clone())
             .zip(results)
+            .collect()
+    }
+
+    /// The rollout's batches: every host with the API role first, then the worker-only
+    /// hosts, each in batches of `max_parallel`; so every API host is switched and ready
+    /// before any worker host is switched, whatever `max_parallel` is (the service's
+    /// docs/29-deployment-howto-production.md, "Deployment Sequence" steps 4-6, lines 78-84:
+    /// start the API instances, verify health, then start the workers).
+    pub(super) fn batches<'a>(&self, hosts: &[&'a Host]) -> Vec<Vec<&'a Host>> {
+        let (api, workers): (Vec<&Host>, Vec<&Host>) =
+            hosts.iter().partition(|h| h.roles.contains(&Role::Api));
+        let n = self.strategy.max_parallel.max(1);
+        api.chunks(n)
+            .chain(workers.chunks(n))
+            .map(<[&Host]>::to_vec)
+            .collect()
+    }
+
+    /// Stops worker processes `from..=to` (`{{instance}}`) on every worker host, for the
+    /// release each runs: what lowering `worker_processes` leaves running. Per host, the error
+    /// when one could not be stopped.
+    pub async fn stop_worker_instances(&self, from: u32, to: u32) -> Vec<(String, ReleaseError)> {
+        let Some(template) = self.commands.stop.get(&Role::Worker) else {
+            return Vec::new();
+        };
+        let results = join_all(
+            self.hosts
+                .iter()
+                .filter(|h| h.roles.contains(&Role::Worker))
+                .map(|h| async move {
+                    let r = async {
+                        let Some(version) = hosts::current(&*h.transport, &self.deploy_dir).await?
+                        else {
+                            return Ok(());
+                        };
+                        for i in from..=to {
+                            let cmd =
+                                self.instance_command(template, h, &version, Role::Worker, i)?;
+                            self.run(h, &cmd).await?;
+                            tracing::info!(host = %h.name, instance = i, "worker process stopped");
+                        }
+                        Ok::<_, ReleaseError>(())
+                    }
+                    .await;
+                    (h.name.clone(), r)
+                }),
+        )
+        .await;
+        results
+            .into_iter()
+            .filter_map(|(n, r)| r.err().map(|e| (n, e)))
             .collect()
     }
 
@@ -420,7 +471,7 @@ impl Deployment {
 
         // Batches of max_parallel.
         if out.failures.is_empty() {
-            for (n, batch) in todo.chunks(self.strategy.max_parallel.max(1)).enumerate() {
+            for (n, batch) in self.batches(&todo).iter().enumerate() {
                 tracing::info!(
                     batch = n + 1,
                     hosts = ?batch.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
@@ -454,7 +505,38 @@ impl Deployment {
             out.failures.push(f);
         }
 
-        if out.failures.is_empty() && rehearse {
+        // Hosts whose rollback target may not come back (see `Target::unsafe_rollback`).
+        let before_all = out.before.clone();
+        let refused = |h: &Host| {
+            let prev = before_all.get(&h.name).cloned().flatten()?;
+            let reason = target.unsafe_rollback.get(&prev)?;
+            Some(failure(
+                &h.name,
+                &prev,
+                Phase::Rollback,
+                ReleaseError::RollbackRefused {
+                    version: prev.clone(),
+                    reason: reason.clone(),
+                },
+            ))
+        };
+        let rehearsal_refused: Vec<Failure> = if rehearse {
+            todo.iter().filter_map(|h| refused(h)).collect()
+        } else {
+            Vec::new()
+        };
+        if out.failures.is_empty() && !rehearsal_refused.is_empty() {
+            tracing::warn!(
+                "rollback rehearsal not done: it would run binaries older than an applied contract migration"
+            );
+            out.rollback_refused = rehearsal_refused
+                .into_iter()
+                .map(|f| Failure {
+                    phase: Phase::Rehearse,
+                    ..f
+                })
+                .collect();
+        } else if out.failures.is_empty() && rehearse {
             match self.rehearse(&todo, target, &out.before, &mut touched).await {
                 Ok(Some(at)) => out.rehearsed_at = Some(at),
                 Ok(None) => out.warnings.push(
@@ -487,6 +569,22 @@ impl Deployment {
             if self.strategy.atomic {
                 out.rolled_back = true;
             }
+            // A switched host whose previous release may not run against today's schema stays
+            // on the new release (staged-only hosts never left their release: undone as usual).
+            let undo: Vec<&Host> = undo
+                .into_iter()
+                .filter(|h| {
+                    let switched = touched.get(&h.name).is_some_and(|t| t.switched);
+                    match refused(h).filter(|_| switched) {
+                        Some(f) => {
+                            tracing::warn!(host = %h.name, to = %f.version, "rollback refused: older than an applied contract migration");
+                            out.rollback_refused.push(f);
+                            false
+                        }
+                        None => true,
+                    }
+                })
+                .collect();
             for batch in undo.chunks(self.strategy.max_parallel.max(1)) {
                 let results = join_all(batch.iter().map(|h| {
                     let t = touched.get(&h.name).cloned().unwrap_or_default();
@@ -509,7 +607,11 @@ impl Deployment {
             out.warnings.push(format!(
                 "{name}: could not read the host after the deployment, reporting what was last seen: {e}"
             ));
-            let rollback_failed = out.rollback_failures.iter().any(|f| f.host == name);
+            let rollback_failed = out
+                .rollback_failures
+                .iter()
+                .chain(&out.rollback_refused)
+                .any(|f| f.host == name);
             if let Some(s) = live.get_mut(&name)
                 && touched.get(&name).is_some_and(|t| t.switched)
                 && (!out.rolled_back || rollback_failed)

@@ -107,6 +107,9 @@ pub enum ReleaseError {
         super::commands::ENV_TEMPLATE_VARIABLES.iter().map(|v| format!("{{{{{v}}}}}")).collect::<Vec<_>>().join(", ")
     )]
     UnknownEnvTemplateVariable { name: String },
+    /// A rollback that would put `version` back in service against a schema it does not know.
+    #[error("{version} is not put back in service: {reason}")]
+    RollbackRefused { version: String, reason: String },
     #[error("no restart command for role {role}")]
     NoRestartCommand { role: Role },
     #[error("the host has the api role but no api_url")]
@@ -295,7 +298,14 @@ mod error_text_tests {
                 ReleaseError::UnknownTemplateVariable {
                     name: "nope".into(),
                 },
-                "uses {{nope}}; the variables are {{release_dir}}, {{version}}, {{host}}, {{role}}, {{address}}, {{deploy_dir}}",
+                "uses {{nope}}; the variables are {{release_dir}}, {{version}}, {{host}}, {{role}}, {{address}}, {{deploy_dir}}, {{instance}}",
+            ),
+            (
+                ReleaseError::RollbackRefused {
+                    version: "v1".into(),
+                    reason: "contract migration 0002.sql".into(),
+                },
+                "v1 is not put back in service: contract migration 0002.sql",
             ),
             (
                 ReleaseError::NoRestartCommand { role: Role::Worker },

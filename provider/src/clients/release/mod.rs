@@ -40,7 +40,7 @@ mod watch;
 pub use artifact::{ARTIFACT_MAX_SIZE, LocalArtifact, fetch_artifact};
 pub use commands::{
     Commands, ENV_TEMPLATE_VARIABLES, TEMPLATE_VARIABLES, check_env_template, check_template,
-    host_env, render,
+    host_env, render, template_uses,
 };
 pub use errors::{ArtifactError, Oversize, Phase, ReleaseError};
 pub use readiness::{describe_readiness, wait_api_ready};
@@ -134,6 +134,12 @@ pub struct Target {
     /// one the hosts have (the first host, in name order, that has one), else a new one, and
     /// writes it to every host it deploys.
     pub env_key: Option<EnvKey>,
+    /// Versions that must not be put back in service by a rollback (automatic, watch window or
+    /// rehearsal), with why: binaries older than an applied contract (class C) migration
+    /// (the service's docs/41-migration-compatibility-policy.md "Rollback Policy": an
+    /// application-only rollback is valid only while the schema stays backward compatible;
+    /// the way back is a restore, docs/25-upgrade-rollback-runbook.md "Rollback Procedure").
+    pub unsafe_rollback: BTreeMap<String, String>,
 }
 
 /// The D5 watch window.
@@ -163,6 +169,9 @@ pub struct Deployment {
     pub strategy: Strategy,
     pub lock_owner: String,
     pub cancel: CancellationToken,
+    /// Processes per worker host (the service scales workers by process count: its
+    /// docs/27 and docs/31); each worker command runs once per process with `{{instance}}`.
+    pub worker_processes: u32,
 }
 
 /// The deploy lock's owner for runs from this machine and user:
@@ -341,6 +350,9 @@ pub struct Outcome {
     pub failures: Vec<Failure>,
     /// Failures while putting hosts back.
     pub rollback_failures: Vec<Failure>,
+    /// Rollbacks (or a rehearsal) not done because the version to go back to is in
+    /// [`Target::unsafe_rollback`]: those hosts stay on the new release.
+    pub rollback_refused: Vec<Failure>,
     pub rolled_back: bool,
     pub warnings: Vec<String>,
     pub rehearsed_at: Option<DateTime<Utc>>,

@@ -90,29 +90,33 @@ pub async fn wait_api_ready(
 }
 
 impl Deployment {
-    /// Restarts the host's roles on `version` and waits until each is ready (or `cancel`).
+    /// Restarts the host's roles on `version` and waits until each is ready (or `cancel`):
+    /// the API first, restarted and ready before the worker is restarted (the service's
+    /// docs/29-deployment-howto-production.md, "Deployment Sequence" steps 4-6, lines 78-84).
+    /// A worker runs `worker_processes` instances, each restarted with its `{{instance}}`.
     pub(super) async fn restart_and_wait(
         &self,
         host: &Host,
         version: &str,
         cancel: &CancellationToken,
     ) -> Result<(), (Phase, ReleaseError)> {
-        for role in &host.roles {
+        let mut roles = host.roles.clone();
+        roles.sort();
+        roles.dedup();
+        for role in &roles {
             let Some(template) = self.commands.restart.get(role) else {
                 return Err((
                     Phase::Restart,
                     ReleaseError::NoRestartCommand { role: *role },
                 ));
             };
-            let cmd = self
-                .command(template, host, version, *role)
+            let cmds = self
+                .role_commands(template, host, version, *role)
                 .map_err(|e| (Phase::Restart, e))?;
-            tracing::info!(host = %host.name, role = role.as_str(), version, "restarting");
-            self.run(host, &cmd)
-                .await
-                .map_err(|e| (Phase::Restart, e))?;
-        }
-        for role in &host.roles {
+            tracing::info!(host = %host.name, role = role.as_str(), version, instances = cmds.len(), "restarting");
+            for cmd in &cmds {
+                self.run(host, cmd).await.map_err(|e| (Phase::Restart, e))?;
+            }
             let started = Instant::now();
             match role {
                 Role::Api => {
@@ -154,7 +158,7 @@ impl Deployment {
         let Some(template) = &self.commands.worker_status else {
             return Err(ReleaseError::NoWorkerStatusCommand);
         };
-        let cmd = self.command(template, host, version, Role::Worker)?;
+        let cmds = self.role_commands(template, host, version, Role::Worker)?;
         let deadline = Instant::now() + self.strategy.health_timeout;
         let mut count = 0;
         let mut last = String::new();
@@ -162,8 +166,8 @@ impl Deployment {
             if cancel.is_cancelled() {
                 return Err(ReleaseError::WaitInterrupted { last });
             }
-            match self.run(host, &cmd).await {
-                Ok(_) => {
+            match self.run_all(host, &cmds).await {
+                Ok(()) => {
                     count += 1;
                     if count >= self.strategy.consecutive_ready.max(1) {
                         return Ok(());
@@ -196,8 +200,8 @@ impl Deployment {
                     None => false,
                 },
                 Role::Worker => match &self.commands.worker_status {
-                    Some(t) => match self.command(t, host, version, Role::Worker) {
-                        Ok(cmd) => self.run(host, &cmd).await.is_ok(),
+                    Some(t) => match self.role_commands(t, host, version, Role::Worker) {
+                        Ok(cmds) => self.run_all(host, &cmds).await.is_ok(),
                         Err(_) => false,
                     },
                     None => false,

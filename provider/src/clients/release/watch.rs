@@ -33,7 +33,7 @@ impl Deployment {
             return Ok(None);
         }
         tracing::info!("rehearsing the rollback");
-        for batch in todo.chunks(self.strategy.max_parallel.max(1)) {
+        for batch in self.batches(todo) {
             let results = join_all(batch.iter().map(|h| {
                 let t = touched.get(&h.name).cloned().unwrap_or_default();
                 let p = prev(h);
@@ -48,7 +48,7 @@ impl Deployment {
             }
         }
         tracing::info!("rehearsal: rolled back; rolling forward again");
-        for batch in todo.chunks(self.strategy.max_parallel.max(1)) {
+        for batch in self.batches(todo) {
             let results = join_all(batch.iter().map(|h| {
                 let mut t = touched.get(&h.name).cloned().unwrap_or_default();
                 async move {

@@ -91,6 +91,7 @@ crate::model! {
         pending: Option<Vec<PendingModel>> = view_attribute("pending"),
         head: Option<String> = view_attribute("head"),
         checksums: Option<BTreeMap<String, String>> = view_attribute("checksums"),
+        applied_classes: Option<BTreeMap<String, String>> = view_attribute("applied_classes"),
         last_applied_at: Option<String> = view_attribute("last_applied_at"),
         connection_url: Option<String> = Attribute::computed("connection_url", Type::String)
             .description("The database URL without its password (what refresh connects with when the provider's `database_url` names another database)."),

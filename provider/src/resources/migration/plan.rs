@@ -43,12 +43,18 @@ pub(super) fn from_refresh(
     planned.pending = known(prior.pending.clone());
     planned.head = known(prior.head.clone());
     planned.checksums = known(prior.checksums.clone());
+    planned.applied_classes = known(prior.applied_classes.clone());
     planned.last_applied_at = known(prior.last_applied_at.clone());
     if let Some(after) = &private.after {
         let unchanged = pending.is_empty()
             && prior.head.as_deref() == after.head.as_deref()
             && prior.applied_versions.as_ref() == Some(&after.applied_versions)
-            && prior.checksums.as_ref() == Some(&after.checksums);
+            && prior.checksums.as_ref() == Some(&after.checksums)
+            // A state or private state from before `applied_classes` existed: the next
+            // refresh fills it in; it is no reason to plan a change.
+            && (prior.applied_classes.is_none()
+                || after.applied_classes.is_none()
+                || prior.applied_classes == after.applied_classes);
         if !unchanged {
             after.write(planned, prior.last_applied_at.clone());
         }

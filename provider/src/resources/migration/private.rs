@@ -18,6 +18,10 @@ pub(super) struct After {
     pub applied_versions: Vec<String>,
     pub head: Option<String>,
     pub checksums: BTreeMap<String, String>,
+    /// Applied version → class, as `applied_classes` will be; `None` in a private state
+    /// written before that attribute existed (then planned unknown, never a made-up value).
+    #[serde(default)]
+    pub applied_classes: Option<BTreeMap<String, String>>,
     /// The apply writes ledger rows (so `last_applied_at` changes).
     pub writes_ledger: bool,
 }
@@ -29,6 +33,10 @@ impl After {
         planned.pending = Maybe::Known(Some(Vec::new()));
         planned.head = known(self.head.clone());
         planned.checksums = Maybe::Known(Some(self.checksums.clone()));
+        planned.applied_classes = match &self.applied_classes {
+            Some(c) => Maybe::Known(Some(c.clone())),
+            None => Maybe::Unknown,
+        };
         planned.last_applied_at = if self.writes_ledger {
             Maybe::Unknown
         } else {
@@ -109,8 +117,14 @@ impl Observation {
             applied.insert(p.version.clone());
             checksums.insert(p.version.clone(), p.checksum.clone());
         }
+        let classes = self.file_classes();
+        let applied_classes = applied
+            .iter()
+            .filter_map(|v| Some((v.clone(), classes.get(v)?.clone())))
+            .collect();
         Some(After {
             head: applied.iter().next_back().cloned(),
+            applied_classes: Some(applied_classes),
             applied_versions: applied.into_iter().collect(),
             checksums,
             writes_ledger: !plan.pending.is_empty() || !plan.baselined.is_empty(),
@@ -158,6 +172,7 @@ mod tests {
                 applied_versions: vec!["0001_a.sql".into()],
                 head: Some("0001_a.sql".into()),
                 checksums: BTreeMap::from([("0001_a.sql".into(), "ab".into())]),
+                applied_classes: Some(BTreeMap::from([("0001_a.sql".into(), "C".into())])),
                 writes_ledger: true,
             }),
         };
@@ -166,6 +181,10 @@ mod tests {
         other.v = 99;
         assert_eq!(Private::decode(&other.encode()), None);
         assert_eq!(Private::decode(b""), None);
+        // Written before `applied_classes`: read, with the classes not known.
+        let old = br#"{"v":1,"problems":[],"after":{"applied_versions":["0001_a.sql"],"head":"0001_a.sql","checksums":{},"writes_ledger":false}}"#;
+        let after = Private::decode(old).unwrap().after.unwrap();
+        assert_eq!(after.applied_classes, None);
     }
 
     #[test]

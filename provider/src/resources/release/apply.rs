@@ -148,6 +148,12 @@ pub(super) async fn apply(req: ApplyRequest<'_, Settings>, resp: &mut ApplyRespo
         sha256: sha.clone(),
         env,
         env_key: None,
+        unsafe_rollback: unsafe_rollbacks(
+            config.requires_schema.as_deref(),
+            config.schema_classes.as_ref(),
+            m.prior.as_ref().and_then(|p| p.deployed_schemas.as_ref()),
+            backup_id(config).as_deref(),
+        ),
     };
     let limit = time_limit(&config.timeouts, creating);
     // The deployment stops on its own token (a child of Terraform's interrupt); the time limit
@@ -186,6 +192,9 @@ pub(super) async fn apply(req: ApplyRequest<'_, Settings>, resp: &mut ApplyRespo
     }
     let (host_versions, host_shas) = live_maps(&outcome.hosts);
     let prior = m.prior.as_ref();
+    for f in &outcome.rollback_refused {
+        resp.diagnostics.push(refused_diagnostic(f, &version));
+    }
     if outcome.succeeded() && !timed_out {
         let mut state = planned.clone();
         let befores: Vec<&str> = outcome
@@ -212,6 +221,7 @@ pub(super) async fn apply(req: ApplyRequest<'_, Settings>, resp: &mut ApplyRespo
             );
         }
         state.deployed_version = Some(version.clone());
+        state.deployed_schemas = record_schema(prior, &version, config.requires_schema.as_deref());
         state.host_versions = Some(host_versions);
         state.host_artifact_sha256 = Some(host_shas);
         state.revision = Some(prior.and_then(|p| p.revision).unwrap_or(0) + 1);
@@ -222,6 +232,21 @@ pub(super) async fn apply(req: ApplyRequest<'_, Settings>, resp: &mut ApplyRespo
             None => prior.and_then(|p| p.rehearsed_at.clone()),
         };
         tracing::info!(version, hosts = ?outcome.changed_hosts, "release deployed");
+        let (was, now) = (
+            prior.map_or(1, worker_processes),
+            deployment.worker_processes,
+        );
+        if was > now {
+            for (host, e) in deployment.stop_worker_instances(now + 1, was).await {
+                resp.diagnostics.push(
+                    Diagnostic::warning(
+                        format!("Worker processes above {now} not stopped on {host}"),
+                        format!("worker_processes went from {was} to {now}, but stopping the processes above {now} failed: {e}"),
+                    )
+                    .at_attr("worker_processes"),
+                );
+            }
+        }
         let removed = removed_hosts(m.prior_p.as_ref(), Some(&m.planned_p));
         if let Some(prior) = prior
             && !removed.is_empty()
@@ -270,7 +295,9 @@ fn rollout_failed(
         .first()
         .or(outcome.rollback_failures.first())
         .cloned();
-    let rolled_back_cleanly = outcome.rolled_back && outcome.rollback_failures.is_empty();
+    let rolled_back_cleanly = outcome.rolled_back
+        && outcome.rollback_failures.is_empty()
+        && outcome.rollback_refused.is_empty();
     for f in &outcome.failures {
         let path = if configs.iter().any(|h| h.name == f.host) {
             host_path(&f.host)
@@ -298,6 +325,8 @@ fn rollout_failed(
                 [one] => format!("\n\nEvery host was rolled back to {one} and is ready again."),
                 many => format!("\n\nEvery changed host was rolled back to what it ran before ({}) and is ready again.", many.join(", ")),
             }
+        } else if outcome.rolled_back && !outcome.rollback_refused.is_empty() {
+            "\n\nThe rollback was not done where it would run binaries older than an applied contract migration: see the rollback errors; host_versions says what each host runs.".to_string()
         } else if outcome.rolled_back {
             "\n\nThe rollback did not complete everywhere: see the rollback errors.".to_string()
         } else if !atomic && !outcome.before.is_empty() {
@@ -361,6 +390,13 @@ fn rollout_failed(
         .map(|(k, v)| (k, v.known().map(String::as_str).filter(|s| !s.is_empty())))
         .collect();
     state.deployed_version = common(versions.into_iter());
+    if host_versions
+        .values()
+        .any(|v| v.known().map(String::as_str) == Some(version))
+    {
+        // Hosts left on the new release run it against today's schema.
+        state.deployed_schemas = record_schema(prior, version, m.config.requires_schema.as_deref());
+    }
     state.host_versions = Some(host_versions);
     state.host_artifact_sha256 = Some(host_shas);
     if let Some(f) = &first {
@@ -482,6 +518,7 @@ async fn deployment(
         strategy: strategy(config.strategy.as_ref()),
         lock_owner,
         cancel,
+        worker_processes: worker_processes(config),
     })
 }
 
@@ -591,6 +628,106 @@ fn keep_in_state(
     );
 }
 
+/// `worker_processes` (null: 1).
+fn worker_processes(m: &ReleaseModel) -> u32 {
+    m.worker_processes
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// `change.backup_id` as configured.
+fn backup_id(config: &ReleaseModel) -> Option<String> {
+    config
+        .change
+        .as_ref()
+        .and_then(|c| c.backup_id.known().cloned())
+}
+
+/// `deployed_schemas` after `version` went live against `head` (`requires_schema`): the prior
+/// record with this version's entry replaced; without `requires_schema` the version's old entry
+/// is dropped (nothing says what it runs against now).
+fn record_schema(
+    prior: Option<&ReleaseModel>,
+    version: &str,
+    head: Option<&str>,
+) -> Option<BTreeMap<String, String>> {
+    let mut m = prior
+        .and_then(|p| p.deployed_schemas.clone())
+        .unwrap_or_default();
+    match head {
+        Some(h) => m.insert(version.to_string(), h.to_string()),
+        None => m.remove(version),
+    };
+    (!m.is_empty()).then_some(m)
+}
+
+/// The versions a rollback must not put back in service, with why: each version recorded in
+/// `deployed_schemas` with a head older than an applied class C (contract) migration. The
+/// service's docs/41-migration-compatibility-policy.md ("Rollback Policy", lines 94-97): an
+/// application-only rollback is valid only while the schema stays backward compatible; else
+/// a restore (docs/25-upgrade-rollback-runbook.md, "Rollback Procedure" step 3, lines 66-76).
+/// Migration versions are file names, ordered as they are applied (by name).
+fn unsafe_rollbacks(
+    head: Option<&str>,
+    classes: Option<&BTreeMap<String, String>>,
+    recorded: Option<&BTreeMap<String, String>>,
+    backup_id: Option<&str>,
+) -> BTreeMap<String, String> {
+    let (Some(head), Some(classes), Some(recorded)) = (head, classes, recorded) else {
+        return BTreeMap::new();
+    };
+    let backup = match backup_id {
+        Some(id) => format!("the pre-release backup `{id}` (change.backup_id)"),
+        None => "the pre-release backup (no change.backup_id is set: the newest artifortress_backup taken before the migration)".to_string(),
+    };
+    recorded
+        .iter()
+        .filter_map(|(version, deployed_with)| {
+            let contract: Vec<&str> = classes
+                .iter()
+                .filter(|(m, c)| {
+                    c.as_str() == "C" && m.as_str() > deployed_with.as_str() && m.as_str() <= head
+                })
+                .map(|(m, _)| m.as_str())
+                .collect();
+            if contract.is_empty() {
+                return None;
+            }
+            Some((
+                version.clone(),
+                format!(
+                    "it was deployed against schema {deployed_with}, and class C (contract) migration {} has been applied since; it may not run against the schema it would find (docs/41-migration-compatibility-policy.md, Rollback Policy: an application-only rollback is valid only while the schema stays backward compatible). The way back to {version} is a database restore from {backup}, then {version} deployed against the restored schema (docs/25-upgrade-rollback-runbook.md, Rollback Procedure: restore from the backup, `make db-restore`, and re-run the migrations compatible with the rollback baseline).",
+                    contract.join(", ")
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// The error for a rollback (or rehearsal) not done.
+fn refused_diagnostic(f: &release::Failure, new_version: &str) -> Diagnostic {
+    let (summary, path) = if f.phase == release::Phase::Rehearse {
+        (
+            format!("Rollback rehearsal not done on {}", f.host),
+            AttributePath::root().child_attr("rehearse_rollback"),
+        )
+    } else {
+        (
+            format!("Rollback of {} refused", f.host),
+            host_path(&f.host),
+        )
+    };
+    Diagnostic::error(
+        summary,
+        format!(
+            "{}\n\n{} stays on {new_version}, which is live (host_versions says so).",
+            f.detail, f.host
+        ),
+    )
+    .at(path)
+}
+
 /// `requires_schema`: the provider's database must have that migration applied.
 async fn schema_check(settings: &Settings, required: &str) -> Result<(), Diagnostic> {
     let url = match settings.database_url_for(&Value::Null) {
@@ -629,6 +766,67 @@ async fn schema_check(settings: &Settings, required: &str) -> Result<(), Diagnos
 mod tests {
     use super::super::fixtures::without_worker;
     use super::*;
+
+    #[test]
+    fn a_version_older_than_an_applied_contract_migration_is_unsafe_to_roll_back_to() {
+        let classes: BTreeMap<String, String> = [
+            ("0001_core.sql", "A"),
+            ("0002_more.sql", "B"),
+            ("0003_drop.sql", "C"),
+            ("0004_add.sql", "A"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let recorded: BTreeMap<String, String> = [
+            ("v1", "0002_more.sql"),
+            ("v2", "0003_drop.sql"),
+            ("v3", "0004_add.sql"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let unsafe_ = unsafe_rollbacks(
+            Some("0004_add.sql"),
+            Some(&classes),
+            Some(&recorded),
+            Some("bk-1"),
+        );
+        assert_eq!(unsafe_.keys().collect::<Vec<_>>(), ["v1"]);
+        let why = &unsafe_["v1"];
+        for part in [
+            "0003_drop.sql",
+            "`bk-1`",
+            "docs/25-upgrade-rollback-runbook.md",
+        ] {
+            assert!(why.contains(part), "{part} missing: {why}");
+        }
+        // Without the classes, the head or the record, nothing is refused.
+        assert!(unsafe_rollbacks(None, Some(&classes), Some(&recorded), None).is_empty());
+        assert!(unsafe_rollbacks(Some("0004_add.sql"), None, Some(&recorded), None).is_empty());
+        assert!(unsafe_rollbacks(Some("0004_add.sql"), Some(&classes), None, None).is_empty());
+        // A contract migration newer than the head the release needs is not counted.
+        assert!(
+            unsafe_rollbacks(Some("0002_more.sql"), Some(&classes), Some(&recorded), None)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn deployed_schemas_record_the_head_per_version() {
+        let mut prior =
+            ReleaseModel::from_config(&super::super::fixtures::release_config(&[])).unwrap();
+        prior.deployed_schemas = Some(BTreeMap::from([("v1".into(), "0001.sql".into())]));
+        assert_eq!(
+            record_schema(Some(&prior), "v2", Some("0002.sql")),
+            Some(BTreeMap::from([
+                ("v1".into(), "0001.sql".into()),
+                ("v2".into(), "0002.sql".into())
+            ]))
+        );
+        assert_eq!(record_schema(Some(&prior), "v1", None), None);
+        assert_eq!(record_schema(None, "v1", None), None);
+    }
 
     #[test]
     fn hosts_that_leave_are_found_and_kept_in_state_when_not_stopped() {

@@ -58,6 +58,46 @@ pub(super) fn validate(config: &Value) -> Diagnostics {
             .at_attr("deploy_dir"),
         );
     }
+    if known(&c.worker_processes).is_some_and(|n| *n > 1) {
+        for (name, cmd) in known(&c.commands).map(|c| c.named()).into_iter().flatten() {
+            if matches!(name, "restart_worker" | "worker_status" | "stop_worker")
+                && let Some(cmd) = cmd.known()
+                && !release::template_uses(cmd, "instance")
+            {
+                diags.push(
+                    Diagnostic::error(
+                        format!("{name} without {{{{instance}}}}"),
+                        format!("worker_processes > 1 runs `{name}` once per worker process; without `{{{{instance}}}}` every run would act on the same process."),
+                    )
+                    .at(AttributePath::root().child_attr("commands").child_attr(name)),
+                );
+            }
+        }
+    }
+    if let Some(classes) = known(&c.schema_classes) {
+        if !c.requires_schema.is_unknown() && known(&c.requires_schema).is_none() {
+            diags.push(
+                Diagnostic::error(
+                    "schema_classes without requires_schema",
+                    "`schema_classes` is compared with the schema head each version was deployed against, which `requires_schema` gives: set it too (e.g. `requires_schema = artifortress_migration.schema.head`).",
+                )
+                .at_attr("schema_classes"),
+            );
+        }
+        for (version, class) in classes {
+            if !matches!(class.as_str(), "A" | "B" | "C") {
+                diags.push(
+                    Diagnostic::error(
+                        "Invalid migration class",
+                        format!("{version}: {class:?} is not A, B or C"),
+                    )
+                    .at(AttributePath::root()
+                        .child_attr("schema_classes")
+                        .child_key(version)),
+                );
+            }
+        }
+    }
     if let Some(s) = known(&c.artifact).and_then(|a| a.sha256.known())
         && !(s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
     {
@@ -275,6 +315,7 @@ async fn plan_rollout(
     planned.previous_version = Maybe::Unknown;
     planned.revision = Maybe::Unknown;
     planned.deployed_at = Maybe::Unknown;
+    planned.deployed_schemas = Maybe::Unknown;
     planned.rehearsed_at = match planned.rehearse_rollback {
         Maybe::Known(false) | Maybe::Null => prior.map_or(Maybe::Null, |p| p.rehearsed_at.clone()),
         _ => Maybe::Unknown,
@@ -301,6 +342,7 @@ fn keep_computed(planned: &mut ReleaseModel<Planned>, prior: &ReleaseModel<Plann
     planned.env_sha256 = prior.env_sha256.clone();
     planned.revision = prior.revision.clone();
     planned.deployed_at = prior.deployed_at.clone();
+    planned.deployed_schemas = prior.deployed_schemas.clone();
     planned.last_failure = prior.last_failure.clone();
     planned.rehearsed_at = prior.rehearsed_at.clone();
 }
@@ -308,7 +350,7 @@ fn keep_computed(planned: &mut ReleaseModel<Planned>, prior: &ReleaseModel<Plann
 /// Writes the computed attributes of `model` into the plan; the configured ones stay as
 /// Terraform proposed them (unknowns inside nested values included).
 fn write_computed(plan: &mut Value, model: &ReleaseModel<Planned>) {
-    const COMPUTED: [&str; 10] = [
+    const COMPUTED: [&str; 11] = [
         "id",
         "deployed_version",
         "previous_version",
@@ -319,6 +361,7 @@ fn write_computed(plan: &mut Value, model: &ReleaseModel<Planned>) {
         "deployed_at",
         "last_failure",
         "rehearsed_at",
+        "deployed_schemas",
     ];
     let Value::Object(all) = model.to_value(&ReleaseModel::object_type()) else {
         return;
@@ -486,6 +529,19 @@ pub(super) fn deployment_changes(
         && sha(planned) == sha(prior)
         && strip(&planned.hosts) == strip(&prior.hosts)
         && planned.deploy_dir == prior.deploy_dir
+        && planned
+            .worker_processes
+            .known()
+            .copied()
+            .flatten()
+            .unwrap_or(1)
+            == prior
+                .worker_processes
+                .known()
+                .copied()
+                .flatten()
+                .unwrap_or(1)
+        && !planned.worker_processes.is_unknown()
         && *env_sha == prior.env_sha256)
 }
 
