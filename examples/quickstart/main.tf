@@ -222,6 +222,15 @@ data "artifortress_ops_summary" "deployed" {
   depends_on = [artifortress_release.app]
 }
 
+# D1 exit criterion / docs/29 step 8 of the service: the minimal smoke flow against the running
+# service with the admin token above: auth, list and read a repository (read-only here; a
+# release can run the full draft/publish happy path on every API host with `smoke = true`).
+data "artifortress_smoke" "deployed" {
+  count      = var.service_running ? 1 : 0
+  provider   = artifortress.deployed
+  depends_on = [artifortress_release.app, data.artifortress_readiness.deployed]
+}
+
 # D6: the backup restored into a scratch database, checked, RTO and RPO reported.
 resource "artifortress_restore_drill" "drill" {
   backup_id          = artifortress_backup.pre_release.id

@@ -704,6 +704,7 @@ fn run() -> Result<()> {
         lock_owner: "release-bench@localhost".to_string(),
         cancel: CancellationToken::new(),
         worker_processes: 1,
+        smoke_token: None,
     };
     let ten = deployment(all.clone());
     let one = deployment(all[..1].to_vec());

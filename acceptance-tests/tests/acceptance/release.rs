@@ -1586,3 +1586,65 @@ fn release_switches_workers_after_the_apis_and_runs_n_worker_processes() {
         }
     }
 }
+
+/// Issue 17 part 7: `smoke = true` runs the service's minimal smoke flow (its
+/// docs/29-deployment-howto-production.md step 8: auth, repository read, draft/publish happy
+/// path) on every API host once it is ready. v1 passes it: one published scratch repository per
+/// API host in the service's database. v2 comes with an API env whose database is an empty one
+/// (ready: `select 1` answers, Program.fs:2371) where the provider's admin token means nothing:
+/// the smoke flow fails at `whoami`, which counts as a failed readiness wait, so the hosts go
+/// back to v1 and the apply fails naming the step.
+#[test]
+fn release_runs_the_smoke_flow_after_readiness_and_rolls_back_when_it_fails() {
+    for tf in terraforms() {
+        let fleet = shared_fleet("smoke", &tf);
+        let service_db = required_env("ARTIFORTRESS_DATABASE_URL");
+        let smoke_repos = || {
+            super::harness::psql(
+                &service_db,
+                "select count(*) from repos where repo_key like 'smoke-%'",
+            )
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+        };
+        let strategy =
+            r#"strategy = { max_parallel = 1, health_timeout = "10s", poll_interval = "100ms" }"#;
+        let extra = format!("{strategy}\n  smoke = true");
+        let before = smoke_repos();
+        let wd = Workdir::new(&tf, &fleet.config("v1", &extra));
+        wd.apply_ok();
+        assert_eq!(
+            smoke_repos(),
+            before + 2,
+            "one smoke repository per API host (api-1, api-2)"
+        );
+
+        let empty = own_database(&format!("release_smoke_{}", tf_tag(&tf)));
+        let db_line = format!(
+            "    ConnectionStrings__Postgres = {}\n",
+            hcl(&npgsql(&service_db))
+        );
+        let v2 = fleet.config("v2", &extra);
+        assert!(v2.contains(&db_line), "{v2}");
+        wd.set_config(&v2.replacen(
+            &db_line,
+            &format!(
+                "    ConnectionStrings__Postgres = {}\n",
+                hcl(&npgsql(&empty))
+            ),
+            1,
+        ));
+        let run = wd.apply();
+        assert_ne!(run.code, 0, "the smoke failure must fail the apply");
+        let text = run.text();
+        for needle in ["smoke flow failed at step \"whoami\"", "api-1"] {
+            assert!(shows(&text, needle), "{needle:?} missing:\n{text}");
+        }
+        for (name, h, _) in &fleet.hosts {
+            assert_eq!(live_version(h, &fleet.deploy_dir), "v1", "{name}");
+        }
+        let s = state(&wd);
+        assert_eq!(s["deployed_version"], "v1", "{s}");
+    }
+}

@@ -338,6 +338,7 @@ mod tests {
             lock_owner: "test".into(),
             cancel: CancellationToken::new(),
             worker_processes: 3,
+            smoke_token: None,
         };
         let host = Host {
             name: "api-2".into(),

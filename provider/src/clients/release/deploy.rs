@@ -61,7 +61,7 @@ impl Deployment {
             .await
             .map_err(|e| fail(Phase::Switch, e.into()))?;
         touched.switched = true;
-        self.restart_and_wait(host, v, &self.cancel)
+        self.restart_and_wait(host, v, &self.cancel, true)
             .await
             .map_err(|(phase, e)| fail(phase, e))?;
         tracing::info!(host = %host.name, version = %v, "host deployed");
@@ -107,7 +107,7 @@ impl Deployment {
                 }
                 // Not cancellable: an interrupted or timed-out rollout is still put back
                 // (each host bounded by health_timeout).
-                self.restart_and_wait(host, prev, &CancellationToken::new())
+                self.restart_and_wait(host, prev, &CancellationToken::new(), false)
                     .await
                     .map_err(|(_, e)| {
                         fail(ReleaseError::AfterRollback {

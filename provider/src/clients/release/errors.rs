@@ -130,6 +130,14 @@ pub enum ReleaseError {
         /// The last answer that was not `ready`.
         last: String,
     },
+    /// The service's smoke flow (auth, repository read, draft/publish happy path: its
+    /// docs/29-deployment-howto-production.md step 8) failed on a ready API.
+    #[error("ready, but the smoke flow failed at step {step:?} on {url}: {detail}")]
+    SmokeFailed {
+        url: String,
+        step: String,
+        detail: String,
+    },
     /// The worker's status command did not succeed often enough in time.
     #[error("worker not running within {}; last: {last}", crate::duration::format(*within))]
     WorkerNotRunning {

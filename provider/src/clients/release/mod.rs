@@ -172,6 +172,20 @@ pub struct Deployment {
     /// Processes per worker host (the service scales workers by process count: its
     /// docs/27 and docs/31); each worker command runs once per process with `{{instance}}`.
     pub worker_processes: u32,
+    /// With a token: after each API host is ready on the new release, the service's smoke
+    /// flow (`clients::smoke`, full happy path) runs against it with this admin token; a
+    /// failure counts as a failed readiness wait. Never run on the way back (a rollback).
+    pub smoke_token: Option<SmokeToken>,
+}
+
+/// The admin token the smoke flow runs with; its `Debug` never shows it.
+#[derive(Clone)]
+pub struct SmokeToken(pub String);
+
+impl std::fmt::Debug for SmokeToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SmokeToken(..)")
+    }
 }
 
 /// The deploy lock's owner for runs from this machine and user:
@@ -433,6 +447,13 @@ mod tests {
         // PostgreSQL is probed first with no limit of its own. One probe waits longer, with
         // margin, so a slow bucket is not taken for a dead API.
         assert!(PROBE_TIMEOUT >= api::MIN_PROBE_TIMEOUT + Duration::from_secs(2));
+    }
+
+    #[test]
+    fn the_smoke_token_never_shows_in_debug_output() {
+        let t = SmokeToken("0123abcd".repeat(8));
+        assert_eq!(format!("{t:?}"), "SmokeToken(..)");
+        assert!(!format!("{:?}", Some(t)).contains("0123abcd"));
     }
 
     #[test]

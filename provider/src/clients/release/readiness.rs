@@ -89,16 +89,36 @@ pub async fn wait_api_ready(
     }
 }
 
+/// The full smoke flow against one API (a scratch repository, upload, publish, read back).
+async fn smoke_check(api: &ApiClient, token: &str, host: &str) -> Result<(), ReleaseError> {
+    tracing::info!(host, url = %api.base_url(), "smoke flow");
+    let report = crate::clients::smoke::run(api, token, true).await;
+    match report.first_failure() {
+        None => {
+            tracing::info!(host, steps = report.steps.len(), "smoke flow passed");
+            Ok(())
+        }
+        Some(step) => Err(ReleaseError::SmokeFailed {
+            url: api.base_url().to_string(),
+            step: step.name.to_string(),
+            detail: step.detail.clone(),
+        }),
+    }
+}
+
 impl Deployment {
     /// Restarts the host's roles on `version` and waits until each is ready (or `cancel`):
     /// the API first, restarted and ready before the worker is restarted (the service's
     /// docs/29-deployment-howto-production.md, "Deployment Sequence" steps 4-6, lines 78-84).
     /// A worker runs `worker_processes` instances, each restarted with its `{{instance}}`.
+    /// With `smoke` (forward only) and a `smoke_token`, a ready API must also pass the smoke
+    /// flow.
     pub(super) async fn restart_and_wait(
         &self,
         host: &Host,
         version: &str,
         cancel: &CancellationToken,
+        smoke: bool,
     ) -> Result<(), (Phase, ReleaseError)> {
         let mut roles = host.roles.clone();
         roles.sort();
@@ -132,6 +152,11 @@ impl Deployment {
                     )
                     .await
                     .map_err(|e| (Phase::Ready, e))?;
+                    if smoke && let Some(token) = &self.smoke_token {
+                        smoke_check(api, &token.0, &host.name)
+                            .await
+                            .map_err(|e| (Phase::Ready, e))?;
+                    }
                 }
                 Role::Worker => self
                     .wait_worker(host, version, cancel)

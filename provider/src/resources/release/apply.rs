@@ -510,6 +510,17 @@ async fn deployment(
     if diags.has_errors() {
         return Err(diags);
     }
+    let smoke_token = match config.smoke {
+        Some(true) => match settings.admin_token() {
+            Ok(t) => Some(release::SmokeToken(t)),
+            Err(d) => {
+                let mut diags = Diagnostics::new();
+                diags.push(d.at_attr("smoke"));
+                return Err(diags);
+            }
+        },
+        _ => None,
+    };
     let lock_owner = release::default_lock_owner();
     Ok(Deployment {
         deploy_dir,
@@ -519,6 +530,7 @@ async fn deployment(
         lock_owner,
         cancel,
         worker_processes: worker_processes(config),
+        smoke_token,
     })
 }
 
