@@ -15,6 +15,7 @@ mod apply;
 mod env;
 mod model;
 mod plan;
+mod preconditions;
 mod refresh;
 
 use std::sync::Arc;

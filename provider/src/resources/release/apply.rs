@@ -20,7 +20,8 @@ use super::model::{
     FailureModel, HostConfig, HostModel, ReleaseModel, commands, host_configs, strategy,
     time_limit, time_text,
 };
-use super::plan::{deployment_changes, gate, prior_planned, removed_hosts, token_lifetime_check};
+use super::plan::{deployment_changes, prior_planned, removed_hosts};
+use super::preconditions::{gate, token_lifetime_check};
 use super::refresh::live_maps;
 use super::{
     DEFAULT_WATCH, DRIFT, common, host_path, insecure_warning, nothing_to_stop, transports,
