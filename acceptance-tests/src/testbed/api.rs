@@ -205,6 +205,19 @@ pub(super) fn get_ci<'a>(m: &'a Map<String, Value>, name: &str) -> Option<&'a Va
     })
 }
 
+/// The array field `name` of a request body (case-insensitive, as System.Text.Json binds it):
+/// missing, not an array or empty is the service's 400 with `empty`.
+pub(super) fn non_empty_array(
+    m: &Map<String, Value>,
+    name: &str,
+    empty: &str,
+) -> ApiResult<Vec<Value>> {
+    match get_ci(m, name).and_then(Value::as_array) {
+        Some(items) if !items.is_empty() => Ok(items.clone()),
+        _ => Err(ApiError::bad_request(empty)),
+    }
+}
+
 pub(super) async fn audit(
     pool: &PgPool,
     tenant_id: &str,

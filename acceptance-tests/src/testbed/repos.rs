@@ -13,7 +13,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use super::api::{ApiError, SharedState, audit, get_ci, parse_object, require_principal};
+use super::api::{
+    ApiError, SharedState, audit, get_ci, non_empty_array, parse_object, require_principal,
+};
 use super::auth::Principal;
 use super::uploads::ensure_tables;
 
@@ -527,6 +529,30 @@ async fn check_committed(
     }
 }
 
+/// The version's rows that publishing needs.
+#[derive(Clone, Copy)]
+enum VersionRows {
+    Entries,
+    Manifests,
+}
+
+/// How many rows of that kind belong to the version.
+async fn version_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    rows: VersionRows,
+    vid: &str,
+) -> ApiResult<i64> {
+    let sql = match rows {
+        VersionRows::Entries => "select count(*) from artifact_entries where version_id = $1::uuid",
+        VersionRows::Manifests => "select count(*) from manifests where version_id = $1::uuid",
+    };
+    sqlx::query_scalar(sql)
+        .bind(vid)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_failed)
+}
+
 /// `POST /v1/repos/{repoKey}/packages/versions/{versionId}/entries` (Program.fs:8996).
 pub async fn upsert_entries(
     State(s): State<SharedState>,
@@ -539,15 +565,7 @@ pub async fn upsert_entries(
     let p = require_role(&s, &headers, &key, Role::Write).await?;
     ensure_tables(&s.pool).await.map_err(db_failed)?;
     let m = parse_object(&body)?;
-    let items = get_ci(&m, "entries")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if items.is_empty() {
-        return Err(ApiError::bad_request(
-            "At least one artifact entry is required.",
-        ));
-    }
+    let items = non_empty_array(&m, "entries", "At least one artifact entry is required.")?;
     let mut entries = Vec::new();
     let mut seen = Vec::new();
     for it in &items {
@@ -823,13 +841,7 @@ pub async fn publish(
             "Package version is in state '{state}' and cannot be published."
         )));
     }
-    let entries: i64 =
-        sqlx::query_scalar("select count(*) from artifact_entries where version_id = $1::uuid")
-            .bind(&vid)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_failed)?;
-    if entries == 0 {
+    if version_rows(&mut tx, VersionRows::Entries, &vid).await? == 0 {
         return Err(conflict(
             "Package version cannot be published without artifact entries.",
         ));
@@ -851,13 +863,7 @@ pub async fn publish(
             "Package version references blob digest '{d}' that is not committed in this repository."
         )));
     }
-    let manifests: i64 =
-        sqlx::query_scalar("select count(*) from manifests where version_id = $1::uuid")
-            .bind(&vid)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_failed)?;
-    if manifests == 0 {
+    if version_rows(&mut tx, VersionRows::Manifests, &vid).await? == 0 {
         return Err(conflict(
             "Package version cannot be published without a manifest.",
         ));

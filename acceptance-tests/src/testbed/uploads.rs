@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
 
-use super::api::{ApiError, SharedState, audit, get_ci, parse_object};
+use super::api::{ApiError, SharedState, audit, get_ci, non_empty_array, parse_object};
 use super::repos::{ApiResult, Role, conflict, db_failed, repo_key, require_role, ts};
 
 /// The test bed's migration set (`acceptance-tests/testbed/migrations`) stops at the tables its
@@ -408,15 +408,7 @@ pub async fn complete(
     let p = require_role(&s, &headers, &key, Role::Write).await?;
     ensure_tables(&s.pool).await.map_err(db_failed)?;
     let m = parse_object(&body)?;
-    let items = get_ci(&m, "parts")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if items.is_empty() {
-        return Err(ApiError::bad_request(
-            "At least one completed part is required.",
-        ));
-    }
+    let items = non_empty_array(&m, "parts", "At least one completed part is required.")?;
     let mut parts: Vec<(i32, String)> = Vec::new();
     for it in &items {
         let o = it.as_object().cloned().unwrap_or_default();
