@@ -159,6 +159,41 @@ pub struct DeleteRequest<'a, D> {
     pub ctx: &'a Context,
 }
 
+/// A `moved` block from another resource type (Terraform >= 1.8): what Terraform sends, the
+/// source object as stored. Terraform sends no configuration of either resource.
+pub struct MoveStateRequest<'a> {
+    /// The source's provider, e.g. `terraform.io/builtin/terraform`.
+    pub source_provider_address: &'a str,
+    pub source_type_name: &'a str,
+    pub source_schema_version: i64,
+    /// The source object's attributes as Terraform stores them (JSON).
+    pub source_state: &'a serde_json::Value,
+    pub source_private: &'a [u8],
+}
+
+/// The object a move produces: it replaces the source in state, then refresh and plan run on it.
+#[derive(Debug, Default)]
+pub struct MovedState {
+    pub state: Value,
+    pub private: Vec<u8>,
+}
+
+/// The refusal a resource gives a move it cannot map: names both types and what to do instead.
+pub fn move_not_supported(target: &str, req: &MoveStateRequest<'_>) -> Diagnostic {
+    Diagnostic::error(
+        "Move not supported",
+        format!(
+            "{target} cannot take over the state of a {source} ({provider}): nothing in it maps \
+             to a {target}. Remove the `moved` block; to forget the old object without \
+             destroying it use a `removed` block with `lifecycle {{ destroy = false }}`, and bring \
+             the existing object under management with an `import` block (where {target} \
+             supports import) or let Terraform create it.",
+            source = req.source_type_name,
+            provider = req.source_provider_address,
+        ),
+    )
+}
+
 /// How `terraform import` works for a resource.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Import {
@@ -186,6 +221,11 @@ pub trait Resource<D: Send + Sync>: Send + Sync {
     async fn delete(&self, req: DeleteRequest<'_, D>) -> Diagnostics;
     fn import(&self) -> Import {
         Import::NotSupported
+    }
+    /// The state for a `moved` block whose `from` is another resource type (`MoveResourceState`).
+    /// Refused unless a resource maps the source honestly.
+    fn move_state(&self, req: MoveStateRequest<'_>) -> Result<MovedState, Diagnostics> {
+        Err(move_not_supported(self.type_name(), &req).into())
     }
     /// Converts state stored by an older schema version (JSON) to the current one. Only called
     /// when `version` is below the schema's; the same version is decoded generically.

@@ -18,6 +18,8 @@ use super::value::Value;
 
 struct TestProvider;
 struct Thing;
+/// A resource with every default, `MoveResourceState`'s refusal among them.
+struct Plain;
 struct Panicky;
 struct Token;
 
@@ -41,7 +43,7 @@ impl Provider for TestProvider {
         vec![Arc::new(Panicky)]
     }
     fn resources(&self) -> Vec<Arc<dyn Resource<()>>> {
-        vec![Arc::new(Thing)]
+        vec![Arc::new(Thing), Arc::new(Plain)]
     }
     fn ephemeral_resources(&self) -> Vec<Arc<dyn EphemeralResource<()>>> {
         vec![Arc::new(Token)]
@@ -104,6 +106,42 @@ impl Resource<()> for Thing {
         state.set_attr("name", raw["title"].as_str().unwrap_or_default().into());
         state.set_attr("version", Value::int(1));
         Ok(state)
+    }
+    /// A `test_legacy` (`{id, label, secret}`) becomes a thing named after its label.
+    fn move_state(&self, req: MoveStateRequest<'_>) -> Result<MovedState, Diagnostics> {
+        if req.source_type_name != "test_legacy" {
+            return Err(move_not_supported(self.type_name(), &req).into());
+        }
+        let mut state = Value::null_object(&self.schema().value_type());
+        let raw = req.source_state;
+        state.set_attr("id", raw["id"].as_str().unwrap_or_default().into());
+        state.set_attr("name", raw["label"].as_str().unwrap_or_default().into());
+        state.set_attr("version", Value::int(1));
+        // Careless: the framework must null a write-only value.
+        state.set_attr(
+            "secret_wo",
+            raw["secret"].as_str().unwrap_or_default().into(),
+        );
+        Ok(MovedState {
+            state,
+            private: req.source_private.to_vec(),
+        })
+    }
+}
+
+#[async_trait]
+impl Resource<()> for Plain {
+    fn type_name(&self) -> &'static str {
+        "test_plain"
+    }
+    fn schema(&self) -> Schema {
+        Schema::new(0, "plain", vec![Attribute::computed("id", Type::String)])
+    }
+    async fn create(&self, _req: ApplyRequest<'_, ()>, _resp: &mut ApplyResponse) {}
+    async fn read(&self, _req: ReadRequest<'_, ()>, _resp: &mut ReadResponse) {}
+    async fn update(&self, _req: ApplyRequest<'_, ()>, _resp: &mut ApplyResponse) {}
+    async fn delete(&self, _req: DeleteRequest<'_, ()>) -> Diagnostics {
+        Diagnostics::new()
     }
 }
 
@@ -362,6 +400,83 @@ async fn state_upgrades_same_version_older_version_and_newer_version() {
     // Newer than we know: a clear error, not a guess.
     let r = upgrade(7, r#"{"id":"x"}"#).await.unwrap().into_inner();
     assert!(r.diagnostics[0].summary.contains("newer provider version"));
+}
+
+#[tokio::test]
+async fn moves_across_types_are_advertised_mapped_by_the_target_or_refused() {
+    let svc = service().await;
+    let meta = svc
+        .get_metadata(Request::new(pb::get_metadata::Request {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(meta.server_capabilities.unwrap().move_resource_state);
+    let schema = svc
+        .get_provider_schema(Request::new(pb::get_provider_schema::Request {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(schema.server_capabilities.unwrap().move_resource_state);
+
+    let mv = |source: &str, target: &str, json: &str| {
+        svc.move_resource_state(Request::new(pb::move_resource_state::Request {
+            source_provider_address: "registry.terraform.io/test/legacy".into(),
+            source_type_name: source.into(),
+            source_schema_version: 0,
+            source_state: Some(pb::RawState {
+                json: json.as_bytes().to_vec(),
+                flatmap: Default::default(),
+            }),
+            target_type_name: target.into(),
+            source_private: b"p".to_vec(),
+            ..Default::default()
+        }))
+    };
+    // Mapped by the target; its write-only value nulled; private passed on.
+    let r = mv(
+        "test_legacy",
+        "test_thing",
+        r#"{"id":"x","label":"a","secret":"s"}"#,
+    )
+    .await
+    .unwrap()
+    .into_inner();
+    assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics);
+    let s = un_dv(&r.target_state, &thing_type());
+    assert_eq!(s.attr("name"), &Value::from("a"));
+    assert!(s.attr("secret_wo").is_null());
+    assert_eq!(r.target_private, b"p");
+    // A source the target does not map, and a target with the default: refusals naming both.
+    for (source, target) in [("test_other", "test_thing"), ("test_legacy", "test_plain")] {
+        let r = mv(source, target, r#"{"id":"x"}"#)
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.target_state.is_none());
+        assert_eq!(r.diagnostics[0].summary, "Move not supported");
+        assert!(
+            r.diagnostics[0].detail.contains(source),
+            "{:?}",
+            r.diagnostics
+        );
+        assert!(r.diagnostics[0].detail.contains(target));
+        assert!(r.diagnostics[0].detail.contains("`import` block"));
+    }
+    // An unknown target, and a source state that is not JSON.
+    let r = mv("test_legacy", "test_nope", "{}")
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.diagnostics[0].summary.contains("Unknown resource type"));
+    let r = mv("test_legacy", "test_thing", "{not json")
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        r.diagnostics[0]
+            .summary
+            .contains("Unable to read the moved state")
+    );
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@
 mod apply;
 mod env;
 mod model;
+mod moved;
 mod plan;
 mod preconditions;
 mod refresh;
@@ -28,7 +29,7 @@ use crate::clients::hosts::{LocalTransport, Timeouts, Transport};
 use crate::protocol::diagnostics::{AttributePath, Diagnostic, Diagnostics};
 use crate::protocol::framework::{
     ApplyRequest, ApplyResponse, DeleteRequest, Import, ModifyPlanRequest, ModifyPlanResponse,
-    ReadRequest, ReadResponse, Resource,
+    MoveStateRequest, MovedState, ReadRequest, ReadResponse, Resource,
 };
 use crate::protocol::schema::Schema;
 use crate::protocol::value::Value;
@@ -97,6 +98,12 @@ impl Resource<Settings> for Release {
 
     fn import(&self) -> Import {
         Import::Passthrough("id")
+    }
+
+    /// `moved` from `terraform_data` / `null_resource`: refused with the `removed` and `import`
+    /// blocks to use instead (see [`moved`]).
+    fn move_state(&self, req: MoveStateRequest<'_>) -> Result<MovedState, Diagnostics> {
+        moved::move_state(req)
     }
 
     /// Version 0 kept the plain sha256 of each env file in `env_sha256` (and in its drift

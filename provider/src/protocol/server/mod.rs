@@ -278,6 +278,7 @@ with_diagnostics!(
     pb::plan_resource_change::Response,
     pb::apply_resource_change::Response,
     pb::import_resource_state::Response,
+    pb::move_resource_state::Response,
     pb::read_data_source::Response,
     pb::open_ephemeral_resource::Response,
     pb::renew_ephemeral_resource::Response,
@@ -406,6 +407,13 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         self.serve_import_resource_state(request).await
     }
 
+    async fn move_resource_state(
+        &self,
+        request: Request<pb::move_resource_state::Request>,
+    ) -> Res<pb::move_resource_state::Response> {
+        self.serve_move_resource_state(request).await
+    }
+
     async fn read_data_source(
         &self,
         request: Request<pb::read_data_source::Request>,
@@ -446,7 +454,7 @@ fn server_capabilities() -> pb::ServerCapabilities {
     pb::ServerCapabilities {
         plan_destroy: true,
         get_provider_schema_optional: true,
-        move_resource_state: false,
+        move_resource_state: true,
         generate_resource_config: false,
     }
 }

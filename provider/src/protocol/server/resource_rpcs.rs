@@ -1,4 +1,4 @@
-//! The managed-resource RPCs: validate, upgrade state, read, plan, apply and import.
+//! The managed-resource RPCs: validate, upgrade state, read, plan, apply, import and move.
 
 use tonic::{Request, Response};
 
@@ -8,7 +8,7 @@ use super::{
 use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
 use crate::protocol::framework::{
     self, ApplyRequest, ApplyResponse, DeleteRequest, Import, ModifyPlanRequest,
-    ModifyPlanResponse, Provider, ReadRequest, ReadResponse,
+    ModifyPlanResponse, MoveStateRequest, Provider, ReadRequest, ReadResponse,
 };
 use crate::protocol::json;
 use crate::protocol::proto::tfplugin6 as pb;
@@ -394,6 +394,73 @@ impl<P: Provider> ProviderService<P> {
                     imported_resources: imported,
                     diagnostics: to_proto_diags(&diags),
                     deferred: None,
+                }
+            })
+            .await;
+        Ok(Response::new(resp))
+    }
+
+    /// `moved` across resource types: the target resource maps the source's stored JSON to its
+    /// own state, or refuses with a diagnostic saying what to do instead.
+    pub(super) async fn serve_move_resource_state(
+        &self,
+        request: Request<pb::move_resource_state::Request>,
+    ) -> Res<pb::move_resource_state::Response> {
+        let req = request.into_inner();
+        let resp = self
+            .run("MoveResourceState", &req.target_type_name, async {
+                let Out((target_state, target_private), diags) = async {
+                    let mut diags = Diagnostics::new();
+                    let entry = tri!(diags, self.resource(&req.target_type_name));
+                    let raw = req.source_state.clone().unwrap_or_default();
+                    let source: serde_json::Value = if raw.json.is_empty() {
+                        serde_json::Value::Null
+                    } else {
+                        tri!(
+                            diags,
+                            serde_json::from_slice(&raw.json).map_err(|e| Diagnostic::error(
+                                "Unable to read the moved state",
+                                format!(
+                                    "The stored state of the {} being moved is not JSON: {e}.",
+                                    req.source_type_name
+                                )
+                            ))
+                        )
+                    };
+                    let moved = entry.imp.move_state(MoveStateRequest {
+                        source_provider_address: &req.source_provider_address,
+                        source_type_name: &req.source_type_name,
+                        source_schema_version: req.source_schema_version,
+                        source_state: &source,
+                        source_private: &req.source_private,
+                    });
+                    let mut moved = match moved {
+                        Ok(m) => m,
+                        Err(refused) => {
+                            diags.extend(refused);
+                            return Out(Default::default(), diags);
+                        }
+                    };
+                    framework::null_write_only(&entry.schema.block.attributes, &mut moved.state);
+                    if moved.state.is_null() || !moved.state.is_wholly_known() {
+                        diags.push(Diagnostic::provider_bug(
+                            "Provider produced an invalid moved state",
+                            format!(
+                                "the state moved from {} to {} is null or not wholly known",
+                                req.source_type_name, req.target_type_name
+                            ),
+                        ));
+                        return Out(Default::default(), diags);
+                    }
+                    let encoded = tri!(diags, encode(&moved.state, &entry.ty, "moved state"));
+                    Out((Some(encoded), moved.private), diags)
+                }
+                .await;
+                pb::move_resource_state::Response {
+                    target_state,
+                    target_private,
+                    diagnostics: to_proto_diags(&diags),
+                    target_identity: None,
                 }
             })
             .await;

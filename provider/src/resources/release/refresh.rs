@@ -337,13 +337,13 @@ pub(super) fn make_id(transport: &str, deploy_dir: &str, hosts: &[HostConfig]) -
 /// Parses an import ID; roles may be given as `/api+worker` after a host, else they are read
 /// from the env files on the host.
 /// A parsed import ID: each host with whether its roles were given.
-struct ImportId {
+pub(super) struct ImportId {
     transport: String,
     deploy_dir: String,
     hosts: Vec<(HostConfig, bool)>,
 }
 
-fn parse_id(id: &str) -> Result<ImportId, String> {
+pub(super) fn parse_id(id: &str) -> Result<ImportId, String> {
     let (transport, rest) = match id.strip_prefix("local:") {
         Some(r) => ("local", r),
         None => ("ssh", id),
