@@ -1,3 +1,7 @@
+# After a failed apply Terraform leaves root outputs at their planned values (seen with 1.11.4:
+# the release's state said v2, an output said `broken`, the version that failed), so this output
+# need not say what runs. In a failure path read the resource, not this output:
+# `terraform state show artifortress_release.app` or `terraform show -json`.
 output "release" {
   description = "What runs on the hosts, and the last failed rollout, if any."
   value = {

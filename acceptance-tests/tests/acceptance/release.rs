@@ -1648,3 +1648,113 @@ fn release_runs_the_smoke_flow_after_readiness_and_rolls_back_when_it_fails() {
         assert_eq!(s["deployed_version"], "v1", "{s}");
     }
 }
+
+/// `moved { from = terraform_data.deploy, to = artifortress_release.r }` is refused (a
+/// terraform_data records no hosts, dir or artifact: `resources/release/moved.rs`) with the
+/// `removed` + `import` blocks to use instead, and the state is left as it was; following the
+/// advice without `import` (nothing in the provider's layout yet) forgets the terraform_data
+/// without running its destroy-time provisioner and creates the release; the next plan is empty.
+#[test]
+fn release_refuses_a_move_from_terraform_data_and_its_advice_works() {
+    for tf in terraforms() {
+        let dir = tempfile::Builder::new()
+            .prefix("af-release-moved-")
+            .tempdir()
+            .unwrap();
+        let deploy_dir = dir.path().join("deploy").display().to_string();
+        let marker = dir.path().join("destroy-provisioner-ran");
+        let fleet = Fleet {
+            hosts: vec![(
+                "box".into(),
+                DevHost {
+                    address: "127.0.0.1".into(),
+                    port: 22,
+                },
+                vec!["api", "worker"],
+            )],
+            deploy_dir: deploy_dir.clone(),
+            api_port: free_port(),
+            local: true,
+            faults: false,
+        };
+        // What users come from: a remote-exec deployment (here local-exec) with a destroy-time
+        // provisioner that must not run when they switch.
+        let old = format!(
+            r#"
+resource "terraform_data" "deploy" {{
+  input = "v1"
+  provisioner "local-exec" {{
+    when    = destroy
+    command = "touch {marker}"
+  }}
+}}
+"#,
+            marker = marker.display()
+        );
+        let wd = Workdir::new(&tf, &old);
+        wd.apply_ok();
+
+        let release = format!(
+            "provider \"artifortress\" {{}}\n{}",
+            fleet.resource("v1", "")
+        );
+        wd.set_config(&format!(
+            "{release}\nmoved {{\n  from = terraform_data.deploy\n  to   = artifortress_release.r\n}}\n"
+        ));
+        let plan = wd.plan_detailed();
+        assert_eq!(plan.code, 1, "{}", plan.text());
+        for needle in [
+            "Cannot move terraform_data to artifortress_release",
+            "A terraform_data records no hosts, deploy directory, transport or artifact",
+            "from = terraform_data.NAME",
+            "destroy = false",
+            "to = artifortress_release.NAME",
+            "[local:]<deploy_dir>,<host>=<address>[:<port>][/<role>+<role>],...",
+        ] {
+            assert!(
+                plan.shows(needle),
+                "terraform {}: {needle:?} not in:\n{}",
+                tf.version,
+                plan.text()
+            );
+        }
+        let list = wd.run(&["state", "list"]);
+        assert_eq!(
+            list.stdout.trim(),
+            "terraform_data.deploy",
+            "{}",
+            list.text()
+        );
+
+        // The advice, without `import`: forgotten (not destroyed), the release created.
+        wd.set_config(&format!(
+            "{release}\nremoved {{\n  from = terraform_data.deploy\n  lifecycle {{\n    destroy = false\n  }}\n}}\n"
+        ));
+        let plan = wd.plan_detailed();
+        assert_eq!(plan.code, 2, "{}", plan.text());
+        assert!(
+            plan.shows("terraform_data.deploy will no longer be managed by Terraform"),
+            "{}",
+            plan.text()
+        );
+        assert!(
+            plan.shows("artifortress_release.r will be created"),
+            "{}",
+            plan.text()
+        );
+        wd.apply_ok();
+        assert!(!marker.exists(), "the destroy-time provisioner ran");
+        let list = wd.run(&["state", "list"]);
+        assert_eq!(
+            list.stdout.trim(),
+            "artifortress_release.r",
+            "{}",
+            list.text()
+        );
+        assert_eq!(
+            state(&wd)["host_versions"],
+            serde_json::json!({"box": "v1"})
+        );
+        wd.destroy_ok();
+    }
+}

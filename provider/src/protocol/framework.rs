@@ -400,8 +400,8 @@ fn check_config_attrs(
                 Diagnostic::error(
                     "Write-only attribute not supported",
                     format!(
-                        "{path} is write-only, which needs Terraform 1.11 or later (or a \
-                         compatible OpenTofu); upgrade, or leave it unset."
+                        "{path} is write-only, which needs Terraform 1.11 or later (or OpenTofu \
+                         1.11 or later); upgrade, or leave it unset."
                     ),
                 )
                 .at(path.clone()),

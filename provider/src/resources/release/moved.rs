@@ -30,7 +30,7 @@ fn refusal(source: &str) -> Diagnostic {
         format!("Cannot move {source} to {TYPE_NAME}"),
         format!(
             "A {source} records no hosts, deploy directory, transport or artifact (Terraform \
-sends the provider only its stored attributes, not the configuration of either side), so a \
+sends the provider only its stored attributes, not the configuration of either side), so an \
 {TYPE_NAME} state made from it would be made up, and the next plan would not show what really \
 runs on the hosts. Replace the `moved` block with these two blocks (NAME: the names of your \
 `from` and `to`):
