@@ -12,6 +12,7 @@
 //! [`apply`] (create, update, delete) and [`refresh`] (read, import, state upgrades); this file holds the resource and what they share.
 
 mod apply;
+mod artifacts;
 mod env;
 mod model;
 mod plan;
@@ -61,7 +62,7 @@ impl Resource<Settings> for Release {
 
     fn schema(&self) -> Schema {
         Schema::new(
-            1,
+            2,
             "The Artifortress API and worker deployed to hosts (D1 staging, D2 rollback rehearsal, D4 rollout, D5 watch window). Per host: a deploy lock with owner and expiry, the artifact uploaded and its sha256 checked on the host, unpacked into `releases/<version>`, env files written mode 0600, `current` switched atomically, the role restarted and waited for (API: `/health/live`, then `consecutive_ready` `/health/ready` probes in a row saying `ready`; a `degraded` 200 is not ready; worker: `worker_status` succeeding as often), a line in `revisions.log`, old releases pruned. Every host is staged before any switches; hosts with the API role go first, in batches of `max_parallel`, and every one is ready before any worker-only host switches (the service's docs/29-deployment-howto-production.md, Deployment Sequence steps 4-6). When any host fails, every host already switched goes back to its previous release, restarted and ready (atomic rollback); the state then says what is live and `last_failure` what went wrong, so the next plan proposes the release again. With `schema_classes`, no rollback (nor rehearsal) puts a release older than an applied class C migration back in service: the way back is a restore (docs/25-upgrade-rollback-runbook.md). Refresh reads each host's live release, artifact checksum and env-file checksums: a host changed by hand shows up as a change in the plan.",
             ReleaseModel::attributes(),
         )
