@@ -11,8 +11,8 @@
 #
 # Also, per role, OUTDIR/artifortress-{api,worker}-{v1,v2,broken}.tar.gz (in SHA256SUMS too): the
 # real service ships two `dotnet publish` outputs, the API and the worker (its
-# docs/29-deployment-howto-production.md, Deployment Sequence; deploy/ builds one image per
-# process), which artifortress_release takes as api_artifact / worker_artifact and unpacks as
+# docs/29-deployment-howto-production.md, "Release Artifact Preparation", lines 26-29;
+# deploy/kind/Dockerfile.api and Dockerfile.worker, lines 14-16, publish one each), which artifortress_release takes as api_artifact / worker_artifact and unpacks as
 # releases/<version>/api/ and releases/<version>/worker/. Each has one top directory
 # artifortress-<role>-<version>/ with VERSION, that role's binary only and bin/artifortress (the
 # same control script, told that its release is one level deeper).

@@ -353,7 +353,9 @@ async fn role_release_flow(t: &dyn Transport, root: &Path, art: &Artifacts) {
     assert!(entries(&releases).is_empty(), "{:?}", entries(&releases));
 
     let both = [part("api", "v1", "v1"), part("worker", "v2", "v2")];
-    let v1 = hosts::install_role_release(t, &d, "v1", &both).await.unwrap();
+    let v1 = hosts::install_role_release(t, &d, "v1", &both)
+        .await
+        .unwrap();
     assert!(!v1.already_present);
     assert_eq!(entries(&releases.join("v1")), vec!["api", "worker"]);
     for (role, v) in [("api", "v1"), ("worker", "v2")] {

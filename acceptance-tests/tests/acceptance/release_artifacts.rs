@@ -1,6 +1,7 @@
 //! `artifortress_release` with one archive per role (`api_artifact` / `worker_artifact`): the
 //! real service ships two `dotnet publish` outputs, the API and the worker (its
-//! docs/29-deployment-howto-production.md, Deployment Sequence), which the host module's
+//! docs/29-deployment-howto-production.md, "Release Artifact Preparation" lines 26-29;
+//! deploy/kind/Dockerfile.api and Dockerfile.worker), which the host module's
 //! systemd units run from `current/api/` and `current/worker/`. Against the dev deploy hosts
 //! (`scripts/dev-env up --hosts 4`, hosts 1-3 as the release tests share them, in a deploy dir of
 //! its own) and the test bed's role tarballs (`artifortress-{api,worker}-<version>.tar.gz`,
@@ -94,7 +95,11 @@ fn rewrite_as_schema_1(wd: &Workdir) {
     assert_eq!(inst["schema_version"], 2, "{inst}");
     inst["schema_version"] = 1.into();
     let attrs = inst["attributes"].as_object_mut().unwrap();
-    for a in ["api_artifact", "worker_artifact", "host_role_artifact_sha256"] {
+    for a in [
+        "api_artifact",
+        "worker_artifact",
+        "host_role_artifact_sha256",
+    ] {
         assert!(attrs.remove(a).is_some(), "{a} is in today's state");
     }
     st["serial"] = (st["serial"].as_u64().unwrap() + 1).into();
@@ -160,11 +165,7 @@ fn release_deploys_one_archive_per_role() {
         wd.set_config(&format!("{}{}", &no_worker[..start], &no_worker[end..]));
         let plan = wd.plan_detailed();
         assert_eq!(plan.code, 1, "{}", plan.text());
-        assert!(
-            plan.shows("worker_artifact is required"),
-            "{}",
-            plan.text()
-        );
+        assert!(plan.shows("worker_artifact is required"), "{}", plan.text());
         assert!(
             plan.shows("hosts both-1, worker-1 have the worker role"),
             "{}",
@@ -245,15 +246,31 @@ fn release_deploys_one_archive_per_role() {
             plan.text()
         );
         assert!(!plan.shows("drifted: api-1"), "{}", plan.text());
-        // The live version holds other archives than configured: as with `artifact`, the
-        // apply refuses to replace it under the same version.
+        let restore = || {
+            let (code, out) = ssh(
+                &host("worker-1"),
+                &format!("printf '%s\\n' {w2} > {record}"),
+            );
+            assert_eq!(code, 0, "{out}");
+        };
+        restore();
+        wd.assert_plan_empty();
+        // The live version holding other archives than configured: as with `artifact`, the
+        // apply refuses to replace it under the same version, and worker-1 stays on v2.
+        let (code, out) = ssh(
+            &host("worker-1"),
+            &format!("printf '%s\\n' {other} > {record}"),
+        );
+        assert_eq!(code, 0, "{out}");
         let run = wd.apply();
         assert_ne!(run.code, 0, "{}", run.text());
         assert!(run.shows("under a new version"), "{}", run.text());
         assert_eq!(live_version(&host("worker-1"), &d), "v2");
-        let (code, out) = ssh(&host("worker-1"), &format!("printf '%s\\n' {w2} > {record}"));
-        assert_eq!(code, 0, "{out}");
-        wd.assert_plan_empty();
+        // Put back by hand, the next apply finds every host as configured (revision 3) and
+        // the plan after it is empty.
+        restore();
+        wd.apply_ok();
+        assert_eq!(state(&wd)["revision"], 3);
 
         // A new source with the same checksums deploys nothing.
         let (dir, _) = artifacts();
@@ -265,7 +282,7 @@ fn release_deploys_one_archive_per_role() {
         );
         wd.set_config(&moved);
         wd.apply_ok();
-        assert_eq!(state(&wd)["revision"], 2, "nothing deployed");
+        assert_eq!(state(&wd)["revision"], 3, "nothing deployed");
 
         // Only the worker's archive changes: as with `artifact`, under a new version (v3 =
         // v2's API with v1's worker), deployed everywhere.
@@ -279,7 +296,7 @@ fn release_deploys_one_archive_per_role() {
         wd.set_config(&v3);
         wd.apply_ok();
         let s = state(&wd);
-        assert_eq!(s["revision"], 3);
+        assert_eq!(s["revision"], 4);
         assert_eq!(
             s["host_role_artifact_sha256"]["both-1"]["worker"],
             sums["worker-v1"]

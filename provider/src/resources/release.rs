@@ -3,9 +3,11 @@
 //!
 //! State is always what is live: after a failed rollout that was rolled back, `version` is
 //! the version the hosts run again (so the next plan proposes the new one again), and
-//! `last_failure` says what happened. Refresh reads every host's `current`, artifact checksum
-//! and env-file checksums; a host changed by hand makes `version`, `artifact.sha256` or
-//! `env_sha256` differ from the configuration, which the plan shows as a change.
+//! `last_failure` says what happened. Refresh reads every host's `current`, artifact checksums
+//! (the release's, or each role directory's) and env-file checksums; a host changed by hand
+//! makes `version`, `artifact.sha256` (per role: `api_artifact.sha256`,
+//! `worker_artifact.sha256`) or `env_sha256` differ from the configuration, which the plan shows
+//! as a change.
 //!
 //! The code follows the resource's seams: [`model`] (the schema as fields), [`plan`]
 //! (validate and plan), [`env`] (the env files checked against the service's configuration),
@@ -103,7 +105,9 @@ impl Resource<Settings> for Release {
     /// Version 0 kept the plain sha256 of each env file in `env_sha256` (and in its drift
     /// notes). Version 1 keeps fingerprints keyed with a key that lives only on the hosts: the
     /// plain values are marked `unkeyed:` for the refresh that follows to replace, and drift
-    /// notes lose their checksums.
+    /// notes lose their checksums. Version 2 adds the per-role archives (`api_artifact`,
+    /// `worker_artifact`, null in an older state) and `host_role_artifact_sha256`, filled from
+    /// `host_artifact_sha256` (before version 2 every role came from the one `artifact`).
     fn upgrade_state(&self, version: i64, raw: &serde_json::Value) -> Result<Value, Diagnostic> {
         refresh::upgrade_state(&self.schema().value_type(), version, raw)
     }

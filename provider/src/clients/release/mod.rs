@@ -136,8 +136,9 @@ pub enum Artifacts {
     /// One archive for every role, unpacked as the release directory.
     Single(Archive),
     /// One archive per role, unpacked as `releases/<version>/<role>/` (the service's two
-    /// `dotnet publish` outputs, API and worker: its deploy/ and docs/29, docs/30); a host
-    /// receives the archives of its roles only.
+    /// `dotnet publish` outputs, API and worker: its docs/29-deployment-howto-production.md
+    /// lines 26-29, deploy/kind/Dockerfile.api and Dockerfile.worker); a host receives the
+    /// archives of its roles only.
     PerRole(BTreeMap<Role, Archive>),
 }
 
@@ -545,7 +546,10 @@ mod tests {
         );
         assert!(per_role.installed_on(&s, &api_only));
         assert!(!per_role.installed_on(&s, &both), "the worker's is missing");
-        assert_eq!(s.host_sha256(&api_only), Some(per_role.host_sha256(&api_only)));
+        assert_eq!(
+            s.host_sha256(&api_only),
+            Some(per_role.host_sha256(&api_only))
+        );
         assert_eq!(s.host_sha256(&both), None);
         assert_eq!(s.role_sha256(Role::Api), Some("a".repeat(64).as_str()));
         // A release from a single archive serves every role; it is not the per-role release.

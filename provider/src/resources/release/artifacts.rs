@@ -1,7 +1,8 @@
 //! The release's archives: one `artifact` for every role, or one per role (`api_artifact`,
 //! `worker_artifact`: the service's two `dotnet publish` outputs, the API and the worker, its
-//! docs/29-deployment-howto-production.md "Deployment Sequence" and
-//! docs/30-deployment-config-reference.md). Their checks at plan, what a plan expects the hosts
+//! docs/29-deployment-howto-production.md "Release Artifact Preparation" lines 26-29 and
+//! "Deployment Sequence" step 2, line 73; deploy/kind/Dockerfile.api and Dockerfile.worker,
+//! lines 14-16). Their checks at plan, what a plan expects the hosts
 //! to record, the archives fetched at apply, and drift per role at refresh.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -434,7 +435,13 @@ mod tests {
         let mut d = Diagnostics::new();
         check(&c, &mut d);
         d.iter()
-            .map(|d| (d.summary.clone(), d.is_error(), format!("{:?}", d.attribute)))
+            .map(|d| {
+                (
+                    d.summary.clone(),
+                    d.is_error(),
+                    format!("{:?}", d.attribute),
+                )
+            })
             .collect()
     }
 
@@ -442,7 +449,13 @@ mod tests {
     fn exactly_one_form_covering_every_role() {
         let both = hosts(&[("api-1", &["api"]), ("worker-1", &["worker"])]);
         // `artifact` alone; per-role archives for every role: fine.
-        assert!(diags_of(&[("hosts", both.clone()), ("artifact", artifact("a", &sha('a')))]).is_empty());
+        assert!(
+            diags_of(&[
+                ("hosts", both.clone()),
+                ("artifact", artifact("a", &sha('a')))
+            ])
+            .is_empty()
+        );
         assert!(
             diags_of(&[
                 ("hosts", both.clone()),
@@ -472,7 +485,10 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].summary, "worker_artifact is required");
         assert!(d[0].detail.contains("host worker-1 has"), "{}", d[0].detail);
-        assert_eq!(d[0].attribute, Some(AttributePath::root().child_attr("worker_artifact")));
+        assert_eq!(
+            d[0].attribute,
+            Some(AttributePath::root().child_attr("worker_artifact"))
+        );
         // None at all.
         let d = diags_of(&[("hosts", both)]);
         assert_eq!(d.len(), 1);
@@ -493,7 +509,10 @@ mod tests {
         ]);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].0, "Invalid sha256");
-        assert!(d[0].2.contains("api_artifact") && d[0].2.contains("sha256"), "{d:?}");
+        assert!(
+            d[0].2.contains("api_artifact") && d[0].2.contains("sha256"),
+            "{d:?}"
+        );
         // Unknown archives are checked at the next plan.
         assert!(
             diags_of(&[
@@ -591,7 +610,10 @@ mod tests {
         };
         let live = live_with(&sha('b'));
         drift(&mut state, &configs, &live, "v1");
-        assert_eq!(state.worker_artifact.as_ref().unwrap().sha256, Maybe::Known(sha('b')));
+        assert_eq!(
+            state.worker_artifact.as_ref().unwrap().sha256,
+            Maybe::Known(sha('b'))
+        );
         let roles = role_map(&configs, &live);
         assert_eq!(roles["worker-1"]["worker"], Maybe::Known(sha('b')));
         assert_eq!(roles["api-1"].len(), 1, "only the host's roles");
@@ -602,7 +624,10 @@ mod tests {
             state.worker_artifact.as_ref().unwrap().sha256,
             Maybe::Known(format!("{DRIFT}worker-1={}", sha('c')))
         );
-        assert_eq!(state.api_artifact.as_ref().unwrap().sha256, Maybe::Known(sha('a')));
+        assert_eq!(
+            state.api_artifact.as_ref().unwrap().sha256,
+            Maybe::Known(sha('a'))
+        );
 
         // Import of hosts installed per role gives the per-role form.
         let mut imported_state = ReleaseModel::from_config(&release_config(&[])).unwrap();

@@ -685,7 +685,10 @@ mod tests {
         });
         let up = Release.upgrade_state(1, &raw).unwrap();
         // Nothing of version 1 changes (its env values are keyed already).
-        assert_eq!(up.attr("artifact").attr("sha256").as_str(), Some(sha.as_str()));
+        assert_eq!(
+            up.attr("artifact").attr("sha256").as_str(),
+            Some(sha.as_str())
+        );
         assert_eq!(up.attr("env_sha256").to_string_map()["api"], "c".repeat(64));
         assert!(up.attr("api_artifact").is_null() && up.attr("worker_artifact").is_null());
         // Every role of a host came from its one archive.
@@ -693,7 +696,10 @@ mod tests {
         let roles = roles.as_map().unwrap();
         assert_eq!(
             roles["both-1"].to_string_map(),
-            BTreeMap::from([("api".to_string(), sha.clone()), ("worker".to_string(), sha.clone())])
+            BTreeMap::from([
+                ("api".to_string(), sha.clone()),
+                ("worker".to_string(), sha.clone())
+            ])
         );
         assert_eq!(
             roles["wiped-1"].to_string_map(),
