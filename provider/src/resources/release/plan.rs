@@ -260,24 +260,21 @@ async fn plan_rollout(
     };
     let version = planned.version.clone();
     planned.deployed_version = version.clone();
-    let per_host = |v: &Maybe<Option<String>>| {
-        if hosts_known {
-            let v = match v {
-                Maybe::Known(Some(s)) => Maybe::Known(s.clone()),
-                Maybe::Unknown => Maybe::Unknown,
-                _ => Maybe::Null,
-            };
-            Maybe::Known(Some(
-                configs
-                    .iter()
-                    .map(|h| (h.name.clone(), v.clone()))
-                    .collect(),
-            ))
-        } else {
-            Maybe::Unknown
-        }
+    planned.host_versions = if hosts_known {
+        let v = match &version {
+            Maybe::Known(Some(s)) => Maybe::Known(s.clone()),
+            Maybe::Unknown => Maybe::Unknown,
+            _ => Maybe::Null,
+        };
+        Maybe::Known(Some(
+            configs
+                .iter()
+                .map(|h| (h.name.clone(), v.clone()))
+                .collect(),
+        ))
+    } else {
+        Maybe::Unknown
     };
-    planned.host_versions = per_host(&version);
     // What the hosts' checksums will be (lower-cased), per host and per role.
     (
         planned.host_artifact_sha256,
