@@ -8,7 +8,8 @@
 # files (<role>-<INSTANCE>.*; instance 1 keeps the plain <role>.* names). The provider passes
 # it as {{instance}} (worker_processes).
 #
-# Release layout: <root>/releases/artifortress-<version>/{VERSION,bin/...}; by default
+# Release layout: <root>/releases/<version>/{VERSION,bin/...} (in a role archive, built by
+# build-releases.sh: <root>/releases/<version>/<role>/{VERSION,bin/...}); by default
 #   pid file  <root>/run/<role>.pid      (run dir: $ARTIFORTRESS_RUN_DIR, else <release>/../../run)
 #   log file  <run dir>/<role>.log
 #   env file  $ARTIFORTRESS_ENV_FILE, else <release>/../../shared/<role>.env (KEY=VALUE lines,
@@ -35,6 +36,7 @@ self=$(readlink -f "$0" 2>/dev/null || echo "$0")
 release_dir=$(cd "$(dirname "$self")/.." && pwd -P)
 version=$(cat "$release_dir/VERSION" 2>/dev/null || echo unknown)
 root_dir="$release_dir/../.."
+# @@LAYOUT@@
 run_dir=${ARTIFORTRESS_RUN_DIR:-$root_dir/run}
 env_file=${ARTIFORTRESS_ENV_FILE:-$root_dir/shared/$role.env}
 if [ "$instance" = 1 ]; then name=$role; else name=$role-$instance; fi

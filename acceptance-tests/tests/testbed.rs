@@ -1935,7 +1935,13 @@ async fn release_tarballs_are_reproducible_and_controllable() {
         [
             "artifortress-v1.tar.gz",
             "artifortress-v2.tar.gz",
-            "artifortress-broken.tar.gz"
+            "artifortress-broken.tar.gz",
+            "artifortress-api-v1.tar.gz",
+            "artifortress-api-v2.tar.gz",
+            "artifortress-api-broken.tar.gz",
+            "artifortress-worker-v1.tar.gz",
+            "artifortress-worker-v2.tar.gz",
+            "artifortress-worker-broken.tar.gz",
         ]
     );
     let check = Command::new("sha256sum")
@@ -1971,6 +1977,32 @@ async fn release_tarballs_are_reproducible_and_controllable() {
         .collect();
         assert_eq!(entries, want, "{listing}");
         assert!(listing.lines().all(|l| l.contains(" 0/0 ")), "{listing}");
+        // Per role (api_artifact / worker_artifact): that role's binary only, and the control
+        // script.
+        for role in ["api", "worker"] {
+            let o = Command::new("tar")
+                .args(["tzf"])
+                .arg(out1.join(format!("artifortress-{role}-{v}.tar.gz")))
+                .output()
+                .unwrap();
+            let top = format!("artifortress-{role}-{v}/");
+            let want: Vec<String> = [
+                "",
+                "VERSION",
+                "bin/",
+                "bin/artifortress",
+                &format!("bin/artifortress-testbed-{role}"),
+            ]
+            .iter()
+            .map(|e| format!("{top}{e}"))
+            .collect();
+            assert_eq!(
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .collect::<Vec<_>>(),
+                want
+            );
+        }
     }
 
     // A host layout: <root>/releases/artifortress-<v>, <root>/shared/<role>.env, <root>/run.
@@ -2027,6 +2059,46 @@ async fn release_tarballs_are_reproducible_and_controllable() {
         ),
     )
     .unwrap();
+
+    // A release installed from the role archives (releases/<v>/{api,worker}/, as
+    // artifortress_release unpacks api_artifact / worker_artifact): the control script under
+    // current/worker/ uses the deploy dir's run/ and shared/, one level further up.
+    let roles_root = tmp.path().join("host-roles");
+    for role in ["api", "worker"] {
+        let dir = roles_root.join("releases/v1").join(role);
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = Command::new("tar")
+            .arg("xzf")
+            .arg(out1.join(format!("artifortress-{role}-v1.tar.gz")))
+            .args(["--strip-components=1", "-C"])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    std::fs::create_dir_all(roles_root.join("shared")).unwrap();
+    std::fs::copy(
+        root.join("shared/worker.env"),
+        roles_root.join("shared/worker.env"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("releases/v1", roles_root.join("current")).unwrap();
+    let role_worker = roles_root.join("current/worker");
+    let _role_cleanup = StopOnDrop(vec![(role_worker.clone(), "worker")]);
+    let (rc, out) = ctl(&role_worker, "start", "worker");
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.starts_with("started v1 pid "), "{out}");
+    assert!(
+        roles_root.join("run/worker.pid").is_file(),
+        "run/ of the deploy dir"
+    );
+    assert_eq!(ctl(&role_worker, "stop", "worker"), (0, "stopped".into()));
+    assert!(
+        !roles_root
+            .join("current/api/bin/artifortress-testbed-worker")
+            .exists(),
+        "the API archive holds the API only"
+    );
 
     let current = root.join("current");
     let url = format!("http://127.0.0.1:{port}");

@@ -147,11 +147,18 @@ data "artifortress_preflight" "go" {
 
 # D4 + D5: the API on two hosts and the worker on a third, one host at a time, each waited for
 # until ready; then a short watch window. A failure anywhere rolls every host back.
+# Two archives, as the service ships them (two `dotnet publish` outputs, its
+# docs/29-deployment-howto-production.md): the API's unpacked as releases/<version>/api/ on the
+# API hosts, the worker's as releases/<version>/worker/ on the worker host.
 resource "artifortress_release" "app" {
   version = var.release_version
-  artifact = {
-    source = "${var.artifacts_dir}/artifortress-${var.release_version}.tar.gz"
-    sha256 = local.sums["artifortress-${var.release_version}.tar.gz"]
+  api_artifact = {
+    source = "${var.artifacts_dir}/artifortress-api-${var.release_version}.tar.gz"
+    sha256 = local.sums["artifortress-api-${var.release_version}.tar.gz"]
+  }
+  worker_artifact = {
+    source = "${var.artifacts_dir}/artifortress-worker-${var.release_version}.tar.gz"
+    sha256 = local.sums["artifortress-worker-${var.release_version}.tar.gz"]
   }
   deploy_dir = "${var.hosts["host-1"].deploy_dir}/quickstart"
   hosts = {
@@ -174,11 +181,11 @@ resource "artifortress_release" "app" {
     Worker__PollSeconds         = "5"
   }
   commands = {
-    restart_api    = "{{release_dir}}/bin/artifortress restart api"
-    restart_worker = "{{release_dir}}/bin/artifortress restart worker"
-    worker_status  = "{{release_dir}}/bin/artifortress status worker"
-    stop_api       = "{{release_dir}}/bin/artifortress stop api"
-    stop_worker    = "{{release_dir}}/bin/artifortress stop worker"
+    restart_api    = "{{release_dir}}/api/bin/artifortress restart api"
+    restart_worker = "{{release_dir}}/worker/bin/artifortress restart worker"
+    worker_status  = "{{release_dir}}/worker/bin/artifortress status worker"
+    stop_api       = "{{release_dir}}/api/bin/artifortress stop api"
+    stop_worker    = "{{release_dir}}/worker/bin/artifortress stop worker"
   }
   strategy        = { max_parallel = 1, consecutive_ready = 3, health_timeout = "20s" }
   requires_schema = artifortress_migration.schema.head

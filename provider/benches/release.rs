@@ -62,7 +62,7 @@ use artifortress_provider::clients::hosts::{
     self, PrivateKeyText, SshConfig, SshTransport, Transport,
 };
 use artifortress_provider::clients::release::{
-    self, Commands, Deployment, Host, Outcome, Role, Strategy, Target,
+    self, Archive, Artifacts, Commands, Deployment, Host, Outcome, Role, Strategy, Target,
 };
 use common::{Result, emit_row, env_u64, err, median, met, min_max};
 use futures::future::join_all;
@@ -254,8 +254,10 @@ async fn artifact(
     Ok((
         Target {
             version: version.to_string(),
-            artifact: PathBuf::from(&path),
-            sha256: sha,
+            artifacts: Artifacts::Single(Archive {
+                path: PathBuf::from(&path),
+                sha256: sha,
+            }),
             env: env.clone(),
             env_key: None,
             unsafe_rollback: Default::default(),

@@ -321,6 +321,113 @@ fn entries(dir: &Path) -> Vec<String> {
     v
 }
 
+/// A release from one archive per role (`api_artifact` / `worker_artifact`): each unpacked as
+/// `releases/<v>/<role>/` with its own checksum record, read back by `inspect`; only the parts
+/// given are installed; the live release is not replaced by other archives.
+async fn role_release_flow(t: &dyn Transport, root: &Path, art: &Artifacts) {
+    let deploy = root.join("deploy-roles");
+    let d = deploy.display().to_string();
+    let releases = deploy.join("releases");
+    let paths: BTreeMap<&str, PathBuf> = ["v1", "v2", "v4"].map(|v| (v, art.path(v))).into();
+    let shas: BTreeMap<&str, String> = ["v1", "v2", "v4"].map(|v| (v, art.sha(v))).into();
+    let part = |dir: &'static str, v: &str, sha: &'static str| hosts::RolePart {
+        dir,
+        artifact: paths[v].as_path(),
+        sha256: shas.get(sha).map(String::as_str).unwrap_or(sha),
+    };
+
+    // The worker archive's checksum is wrong: refused on the host, nothing left behind.
+    let e = hosts::install_role_release(
+        t,
+        &d,
+        "v1",
+        &[part("api", "v1", "v1"), part("worker", "v2", "v1")],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&e, HostError::ChecksumMismatch { path, expected, .. }
+            if path.contains("the worker artifact") && expected == &shas["v1"]),
+        "{e}"
+    );
+    assert!(entries(&releases).is_empty(), "{:?}", entries(&releases));
+
+    let both = [part("api", "v1", "v1"), part("worker", "v2", "v2")];
+    let v1 = hosts::install_role_release(t, &d, "v1", &both)
+        .await
+        .unwrap();
+    assert!(!v1.already_present);
+    assert_eq!(entries(&releases.join("v1")), vec!["api", "worker"]);
+    for (role, v) in [("api", "v1"), ("worker", "v2")] {
+        let dir = releases.join("v1").join(role);
+        // The single top directory of each archive is stripped.
+        assert_eq!(
+            std::fs::read_to_string(dir.join("VERSION")).unwrap(),
+            format!("{v}\n")
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join(".artifact-sha256")).unwrap(),
+            format!("{}\n", shas[v])
+        );
+    }
+    assert_eq!(
+        stdout(t, &format!("{d}/releases/v1/worker/bin/run")).await,
+        "running"
+    );
+    assert!(
+        hosts::install_role_release(t, &d, "v1", &both)
+            .await
+            .unwrap()
+            .already_present
+    );
+    hosts::switch_current(t, &d, "v1").await.unwrap();
+    let found = hosts::inspect(t, &d, &[]).await.unwrap();
+    assert_eq!(found.version.as_deref(), Some("v1"));
+    assert_eq!(found.artifact_sha256, None);
+    assert_eq!(
+        found.role_artifact_sha256,
+        BTreeMap::from([
+            ("api".to_string(), shas["v1"].clone()),
+            ("worker".to_string(), shas["v2"].clone())
+        ])
+    );
+
+    // Another worker archive under the live version: refused (a new version is needed).
+    let e = hosts::install_role_release(
+        t,
+        &d,
+        "v1",
+        &[part("api", "v1", "v1"), part("worker", "v4", "v4")],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&e, HostError::ReleaseConflict { version, .. } if version == "v1"),
+        "{e}"
+    );
+    // An API-only host gets the API archive only; an idle release from a single archive is
+    // replaced by the role archives.
+    hosts::install_release(t, &d, "v2", &paths["v2"], &shas["v2"])
+        .await
+        .unwrap();
+    let v2 = hosts::install_role_release(t, &d, "v2", &[part("api", "v4", "v4")])
+        .await
+        .unwrap();
+    assert!(!v2.already_present);
+    assert_eq!(entries(&releases.join("v2")), vec!["api"]);
+    assert!(
+        !entries(&releases)
+            .iter()
+            .any(|e| e.starts_with(".incoming") || e.starts_with(".unpack")),
+        "temporary files left: {:?}",
+        entries(&releases)
+    );
+    let e = hosts::install_role_release(t, &d, "v3", &[part("cron", "v1", "v1")])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, HostError::InvalidArgument { .. }), "{e}");
+}
+
 /// Install, verify, switch, env files, revisions and prune, through any transport.
 async fn release_flow(t: &dyn Transport, root: &Path, art: &Artifacts) {
     let deploy = root.join("deploy");
@@ -765,6 +872,7 @@ async fn ssh_release_operations_on_two_hosts() {
         release_flow(&ta, ra.path(), &art),
         release_flow(&tb, rb.path(), &art)
     );
+    role_release_flow(&ta, ra.path(), &art).await;
     tokio::join!(lock_flow(&ta, ra.path()), lock_flow(&tb, rb.path()));
     assert_eq!(a.logins(), 1);
     assert_eq!(b.logins(), 1);
@@ -1013,6 +1121,7 @@ async fn local_release_operations() {
     let art = Artifacts::new();
     let root = tempfile::tempdir().unwrap();
     release_flow(&t, root.path(), &art).await;
+    role_release_flow(&t, root.path(), &art).await;
     lock_flow(&t, root.path()).await;
 
     // Upload + sha256 locally as well.

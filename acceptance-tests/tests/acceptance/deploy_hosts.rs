@@ -76,11 +76,12 @@ pub fn ssh(h: &DevHost, cmd: &str) -> (i32, String) {
     )
 }
 
-/// The shell command that stops what an earlier run left running in `deploy_dir` and removes it.
+/// The shell command that stops what an earlier run left running in `deploy_dir` (from a release
+/// of one archive, or of one archive per role: `current/<role>/bin/`) and removes it.
 pub fn reset_command(deploy_dir: &str) -> String {
     let d = deploy_dir;
     format!(
-        "for r in api worker; do [ -x {d}/current/bin/artifortress ] && {d}/current/bin/artifortress stop $r >/dev/null 2>&1; done; for f in {d}/run/worker-*.pid; do [ -f \"$f\" ] || continue; i=${{f##*/worker-}}; {d}/current/bin/artifortress stop worker ${{i%.pid}} >/dev/null 2>&1; done; rm -rf {d}"
+        "for r in api worker; do for c in {d}/current/bin/artifortress {d}/current/$r/bin/artifortress; do [ -x $c ] && $c stop $r >/dev/null 2>&1; done; done; for f in {d}/run/worker-*.pid; do [ -f \"$f\" ] || continue; i=${{f##*/worker-}}; for c in {d}/current/bin/artifortress {d}/current/worker/bin/artifortress; do [ -x $c ] && $c stop worker ${{i%.pid}} >/dev/null 2>&1; done; done; rm -rf {d}"
     )
 }
 

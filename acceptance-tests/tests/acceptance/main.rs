@@ -19,6 +19,7 @@ mod own_credentials;
 mod provider_config;
 mod readiness;
 mod release;
+mod release_artifacts;
 mod release_env;
 mod resource_examples;
 mod secrets;

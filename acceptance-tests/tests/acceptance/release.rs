@@ -25,23 +25,23 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     acceptance_tests::support::free_port().unwrap()
 }
 
-fn hcl(s: &str) -> String {
+pub(super) fn hcl(s: &str) -> String {
     serde_json::to_string(s).unwrap()
 }
 
 /// One release under test: hosts (name → dev host, roles), where, and on which port the APIs
 /// listen.
-struct Fleet {
-    hosts: Vec<(String, DevHost, Vec<&'static str>)>,
-    deploy_dir: String,
-    api_port: u16,
-    local: bool,
+pub(super) struct Fleet {
+    pub(super) hosts: Vec<(String, DevHost, Vec<&'static str>)>,
+    pub(super) deploy_dir: String,
+    pub(super) api_port: u16,
+    pub(super) local: bool,
     /// The APIs accept `PUT /testbed/faults`.
-    faults: bool,
+    pub(super) faults: bool,
 }
 
 /// Extra API environment: the test bed's run-time fault switch (`PUT /testbed/faults`).
@@ -52,7 +52,7 @@ impl Fleet {
         format!("http://{}:{}", h.address, self.api_port)
     }
 
-    fn apis(&self) -> Vec<(String, String)> {
+    pub(super) fn apis(&self) -> Vec<(String, String)> {
         self.hosts
             .iter()
             .filter(|(_, _, r)| r.contains(&"api"))
@@ -154,7 +154,7 @@ resource "artifortress_release" "r" {{
     }
 
     /// Leftovers of an earlier run of the same test (same deploy_dir) are stopped and removed.
-    fn reset(&self) {
+    pub(super) fn reset(&self) {
         let cmd = reset_command(&self.deploy_dir);
         for (name, h, _) in &self.hosts {
             let (code, out) = if self.local {
@@ -170,7 +170,7 @@ resource "artifortress_release" "r" {{
         }
     }
 
-    fn config(&self, version: &str, extra: &str) -> String {
+    pub(super) fn config(&self, version: &str, extra: &str) -> String {
         format!("{}{}", self.provider(""), self.resource(version, extra))
     }
 
@@ -185,7 +185,7 @@ resource "artifortress_release" "r" {{
 }
 
 /// The resource's attributes in the state (`terraform show -json`), or null without one.
-fn state(wd: &Workdir) -> serde_json::Value {
+pub(super) fn state(wd: &Workdir) -> serde_json::Value {
     let run = wd.run(&["show", "-json", "-no-color"]);
     assert_eq!(run.code, 0, "show -json failed:\n{}", run.text());
     let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("show -json is JSON");
@@ -198,7 +198,7 @@ fn state(wd: &Workdir) -> serde_json::Value {
 
 /// `GET /health/ready` over plain HTTP/1.0: `Some(status)` from the body, `None` when nothing
 /// answers.
-fn readiness(url: &str) -> Option<String> {
+pub(super) fn readiness(url: &str) -> Option<String> {
     let rest = url.strip_prefix("http://")?;
     let addr: std::net::SocketAddr = rest.trim_end_matches('/').parse().ok()?;
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
@@ -345,7 +345,7 @@ impl Prober {
     }
 }
 
-fn tf_tag(tf: &Terraform) -> String {
+pub(super) fn tf_tag(tf: &Terraform) -> String {
     tf.version.replace('.', "_")
 }
 
@@ -366,7 +366,7 @@ fn shared_fleet(test: &str, tf: &Terraform) -> Fleet {
 }
 
 /// Every host's `current` and env file modes, read over OpenSSH.
-fn live_version(h: &DevHost, deploy_dir: &str) -> String {
+pub(super) fn live_version(h: &DevHost, deploy_dir: &str) -> String {
     let (_, out) = ssh(
         h,
         &format!("basename \"$(readlink {deploy_dir}/current)\" 2>/dev/null"),

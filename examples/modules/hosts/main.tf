@@ -22,8 +22,9 @@
 # - a sudoers rule letting the deploy user start, stop and restart those units and nothing else:
 #   the release's commands (the `commands` output).
 #
-# The units expect each release tarball to hold the two `dotnet publish -o` outputs in `api/` and
-# `worker/` (`api_dll`, `worker_dll` say otherwise). systemd reads the env files itself: a value
+# The units expect each release to hold the two `dotnet publish -o` outputs in `api/` and
+# `worker/`: what the release's `api_artifact` / `worker_artifact` unpack, or one `artifact`
+# tarball holding both (`api_dll`, `worker_dll` say otherwise). systemd reads the env files itself: a value
 # with quotes, backslashes or leading/trailing blanks is read the systemd way (systemd.exec(5),
 # EnvironmentFile=). CI renders this module with the real Terraform and checks the result with
 # `cloud-init schema`, `systemd-analyze verify` and `visudo -c`

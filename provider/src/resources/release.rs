@@ -3,15 +3,18 @@
 //!
 //! State is always what is live: after a failed rollout that was rolled back, `version` is
 //! the version the hosts run again (so the next plan proposes the new one again), and
-//! `last_failure` says what happened. Refresh reads every host's `current`, artifact checksum
-//! and env-file checksums; a host changed by hand makes `version`, `artifact.sha256` or
-//! `env_sha256` differ from the configuration, which the plan shows as a change.
+//! `last_failure` says what happened. Refresh reads every host's `current`, artifact checksums
+//! (the release's, or each role directory's) and env-file checksums; a host changed by hand
+//! makes `version`, `artifact.sha256` (per role: `api_artifact.sha256`,
+//! `worker_artifact.sha256`) or `env_sha256` differ from the configuration, which the plan shows
+//! as a change.
 //!
 //! The code follows the resource's seams: [`model`] (the schema as fields), [`plan`]
 //! (validate and plan), [`env`] (the env files checked against the service's configuration),
 //! [`apply`] (create, update, delete) and [`refresh`] (read, import, state upgrades); this file holds the resource and what they share.
 
 mod apply;
+mod artifacts;
 mod env;
 mod model;
 mod moved;
@@ -62,7 +65,7 @@ impl Resource<Settings> for Release {
 
     fn schema(&self) -> Schema {
         Schema::new(
-            1,
+            2,
             "The Artifortress API and worker deployed to hosts (D1 staging, D2 rollback rehearsal, D4 rollout, D5 watch window). Per host: a deploy lock with owner and expiry, the artifact uploaded and its sha256 checked on the host, unpacked into `releases/<version>`, env files written mode 0600, `current` switched atomically, the role restarted and waited for (API: `/health/live`, then `consecutive_ready` `/health/ready` probes in a row saying `ready`; a `degraded` 200 is not ready; worker: `worker_status` succeeding as often), a line in `revisions.log`, old releases pruned. Every host is staged before any switches; hosts with the API role go first, in batches of `max_parallel`, and every one is ready before any worker-only host switches (the service's docs/29-deployment-howto-production.md, Deployment Sequence steps 4-6). When any host fails, every host already switched goes back to its previous release, restarted and ready (atomic rollback); the state then says what is live and `last_failure` what went wrong, so the next plan proposes the release again. With `schema_classes`, no rollback (nor rehearsal) puts a release older than an applied class C migration back in service: the way back is a restore (docs/25-upgrade-rollback-runbook.md). Refresh reads each host's live release, artifact checksum and env-file checksums: a host changed by hand shows up as a change in the plan.",
             ReleaseModel::attributes(),
         )
@@ -109,7 +112,9 @@ impl Resource<Settings> for Release {
     /// Version 0 kept the plain sha256 of each env file in `env_sha256` (and in its drift
     /// notes). Version 1 keeps fingerprints keyed with a key that lives only on the hosts: the
     /// plain values are marked `unkeyed:` for the refresh that follows to replace, and drift
-    /// notes lose their checksums.
+    /// notes lose their checksums. Version 2 adds the per-role archives (`api_artifact`,
+    /// `worker_artifact`, null in an older state) and `host_role_artifact_sha256`, filled from
+    /// `host_artifact_sha256` (before version 2 every role came from the one `artifact`).
     fn upgrade_state(&self, version: i64, raw: &serde_json::Value) -> Result<Value, Diagnostic> {
         refresh::upgrade_state(&self.schema().value_type(), version, raw)
     }

@@ -7,7 +7,7 @@ use std::fmt;
 use sha2::Digest;
 
 use super::error::{HostError, Stdin, invalid};
-use super::release_dir::{ARTIFACT_SHA256_FILE, CURRENT_LINK};
+use super::release_dir::{ARTIFACT_SHA256_FILE, CURRENT_LINK, ROLE_DIRS};
 use super::shell::{
     check_path, deploy_dir_arg, normalize_sha256, parent_dir, shell_quote, version_of_target,
 };
@@ -187,11 +187,14 @@ pub struct FileSums {
 pub struct Inspection {
     pub version: Option<String>,
     pub artifact_sha256: Option<String>,
+    /// Per role directory ([`ROLE_DIRS`]) of a release installed from one archive per role,
+    /// the sha256 of the archive it came from.
+    pub role_artifact_sha256: BTreeMap<String, String>,
     pub env_key: Option<EnvKey>,
     pub files: BTreeMap<String, Option<FileSums>>,
 }
 
-/// Reads `current`, its artifact checksum, the env-fingerprint key and the checksums of
+/// Reads `current`, its artifact checksum (and its role directories' ones), the env-fingerprint key and the checksums of
 /// `files` (plain, and keyed where the key exists) in one command.
 pub async fn inspect(
     t: &dyn Transport,
@@ -203,10 +206,12 @@ pub async fn inspect(
         "c={c}; k={k}\n\
          if [ -L \"$c\" ]; then printf 'current %s\\n' \"$(readlink -- \"$c\")\"; \
          printf 'artifact %s\\n' \"$(cat -- \"$c/{ARTIFACT_SHA256_FILE}\" 2>/dev/null)\"; \
+         for p in {roles}; do printf 'part %s %s\\n' \"$p\" \"$(cat -- \"$c/$p/{ARTIFACT_SHA256_FILE}\" 2>/dev/null)\"; done; \
          elif [ -e \"$c\" ]; then echo \"$c is not a symbolic link\" >&2; exit 1; fi\n\
          if [ -f \"$k\" ]; then printf 'key %s\\n' \"$(cat -- \"$k\")\"; fi\n",
         c = shell_quote(&format!("{d}/{CURRENT_LINK}")),
         k = shell_quote(&env_key_path(&d)),
+        roles = ROLE_DIRS.join(" "),
     );
     for (i, f) in files.iter().enumerate() {
         check_path("path", f)?;
@@ -227,6 +232,11 @@ pub async fn inspect(
             found.version = version_of_target(target);
         } else if let Some(sha) = line.strip_prefix("artifact ") {
             found.artifact_sha256 = normalize_sha256(sha).ok();
+        } else if let Some(rest) = line.strip_prefix("part ")
+            && let Some((dir, sha)) = rest.split_once(' ')
+            && let Ok(sha) = normalize_sha256(sha)
+        {
+            found.role_artifact_sha256.insert(dir.to_string(), sha);
         } else if let Some(key) = line.strip_prefix("key ") {
             found.env_key = EnvKey::parse(key);
         } else if let Some(rest) = line.strip_prefix("file ")

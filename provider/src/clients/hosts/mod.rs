@@ -10,6 +10,8 @@
 //!   releases/<version>/       one unpacked artifact each (a tarball holding a single top
 //!                             directory is unpacked as that directory's contents)
 //!   releases/<version>/.artifact-sha256   the sha256 of the artifact it came from
+//!   releases/<version>/{api,worker}/      or: one archive per role (the service's two
+//!                             `dotnet publish` outputs), each with its own `.artifact-sha256`
 //!   current -> releases/<version>          switched atomically (rename of a symlink)
 //!   revisions.log             one line appended per deploy
 //! ```
@@ -46,9 +48,9 @@ pub use lock::{
     renew_lock,
 };
 pub use release_dir::{
-    ARTIFACT_SHA256_FILE, CURRENT_LINK, InstalledRelease, RELEASES_DIR, REVISIONS_LOG,
-    append_revision, current, install_release, prune, release_sha256, remove_release, revisions,
-    switch_current,
+    ARTIFACT_SHA256_FILE, CURRENT_LINK, InstalledRelease, RELEASES_DIR, REVISIONS_LOG, ROLE_DIRS,
+    RolePart, append_revision, current, install_release, install_role_release, prune,
+    release_sha256, remove_release, revisions, switch_current,
 };
 pub use shell::{check_version, shell_quote};
 pub use ssh::{PrivateKeyText, SshConfig, SshTransport};

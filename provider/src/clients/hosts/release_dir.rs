@@ -156,6 +156,220 @@ pub async fn install_release(
     })
 }
 
+/// The subdirectories of a release installed from one archive per role
+/// ([`install_role_release`]): `releases/<version>/<dir>/`, each with its own
+/// [`ARTIFACT_SHA256_FILE`].
+pub const ROLE_DIRS: [&str; 2] = ["api", "worker"];
+
+/// One archive of a release installed per role: unpacked as `releases/<version>/<dir>`.
+#[derive(Debug, Clone, Copy)]
+pub struct RolePart<'a> {
+    /// One of [`ROLE_DIRS`].
+    pub dir: &'a str,
+    /// A local `.tar.gz`.
+    pub artifact: &'a Path,
+    pub sha256: &'a str,
+}
+
+/// Installs one archive per role as `releases/<version>/<dir>/` (a tarball holding a single top
+/// directory is unpacked as that directory's contents), each uploaded under a temporary name, its
+/// sha256 checked on the host, recorded in `<dir>/`[`ARTIFACT_SHA256_FILE`]; the release is
+/// assembled in a temporary directory, then renamed into place. Already installed with every
+/// part from the same archive: nothing to do. Installed otherwise (another archive for a part, a
+/// part missing, or a release from a single archive): replaced, unless it is the live release
+/// ([`HostError::ReleaseConflict`]). Nothing is left behind on failure.
+pub async fn install_role_release(
+    t: &dyn Transport,
+    deploy_dir: &str,
+    version: &str,
+    parts: &[RolePart<'_>],
+) -> Result<InstalledRelease, HostError> {
+    let d = deploy_dir_arg(deploy_dir)?;
+    check_version(version)?;
+    let mut expected = Vec::new();
+    for p in parts {
+        if !ROLE_DIRS.contains(&p.dir) {
+            return Err(HostError::InvalidArgument {
+                what: "role directory",
+                value: p.dir.to_string(),
+                reason: format!("not one of {}", ROLE_DIRS.join(", ")),
+            });
+        }
+        expected.push(normalize_sha256(p.sha256)?);
+    }
+    let record = parts
+        .iter()
+        .zip(&expected)
+        .map(|(p, s)| format!("{}={s}", p.dir))
+        .collect::<Vec<_>>()
+        .join(",");
+    let timeouts = t.timeouts();
+    let releases = format!("{d}/{RELEASES_DIR}");
+    let release = format!("{releases}/{version}");
+    let mut probe = format!(
+        "r={r}\n\
+         (umask 022 && mkdir -p -- {rs}) || exit 1\n\
+         printf 'current %s\\n' \"$(readlink -- {cur} 2>/dev/null)\"\n\
+         if [ -d \"$r\" ]; then echo present; else echo absent; fi\n",
+        r = shell_quote(&release),
+        rs = shell_quote(&releases),
+        cur = shell_quote(&format!("{d}/{CURRENT_LINK}")),
+    );
+    for p in parts {
+        probe.push_str(&format!(
+            "printf 'part {dir} %s\\n' \"$(cat -- \"$r/{dir}/{ARTIFACT_SHA256_FILE}\" 2>/dev/null)\"\n",
+            dir = p.dir
+        ));
+    }
+    let out = run_ok(t, "install release", &probe, Stdin::Null, timeouts.command).await?;
+    let mut current = None;
+    let mut present = false;
+    let mut installed = Vec::new();
+    for line in out.lines() {
+        if let Some(target) = line.strip_prefix("current ") {
+            current = version_of_target(target);
+        } else if line.trim() == "present" {
+            present = true;
+        } else if let Some(rest) = line.strip_prefix("part ")
+            && let Some((dir, sha)) = rest.split_once(' ')
+        {
+            installed.push(format!("{dir}={}", sha.trim()));
+        }
+    }
+    if present {
+        let installed = installed.join(",");
+        if installed == record {
+            return Ok(InstalledRelease {
+                path: release,
+                sha256: record,
+                uploaded_bytes: 0,
+                already_present: true,
+            });
+        }
+        if current.as_deref() == Some(version) {
+            return Err(HostError::ReleaseConflict {
+                host: t.host().to_string(),
+                deploy_dir: d,
+                version: version.to_string(),
+                installed: Some(installed),
+                expected: record,
+            });
+        }
+        tracing::warn!(
+            host = t.host(),
+            version,
+            "release present with other artifacts; replacing it"
+        );
+    }
+
+    let tok = token();
+    let mut uploaded_bytes = 0;
+    let mut incoming: Vec<String> = Vec::new();
+    let remove_incoming = |files: &[String]| {
+        format!(
+            "rm -f -- {}",
+            files
+                .iter()
+                .map(|f| shell_quote(f))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    };
+    let started = Instant::now();
+    for (p, want) in parts.iter().zip(&expected) {
+        let inc = format!("{releases}/.incoming-{version}-{tok}-{}.tar.gz", p.dir);
+        incoming.push(inc.clone());
+        let checked = async {
+            uploaded_bytes += t
+                .upload(p.artifact, &inc, 0o600)
+                .await
+                .map_err(|e| e.in_op("upload artifact"))?;
+            let actual = t
+                .sha256(&inc)
+                .await
+                .map_err(|e| e.in_op("verify artifact"))?;
+            if &actual != want {
+                return Err(HostError::ChecksumMismatch {
+                    host: t.host().to_string(),
+                    path: format!(
+                        "{inc} (the {} artifact, uploaded from {})",
+                        p.dir,
+                        p.artifact.display()
+                    ),
+                    expected: want.clone(),
+                    actual,
+                });
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = checked {
+            let _ = t
+                .exec(&remove_incoming(&incoming), None, timeouts.command)
+                .await;
+            return Err(e);
+        }
+    }
+    tracing::info!(
+        host = t.host(),
+        version,
+        bytes = uploaded_bytes,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "role artifacts uploaded and verified"
+    );
+    let u = format!("{releases}/.unpack-{version}-{tok}");
+    // The uploaded archives are `$i0`, `$i1`, ...: removed on exit whatever happens.
+    let incs: String = incoming
+        .iter()
+        .enumerate()
+        .map(|(i, f)| format!("i{i}={}\n", shell_quote(f)))
+        .collect();
+    let inc_vars: String = (0..incoming.len()).map(|i| format!(" \"$i{i}\"")).collect();
+    let mut unpack = format!(
+        "set -e; umask 022\n\
+         r={r}; u={uq}; old={old}\n\
+         {incs}\
+         trap 'rm -rf -- \"$u\" \"$old\"{inc_vars}' EXIT\n\
+         mkdir -- \"$u\"\n\
+         part() {{\n\
+           x=\"$u/.x-$2\"; mkdir -- \"$x\"\n\
+           tar -xzf \"$1\" -C \"$x\" --no-same-owner\n\
+           src=$x; n=0; one=\n\
+           for e in \"$x\"/* \"$x\"/.[!.]* \"$x\"/..?*; do\n\
+             if [ -e \"$e\" ] || [ -L \"$e\" ]; then n=$((n + 1)); one=$e; fi\n\
+           done\n\
+           if [ \"$n\" -eq 0 ]; then echo \"the $2 artifact is an empty archive\" >&2; exit 1; fi\n\
+           if [ \"$n\" -eq 1 ] && [ -d \"$one\" ] && [ ! -L \"$one\" ]; then src=$one; fi\n\
+           printf '%s\\n' \"$3\" > \"$src/{ARTIFACT_SHA256_FILE}\"\n\
+           mv -T -- \"$src\" \"$u/$2\"\n\
+           rm -rf -- \"$x\"\n\
+         }}\n",
+        r = shell_quote(&release),
+        uq = shell_quote(&u),
+        old = shell_quote(&format!("{releases}/.replaced-{version}-{tok}")),
+    );
+    for (i, (p, want)) in parts.iter().zip(&expected).enumerate() {
+        unpack.push_str(&format!(
+            "part \"$i{i}\" {} {}\n",
+            shell_quote(p.dir),
+            shell_quote(want)
+        ));
+    }
+    unpack.push_str(
+        "touch -- \"$u\"\n\
+         if [ -e \"$r\" ] || [ -L \"$r\" ]; then mv -T -- \"$r\" \"$old\"; fi\n\
+         mv -T -- \"$u\" \"$r\"",
+    );
+    run_ok(t, "unpack release", &unpack, Stdin::Null, timeouts.transfer).await?;
+    tracing::info!(host = t.host(), version, path = %release, parts = %record, "release installed from role artifacts");
+    Ok(InstalledRelease {
+        path: release,
+        sha256: record,
+        uploaded_bytes,
+        already_present: false,
+    })
+}
+
 /// The sha256 of the artifact `releases/<version>` was unpacked from; `None` when the release
 /// is absent or has no record.
 pub async fn release_sha256(

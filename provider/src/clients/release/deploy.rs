@@ -10,8 +10,8 @@ use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Deployment, Failure, Host, HostState, LOCK_TTL, Outcome, Phase, ReleaseError, Role, Stopped,
-    Target, Touched, Watch, env_path, failure, observe,
+    Artifacts, Deployment, Failure, Host, HostState, LOCK_TTL, Outcome, Phase, ReleaseError, Role,
+    Stopped, Target, Touched, Watch, env_path, failure, observe,
 };
 use crate::clients::hosts::{self, DeployLock, EnvKey, HostError};
 
@@ -409,7 +409,7 @@ impl Deployment {
                 None => true,
             });
             s.version.as_deref() == Some(target.version.as_str())
-                && s.artifact_sha256.as_deref() == Some(target.sha256.as_str())
+                && target.artifacts.installed_on(s, &h.roles)
                 && env_ok
         };
         // A host whose files are already right is left alone only while it also runs: its
@@ -448,16 +448,7 @@ impl Deployment {
         let mut touched: BTreeMap<String, Touched> = BTreeMap::new();
 
         // Stage the artifact everywhere before anything switches.
-        let installs = join_all(todo.iter().map(|h| {
-            hosts::install_release(
-                &*h.transport,
-                &self.deploy_dir,
-                &target.version,
-                &target.artifact,
-                &target.sha256,
-            )
-        }))
-        .await;
+        let installs = join_all(todo.iter().map(|h| self.install(h, target))).await;
         for (h, r) in todo.iter().zip(installs) {
             match r {
                 Ok(i) => {
@@ -617,10 +608,47 @@ impl Deployment {
                 && (!out.rolled_back || rollback_failed)
             {
                 s.version = Some(target.version.clone());
-                s.artifact_sha256 = Some(target.sha256.clone());
+                let roles = self
+                    .hosts
+                    .iter()
+                    .find(|h| h.name == name)
+                    .map(|h| h.roles.clone())
+                    .unwrap_or_default();
+                target.artifacts.record_on(s, &roles);
             }
         }
         out.hosts = live;
+    }
+
+    /// Stages `target`'s archives for `host` as `releases/<version>`: the single archive, or
+    /// the archives of the host's roles only, each unpacked as `<role>/`.
+    async fn install(
+        &self,
+        host: &Host,
+        target: &Target,
+    ) -> Result<hosts::InstalledRelease, HostError> {
+        let t = &*host.transport;
+        match &target.artifacts {
+            Artifacts::Single(a) => {
+                hosts::install_release(t, &self.deploy_dir, &target.version, &a.path, &a.sha256)
+                    .await
+            }
+            Artifacts::PerRole(m) => {
+                let parts: Vec<hosts::RolePart<'_>> = host
+                    .roles
+                    .iter()
+                    .filter_map(|r| {
+                        let a = m.get(r)?;
+                        Some(hosts::RolePart {
+                            dir: r.as_str(),
+                            artifact: &a.path,
+                            sha256: &a.sha256,
+                        })
+                    })
+                    .collect();
+                hosts::install_role_release(t, &self.deploy_dir, &target.version, &parts).await
+            }
+        }
     }
 
     /// Revisions log, stashes dropped, old releases pruned.
@@ -634,10 +662,18 @@ impl Deployment {
     ) {
         let at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let results = join_all(todo.iter().map(|h| {
+            let parts = match &target.artifacts {
+                Artifacts::Single(_) => String::new(),
+                Artifacts::PerRole(m) => h
+                    .roles
+                    .iter()
+                    .filter_map(|r| Some(format!(" {r}_sha256={}", m.get(r)?.sha256)))
+                    .collect(),
+            };
             let line = format!(
-                "{at} version={} sha256={} previous={} by={}",
+                "{at} version={} sha256={}{parts} previous={} by={}",
                 target.version,
-                target.sha256,
+                target.artifacts.host_sha256(&h.roles),
                 before
                     .get(&h.name)
                     .cloned()

@@ -38,6 +38,7 @@ mod readiness;
 mod watch;
 
 pub use artifact::{ARTIFACT_MAX_SIZE, LocalArtifact, fetch_artifact};
+
 pub use commands::{
     Commands, ENV_TEMPLATE_VARIABLES, TEMPLATE_VARIABLES, check_env_template, check_template,
     host_env, render, template_uses,
@@ -121,13 +122,89 @@ impl Default for Strategy {
     }
 }
 
+/// A local `.tar.gz`, already checked against its sha256.
+#[derive(Clone, Debug)]
+pub struct Archive {
+    pub path: PathBuf,
+    /// Lower-case hex.
+    pub sha256: String,
+}
+
+/// The archives a release is made of.
+#[derive(Clone, Debug)]
+pub enum Artifacts {
+    /// One archive for every role, unpacked as the release directory.
+    Single(Archive),
+    /// One archive per role, unpacked as `releases/<version>/<role>/` (the service's two
+    /// `dotnet publish` outputs, API and worker: its docs/29-deployment-howto-production.md
+    /// lines 26-29, deploy/kind/Dockerfile.api and Dockerfile.worker); a host receives the
+    /// archives of its roles only.
+    PerRole(BTreeMap<Role, Archive>),
+}
+
+impl Artifacts {
+    /// What a host with `roles` records as its artifact (`host_artifact_sha256`, the revisions
+    /// log): the single archive's sha256, or [`artifact_set_sha256`] of its roles' archives.
+    pub fn host_sha256(&self, roles: &[Role]) -> String {
+        match self {
+            Artifacts::Single(a) => a.sha256.clone(),
+            Artifacts::PerRole(m) => artifact_set_sha256(
+                &roles
+                    .iter()
+                    .filter_map(|r| Some((*r, m.get(r)?.sha256.clone())))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Whether a host with `roles` already has this release's archives (`s` runs `version`).
+    fn installed_on(&self, s: &HostState, roles: &[Role]) -> bool {
+        match self {
+            Artifacts::Single(a) => s.artifact_sha256.as_deref() == Some(a.sha256.as_str()),
+            Artifacts::PerRole(m) => {
+                s.artifact_sha256.is_none()
+                    && roles.iter().all(|r| {
+                        m.get(r).map(|a| a.sha256.as_str())
+                            == s.role_artifact_sha256.get(r).map(String::as_str)
+                    })
+            }
+        }
+    }
+
+    /// The host as it is after this release was installed on it (when it could not be read).
+    fn record_on(&self, s: &mut HostState, roles: &[Role]) {
+        match self {
+            Artifacts::Single(a) => {
+                s.artifact_sha256 = Some(a.sha256.clone());
+                s.role_artifact_sha256.clear();
+            }
+            Artifacts::PerRole(m) => {
+                s.artifact_sha256 = None;
+                s.role_artifact_sha256 = roles
+                    .iter()
+                    .filter_map(|r| Some((*r, m.get(r)?.sha256.clone())))
+                    .collect();
+            }
+        }
+    }
+}
+
+/// One value for the archives a host runs, one per role: the sha256 of the lines
+/// `<role> <sha256>\n`, `api` first. It changes whenever any of them changes.
+pub fn artifact_set_sha256(parts: &BTreeMap<Role, String>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (role, sha) in parts {
+        h.update(format!("{role} {sha}\n").as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
 /// What to deploy.
 #[derive(Clone, Debug)]
 pub struct Target {
     pub version: String,
-    /// A local `.tar.gz`, already checked against `sha256`.
-    pub artifact: PathBuf,
-    pub sha256: String,
+    pub artifacts: Artifacts,
     /// Env files to manage, per role (a role left out keeps whatever file it has).
     pub env: BTreeMap<Role, BTreeMap<String, String>>,
     /// The key their fingerprints are keyed with. `None`: [`Deployment::deploy`] takes the
@@ -296,7 +373,11 @@ pub fn env_path(deploy_dir: &str, role: Role) -> String {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HostState {
     pub version: Option<String>,
+    /// The sha256 of the single archive the live release came from (`None` for a release
+    /// installed per role).
     pub artifact_sha256: Option<String>,
+    /// Per role directory of a live release installed per role, the sha256 of its archive.
+    pub role_artifact_sha256: BTreeMap<Role, String>,
     /// The deployment's env-fingerprint key, when the host has one.
     pub env_key: Option<EnvKey>,
     /// Per role asked about: the env file's checksums, `None` when there is none.
@@ -307,6 +388,27 @@ impl HostState {
     /// The keyed fingerprint of `role`'s env file (`None`: no file, or no key on the host).
     pub fn env_fingerprint(&self, role: Role) -> Option<&str> {
         self.env.get(&role)?.as_ref()?.keyed.as_deref()
+    }
+
+    /// The sha256 of the archive `role`'s files came from: the single archive of the release,
+    /// else the role's own (`None`: no release, or none recorded).
+    pub fn role_sha256(&self, role: Role) -> Option<&str> {
+        self.artifact_sha256
+            .as_deref()
+            .or(self.role_artifact_sha256.get(&role).map(String::as_str))
+    }
+
+    /// What `host_artifact_sha256` records for a host with `roles`: the single archive's
+    /// sha256, else [`artifact_set_sha256`] of the roles' archives (`None` when one is missing).
+    pub fn host_sha256(&self, roles: &[Role]) -> Option<String> {
+        if let Some(s) = &self.artifact_sha256 {
+            return Some(s.clone());
+        }
+        let parts: BTreeMap<Role, String> = roles
+            .iter()
+            .map(|r| Some((*r, self.role_artifact_sha256.get(r)?.clone())))
+            .collect::<Option<_>>()?;
+        (!parts.is_empty()).then(|| artifact_set_sha256(&parts))
     }
 
     /// Whether the host has an env file for `role`.
@@ -326,6 +428,11 @@ pub async fn observe(
     Ok(HostState {
         version: found.version,
         artifact_sha256: found.artifact_sha256,
+        role_artifact_sha256: found
+            .role_artifact_sha256
+            .into_iter()
+            .filter_map(|(dir, sha)| Some((Role::parse(&dir)?, sha)))
+            .collect(),
         env_key: found.env_key,
         env: roles
             .iter()
@@ -407,6 +514,52 @@ fn failure(host: &str, version: &str, phase: Phase, detail: impl Into<ReleaseErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_role_archives_are_matched_and_recorded_per_role() {
+        let archive = |c: char| Archive {
+            path: PathBuf::from(format!("/tmp/{c}.tar.gz")),
+            sha256: c.to_string().repeat(64),
+        };
+        let per_role = Artifacts::PerRole(BTreeMap::from([
+            (Role::Api, archive('a')),
+            (Role::Worker, archive('b')),
+        ]));
+        let api_only = [Role::Api];
+        let both = [Role::Api, Role::Worker];
+        // The set digest is the sha256 of `<role> <sha256>\n` lines, api first.
+        assert_eq!(
+            per_role.host_sha256(&both),
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+                format!("api {}\nworker {}\n", "a".repeat(64), "b".repeat(64)).as_bytes()
+            ))
+        );
+        assert_ne!(per_role.host_sha256(&api_only), per_role.host_sha256(&both));
+        let mut s = HostState {
+            version: Some("v1".into()),
+            ..Default::default()
+        };
+        per_role.record_on(&mut s, &api_only);
+        assert_eq!(
+            s.role_artifact_sha256,
+            BTreeMap::from([(Role::Api, "a".repeat(64))])
+        );
+        assert!(per_role.installed_on(&s, &api_only));
+        assert!(!per_role.installed_on(&s, &both), "the worker's is missing");
+        assert_eq!(
+            s.host_sha256(&api_only),
+            Some(per_role.host_sha256(&api_only))
+        );
+        assert_eq!(s.host_sha256(&both), None);
+        assert_eq!(s.role_sha256(Role::Api), Some("a".repeat(64).as_str()));
+        // A release from a single archive serves every role; it is not the per-role release.
+        let single = Artifacts::Single(archive('c'));
+        single.record_on(&mut s, &both);
+        assert!(single.installed_on(&s, &both));
+        assert!(!per_role.installed_on(&s, &api_only));
+        assert_eq!(s.role_sha256(Role::Worker), Some("c".repeat(64).as_str()));
+        assert_eq!(s.host_sha256(&both), Some("c".repeat(64)));
+    }
 
     #[test]
     fn per_host_env_files_combine_into_one_fingerprint() {

@@ -22,7 +22,7 @@ use super::model::{
 };
 use super::plan::{deployment_changes, prior_planned, removed_hosts};
 use super::preconditions::{gate, token_lifetime_check};
-use super::refresh::live_maps;
+use super::refresh::{HostValues, RoleValues, live_maps};
 use super::{
     DEFAULT_WATCH, DRIFT, common, host_path, insecure_warning, nothing_to_stop, transports,
 };
@@ -101,34 +101,15 @@ pub(super) async fn apply(req: ApplyRequest<'_, Settings>, resp: &mut ApplyRespo
         ));
     };
     let version = planned.version.clone().unwrap_or_default();
-    let artifact = planned.artifact.as_ref();
-    let sha = artifact
-        .and_then(|a| a.sha256.known())
-        .map(|s| s.to_ascii_lowercase())
-        .unwrap_or_default();
-    let source = artifact
-        .and_then(|a| a.source.as_deref())
-        .unwrap_or_default();
     let http = match settings.http() {
         Ok(h) => h,
         Err(d) => return resp.diagnostics.push(d),
     };
-    let artifact = match release::fetch_artifact(&http, source, &sha).await {
-        Ok(a) => a,
-        Err(e) => {
-            return resp.diagnostics.push(
-                Diagnostic::error("Artifact rejected", e.to_string()).at(AttributePath::root()
-                    .child_attr("artifact")
-                    .child_attr("sha256")),
-            );
-        }
-    };
-    tracing::info!(
-        version,
-        source,
-        bytes = artifact.size,
-        "artifact verified locally"
-    );
+    let (artifacts, local) =
+        match super::artifacts::fetch(&http, planned, &planned.host_configs()).await {
+            Ok(a) => a,
+            Err(d) => return resp.diagnostics.push(d),
+        };
     let configs = planned.host_configs();
     let deployment = match deployment(
         config,
@@ -145,8 +126,7 @@ pub(super) async fn apply(req: ApplyRequest<'_, Settings>, resp: &mut ApplyRespo
     let watch = watch(config, settings, &mut resp.diagnostics);
     let target = Target {
         version: version.clone(),
-        artifact: artifact.path.clone(),
-        sha256: sha.clone(),
+        artifacts,
         env,
         env_key: None,
         unsafe_rollback: unsafe_rollbacks(
@@ -168,7 +148,7 @@ pub(super) async fn apply(req: ApplyRequest<'_, Settings>, resp: &mut ApplyRespo
     )
     .await;
     let timed_out = stopped == Some(framework::Stopped::TimedOut);
-    drop(artifact);
+    drop(local);
     for w in &outcome.warnings {
         resp.diagnostics
             .push(Diagnostic::warning("Release warning", w.clone()));
@@ -191,7 +171,7 @@ pub(super) async fn apply(req: ApplyRequest<'_, Settings>, resp: &mut ApplyRespo
             .at_attr("timeouts"),
         );
     }
-    let (host_versions, host_shas) = live_maps(&outcome.hosts);
+    let (host_versions, host_shas, role_shas) = live_maps(&configs, &outcome.hosts);
     let prior = m.prior.as_ref();
     for f in &outcome.rollback_refused {
         resp.diagnostics.push(refused_diagnostic(f, &version));
@@ -225,6 +205,7 @@ pub(super) async fn apply(req: ApplyRequest<'_, Settings>, resp: &mut ApplyRespo
         state.deployed_schemas = record_schema(prior, &version, config.requires_schema.as_deref());
         state.host_versions = Some(host_versions);
         state.host_artifact_sha256 = Some(host_shas);
+        state.host_role_artifact_sha256 = Some(role_shas);
         state.revision = Some(prior.and_then(|p| p.revision).unwrap_or(0) + 1);
         state.deployed_at = Some(time_text(Utc::now()));
         state.last_failure = None;
@@ -274,7 +255,7 @@ pub(super) async fn apply(req: ApplyRequest<'_, Settings>, resp: &mut ApplyRespo
         deployment.strategy.atomic,
         &version,
         &configs,
-        (host_versions, host_shas),
+        (host_versions, host_shas, role_shas),
         resp,
     );
 }
@@ -287,7 +268,7 @@ fn rollout_failed(
     atomic: bool,
     version: &str,
     configs: &[HostConfig],
-    (host_versions, host_shas): (HostValues, HostValues),
+    (host_versions, host_shas, role_shas): (HostValues, HostValues, RoleValues),
     resp: &mut ApplyResponse,
 ) {
     let (planned, prior, creating) = (&m.planned, m.prior.as_ref(), m.prior.is_none());
@@ -376,11 +357,14 @@ fn rollout_failed(
     };
     state.id = planned.id.clone();
     // Hosts the run never read (it stopped before) keep what the state knew of them.
-    let merge = |before: Option<&HostValues>, seen: HostValues| -> HostValues {
+    fn merge<T: Clone>(
+        before: Option<&BTreeMap<String, T>>,
+        seen: BTreeMap<String, T>,
+    ) -> BTreeMap<String, T> {
         let mut m = before.cloned().unwrap_or_default();
         m.extend(seen);
         m
-    };
+    }
     let host_versions = merge(prior.and_then(|p| p.host_versions.as_ref()), host_versions);
     let host_shas = merge(
         prior.and_then(|p| p.host_artifact_sha256.as_ref()),
@@ -400,6 +384,10 @@ fn rollout_failed(
     }
     state.host_versions = Some(host_versions);
     state.host_artifact_sha256 = Some(host_shas);
+    state.host_role_artifact_sha256 = Some(merge(
+        prior.and_then(|p| p.host_role_artifact_sha256.as_ref()),
+        role_shas,
+    ));
     if let Some(f) = &first {
         state.last_failure = Some(FailureModel::from(f));
     }
@@ -462,9 +450,6 @@ pub(super) async fn delete(req: DeleteRequest<'_, Settings>) -> Diagnostics {
     }
     diags
 }
-
-/// Per host, a version or checksum as state holds them.
-type HostValues = BTreeMap<String, Maybe<String>>;
 
 /// Everything a create, update or delete needs; diagnostics when something is missing.
 /// `config` gives the commands and strategy, `target` the transport and deploy_dir (the prior
@@ -637,6 +622,11 @@ fn keep_in_state(
     keep(
         &mut state.host_artifact_sha256,
         prior.host_artifact_sha256.as_ref(),
+        kept,
+    );
+    keep(
+        &mut state.host_role_artifact_sha256,
+        prior.host_role_artifact_sha256.as_ref(),
         kept,
     );
 }

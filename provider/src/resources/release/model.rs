@@ -24,8 +24,12 @@ crate::model! {
     pub(crate) struct ReleaseModel {
         version: Option<String> = Attribute::required("version", Type::String)
             .description("The release to deploy: one path component (`A-Z a-z 0-9 . _ + -`), installed as `releases/<version>`. Refresh sets it to `drifted: <host>=<version>, ...` when hosts run something else."),
-        artifact: Option<ArtifactModel> = Attribute::nested("artifact", Nesting::Single, Constraint::Required, ArtifactModel::attributes())
-            .description("The release tarball. Only `sha256` decides whether anything is deployed; a new `source` with the same checksum changes nothing on the hosts."),
+        artifact: Option<ArtifactModel> = Attribute::nested("artifact", Nesting::Single, Constraint::Optional, ArtifactModel::attributes())
+            .description("One release tarball for every role, unpacked as `releases/<version>` (`{{release_dir}}`). Give either this or `api_artifact`/`worker_artifact`. Only `sha256` decides whether anything is deployed; a new `source` with the same checksum changes nothing on the hosts."),
+        api_artifact: Option<ArtifactModel> = Attribute::nested("api_artifact", Nesting::Single, Constraint::Optional, ArtifactModel::attributes())
+            .description("The API's own archive, instead of `artifact`: the service ships two `dotnet publish` outputs, the API (`src/Artifortress.Api`) and the worker (`src/Artifortress.Worker`), published and deployed separately (its docs/29-deployment-howto-production.md, Release Artifact Preparation and Deployment Sequence step 2, \"Deploy new API and worker artifacts to hosts\"; deploy/kind/Dockerfile.api and Dockerfile.worker publish one each; docs/30-deployment-config-reference.md configures each process on its own), and the host module (`examples/modules/hosts`, systemd units `artifortress-api` and `artifortress-worker`) runs them from `current/api/` and `current/worker/`. Unpacked as `releases/<version>/api/` (`{{release_dir}}/api`) on the hosts with the `api` role only, its sha256 checked locally and on each host and recorded in `api/.artifact-sha256`. Required when a host has the `api` role and `artifact` is not given; with `artifact` it is an error. Same checks, size limits and download rules as `artifact`; only `sha256` decides whether anything is deployed."),
+        worker_artifact: Option<ArtifactModel> = Attribute::nested("worker_artifact", Nesting::Single, Constraint::Optional, ArtifactModel::attributes())
+            .description("The worker's own archive, like `api_artifact`: unpacked as `releases/<version>/worker/` (`{{release_dir}}/worker`) on the hosts with the `worker` role only. A host with both roles gets both archives."),
         deploy_dir: Option<String> = Attribute::required("deploy_dir", Type::String)
             .requires_replace()
             .description("Absolute directory on every host holding `releases/`, `current`, `shared/<role>.env`, `revisions.log` and the deploy lock."),
@@ -45,7 +49,7 @@ crate::model! {
             .write_only()
             .description("Environment of the worker (`shared/worker.env`), like `api_env_wo` (templates too). Checked at plan the same way against the keys the worker reads: `ConnectionStrings__Postgres` is required; `Worker__PollSeconds`, `Worker__BatchSize`, `Worker__SearchJobMaxAttempts` are positive, `Worker__SearchJobLeaseSeconds` 30..86400; runtime variables (`DOTNET_*`, `COMPlus_*`, `TZ`, `LANG`, `LC_*`, `SSL_CERT_*`, proxies) pass, anything else is a warning."),
         commands: Option<CommandsModel> = Attribute::nested("commands", Nesting::Single, Constraint::Required, CommandsModel::attributes())
-            .description("Commands run on the hosts with `sh`, templated with `{{release_dir}}`, `{{version}}`, `{{host}}`, `{{role}}`, `{{address}}`, `{{deploy_dir}}` and `{{instance}}` (the worker process, 1 to `worker_processes`; 1 for the API) (substituted shell-quoted). Changing them changes nothing until the next rollout. On a host with both roles the API is restarted and ready before the worker is restarted."),
+            .description("Commands run on the hosts with `sh`, templated with `{{release_dir}}`, `{{version}}`, `{{host}}`, `{{role}}`, `{{address}}`, `{{deploy_dir}}` and `{{instance}}` (the worker process, 1 to `worker_processes`; 1 for the API) (substituted shell-quoted). With `api_artifact` / `worker_artifact` each role's files are under `{{release_dir}}/api` and `{{release_dir}}/worker` (e.g. `{{release_dir}}/{{role}}/bin/...`). Changing them changes nothing until the next rollout. On a host with both roles the API is restarted and ready before the worker is restarted."),
         worker_processes: Option<i64> = Attribute::optional("worker_processes", Type::Number)
             .validate(Validator::IntBetween(1, 64))
             .description("Worker processes per worker host (default 1): the service scales its worker by process count (docs/27, docs/31). `restart_worker`, `worker_status` and `stop_worker` run once per process with `{{instance}}` 1 to N (e.g. `systemctl restart artifortress-worker@{{instance}}`), and must use `{{instance}}` when N > 1; a worker host is ready when every process's status succeeds. Lowering it stops the processes above the new count after the rollout."),
@@ -78,7 +82,9 @@ crate::model! {
         host_versions: Option<BTreeMap<String, Maybe<String>>> = Attribute::computed("host_versions", Type::map(Type::String))
             .description("Per host, the version `current` points to (empty: none)."),
         host_artifact_sha256: Option<BTreeMap<String, Maybe<String>>> = Attribute::computed("host_artifact_sha256", Type::map(Type::String))
-            .description("Per host, the sha256 of the artifact the live release came from."),
+            .description("Per host, what its live release came from (empty: nothing recorded). With `artifact`: that tarball's sha256. With `api_artifact`/`worker_artifact`: one value for the archives of the host's roles, the sha256 of the lines `<role> <sha256>\\n` (`api` first), which changes whenever one of them does; `host_role_artifact_sha256` has them one by one."),
+        host_role_artifact_sha256: Option<BTreeMap<String, BTreeMap<String, Maybe<String>>>> = Attribute::computed("host_role_artifact_sha256", Type::map(Type::map(Type::String)))
+            .description("Per host, per role it has, the sha256 of the archive that role's files came from, as the host records it (`releases/<version>/<role>/.artifact-sha256`; with `artifact`, that tarball's for every role; empty: nothing recorded). Refresh reads it from the hosts: a role whose directory came from another archive shows as a change of that role's `*_artifact.sha256` in the plan."),
         env_sha256: Option<BTreeMap<String, String>> = Attribute::computed("env_sha256", Type::map(Type::String))
             .description("Per managed role, the keyed fingerprint of its env file (`per-host:<host>=<fingerprint>,...` when templates make the file differ per host), the only trace of the env in state: the sha256 of the deployment's key file (`shared/env-fingerprint.key`: 32 random bytes, mode 0600, written to every host at the first deploy, never in state) followed by the env file. Without the key, which stays on the hosts, nobody who reads the state can test a guessed secret against it, and the same env in two deployments gives different values. Refresh has each host compute it: a file edited by hand makes it `drifted: <host>=changed` (or `=missing`)."),
         deployed_schemas: Option<BTreeMap<String, String>> = Attribute::computed("deployed_schemas", Type::map(Type::String))
@@ -263,6 +269,24 @@ impl ReleaseModel<Planned> {
             }
         }
         Some(out)
+    }
+}
+
+/// The attribute holding the archive of `role` in the per-role form.
+pub(crate) fn artifact_attr(role: Role) -> &'static str {
+    match role {
+        Role::Api => "api_artifact",
+        Role::Worker => "worker_artifact",
+    }
+}
+
+impl<M: crate::protocol::model::Mode> ReleaseModel<M> {
+    /// The per-role archive of `role` (`api_artifact` / `worker_artifact`).
+    pub(crate) fn role_artifact(&self, role: Role) -> &M::Of<Option<ArtifactModel>> {
+        match role {
+            Role::Api => &self.api_artifact,
+            Role::Worker => &self.worker_artifact,
+        }
     }
 }
 

@@ -93,19 +93,7 @@ pub(super) fn validate(config: &Value) -> Diagnostics {
             }
         }
     }
-    if let Some(s) = known(&c.artifact).and_then(|a| a.sha256.known())
-        && !(s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-    {
-        diags.push(
-            Diagnostic::error(
-                "Invalid sha256",
-                format!("{s:?} is not 64 hexadecimal digits"),
-            )
-            .at(AttributePath::root()
-                .child_attr("artifact")
-                .child_attr("sha256")),
-        );
-    }
+    super::artifacts::check(&c, &mut diags);
     let cmds = known(&c.commands);
     for (name, cmd) in cmds.map(|c| c.named()).into_iter().flatten() {
         if let Some(cmd) = cmd.known()
@@ -271,35 +259,37 @@ async fn plan_rollout(
         Maybe::Unknown
     };
     let version = planned.version.clone();
-    // What the hosts' checksums will be: a checksum lower-cased; null where `artifact` is.
-    let sha = match &planned.artifact {
-        Maybe::Known(Some(a)) => match &a.sha256 {
-            Maybe::Known(s) => Maybe::Known(Some(s.to_ascii_lowercase())),
-            Maybe::Unknown => Maybe::Unknown,
-            Maybe::Null => Maybe::Null,
-        },
-        _ => Maybe::Null,
-    };
     planned.deployed_version = version.clone();
-    let per_host = |v: &Maybe<Option<String>>| {
-        if hosts_known {
-            let v = match v {
-                Maybe::Known(Some(s)) => Maybe::Known(s.clone()),
-                Maybe::Unknown => Maybe::Unknown,
-                _ => Maybe::Null,
-            };
-            Maybe::Known(Some(
-                configs
-                    .iter()
-                    .map(|h| (h.name.clone(), v.clone()))
-                    .collect(),
-            ))
-        } else {
-            Maybe::Unknown
-        }
+    planned.host_versions = if hosts_known {
+        let v = match &version {
+            Maybe::Known(Some(s)) => Maybe::Known(s.clone()),
+            Maybe::Unknown => Maybe::Unknown,
+            _ => Maybe::Null,
+        };
+        Maybe::Known(Some(
+            configs
+                .iter()
+                .map(|h| (h.name.clone(), v.clone()))
+                .collect(),
+        ))
+    } else {
+        Maybe::Unknown
     };
-    planned.host_versions = per_host(&version);
-    planned.host_artifact_sha256 = per_host(&sha);
+    // What the hosts' checksums will be (lower-cased), per host and per role.
+    (
+        planned.host_artifact_sha256,
+        planned.host_role_artifact_sha256,
+    ) = if hosts_known {
+        let (mut hosts, mut roles) = (BTreeMap::new(), BTreeMap::new());
+        for h in &configs {
+            let (sha, per_role) = super::artifacts::planned_host_shas(planned, h);
+            hosts.insert(h.name.clone(), sha);
+            roles.insert(h.name.clone(), per_role);
+        }
+        (Maybe::Known(Some(hosts)), Maybe::Known(Some(roles)))
+    } else {
+        (Maybe::Unknown, Maybe::Unknown)
+    };
     // A deploy re-keys an old state's plain values: known only after the apply.
     planned.env_sha256 = if has_unkeyed(known(&env_sha)) {
         Maybe::Unknown
@@ -334,6 +324,7 @@ fn keep_computed(planned: &mut ReleaseModel<Planned>, prior: &ReleaseModel<Plann
     planned.previous_version = prior.previous_version.clone();
     planned.host_versions = prior.host_versions.clone();
     planned.host_artifact_sha256 = prior.host_artifact_sha256.clone();
+    planned.host_role_artifact_sha256 = prior.host_role_artifact_sha256.clone();
     planned.env_sha256 = prior.env_sha256.clone();
     planned.revision = prior.revision.clone();
     planned.deployed_at = prior.deployed_at.clone();
@@ -345,12 +336,13 @@ fn keep_computed(planned: &mut ReleaseModel<Planned>, prior: &ReleaseModel<Plann
 /// Writes the computed attributes of `model` into the plan; the configured ones stay as
 /// Terraform proposed them (unknowns inside nested values included).
 fn write_computed(plan: &mut Value, model: &ReleaseModel<Planned>) {
-    const COMPUTED: [&str; 11] = [
+    const COMPUTED: [&str; 12] = [
         "id",
         "deployed_version",
         "previous_version",
         "host_versions",
         "host_artifact_sha256",
+        "host_role_artifact_sha256",
         "env_sha256",
         "revision",
         "deployed_at",
@@ -494,7 +486,7 @@ async fn planned_env_key(
     Ok(None)
 }
 
-/// Whether what is deployed would change: version, artifact, hosts (address, port, roles),
+/// Whether what is deployed would change: version, archives' checksums, hosts (address, port, roles),
 /// env.
 pub(super) fn deployment_changes(
     planned: &ReleaseModel<Planned>,
@@ -503,10 +495,6 @@ pub(super) fn deployment_changes(
 ) -> bool {
     let Some(prior) = prior else {
         return true;
-    };
-    let sha = |m: &ReleaseModel<Planned>| match &m.artifact {
-        Maybe::Known(Some(a)) => a.sha256.clone(),
-        _ => Maybe::Null,
     };
     // `api_url` is where readiness is probed, not what is deployed.
     let strip = |hosts: &Maybe<Option<PlannedHosts>>| {
@@ -521,7 +509,7 @@ pub(super) fn deployment_changes(
         hosts
     };
     !(planned.version == prior.version
-        && sha(planned) == sha(prior)
+        && !super::artifacts::shas_differ(planned, prior)
         && strip(&planned.hosts) == strip(&prior.hosts)
         && planned.deploy_dir == prior.deploy_dir
         && planned

@@ -131,13 +131,9 @@ pub(super) async fn read(req: ReadRequest<'_, Settings>, resp: &mut ReadResponse
         state.transport = transport.clone();
         state.deploy_dir = Some(deploy_dir.clone());
         let version = common(live.iter().map(|(k, s)| (k, s.version.as_deref())));
-        let sha = common(live.iter().map(|(k, s)| (k, s.artifact_sha256.as_deref())));
         state.version = version.clone();
         state.deployed_version = version;
-        state.artifact = Some(super::model::ArtifactModel {
-            source: None,
-            sha256: sha.map_or(Maybe::Null, Maybe::Known),
-        });
+        super::artifacts::imported(&mut state, &live);
         let mut env = BTreeMap::new();
         for role in Role::ALL {
             // Files that differ per host (templated values) combine into one value.
@@ -158,9 +154,12 @@ pub(super) async fn read(req: ReadRequest<'_, Settings>, resp: &mut ReadResponse
             state.revision = Some(n as i64);
         }
     }
-    let (host_versions, host_shas) = live_maps(&live);
+    // The hosts with their roles (on import, as just read from the hosts).
+    let with_roles = state.host_configs();
+    let (host_versions, host_shas, role_shas) = live_maps(&with_roles, &live);
     state.host_versions = Some(host_versions);
     state.host_artifact_sha256 = Some(host_shas);
+    state.host_role_artifact_sha256 = Some(role_shas);
     // Drift: the configuration-facing attributes take what the hosts say.
     let want_version = state.version.clone().unwrap_or_default();
     let drifted: Vec<String> = live
@@ -172,25 +171,7 @@ pub(super) async fn read(req: ReadRequest<'_, Settings>, resp: &mut ReadResponse
         tracing::warn!(hosts = ?drifted, "hosts run another release than the state says");
         state.version = Some(format!("{DRIFT}{}", drifted.join(", ")));
     }
-    let want_sha = state
-        .artifact
-        .as_ref()
-        .and_then(|a| a.sha256.known())
-        .map(|s| s.to_ascii_lowercase())
-        .unwrap_or_default();
-    let sha_drift: Vec<String> = live
-        .iter()
-        .filter(|(_, s)| {
-            s.version.as_deref() == Some(want_version.as_str())
-                && s.artifact_sha256.as_deref() != Some(want_sha.as_str())
-        })
-        .map(|(h, s)| format!("{h}={}", s.artifact_sha256.as_deref().unwrap_or("none")))
-        .collect();
-    if !sha_drift.is_empty()
-        && let Some(a) = state.artifact.as_mut()
-    {
-        a.sha256 = Maybe::Known(format!("{DRIFT}{}", sha_drift.join(", ")));
-    }
+    super::artifacts::drift(&mut state, &with_roles, &live, &want_version);
     if !importing
         && has_unkeyed(state.env_sha256.as_ref())
         && let Err(d) = key_old_hosts(
@@ -237,25 +218,37 @@ pub(super) async fn read(req: ReadRequest<'_, Settings>, resp: &mut ReadResponse
     resp.new_state = state.to_object();
 }
 
-/// Per host, the version `current` points to and the sha256 of its artifact (empty: none).
+/// Per host, a value as state holds it.
+pub(super) type HostValues = BTreeMap<String, Maybe<String>>;
+/// Per host, per role, a value as state holds it.
+pub(super) type RoleValues = BTreeMap<String, BTreeMap<String, Maybe<String>>>;
+
+/// Per host, the version `current` points to, what its release came from
+/// (`host_artifact_sha256`) and, per role of the host, the sha256 of that role's archive (empty:
+/// none).
 pub(super) fn live_maps(
+    configs: &[HostConfig],
     hosts: &BTreeMap<String, HostState>,
-) -> (
-    BTreeMap<String, Maybe<String>>,
-    BTreeMap<String, Maybe<String>>,
-) {
-    let per_host = |field: fn(&HostState) -> &Option<String>| {
+) -> (HostValues, HostValues, RoleValues) {
+    let roles = |name: &str| {
+        configs
+            .iter()
+            .find(|h| h.name == name)
+            .map(|h| h.roles.clone())
+            .unwrap_or_default()
+    };
+    let known = |v: Option<String>| Maybe::Known(v.unwrap_or_default());
+    (
         hosts
             .iter()
-            .map(|(k, s)| {
-                (
-                    k.clone(),
-                    Maybe::Known(field(s).clone().unwrap_or_default()),
-                )
-            })
-            .collect()
-    };
-    (per_host(|s| &s.version), per_host(|s| &s.artifact_sha256))
+            .map(|(k, s)| (k.clone(), known(s.version.clone())))
+            .collect(),
+        hosts
+            .iter()
+            .map(|(k, s)| (k.clone(), known(s.host_sha256(&roles(k)))))
+            .collect(),
+        super::artifacts::role_map(configs, hosts),
+    )
 }
 
 /// The first refresh of a state from before keyed fingerprints (schema version 0): gives
@@ -468,29 +461,72 @@ pub(super) fn upgrade_state(
     version: i64,
     raw: &serde_json::Value,
 ) -> Result<Value, Diagnostic> {
-    if version != 0 {
+    if !(0..=1).contains(&version) {
         return Err(Diagnostic::provider_bug(
             "Unable to upgrade resource state",
             format!("{TYPE_NAME} has no upgrader from schema version {version}"),
         ));
     }
+    // Attributes added since (`api_artifact`, `worker_artifact`, `host_role_artifact_sha256`)
+    // read as null.
     let mut state = serde_json::to_vec(raw)
         .map_err(|e| e.to_string())
         .and_then(|b| json::decode(&b, ty).map_err(|e| e.to_string()))
         .map_err(|e| {
             Diagnostic::error(
                 "Unable to read stored state",
-                format!("The version 0 state of {TYPE_NAME} could not be read: {e}."),
+                format!("The version {version} state of {TYPE_NAME} could not be read: {e}."),
             )
         })?;
-    if let Some(Value::Map(env)) = state.attr_mut("env_sha256") {
+    if version == 0
+        && let Some(Value::Map(env)) = state.attr_mut("env_sha256")
+    {
         for v in env.values_mut() {
             if let Some(text) = v.as_str() {
                 *v = Value::String(upgrade_env_value(text));
             }
         }
     }
+    let roles = role_shas_from_single(&state);
+    state.set_attr("host_role_artifact_sha256", roles);
     Ok(state)
+}
+
+/// `host_role_artifact_sha256` of a state from before per-role archives (schema versions 0 and
+/// 1, which knew only `artifact`): every role of a host came from the one archive recorded in
+/// `host_artifact_sha256` (empty when none), as the next refresh reads it too.
+fn role_shas_from_single(state: &Value) -> Value {
+    let Some(shas) = state.attr("host_artifact_sha256").as_map() else {
+        return Value::Null;
+    };
+    let hosts = state.attr("hosts");
+    let hosts = hosts.as_map();
+    Value::Map(
+        shas.iter()
+            .map(|(name, sha)| {
+                let sha = sha.as_str().unwrap_or_default().to_string();
+                let roles = hosts
+                    .and_then(|h| h.get(name))
+                    .map(|h| h.attr("roles"))
+                    .and_then(|r| match r {
+                        Value::List(v) => Some(v.as_slice()),
+                        _ => None,
+                    })
+                    .unwrap_or(&[]);
+                (
+                    name.clone(),
+                    Value::Map(
+                        roles
+                            .iter()
+                            .filter_map(|r| {
+                                Some((r.as_str()?.to_string(), Value::String(sha.clone())))
+                            })
+                            .collect(),
+                    ),
+                )
+            })
+            .collect(),
+    )
 }
 
 /// One `env_sha256` value of schema version 0 in version 1's form (see `upgrade_state`).
@@ -525,6 +561,7 @@ mod tests {
         HostState {
             version: Some("v1".into()),
             artifact_sha256: None,
+            role_artifact_sha256: BTreeMap::new(),
             env_key: None,
             env: BTreeMap::from([(
                 Role::Api,
@@ -629,7 +666,47 @@ mod tests {
             up.attr("env_sha256").to_string_map()["api"],
             format!("{UNKEYED}{sha}")
         );
-        assert!(Release.upgrade_state(1, &raw).is_err());
+        // Schema version 2 is the current one: nothing to upgrade from it.
+        assert!(Release.upgrade_state(2, &raw).is_err());
+    }
+
+    #[test]
+    fn version_1_state_upgrades_to_the_single_artifact_form_unchanged() {
+        let sha = "ab".repeat(32);
+        let raw = serde_json::json!({
+            "version": "v1",
+            "artifact": {"source": "/tmp/a.tar.gz", "sha256": sha},
+            "env_sha256": {"api": "c".repeat(64)},
+            "hosts": {
+                "both-1": {"address": "10.0.0.1", "port": null, "roles": ["api", "worker"], "api_url": "http://10.0.0.1:8086"},
+                "wiped-1": {"address": "10.0.0.2", "port": null, "roles": ["worker"], "api_url": null},
+            },
+            "host_artifact_sha256": {"both-1": sha, "wiped-1": ""},
+        });
+        let up = Release.upgrade_state(1, &raw).unwrap();
+        // Nothing of version 1 changes (its env values are keyed already).
+        assert_eq!(
+            up.attr("artifact").attr("sha256").as_str(),
+            Some(sha.as_str())
+        );
+        assert_eq!(up.attr("env_sha256").to_string_map()["api"], "c".repeat(64));
+        assert!(up.attr("api_artifact").is_null() && up.attr("worker_artifact").is_null());
+        // Every role of a host came from its one archive.
+        let roles = up.attr("host_role_artifact_sha256");
+        let roles = roles.as_map().unwrap();
+        assert_eq!(
+            roles["both-1"].to_string_map(),
+            BTreeMap::from([
+                ("api".to_string(), sha.clone()),
+                ("worker".to_string(), sha.clone())
+            ])
+        );
+        assert_eq!(
+            roles["wiped-1"].to_string_map(),
+            BTreeMap::from([("worker".to_string(), String::new())])
+        );
+        // The upgraded state is a state of the current schema.
+        assert!(ReleaseModel::from_config(&up).is_ok());
     }
 
     #[test]
