@@ -24,7 +24,7 @@ const SERVICE_DB: &str = "artifortress";
 const BOOTSTRAP_TOKEN: &str = "actions-bootstrap-token-0123456789";
 
 /// Terraforms under test that know actions (>= 1.14).
-fn with_actions() -> Vec<Terraform> {
+pub(crate) fn with_actions() -> Vec<Terraform> {
     let all = terraforms();
     let picked: Vec<Terraform> = all
         .iter()
