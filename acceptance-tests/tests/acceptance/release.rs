@@ -1678,15 +1678,16 @@ fn release_takes_a_backup_before_an_update_through_an_action_trigger() {
             tf_tag(&tf),
             rand::random::<u32>()
         );
-        let config = |version: &str| {
+        let config_with = |version: &str, pg_dump: &str| {
             format!(
                 r#"
 provider "artifortress" {{}}
 
 action "artifortress_take_backup" "pre_release" {{
   config {{
-    prefix = "{prefix}"
-    labels = {{ next_release = "{version}" }}
+    prefix       = "{prefix}"
+    labels       = {{ next_release = "{version}" }}
+    pg_dump_path = "{pg_dump}"
   }}
 }}
 {}"#,
@@ -1696,6 +1697,7 @@ action "artifortress_take_backup" "pre_release" {{
                 )
             )
         };
+        let config = |version: &str| config_with(version, "pg_dump");
         let manifests = || -> Vec<String> {
             let s3 = dev_s3_client();
             let rt = tokio::runtime::Runtime::new().unwrap();
@@ -1748,6 +1750,28 @@ action "artifortress_take_backup" "pre_release" {{
             state(&wd)["host_versions"],
             serde_json::json!({"box": "v2"})
         );
+        // A failed backup stops the apply before the release is touched.
+        wd.set_config(&config_with("v1", "/nonexistent/pg_dump"));
+        let run = wd.apply();
+        assert_eq!(run.code, 1, "terraform {}:\n{}", tf.version, run.text());
+        assert!(
+            run.shows("Backup failed") && run.shows("/nonexistent/pg_dump"),
+            "terraform {}:\n{}",
+            tf.version,
+            run.text()
+        );
+        assert!(
+            !run.stdout.contains("artifortress_release.r: Modifying"),
+            "terraform {}:\n{}",
+            tf.version,
+            run.stdout
+        );
+        assert_eq!(
+            state(&wd)["host_versions"],
+            serde_json::json!({"box": "v2"})
+        );
+        assert_eq!(manifests().len(), 1, "terraform {}", tf.version);
+        wd.set_config(&config("v2"));
         wd.destroy_ok();
     }
 }
