@@ -7,13 +7,13 @@ use async_trait::async_trait;
 
 use crate::protocol::diagnostics::Diagnostics;
 use crate::protocol::framework::{
-    ConfigureRequest, DataSource, EphemeralResource, Provider, Resource,
+    Action, ConfigureRequest, DataSource, EphemeralResource, Provider, Resource,
 };
 use crate::protocol::schema::{Attribute, Constraint, Nesting, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
 use crate::settings::Settings;
-use crate::{data_sources, ephemeral_resources, resources};
+use crate::{actions, data_sources, ephemeral_resources, resources};
 
 pub struct ArtifortressProvider;
 
@@ -137,6 +137,14 @@ impl Provider for ArtifortressProvider {
 
     fn ephemeral_resources(&self) -> Vec<Arc<dyn EphemeralResource<Settings>>> {
         vec![Arc::new(ephemeral_resources::admin_token::AdminToken)]
+    }
+
+    fn actions(&self) -> Vec<Arc<dyn Action<Settings>>> {
+        vec![
+            Arc::new(actions::run_restore_drill::RunRestoreDrill),
+            Arc::new(actions::run_smoke::RunSmoke),
+            Arc::new(actions::take_backup::TakeBackup),
+        ]
     }
 }
 

@@ -1758,3 +1758,130 @@ resource "terraform_data" "deploy" {{
         wd.destroy_ok();
     }
 }
+
+/// `action_trigger` on a release (Terraform >= 1.14): `artifortress_take_backup` runs
+/// `before_update` of the release, not on its create, and the rollout follows the backup.
+/// Local transport: no deploy hosts needed.
+#[test]
+fn release_takes_a_backup_before_an_update_through_an_action_trigger() {
+    for tf in crate::actions::with_actions() {
+        let dir = tempfile::Builder::new()
+            .prefix("af-release-action-")
+            .tempdir()
+            .unwrap();
+        let fleet = Fleet {
+            hosts: vec![(
+                "box".into(),
+                DevHost {
+                    address: "127.0.0.1".into(),
+                    port: 22,
+                },
+                vec!["api", "worker"],
+            )],
+            deploy_dir: dir.path().join("deploy").display().to_string(),
+            api_port: free_port(),
+            local: true,
+            faults: false,
+        };
+        let prefix = format!(
+            "actions/release-trigger/{}-{:08x}/",
+            tf_tag(&tf),
+            rand::random::<u32>()
+        );
+        let config_with = |version: &str, pg_dump: &str| {
+            format!(
+                r#"
+provider "artifortress" {{}}
+
+action "artifortress_take_backup" "pre_release" {{
+  config {{
+    prefix       = "{prefix}"
+    labels       = {{ next_release = "{version}" }}
+    pg_dump_path = "{pg_dump}"
+  }}
+}}
+{}"#,
+                fleet.resource(
+                    version,
+                    "lifecycle {\n    action_trigger {\n      events  = [before_update]\n      actions = [action.artifortress_take_backup.pre_release]\n    }\n  }"
+                )
+            )
+        };
+        let config = |version: &str| config_with(version, "pg_dump");
+        let manifests = || -> Vec<String> {
+            let s3 = dev_s3_client();
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                s3.list_objects_v2()
+                    .bucket(required_env("ARTIFORTRESS_S3_BUCKET"))
+                    .prefix(&prefix)
+                    .send()
+                    .await
+                    .unwrap()
+                    .contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string))
+                    .filter(|k| k.ends_with(".manifest.json"))
+                    .collect()
+            })
+        };
+        let wd = Workdir::new(&tf, &config("v1"));
+        wd.apply_ok();
+        assert!(
+            manifests().is_empty(),
+            "terraform {}: a create is not an update",
+            tf.version
+        );
+        wd.set_config(&config("v2"));
+        let run = wd.apply_ok();
+        let trigger = "Action action.artifortress_take_backup.pre_release (triggered by artifortress_release.r)";
+        assert!(
+            run.stdout.contains(&format!("{trigger}: backup ")),
+            "terraform {}:\n{}",
+            tf.version,
+            run.stdout
+        );
+        let backed_up = run
+            .stdout
+            .find("Action complete: action.artifortress_take_backup.pre_release")
+            .unwrap();
+        let modifying = run
+            .stdout
+            .find("artifortress_release.r: Modifying")
+            .unwrap();
+        assert!(
+            backed_up < modifying,
+            "terraform {}: backup first:\n{}",
+            tf.version,
+            run.stdout
+        );
+        assert_eq!(manifests().len(), 1, "terraform {}", tf.version);
+        assert_eq!(
+            state(&wd)["host_versions"],
+            serde_json::json!({"box": "v2"})
+        );
+        // A failed backup stops the apply before the release is touched.
+        wd.set_config(&config_with("v1", "/nonexistent/pg_dump"));
+        let run = wd.apply();
+        assert_eq!(run.code, 1, "terraform {}:\n{}", tf.version, run.text());
+        assert!(
+            run.shows("Backup failed") && run.shows("/nonexistent/pg_dump"),
+            "terraform {}:\n{}",
+            tf.version,
+            run.text()
+        );
+        assert!(
+            !run.stdout.contains("artifortress_release.r: Modifying"),
+            "terraform {}:\n{}",
+            tf.version,
+            run.stdout
+        );
+        assert_eq!(
+            state(&wd)["host_versions"],
+            serde_json::json!({"box": "v2"})
+        );
+        assert_eq!(manifests().len(), 1, "terraform {}", tf.version);
+        wd.set_config(&config("v2"));
+        wd.destroy_ok();
+    }
+}
