@@ -88,7 +88,9 @@ lint:
 	fi
 
 # Installs into the implied local filesystem mirror, so `terraform init` finds the provider without
-# dev_overrides (source = "artifortress/artifortress", version = the crate's version).
+# dev_overrides (source = "artifortress/artifortress", version = the crate's version). The copy is
+# stripped of debug information like the released zips (scripts/release); target/release keeps
+# its line tables for profiles (callgrind_annotate, perf).
 install:
 	cargo build --release -p terraform-provider-artifortress
 	@source $(REPO)/scripts/lib/common.sh; \
@@ -97,7 +99,8 @@ install:
 	dest=$${HOME}/.terraform.d/plugins/registry.terraform.io/artifortress/artifortress/$$version/linux_$$arch; \
 	install -D -m 0755 "$$(af_target_dir)/release/terraform-provider-artifortress" \
 	  "$$dest/terraform-provider-artifortress_v$$version"; \
-	echo "installed $$dest/terraform-provider-artifortress_v$$version"
+	strip --strip-debug "$$dest/terraform-provider-artifortress_v$$version"; \
+	echo "installed $$dest/terraform-provider-artifortress_v$$version (stripped of debug information, as scripts/release packages it)"
 
 # Release artifacts in dist/<version>/ (scripts/release says what, and which environment variables
 # supply the signing key; without one it signs with a throwaway key and says so).

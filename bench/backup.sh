@@ -34,8 +34,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 echo "building the backup bench (release)..." >&2
-cargo bench --quiet -p terraform-provider-artifortress --bench backup \
+cargo bench --quiet --profile benches -p terraform-provider-artifortress --bench backup \
   --manifest-path "$repo/Cargo.toml" --no-run
 unset RUST_LOG
-cargo bench --quiet -p terraform-provider-artifortress --bench backup \
+cargo bench --quiet --profile benches -p terraform-provider-artifortress --bench backup \
   --manifest-path "$repo/Cargo.toml"

@@ -29,8 +29,8 @@ if ! command -v psql >/dev/null 2>&1; then
 fi
 
 echo "building the migrations bench (release)..." >&2
-cargo bench --quiet -p terraform-provider-artifortress --bench migrations \
+cargo bench --quiet --profile benches -p terraform-provider-artifortress --bench migrations \
   --manifest-path "$repo/Cargo.toml" --no-run
 unset RUST_LOG
-cargo bench --quiet -p terraform-provider-artifortress --bench migrations \
+cargo bench --quiet --profile benches -p terraform-provider-artifortress --bench migrations \
   --manifest-path "$repo/Cargo.toml"

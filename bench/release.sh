@@ -36,8 +36,8 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$repo/.dev/env.sh"
 
 echo "building the release bench (release)..." >&2
-cargo bench --quiet -p terraform-provider-artifortress --bench release \
+cargo bench --quiet --profile benches -p terraform-provider-artifortress --bench release \
   --manifest-path "$repo/Cargo.toml" --no-run
 unset RUST_LOG
-cargo bench --quiet -p terraform-provider-artifortress --bench release \
+cargo bench --quiet --profile benches -p terraform-provider-artifortress --bench release \
   --manifest-path "$repo/Cargo.toml"

@@ -68,7 +68,9 @@ impl Resource<()> for Thing {
                 Attribute::required("name", Type::String).requires_replace(),
                 Attribute::optional("size", Type::Number),
                 Attribute::computed("version", Type::Number),
-                Attribute::optional("secret_wo", Type::String).write_only(),
+                Attribute::optional("secret_wo", Type::String)
+                    .sensitive()
+                    .write_only(),
                 timeouts_attribute(&["create"]),
             ],
         )
@@ -854,4 +856,35 @@ async fn an_action_block_without_config_is_an_object_of_unset_attributes() {
     let (progress, diags) = invoke_action(&svc, "test_countdown", dv(&Value::Null, &ty)).await;
     assert!(progress.is_empty());
     assert!(diags.is_empty(), "{diags:?}");
+}
+
+/// Issue 19: a write-only attribute reaches Terraform as write-only, not sensitive; any other
+/// sensitive attribute stays sensitive. Terraform 1.11 records a sensitive attribute's path in
+/// the state even when its value is null, lists several such paths in the order its walk of the
+/// object happens to take and compares the lists in order, so two sensitive write-only
+/// attributes made a clean `plan -refresh-only -detailed-exitcode` exit 2 on about half the runs
+/// (hashicorp/terraform#36403).
+#[tokio::test]
+async fn write_only_attributes_are_not_declared_sensitive_to_terraform() {
+    let svc = service().await;
+    let r = svc
+        .get_provider_schema(Request::new(pb::get_provider_schema::Request {}))
+        .await
+        .unwrap()
+        .into_inner();
+    let attr = |schema: &pb::Schema, name: &str| {
+        schema
+            .block
+            .as_ref()
+            .unwrap()
+            .attributes
+            .iter()
+            .find(|a| a.name == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no attribute {name}"))
+    };
+    let secret = attr(&r.resource_schemas["test_thing"], "secret_wo");
+    assert!(secret.write_only && !secret.sensitive, "{secret:?}");
+    let token = attr(&r.ephemeral_resource_schemas["test_token"], "token");
+    assert!(token.sensitive, "{token:?}");
 }

@@ -105,7 +105,15 @@ fn to_proto_attribute(a: &Attribute) -> pb::schema::Attribute {
         required: a.constraint == Required,
         optional: matches!(a.constraint, Optional | OptionalComputed),
         computed: matches!(a.constraint, Computed | OptionalComputed),
-        sensitive: a.sensitive,
+        // A write-only attribute is never stored nor shown (Terraform renders it as "write-only
+        // attribute"), so declaring it sensitive only adds a path of a null value to the
+        // state's `sensitive_attributes`. Terraform 1.11 lists those paths in the order its
+        // walk of the object happens to take and compares the lists in order: with two of them
+        // (the bootstrap's, the release's) a clean `plan -refresh-only -detailed-exitcode`
+        // exited 2 on about half the runs (issue 19; hashicorp/terraform#36403, fixed in 1.12
+        // by #36465). A value from a `sensitive` variable is still marked by Terraform itself
+        // (and its null path recorded); that is the configuration's choice.
+        sensitive: a.sensitive && !a.write_only,
         description_kind: pb::StringKind::Markdown as i32,
         deprecated: a.deprecation.is_some(),
         write_only: a.write_only,
