@@ -11,11 +11,13 @@
 //!   lazily from them; below the types, importing clients and protocol only.
 //! - [`shared`]: what type files share (value helpers, the migration observation, readiness
 //!   dependencies, ops thresholds), so that none imports another.
-//! - [`provider`], [`resources`], [`data_sources`] and [`ephemeral_resources`]: the provider
-//!   schema and registry, and one file per resource or data source, joining the two.
+//! - [`provider`], [`resources`], [`data_sources`], [`ephemeral_resources`] and [`actions`]: the
+//!   provider schema and registry, and one file per resource, data source or action, joining
+//!   the two.
 //! - [`duration`]: Go's duration syntax, the one text format every layer shares (timeouts in
 //!   schemas, durations in the clients' messages).
 
+pub mod actions;
 pub mod clients;
 pub mod data_sources;
 pub mod duration;

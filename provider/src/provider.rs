@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use crate::protocol::diagnostics::Diagnostics;
 use crate::protocol::framework::{
-    ConfigureRequest, DataSource, EphemeralResource, Provider, Resource,
+    Action, ConfigureRequest, DataSource, EphemeralResource, Provider, Resource,
 };
 use crate::protocol::schema::{Attribute, Constraint, Nesting, Schema};
 use crate::protocol::types::Type;
@@ -137,6 +137,10 @@ impl Provider for ArtifortressProvider {
 
     fn ephemeral_resources(&self) -> Vec<Arc<dyn EphemeralResource<Settings>>> {
         vec![Arc::new(ephemeral_resources::admin_token::AdminToken)]
+    }
+
+    fn actions(&self) -> Vec<Arc<dyn Action<Settings>>> {
+        vec![]
     }
 }
 

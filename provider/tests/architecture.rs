@@ -7,7 +7,7 @@
 //!   type modules.
 //! - `settings.rs` (settings and lazy clients) and `shared/` (what type files share) sit below
 //!   the types: they may import `clients` and `protocol`, never `provider` or a type module.
-//! - A type file (`resources/`, `data_sources/`, `ephemeral_resources/`) does not import
+//! - A type file (`resources/`, `data_sources/`, `ephemeral_resources/`, `actions/`) does not import
 //!   another type file. What they share lives in `shared/`; [`KNOWN_TYPE_IMPORTS`] lists
 //!   exceptions (none are left since issue 16): that list may only shrink, and an entry that no
 //!   longer occurs fails the test so the list is kept exact.
@@ -19,7 +19,12 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// Top-level modules of the crate, by layer.
-const TYPE_MODULES: [&str; 3] = ["resources", "data_sources", "ephemeral_resources"];
+const TYPE_MODULES: [&str; 4] = [
+    "resources",
+    "data_sources",
+    "ephemeral_resources",
+    "actions",
+];
 
 /// Type files that import another type file today: (importing file, imported module path).
 const KNOWN_TYPE_IMPORTS: &[(&str, &str)] = &[];
@@ -265,6 +270,7 @@ fn lower_layers_never_import_higher_ones() {
                 "resources",
                 "data_sources",
                 "ephemeral_resources",
+                "actions",
             ]
         } else if f.rel.starts_with("clients/") {
             &[
@@ -273,6 +279,7 @@ fn lower_layers_never_import_higher_ones() {
                 "resources",
                 "data_sources",
                 "ephemeral_resources",
+                "actions",
             ]
         } else if SHARED_LAYER.iter().any(|m| f.rel.starts_with(m)) {
             &[
@@ -280,6 +287,7 @@ fn lower_layers_never_import_higher_ones() {
                 "resources",
                 "data_sources",
                 "ephemeral_resources",
+                "actions",
             ]
         } else {
             &[]

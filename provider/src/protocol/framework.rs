@@ -8,7 +8,10 @@
 //! - apply and read: write-only values nulled, results checked for unknowns and for values that
 //!   differ from the plan, a missing state after create reported;
 //! - config: read-only attributes set in configuration and missing required ones reported with
-//!   their path, validators run.
+//!   their path, validators run;
+//! - actions (Terraform >= 1.14): validated like any configuration, planned, then invoked with a
+//!   [`Progress`] sink whose messages Terraform prints as they come; the diagnostics the action
+//!   returns complete the invocation.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -65,6 +68,10 @@ pub trait Provider: Send + Sync + 'static {
     fn data_sources(&self) -> Vec<Arc<dyn DataSource<Self::Data>>>;
     fn resources(&self) -> Vec<Arc<dyn Resource<Self::Data>>>;
     fn ephemeral_resources(&self) -> Vec<Arc<dyn EphemeralResource<Self::Data>>>;
+    /// Actions (`action "<type>" "<name>"`, Terraform >= 1.14). Older Terraform never asks.
+    fn actions(&self) -> Vec<Arc<dyn Action<Self::Data>>> {
+        Vec::new()
+    }
 }
 
 // ----------------------------------------------------------------- data source
@@ -238,6 +245,80 @@ pub trait EphemeralResource<D: Send + Sync>: Send + Sync {
     async fn close(&self, _private: &[u8], _provider: &D, _ctx: &Context) -> Diagnostics {
         Diagnostics::new()
     }
+}
+
+// ---------------------------------------------------------------------- action
+
+/// Where an action's progress goes. Every message becomes one `InvokeAction` progress event,
+/// which Terraform prints at once as `Action action.<type>.<name> (triggered by …): <message>`
+/// (and streams to HCP Terraform). Cheap to clone and `Send`, so work running in spawned tasks
+/// can report too; sending never blocks, and after the invocation ended (or Terraform hung up)
+/// messages are dropped.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    tx: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+}
+
+impl Progress {
+    /// A sink and the receiving end the server forwards as events (tests read it too).
+    pub fn channel() -> (Progress, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Progress { tx: Some(tx) }, rx)
+    }
+
+    /// A sink that drops every message.
+    pub fn discard() -> Progress {
+        Progress { tx: None }
+    }
+
+    /// Sends one message (one line on Terraform's console; keep it short and without secrets).
+    pub fn send(&self, message: impl Into<String>) {
+        let message = message.into();
+        tracing::debug!(progress = %message, "action progress");
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(message);
+        }
+    }
+}
+
+pub struct PlanActionRequest<'a, D> {
+    /// May contain unknown values (an action triggered by a resource that is not created yet).
+    pub config: &'a Value,
+    pub provider: &'a D,
+    pub ctx: &'a Context,
+}
+
+pub struct InvokeActionRequest<'a, D> {
+    /// Wholly known.
+    pub config: &'a Value,
+    pub provider: &'a D,
+    /// Cancelled by `StopProvider` and when Terraform stops reading the event stream.
+    pub ctx: &'a Context,
+    pub progress: &'a Progress,
+}
+
+/// An action: an operation run on demand (`terraform apply -invoke=action.<type>.<name>`) or
+/// around a resource change (`action_trigger` in a resource's `lifecycle`). It has a
+/// configuration but no state: nothing it does is recorded by Terraform.
+#[async_trait]
+pub trait Action<D: Send + Sync>: Send + Sync {
+    /// Full type name, e.g. `artifortress_take_backup`.
+    fn type_name(&self) -> &'static str;
+    /// Required and optional attributes only (an action has no computed results).
+    fn schema(&self) -> Schema;
+    /// Cross-attribute checks; per-attribute validators run without this. The configuration
+    /// may contain unknown values.
+    async fn validate(&self, _config: &Value) -> Diagnostics {
+        Diagnostics::new()
+    }
+    /// Runs when Terraform plans the invocation (the provider is configured; the configuration
+    /// may contain unknowns): refuse early what the invocation would refuse.
+    async fn plan(&self, _req: PlanActionRequest<'_, D>) -> Diagnostics {
+        Diagnostics::new()
+    }
+    /// Does the work, reporting through `req.progress`; the returned diagnostics (errors fail
+    /// the invocation, and with it the apply) complete it.
+    async fn invoke(&self, req: InvokeActionRequest<'_, D>) -> Diagnostics;
 }
 
 // --------------------------------------------------------------------- timeouts
@@ -430,6 +511,40 @@ pub fn apply_defaults(attrs: &[Attribute], config: &Value, target: &mut Value) {
             apply_defaults(attributes, cfg, child);
         }
     }
+}
+
+/// An action's schema: configuration only. A computed attribute there would be a value nobody
+/// can see (an action has no state), so it is reported as a provider bug with its path; the
+/// one exception is an optional attribute with a `default_value` (which the schema rules make
+/// optional and computed): the action reads its default with `from_config`.
+pub fn check_action_schema(type_name: &str, schema: &Schema) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    fn walk(attrs: &[Attribute], parent: &AttributePath, type_name: &str, diags: &mut Diagnostics) {
+        for a in attrs {
+            let path = parent.child_attr(&a.name);
+            if a.constraint.is_computed()
+                && !(a.constraint == Constraint::OptionalComputed && a.default.is_some())
+            {
+                diags.push(
+                    Diagnostic::provider_bug(
+                        "Invalid action schema",
+                        format!("{type_name}: {path} is computed, but an action has no state"),
+                    )
+                    .at(path.clone()),
+                );
+            }
+            if let AttributeType::Nested { attributes, .. } = &a.ty {
+                walk(attributes, &path, type_name, diags);
+            }
+        }
+    }
+    walk(
+        &schema.block.attributes,
+        &AttributePath::root(),
+        type_name,
+        &mut diags,
+    );
+    diags
 }
 
 /// Nulls write-only attributes wherever they are.

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::diagnostics::{Diagnostic, Diagnostics};
-use super::framework::{self, Context, DataSource, EphemeralResource, Provider, Resource};
+use super::framework::{self, Action, Context, DataSource, EphemeralResource, Provider, Resource};
 use super::proto::tfplugin6 as pb;
 use super::schema::Schema;
 use super::types::Type;
@@ -44,6 +44,7 @@ pub struct ProviderService<P: Provider> {
     resources: HashMap<String, Entry<dyn Resource<P::Data>>>,
     data_sources: HashMap<String, Entry<dyn DataSource<P::Data>>>,
     ephemerals: HashMap<String, Entry<dyn EphemeralResource<P::Data>>>,
+    actions: HashMap<String, Entry<dyn Action<P::Data>>>,
     data: RwLock<Option<Arc<P::Data>>>,
     /// Replaced by a fresh token after every StopProvider, like terraform-plugin-go.
     stop: Mutex<CancellationToken>,
@@ -70,12 +71,18 @@ impl<P: Provider> ProviderService<P> {
             .into_iter()
             .map(|e| (e.type_name().to_string(), Entry::new(e.clone(), e.schema())))
             .collect();
+        let actions = provider
+            .actions()
+            .into_iter()
+            .map(|a| (a.type_name().to_string(), Entry::new(a.clone(), a.schema())))
+            .collect();
         ProviderService {
             provider_schema: provider.schema(),
             provider: Arc::new(provider),
             resources,
             data_sources,
             ephemerals,
+            actions,
             data: RwLock::new(None),
             stop: Mutex::new(CancellationToken::new()),
             write_only_allowed: std::sync::atomic::AtomicBool::new(true),
@@ -115,6 +122,12 @@ impl<P: Provider> ProviderService<P> {
             .ok_or_else(|| unknown_type("ephemeral resource", name))
     }
 
+    fn action(&self, name: &str) -> Result<&Entry<dyn Action<P::Data>>, Diagnostic> {
+        self.actions
+            .get(name)
+            .ok_or_else(|| unknown_type("action", name))
+    }
+
     /// Decodes a configuration and runs the schema's own checks: validators, read-only and
     /// required attributes, write-only support.
     fn checked_config(
@@ -149,6 +162,13 @@ impl<P: Provider> ProviderService<P> {
         T: WithDiagnostics,
         F: Future<Output = T>,
     {
+        guarded(rpc, type_name, body)
+            .instrument(self.span(rpc, type_name))
+            .await
+    }
+
+    /// The span of one request: RPC name, request id, type, provider address.
+    fn span(&self, rpc: &'static str, type_name: &str) -> tracing::Span {
         let id = self.request_ids.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!(
             "rpc",
@@ -160,36 +180,41 @@ impl<P: Provider> ProviderService<P> {
         if !type_name.is_empty() {
             span.record("tf_resource_type", type_name);
         }
-        async {
-            tracing::debug!("received request");
-            let started = std::time::Instant::now();
-            let out = match AssertUnwindSafe(body).catch_unwind().await {
-                Ok(out) => out,
-                Err(panic) => {
-                    let message = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into());
-                    tracing::error!(panic = %message, "handler panicked");
-                    T::from_diagnostics(
-                        Diagnostic::provider_bug(
-                            format!("Provider panicked in {rpc}"),
-                            format!("{type_name}: {message}"),
-                        )
-                        .into(),
-                    )
-                }
-            };
-            tracing::debug!(
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "served request"
-            );
-            out
-        }
-        .instrument(span)
-        .await
+        span
     }
+}
+
+/// Runs one RPC body (in the caller's span), turning a panic into an error diagnostic.
+async fn guarded<T, F>(rpc: &'static str, type_name: &str, body: F) -> T
+where
+    T: WithDiagnostics,
+    F: Future<Output = T>,
+{
+    tracing::debug!("received request");
+    let started = std::time::Instant::now();
+    let out = match AssertUnwindSafe(body).catch_unwind().await {
+        Ok(out) => out,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(panic = %message, "handler panicked");
+            T::from_diagnostics(
+                Diagnostic::provider_bug(
+                    format!("Provider panicked in {rpc}"),
+                    format!("{type_name}: {message}"),
+                )
+                .into(),
+            )
+        }
+    };
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "served request"
+    );
+    out
 }
 
 fn unknown_type(kind: &str, name: &str) -> Diagnostic {
@@ -283,7 +308,15 @@ with_diagnostics!(
     pb::renew_ephemeral_resource::Response,
     pb::close_ephemeral_resource::Response,
     pb::get_functions::Response,
+    pb::validate_action_config::Response,
+    pb::plan_action::Response,
 );
+
+impl WithDiagnostics for Diagnostics {
+    fn from_diagnostics(diags: Diagnostics) -> Self {
+        diags
+    }
+}
 
 /// Body results: a response value and the diagnostics gathered while making it.
 struct Out<T>(T, Diagnostics);
@@ -294,6 +327,7 @@ impl<T: Default> Default for Out<T> {
     }
 }
 
+mod action_rpcs;
 mod conversions;
 mod data_rpcs;
 mod provider_rpcs;
@@ -305,7 +339,8 @@ use conversions::{timestamp, to_proto_diags, to_proto_schema};
 // ------------------------------------------------------------------ the RPCs
 
 /// Each RPC is served by the `serve_` method of the same name, in the file of its kind:
-/// `provider_rpcs`, `resource_rpcs`, `data_rpcs` (data sources and ephemeral resources).
+/// `provider_rpcs`, `resource_rpcs`, `data_rpcs` (data sources and ephemeral resources),
+/// `action_rpcs`.
 #[tonic::async_trait]
 impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
     async fn get_metadata(
@@ -432,6 +467,27 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::close_ephemeral_resource::Request>,
     ) -> Res<pb::close_ephemeral_resource::Response> {
         self.serve_close_ephemeral_resource(request).await
+    }
+
+    async fn validate_action_config(
+        &self,
+        request: Request<pb::validate_action_config::Request>,
+    ) -> Res<pb::validate_action_config::Response> {
+        self.serve_validate_action_config(request).await
+    }
+
+    async fn plan_action(
+        &self,
+        request: Request<pb::plan_action::Request>,
+    ) -> Res<pb::plan_action::Response> {
+        self.serve_plan_action(request).await
+    }
+
+    async fn invoke_action(
+        &self,
+        request: Request<pb::invoke_action::Request>,
+    ) -> Res<tonic::codegen::BoxStream<pb::invoke_action::Event>> {
+        self.serve_invoke_action(request).await
     }
 
     async fn stop_provider(

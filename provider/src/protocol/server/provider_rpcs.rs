@@ -13,7 +13,7 @@ use super::{
     to_proto_diags, to_proto_schema,
 };
 use crate::protocol::diagnostics::Diagnostics;
-use crate::protocol::framework::{ConfigureRequest, Provider};
+use crate::protocol::framework::{self, ConfigureRequest, Provider};
 use crate::protocol::proto::tfplugin6 as pb;
 use crate::protocol::schema::Schema;
 
@@ -34,6 +34,9 @@ impl<P: Provider> ProviderService<P> {
                         .collect(),
                     ephemeral_resources: sorted(self.ephemerals.keys())
                         .map(|t| pb::get_metadata::EphemeralMetadata { type_name: t })
+                        .collect(),
+                    actions: sorted(self.actions.keys())
+                        .map(|t| pb::get_metadata::ActionMetadata { type_name: t })
                         .collect(),
                     ..Default::default()
                 }
@@ -72,11 +75,22 @@ impl<P: Provider> ProviderService<P> {
                         .map(|(k, e)| (k, &e.schema))
                         .collect(),
                 );
+                let action_schemas = self
+                    .actions
+                    .iter()
+                    .map(|(name, e)| {
+                        diags.extend(e.schema.check());
+                        diags.extend(framework::check_action_schema(name, &e.schema));
+                        let schema = Some(to_proto_schema(&e.schema));
+                        (name.clone(), pb::ActionSchema { schema })
+                    })
+                    .collect();
                 pb::get_provider_schema::Response {
                     provider: Some(to_proto_schema(&self.provider_schema)),
                     resource_schemas,
                     data_source_schemas,
                     ephemeral_resource_schemas,
+                    action_schemas,
                     server_capabilities: Some(server_capabilities()),
                     diagnostics: to_proto_diags(&diags),
                     ..Default::default()
