@@ -13,7 +13,7 @@ use crate::protocol::schema::{Attribute, Constraint, Nesting, Schema};
 use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
 use crate::settings::Settings;
-use crate::{data_sources, ephemeral_resources, resources};
+use crate::{actions, data_sources, ephemeral_resources, resources};
 
 pub struct ArtifortressProvider;
 
@@ -140,7 +140,7 @@ impl Provider for ArtifortressProvider {
     }
 
     fn actions(&self) -> Vec<Arc<dyn Action<Settings>>> {
-        vec![]
+        vec![Arc::new(actions::restore_database::RestoreDatabase)]
     }
 }
 

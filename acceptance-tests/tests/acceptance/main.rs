@@ -21,6 +21,7 @@ mod readiness;
 mod release;
 mod release_env;
 mod resource_examples;
+mod restore_database;
 mod secrets;
 mod smoke;
 mod state_upgrade;

@@ -4,3 +4,5 @@
 //! `lifecycle`; progress goes to Terraform's console as progress events
 //! (`framework::Progress`), the result is the diagnostics. Registered in `provider.rs`
 //! (`actions()`).
+
+pub mod restore_database;
