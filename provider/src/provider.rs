@@ -140,7 +140,10 @@ impl Provider for ArtifortressProvider {
     }
 
     fn actions(&self) -> Vec<Arc<dyn Action<Settings>>> {
-        vec![Arc::new(actions::restore_database::RestoreDatabase)]
+        vec![
+            Arc::new(actions::restore_database::RestoreDatabase),
+            Arc::new(actions::rollback_release::RollbackRelease),
+        ]
     }
 }
 

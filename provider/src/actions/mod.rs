@@ -6,3 +6,4 @@
 //! (`actions()`).
 
 pub mod restore_database;
+pub mod rollback_release;
