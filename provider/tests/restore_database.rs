@@ -191,6 +191,9 @@ async fn a_restore_brings_back_a_dropped_table_with_the_manifests_counts() {
     );
 }
 
+/// What a refused restore's error must be.
+type Expected = fn(&RestoreError) -> bool;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_restores_touch_nothing() {
     let pg = PgServer::start().unwrap();
@@ -215,7 +218,7 @@ async fn refused_restores_touch_nothing() {
     let damaged = counts(&pg, "live");
 
     let files = migration_files();
-    let cases: Vec<(&str, RestoreSpec, fn(&RestoreError) -> bool)> = vec![
+    let cases: Vec<(&str, RestoreSpec, Expected)> = vec![
         (
             "wrong confirm",
             RestoreSpec {

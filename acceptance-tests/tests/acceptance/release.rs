@@ -1746,8 +1746,23 @@ action "artifortress_rollback_release" "back" {{
         );
         assert!(live().ends_with("releases/v2"), "{}", live());
 
-        // 0002 not a contract migration: back to v1, each step a progress event.
+        // 0002 not a contract migration. With v1's release directory gone, the switch back
+        // fails: the host is put back on v2 (ready) and the invocation fails naming it.
         wd.set_config(&config("v2", "0003_outbox_and_jobs.sql", "B"));
+        let (v1, away) = (
+            format!("{deploy_dir}/releases/v1"),
+            format!("{deploy_dir}/v1.away"),
+        );
+        std::fs::rename(&v1, &away).unwrap();
+        let failed = invoke(&wd);
+        assert_ne!(failed.code, 0, "{}", failed.text());
+        assert!(failed.shows("Rollback failed on box"), "{}", failed.text());
+        assert!(failed.shows("box: put back on v2"), "{}", failed.text());
+        assert!(live().ends_with("releases/v2"), "{}", live());
+        assert_eq!(readiness(&url).as_deref(), Some("ready"));
+        std::fs::rename(&away, &v1).unwrap();
+
+        // Back to v1, each step a progress event.
         let run = invoke(&wd);
         assert_eq!(run.code, 0, "terraform {}:\n{}", tf.version, run.text());
         for step in [
