@@ -143,6 +143,9 @@ impl Provider for ArtifortressProvider {
         vec![
             Arc::new(actions::restore_database::RestoreDatabase),
             Arc::new(actions::rollback_release::RollbackRelease),
+            Arc::new(actions::run_restore_drill::RunRestoreDrill),
+            Arc::new(actions::run_smoke::RunSmoke),
+            Arc::new(actions::take_backup::TakeBackup),
         ]
     }
 }

@@ -1,4 +1,5 @@
-//! Registry-format docs (`docs/`) are generated from the schemas and `examples/`, never edited
+//! Registry-format docs (`docs/`, actions included: `docs/actions/<name>.md` from
+//! `examples/actions/<type>/action.tf`) are generated from the schemas and `examples/`, never edited
 //! by hand. This test fails when they are out of date; `make docs` (or
 //! `UPDATE_DOCS=1 cargo test -p terraform-provider-artifortress --test docs`) rewrites them.
 
@@ -211,6 +212,18 @@ fn docs_are_generated_from_the_schemas() {
                     "examples/ephemeral-resources/{}/ephemeral-resource.tf",
                     e.type_name()
                 )),
+            ),
+        ));
+    }
+    for a in provider.actions() {
+        let short = a.type_name().trim_start_matches("artifortress_");
+        pages.push((
+            repo().join(format!("docs/actions/{short}.md")),
+            render(
+                "Action",
+                a.type_name(),
+                &a.schema(),
+                &repo().join(format!("examples/actions/{}/action.tf", a.type_name())),
             ),
         ));
     }

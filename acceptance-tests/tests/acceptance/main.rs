@@ -4,6 +4,7 @@
 //! operational contract (same routes, JSON, status codes, tables) on a real PostgreSQL and a
 //! real S3 server (Garage).
 
+mod actions;
 mod backup;
 mod bootstrap;
 mod bounded_reads;

@@ -636,11 +636,40 @@ pub(crate) async fn count_tables(
     Ok((counts, head))
 }
 
+/// A step of a running drill, as the `on_stage` of [`run_watched`] is told of it.
+#[derive(Debug, Clone, Copy)]
+pub enum DrillStage<'a> {
+    /// The backup's manifest was read; its dump is being downloaded.
+    Downloading {
+        backup_id: &'a str,
+        object_key: &'a str,
+        size_bytes: u64,
+    },
+    /// The dump is downloaded and its sha256 matches the manifest.
+    Downloaded { seconds: f64 },
+    /// The drill database was dropped and created again; the restore runs.
+    Restoring { database: &'a str, tool: &'a str },
+    /// The restore finished without error.
+    Restored { seconds: f64 },
+    /// The parity tables were counted in the restored database.
+    Counted { tables: usize, mismatches: usize },
+}
+
 /// Run one drill.
 pub async fn run(
     s3: &aws_sdk_s3::Client,
     spec: &DrillSpec,
     cancel: &CancellationToken,
+) -> Result<DrillReport, DrillError> {
+    run_watched(s3, spec, cancel, &|_| {}).await
+}
+
+/// [`run`], telling `on_stage` of each step as it is reached.
+pub async fn run_watched(
+    s3: &aws_sdk_s3::Client,
+    spec: &DrillSpec,
+    cancel: &CancellationToken,
+    on_stage: &(dyn Fn(DrillStage<'_>) + Send + Sync),
 ) -> Result<DrillReport, DrillError> {
     if !valid_identifier(&spec.drill_database) {
         return Err(DrillError::BadName {
@@ -694,12 +723,20 @@ pub async fn run(
         Format::Plain => "dump.sql",
     });
     let t = Instant::now();
+    on_stage(DrillStage::Downloading {
+        backup_id: &manifest.id,
+        object_key: &manifest.object_key,
+        size_bytes: manifest.size_bytes,
+    });
     tokio::select! {
         r = download(s3, &manifest, &file) => r?,
         _ = cancel.cancelled() => return Err(DrillError::Cancelled),
     }
     let download_seconds = t.elapsed().as_secs_f64();
     tracing::info!(key = %manifest.object_key, seconds = download_seconds, "drill: dump downloaded and checked");
+    on_stage(DrillStage::Downloaded {
+        seconds: download_seconds,
+    });
 
     // 2. A fresh drill database.
     let mut admin = connect(&admin_opts, &spec.admin_url, spec.connect_timeout).await?;
@@ -707,6 +744,13 @@ pub async fn run(
         recreate_database(&mut admin, &spec.admin_url, &spec.drill_database, None).await?;
 
     // 3. Restore, errors fatal.
+    on_stage(DrillStage::Restoring {
+        database: &spec.drill_database,
+        tool: match manifest.format {
+            Format::Custom => "pg_restore",
+            Format::Plain => "psql",
+        },
+    });
     let restore_duration_seconds = restore_dump(
         &spec.admin_url,
         &spec.drill_database,
@@ -717,6 +761,9 @@ pub async fn run(
     )
     .await?;
     tracing::info!(database = %spec.drill_database, seconds = restore_duration_seconds, "drill: restored");
+    on_stage(DrillStage::Restored {
+        seconds: restore_duration_seconds,
+    });
 
     // 4. Verify.
     let drill_opts = admin_opts.clone().database(&spec.drill_database);
@@ -746,6 +793,10 @@ pub async fn run(
             })
         })
         .collect();
+    on_stage(DrillStage::Counted {
+        tables: actual_counts.len(),
+        mismatches: mismatches.len(),
+    });
 
     // 5. Clean up.
     if !spec.keep_drill_database {

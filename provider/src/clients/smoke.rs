@@ -105,10 +105,24 @@ pub const REPO_PREFIX: &str = "smoke-";
 /// The read-only part, then (with `write`) the happy path. The call a release makes after its
 /// hosts are ready: `smoke::run(&settings.api_client(None)?, &admin_token, write).await`.
 pub async fn run(client: &ApiClient, token: &str, write: bool) -> Report {
-    let mut report = read_only(client, token).await;
+    run_watched(client, token, write, &|_| {}).await
+}
+
+/// Told of every step as soon as it has ended (skipped ones included), in order.
+pub type OnStep<'a> = &'a (dyn Fn(&Step) + Send + Sync);
+
+/// [`run`], telling `on_step` of each step as it ends (e.g. to report progress while the flow
+/// runs).
+pub async fn run_watched(
+    client: &ApiClient,
+    token: &str,
+    write: bool,
+    on_step: OnStep<'_>,
+) -> Report {
+    let mut report = read_only_watched(client, token, on_step).await;
     if write {
         let failed = !report.passed();
-        let mut rest = happy_path(client, token, failed).await;
+        let mut rest = happy_path_watched(client, token, failed, on_step).await;
         report.steps.append(&mut rest.steps);
     }
     report
@@ -119,9 +133,15 @@ struct Flow<'a> {
     token: &'a str,
     steps: Vec<Step>,
     failed: bool,
+    on_step: OnStep<'a>,
 }
 
 impl Flow<'_> {
+    fn record(&mut self, step: Step) {
+        (self.on_step)(&step);
+        self.steps.push(step);
+    }
+
     /// Run `f` as step `name` unless an earlier step failed; its `Ok` text is the detail.
     async fn step<T, F>(&mut self, name: &'static str, f: F) -> Option<T>
     where
@@ -136,7 +156,7 @@ impl Flow<'_> {
         let duration = t.elapsed();
         match out {
             Ok((v, detail)) => {
-                self.steps.push(Step {
+                self.record(Step {
                     name,
                     status: Status::Passed,
                     duration,
@@ -147,7 +167,7 @@ impl Flow<'_> {
             Err(detail) => {
                 tracing::warn!(step = name, %detail, "smoke step failed");
                 self.failed = true;
-                self.steps.push(Step {
+                self.record(Step {
                     name,
                     status: Status::Failed,
                     duration,
@@ -159,7 +179,7 @@ impl Flow<'_> {
     }
 
     fn skip(&mut self, name: &'static str, why: &str) {
-        self.steps.push(Step {
+        self.record(Step {
             name,
             status: Status::Skipped,
             duration: Duration::ZERO,
@@ -199,11 +219,16 @@ fn need(v: &Value, field: &str, what: &str) -> Result<String, String> {
 
 /// `whoami`, `list_repositories`, `read_repository`.
 pub async fn read_only(client: &ApiClient, token: &str) -> Report {
+    read_only_watched(client, token, &|_| {}).await
+}
+
+async fn read_only_watched(client: &ApiClient, token: &str, on_step: OnStep<'_>) -> Report {
     let mut f = Flow {
         client,
         token,
         steps: Vec::new(),
         failed: false,
+        on_step,
     };
     // Program.fs:7696.
     let who = f
@@ -300,11 +325,21 @@ pub fn scratch_repo_key() -> String {
 /// The happy path, in a scratch repository. With `skip_all` (the read-only part failed) every
 /// step is recorded as skipped.
 pub async fn happy_path(client: &ApiClient, token: &str, skip_all: bool) -> Report {
+    happy_path_watched(client, token, skip_all, &|_| {}).await
+}
+
+async fn happy_path_watched(
+    client: &ApiClient,
+    token: &str,
+    skip_all: bool,
+    on_step: OnStep<'_>,
+) -> Report {
     let mut f = Flow {
         client,
         token,
         steps: Vec::new(),
         failed: skip_all,
+        on_step,
     };
     let key = scratch_repo_key();
     let repo = format!("/v1/repos/{key}");
@@ -555,7 +590,7 @@ pub async fn happy_path(client: &ApiClient, token: &str, skip_all: bool) -> Repo
                 ),
             ),
         };
-        f.steps.push(Step {
+        f.record(Step {
             name: "cleanup",
             status,
             duration: t.elapsed(),
@@ -660,7 +695,19 @@ mod tests {
             url::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
             Duration::from_secs(2),
         );
-        let r = run(&client, "t", true).await;
+        let seen = std::sync::Mutex::new(Vec::new());
+        let r = run_watched(&client, "t", true, &|s| {
+            seen.lock().unwrap().push((s.name, s.status))
+        })
+        .await;
+        // Every step was told as it ended, in the report's order.
+        assert_eq!(
+            *seen.lock().unwrap(),
+            r.steps
+                .iter()
+                .map(|s| (s.name, s.status))
+                .collect::<Vec<_>>()
+        );
         assert!(!r.passed());
         assert_eq!(r.steps[0].name, "whoami");
         assert_eq!(r.steps[0].status, Status::Failed);

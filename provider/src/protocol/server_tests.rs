@@ -713,3 +713,30 @@ fn an_action_schema_with_a_computed_attribute_is_a_provider_bug() {
     assert_eq!(d.0[0].attribute, Some(AttributePath::attr("c")));
     assert!(check_action_schema("test_countdown", &Countdown.schema()).is_empty());
 }
+
+#[tokio::test]
+async fn an_action_block_without_config_is_an_object_of_unset_attributes() {
+    let svc = service().await;
+    let ty = Countdown.schema().value_type();
+    // Terraform sends null for `action "t" "n" {}`: the required attribute is reported, not a
+    // decoding failure.
+    for config in [None, dv(&Value::Null, &ty)] {
+        let r = svc
+            .validate_action_config(Request::new(pb::validate_action_config::Request {
+                type_name: "test_countdown".into(),
+                config,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.diagnostics.len(), 1, "{:?}", r.diagnostics);
+        assert!(
+            r.diagnostics[0].summary.contains("required"),
+            "{:?}",
+            r.diagnostics
+        );
+    }
+    let (progress, diags) = invoke_action(&svc, "test_countdown", dv(&Value::Null, &ty)).await;
+    assert!(progress.is_empty());
+    assert!(diags.is_empty(), "{diags:?}");
+}

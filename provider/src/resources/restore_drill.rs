@@ -27,7 +27,7 @@ use crate::shared::edits::write_changes;
 use crate::shared::{DEFAULT_BACKUP_PREFIX, timestamp};
 
 pub const TYPE_NAME: &str = "artifortress_restore_drill";
-const DEFAULT_DRILL_DATABASE: &str = "artifortress_drill";
+const DEFAULT_DRILL_DATABASE: &str = crate::shared::DEFAULT_DRILL_DATABASE;
 const DEFAULT_CREATE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 crate::model! {

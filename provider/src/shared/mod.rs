@@ -23,6 +23,10 @@ pub mod ops;
 /// drills, the backups data source, preflight and the release gate look for them.
 pub const DEFAULT_BACKUP_PREFIX: &str = "backups/";
 
+/// The scratch database a restore drill re-creates unless told otherwise (the restore drill
+/// resource and the run_restore_drill action).
+pub const DEFAULT_DRILL_DATABASE: &str = "artifortress_drill";
+
 /// RFC 3339 with milliseconds, UTC, as text.
 pub fn timestamp_text(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)

@@ -316,12 +316,63 @@ async fn read_snapshot(
     })
 }
 
+/// A stage of a running backup, as [`Watch::on_stage`] is told of it.
+#[derive(Debug, Clone, Copy)]
+pub enum Stage<'a> {
+    /// The snapshot is exported and counted; the dump will hold exactly it.
+    Snapshot {
+        snapshot_at: DateTime<Utc>,
+        migration_head: Option<&'a str>,
+        tables: usize,
+    },
+    /// pg_dump runs and streams into this object.
+    Streaming {
+        bucket: &'a str,
+        object_key: &'a str,
+    },
+    /// The upload is complete (before verification and manifest).
+    Uploaded {
+        size_bytes: u64,
+        dump_bytes: u64,
+        sha256: &'a str,
+    },
+    /// The object was read back and matches.
+    Verified,
+}
+
+/// What a caller can follow while a backup runs: the bytes pg_dump has produced so far (read
+/// it at any time, e.g. to show a rate) and each [`Stage`] as it is reached.
+#[derive(Default)]
+pub struct Watch<'a> {
+    pub dumped: Arc<AtomicU64>,
+    pub on_stage: Option<&'a (dyn Fn(Stage<'_>) + Send + Sync)>,
+}
+
+impl Watch<'_> {
+    fn stage(&self, stage: Stage<'_>) {
+        if let Some(f) = self.on_stage {
+            f(stage);
+        }
+    }
+}
+
 /// Take a backup of `database_url` as `spec` says.
 pub async fn run(
     s3: &aws_sdk_s3::Client,
     database_url: &str,
     spec: &BackupSpec,
     cancel: &CancellationToken,
+) -> Result<Manifest, BackupError> {
+    run_watched(s3, database_url, spec, cancel, &Watch::default()).await
+}
+
+/// [`run`], followed through `watch`.
+pub async fn run_watched(
+    s3: &aws_sdk_s3::Client,
+    database_url: &str,
+    spec: &BackupSpec,
+    cancel: &CancellationToken,
+    watch: &Watch<'_>,
 ) -> Result<Manifest, BackupError> {
     let redacted = redact_url(database_url);
     let (pg_dump_version, pg_dump_major) = pg_dump_version(&spec.pg_dump).await?;
@@ -364,6 +415,7 @@ pub async fn run(
         cancel,
         (pg_dump_version, pg_dump_major),
         database,
+        watch,
     )
     .await;
     let _ = conn.close().await;
@@ -380,6 +432,7 @@ async fn run_on(
     cancel: &CancellationToken,
     (pg_dump_version, pg_dump_major): (String, u32),
     database: String,
+    watch: &Watch<'_>,
 ) -> Result<Manifest, BackupError> {
     let redacted = redact_url(database_url);
     let started = Instant::now();
@@ -392,6 +445,11 @@ async fn run_on(
             server: facts.server_version,
         });
     }
+    watch.stage(Stage::Snapshot {
+        snapshot_at: facts.snapshot_at,
+        migration_head: facts.head.as_deref(),
+        tables: facts.counts.len(),
+    });
     match abort_stale_uploads(s3, &spec.bucket, &spec.prefix).await {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "could not list or abort stale multipart uploads"),
@@ -431,7 +489,8 @@ async fn run_on(
             .text()
     });
 
-    let raw_bytes = Arc::new(AtomicU64::new(0));
+    let raw_bytes = watch.dumped.clone();
+    raw_bytes.store(0, Ordering::Relaxed);
     let counted = Counting {
         inner: stdout,
         count: raw_bytes.clone(),
@@ -455,6 +514,10 @@ async fn run_on(
     )
     .await?;
     let _running = RunningUpload::new(&upload_id);
+    watch.stage(Stage::Streaming {
+        bucket: &spec.bucket,
+        object_key: &object_key,
+    });
 
     let streamed = stream_parts(
         s3,
@@ -519,6 +582,11 @@ async fn run_on(
     };
     object_store::complete_upload(s3, &spec.bucket, &object_key, &upload_id, parts).await?;
     tracing::info!(key = %object_key, size_bytes, dump_bytes, sha256 = %sha256, "dump uploaded");
+    watch.stage(Stage::Uploaded {
+        size_bytes,
+        dump_bytes,
+        sha256: &sha256,
+    });
 
     let cleanup = |err: BackupError| async {
         if let Err(e) = object_store::delete(s3, &spec.bucket, &object_key).await {
@@ -530,6 +598,7 @@ async fn run_on(
         match checksum_object(s3, &spec.bucket, &object_key).await {
             Ok((actual, actual_size)) if actual == sha256 && actual_size == size_bytes => {
                 tracing::info!(key = %object_key, "verified: read back, sha256 matches");
+                watch.stage(Stage::Verified);
             }
             Ok((actual, actual_size)) => {
                 return Err(cleanup(BackupError::VerifyMismatch {

@@ -15,9 +15,10 @@ use tracing::Instrument;
 use super::{Out, ProviderService, Res, WithDiagnostics, decode, guarded, to_proto_diags};
 use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
 use crate::protocol::framework::{
-    Action, Context, InvokeActionRequest, PlanActionRequest, Progress, Provider,
+    self, Action, Context, InvokeActionRequest, PlanActionRequest, Progress, Provider,
 };
 use crate::protocol::proto::tfplugin6 as pb;
+use crate::protocol::types::Type;
 use crate::protocol::value::Value;
 
 type Event = pb::invoke_action::Event;
@@ -33,10 +34,9 @@ impl<P: Provider> ProviderService<P> {
                 let Out((), diags) = async {
                     let mut diags = Diagnostics::new();
                     let entry = tri!(diags, self.action(&req.type_name));
-                    let (config, checks) = tri!(
-                        diags,
-                        self.checked_config(&entry.schema, &entry.ty, req.config.as_ref(), None)
-                    );
+                    let config = tri!(diags, config_of(entry.ty.clone(), req.config.as_ref()));
+                    let checks =
+                        framework::validate_config(&entry.schema, &config, &self.context(None));
                     diags.extend(checks);
                     diags.extend(entry.imp.validate(&config).await);
                     Out((), diags)
@@ -58,10 +58,7 @@ impl<P: Provider> ProviderService<P> {
                 let Out((), diags) = async {
                     let mut diags = Diagnostics::new();
                     let entry = tri!(diags, self.action(&req.action_type));
-                    let config = tri!(
-                        diags,
-                        decode(req.config.as_ref(), &entry.ty, "configuration")
-                    );
+                    let config = tri!(diags, config_of(entry.ty.clone(), req.config.as_ref()));
                     let data = tri!(diags, self.provider_data());
                     let ctx = self.context(None);
                     diags.extend(
@@ -115,7 +112,7 @@ impl<P: Provider> ProviderService<P> {
         req: &pb::invoke_action::Request,
     ) -> Result<(Arc<dyn Action<P::Data>>, Arc<P::Data>, Value), Diagnostic> {
         let entry = self.action(&req.action_type)?;
-        let config = decode(req.config.as_ref(), &entry.ty, "configuration")?;
+        let config = config_of(entry.ty.clone(), req.config.as_ref())?;
         if !config.is_wholly_known() {
             return Err(Diagnostic::provider_bug(
                 "Action configuration not known",
@@ -176,6 +173,17 @@ async fn invoke<D: Send + Sync + 'static>(
         let _ = events.send(Ok(progress_event(message)));
     }
     let _ = events.send(Ok(completed(&diags)));
+}
+
+/// The action's configuration as an object: an `action` block without a `config` block reaches
+/// the provider as null (seen with Terraform 1.15.5), which is every attribute unset.
+fn config_of(ty: Type, config: Option<&pb::DynamicValue>) -> Result<Value, Diagnostic> {
+    let value = decode(config, &ty, "configuration")?;
+    Ok(if value.is_null() {
+        Value::null_object(&ty)
+    } else {
+        value
+    })
 }
 
 fn progress_event(message: String) -> Event {
