@@ -9,6 +9,7 @@ use acceptance_tests::support::garage::GarageServer;
 use acceptance_tests::support::migrations_dir;
 use acceptance_tests::support::postgres::PgServer;
 
+use crate::examples::Example;
 use crate::harness::{Terraform, Workdir, terraforms};
 
 const TABLES: [&str; 10] = [
@@ -168,5 +169,59 @@ fn restore_database_brings_back_a_dropped_table_and_refuses_a_wrong_confirm() {
         }
         // Nothing in state changed.
         wd.assert_plan_empty();
+    }
+}
+
+/// `examples/actions/artifortress_restore_database` (the one docs/ embeds) applied as it is
+/// (its migrations directory the test bed's, its database `artifortress`), then invoked: the
+/// dropped table is back with the backup's counts.
+#[test]
+fn the_restore_database_example_applies_and_restores() {
+    let pg = PgServer::start().unwrap();
+    let g = GarageServer::start().unwrap();
+    pg.create_migrated_database("artifortress").unwrap();
+    pg.seed("artifortress").unwrap();
+    let seeded = counts(&pg, "artifortress");
+    for tf in with_actions() {
+        let dir = "actions/artifortress_restore_database";
+        let ex = Example::new(&tf, &[dir], dir)
+            .with_env(
+                "ARTIFORTRESS_DATABASE_URL",
+                &pg.database_url("artifortress"),
+            )
+            .with_env("ARTIFORTRESS_S3_ENDPOINT", &g.endpoint())
+            .with_env("ARTIFORTRESS_S3_BUCKET", g.bucket())
+            .with_env("AWS_ACCESS_KEY_ID", g.access_key())
+            .with_env("AWS_SECRET_ACCESS_KEY", g.secret_key())
+            .with_env("AWS_REGION", g.region());
+        std::fs::write(
+            ex.dir.join("terraform.tf"),
+            "terraform {\n  required_providers {\n    artifortress = { source = \"artifortress/artifortress\" }\n  }\n}\n",
+        )
+        .unwrap();
+        let migrations = ex.dir.join("db/migrations");
+        std::fs::create_dir_all(&migrations).unwrap();
+        for f in std::fs::read_dir(migrations_dir()).unwrap() {
+            let f = f.unwrap();
+            std::fs::copy(f.path(), migrations.join(f.file_name())).unwrap();
+        }
+        ex.init(&[]);
+        ex.apply_ok(&[]);
+        pg.psql("artifortress", "drop table package_versions cascade")
+            .unwrap();
+        let run = ex.ok(&[
+            "apply",
+            "-auto-approve",
+            "-input=false",
+            "-no-color",
+            "-invoke=action.artifortress_restore_database.pre_release",
+        ]);
+        assert!(run.shows("verified: row counts"), "{}", run.text());
+        assert_eq!(
+            counts(&pg, "artifortress"),
+            seeded,
+            "terraform {}",
+            tf.version
+        );
     }
 }

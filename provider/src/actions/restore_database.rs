@@ -39,7 +39,7 @@ crate::model! {
             .default_value(Value::Bool(true))
             .description("Take a backup of the live database as it is, with the same engine and manifest as `artifortress_backup`, before anything is dropped (default true); its id is reported as a progress event and named in any error after the drop. `false` only when the live database is beyond saving."),
         safety_backup_prefix: Option<String> = Attribute::optional("safety_backup_prefix", Type::String)
-            .description("Key prefix of the safety backup. Default: `prefix`."),
+            .description("Key prefix of the safety backup. Default: `prefix` with `-safety/` in place of its trailing `/` (`backups/` → `backups-safety/`): outside `prefix`, so the safety backup (of the database as it was, perhaps damaged) never becomes the newest backup there that a drill or `data.artifortress_backups` would pick."),
         bucket: Option<String> = Attribute::optional("bucket", Type::String)
             .description("Bucket of the backup (and of the safety backup). Default: the provider's `object_storage.bucket`."),
         prefix: String = Attribute::optional_computed("prefix", Type::String)
@@ -63,6 +63,11 @@ fn database_name(url: &str) -> Option<String> {
     database_identity(url)
         .ok()
         .and_then(|i| i.rsplit('/').next().map(str::to_string))
+}
+
+/// The safety backup's default prefix: beside `prefix`, not under it.
+fn safety_prefix(prefix: &str) -> String {
+    format!("{}-safety/", prefix.trim_end_matches('/'))
 }
 
 fn error_attr(e: &RestoreError) -> &'static str {
@@ -209,7 +214,7 @@ impl Action<Settings> for RestoreDatabase {
             prefix: c
                 .safety_backup_prefix
                 .clone()
-                .unwrap_or_else(|| c.prefix.clone()),
+                .unwrap_or_else(|| safety_prefix(&c.prefix)),
             format: Format::Custom,
             compression: Compression::Zstd,
             labels: [
@@ -273,6 +278,13 @@ mod tests {
     fn the_schema_is_a_valid_action_schema() {
         let s = RestoreDatabase.schema();
         assert!(!framework::check_action_schema(TYPE_NAME, &s).has_errors());
+    }
+
+    #[test]
+    fn the_safety_backup_goes_beside_the_prefix_not_under_it() {
+        assert_eq!(safety_prefix("backups/"), "backups-safety/");
+        assert_eq!(safety_prefix("nightly/eu/"), "nightly/eu-safety/");
+        assert!(!safety_prefix("backups/").starts_with("backups/"));
     }
 
     #[test]
