@@ -141,6 +141,8 @@ impl Provider for ArtifortressProvider {
 
     fn actions(&self) -> Vec<Arc<dyn Action<Settings>>> {
         vec![
+            Arc::new(actions::restore_database::RestoreDatabase),
+            Arc::new(actions::rollback_release::RollbackRelease),
             Arc::new(actions::run_restore_drill::RunRestoreDrill),
             Arc::new(actions::run_smoke::RunSmoke),
             Arc::new(actions::take_backup::TakeBackup),

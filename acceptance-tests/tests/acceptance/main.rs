@@ -23,6 +23,7 @@ mod release;
 mod release_artifacts;
 mod release_env;
 mod resource_examples;
+mod restore_database;
 mod secrets;
 mod smoke;
 mod state_upgrade;

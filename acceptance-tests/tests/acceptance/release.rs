@@ -1885,3 +1885,163 @@ action "artifortress_take_backup" "pre_release" {{
         wd.destroy_ok();
     }
 }
+
+/// `action "artifortress_rollback_release"` (Terraform >= 1.14) configured with the release's
+/// own attributes: refused while the previous release is older than an applied class C
+/// migration (naming it and the restore path, nothing touched); then the hosts go back to v1,
+/// a refresh shows the drift, the next plan deploys v2 again, and after it the plan is empty.
+#[test]
+fn rollback_release_action_goes_back_then_the_plan_redeploys() {
+    for tf in super::restore_database::with_actions() {
+        let dir = tempfile::Builder::new()
+            .prefix("af-rollback-action-")
+            .tempdir()
+            .unwrap();
+        let deploy_dir = dir.path().join("deploy").display().to_string();
+        let fleet = Fleet {
+            hosts: vec![(
+                "box".into(),
+                DevHost {
+                    address: "127.0.0.1".into(),
+                    port: 22,
+                },
+                vec!["api", "worker"],
+            )],
+            deploy_dir: deploy_dir.clone(),
+            api_port: free_port(),
+            local: true,
+            faults: false,
+        };
+        let action = |classes: &str| {
+            format!(
+                r#"
+action "artifortress_rollback_release" "back" {{
+  config {{
+    deploy_dir       = artifortress_release.r.deploy_dir
+    transport        = artifortress_release.r.transport
+    hosts            = artifortress_release.r.hosts
+    commands         = artifortress_release.r.commands
+    strategy         = artifortress_release.r.strategy
+    deployed_schemas = artifortress_release.r.deployed_schemas
+    schema_head      = artifortress_release.r.requires_schema
+    schema_classes   = {{ "0001_core.sql" = "A", "0002_auth_and_audit.sql" = "{classes}", "0003_outbox_and_jobs.sql" = "A" }}
+  }}
+}}
+"#
+            )
+        };
+        let config = |version: &str, schema: &str, classes: &str| {
+            format!(
+                "{}{}",
+                fleet.config(version, &format!("requires_schema = {}", hcl(schema))),
+                action(classes)
+            )
+        };
+        let live = || {
+            std::fs::read_link(format!("{deploy_dir}/current"))
+                .unwrap()
+                .display()
+                .to_string()
+        };
+        let invoke = |wd: &Workdir| {
+            wd.run(&[
+                "apply",
+                "-invoke=action.artifortress_rollback_release.back",
+                "-auto-approve",
+                "-input=false",
+                "-no-color",
+            ])
+        };
+        let wd = Workdir::new(&tf, &config("v1", "0001_core.sql", "C"));
+        wd.apply_ok();
+        wd.set_config(&config("v2", "0003_outbox_and_jobs.sql", "C"));
+        wd.apply_ok();
+        assert!(live().ends_with("releases/v2"), "{}", live());
+        assert_eq!(
+            state(&wd)["deployed_schemas"],
+            serde_json::json!({"v1": "0001_core.sql", "v2": "0003_outbox_and_jobs.sql"})
+        );
+        let url = fleet.apis()[0].1.clone();
+
+        // v1 ran against 0001; 0002 is a contract migration applied since: refused.
+        let refused = invoke(&wd);
+        assert_ne!(refused.code, 0, "{}", refused.text());
+        assert!(
+            refused.shows("Rollback of box refused"),
+            "{}",
+            refused.text()
+        );
+        assert!(
+            refused.shows("class C (contract) migration 0002_auth_and_audit.sql"),
+            "{}",
+            refused.text()
+        );
+        assert!(
+            refused.shows("docs/25-upgrade-rollback-runbook.md"),
+            "{}",
+            refused.text()
+        );
+        assert!(live().ends_with("releases/v2"), "{}", live());
+
+        // 0002 not a contract migration. With v1's release directory gone, the switch back
+        // fails: the host is put back on v2 (ready) and the invocation fails naming it.
+        wd.set_config(&config("v2", "0003_outbox_and_jobs.sql", "B"));
+        let (v1, away) = (
+            format!("{deploy_dir}/releases/v1"),
+            format!("{deploy_dir}/v1.away"),
+        );
+        std::fs::rename(&v1, &away).unwrap();
+        let failed = invoke(&wd);
+        assert_ne!(failed.code, 0, "{}", failed.text());
+        assert!(failed.shows("Rollback failed on box"), "{}", failed.text());
+        assert!(failed.shows("box: put back on v2"), "{}", failed.text());
+        assert!(live().ends_with("releases/v2"), "{}", live());
+        assert_eq!(readiness(&url).as_deref(), Some("ready"));
+        std::fs::rename(&away, &v1).unwrap();
+
+        // Back to v1, each step a progress event.
+        let run = invoke(&wd);
+        assert_eq!(run.code, 0, "terraform {}:\n{}", tf.version, run.text());
+        for step in [
+            "host(s) locked",
+            "box: v2 → v1",
+            "box: on v1, ready",
+            "rolled back: box=v1",
+        ] {
+            assert!(run.shows(step), "{step:?} not shown:\n{}", run.text());
+        }
+        assert!(
+            run.shows("the next plan deploys the configured version again"),
+            "{}",
+            run.text()
+        );
+        assert!(live().ends_with("releases/v1"), "{}", live());
+        assert_eq!(readiness(&url).as_deref(), Some("ready"));
+        let revisions = std::fs::read_to_string(format!("{deploy_dir}/revisions.log")).unwrap();
+        assert!(
+            revisions
+                .lines()
+                .last()
+                .unwrap()
+                .contains("version=v1 sha256="),
+            "{revisions}"
+        );
+        assert!(revisions.contains("rollback-of=v2"), "{revisions}");
+
+        // A refresh shows the drift; the plan proposes v2 again.
+        let refresh = wd.run(&["plan", "-refresh-only", "-input=false", "-no-color"]);
+        assert_eq!(refresh.code, 0, "{}", refresh.text());
+        assert!(refresh.shows("drifted: box=v1"), "{}", refresh.text());
+        let plan = wd.plan_detailed();
+        assert_eq!(plan.code, 2, "the plan must redeploy v2:\n{}", plan.text());
+        assert!(
+            plan.shows("\"drifted: box=v1\" -> \"v2\""),
+            "{}",
+            plan.text()
+        );
+        wd.apply_ok();
+        assert!(live().ends_with("releases/v2"), "{}", live());
+        assert_eq!(readiness(&url).as_deref(), Some("ready"));
+        wd.destroy_ok();
+    }
+}

@@ -11,6 +11,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+pub mod restore_database;
+pub mod rollback_release;
 pub mod run_restore_drill;
 pub mod run_smoke;
 pub mod take_backup;

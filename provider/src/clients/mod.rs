@@ -10,6 +10,8 @@
 //! - [`bootstrap`]: staging bootstrap: owner role, its database, the bucket, a storage probe.
 //! - [`backup`]: `pg_dump` streamed into object storage, with a manifest, verified.
 //! - [`restore`]: restore drills: restore a backup, verify it, measure RTO and RPO.
+//! - [`restore_database`]: a backup restored into the live database (the runbook's way back
+//!   after a contract migration), refused unless confirmed and the migration heads fit.
 //! - [`hosts`]: deploy hosts over SSH (russh) or locally: commands, uploads, and the release
 //!   directory (deploy lock, install with an on-host checksum, env files, `current`, prune).
 //! - [`smoke`]: the post-deploy smoke flow (whoami, repositories, draft → upload → publish).
@@ -32,6 +34,7 @@ mod poll;
 pub mod process;
 pub mod release;
 pub mod restore;
+pub mod restore_database;
 pub mod service_config;
 pub mod smoke;
 mod stream;

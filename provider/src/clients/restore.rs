@@ -369,7 +369,7 @@ fn tool(bin_dir: &Option<PathBuf>, name: &str) -> PathBuf {
     }
 }
 
-async fn connect(
+pub(crate) async fn connect(
     opts: &PgConnectOptions,
     url: &str,
     timeout: Duration,
@@ -398,7 +398,7 @@ async fn connect(
 }
 
 /// Download the dump into `file`, checking its sha256; a zstd dump is decompressed on the way.
-async fn download(
+pub(crate) async fn download(
     s3: &aws_sdk_s3::Client,
     m: &Manifest,
     file: &std::path::Path,
@@ -482,6 +482,158 @@ pub async fn find_manifest_key(
             keys: found,
         }),
     }
+}
+
+/// A database error on `url` (shown redacted) while doing `what`.
+pub(crate) fn db_error(url: &str, what: &'static str) -> impl FnOnce(sqlx::Error) -> DrillError {
+    let url = redact_url(url);
+    move |e: sqlx::Error| DrillError::Database {
+        url,
+        what,
+        message: super::words::pg_error_words(&e),
+    }
+}
+
+/// Terminates every other session on `database`, drops it and creates it again empty (owned
+/// by `owner` when given, else by the admin connection's role); the service's
+/// `scripts/db-restore.sh:26-34` (f628e74d) does the same three statements. On PostgreSQL 13
+/// and later the drop is `WITH (FORCE)`, so a session that reconnected since the terminate
+/// (a pool's) cannot stop it. `database` must already be validated ([`valid_identifier`]).
+/// Returns the quoted name and how many sessions were terminated.
+pub(crate) async fn recreate_database(
+    admin: &mut PgConnection,
+    admin_url: &str,
+    database: &str,
+    owner: Option<&str>,
+) -> Result<(String, i64), DrillError> {
+    let terminated: i64 = sqlx::query_scalar(
+        "select count(*) filter (where pg_terminate_backend(pid)) from pg_stat_activity \
+         where datname = $1 and pid <> pg_backend_pid()",
+    )
+    .bind(database)
+    .fetch_one(&mut *admin)
+    .await
+    .map_err(db_error(admin_url, "terminating the database's sessions"))?;
+    let server: i32 = sqlx::query_scalar("select current_setting('server_version_num')::int")
+        .fetch_one(&mut *admin)
+        .await
+        .map_err(db_error(admin_url, "reading the server version"))?;
+    // The name was validated as a plain identifier; quoting keeps its case.
+    let quoted = quote_ident(database);
+    let force = if server >= 130000 {
+        " with (force)"
+    } else {
+        ""
+    };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "drop database if exists {quoted}{force}"
+    )))
+    .execute(&mut *admin)
+    .await
+    .map_err(db_error(admin_url, "dropping the database"))?;
+    let create = match owner {
+        Some(o) => format!("create database {quoted} owner {}", quote_ident(o)),
+        None => format!("create database {quoted}"),
+    };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+        .execute(&mut *admin)
+        .await
+        .map_err(db_error(admin_url, "creating the database"))?;
+    Ok((quoted, terminated))
+}
+
+/// Restores the downloaded dump `file` into `database` (on `url`'s server, as `url`'s role)
+/// with `pg_restore` (custom format) or `psql` (plain), errors fatal. Returns the seconds it
+/// took.
+pub(crate) async fn restore_dump(
+    url: &str,
+    database: &str,
+    bin_dir: &Option<PathBuf>,
+    format: Format,
+    file: &Path,
+    cancel: &CancellationToken,
+) -> Result<f64, DrillError> {
+    let libpq = LibpqConnection::new(url, Some(database)).map_err(BackupError::from)?;
+    let jobs = std::thread::available_parallelism()
+        .map(|n| n.get().clamp(1, 4))
+        .unwrap_or(2);
+    let (tool_name, mut cmd) = match format {
+        Format::Custom => {
+            let mut c = tokio::process::Command::new(tool(bin_dir, "pg_restore"));
+            c.args(["--no-owner", "--no-privileges", "--exit-on-error"])
+                .arg(format!("--jobs={jobs}"))
+                .arg(libpq.dbname_arg())
+                .arg(file);
+            ("pg_restore", c)
+        }
+        Format::Plain => {
+            let mut c = tokio::process::Command::new(tool(bin_dir, "psql"));
+            c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"])
+                .arg(libpq.dbname_arg())
+                .arg("-f")
+                .arg(file);
+            ("psql", c)
+        }
+    };
+    cmd.env_remove("PGSERVICE")
+        .envs(libpq.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let t = Instant::now();
+    // stdout is read and dropped (both tools print little there); stderr keeps its first 16 KiB.
+    let out = tokio::select! {
+        o = process::output(&mut cmd, 0, process::STDERR_LIMIT) => o.map_err(|e| DrillError::Restore {
+            tool: tool_name.into(),
+            status: "not started".into(),
+            stderr: e.to_string(),
+        })?,
+        _ = cancel.cancelled() => return Err(DrillError::Cancelled),
+    };
+    let seconds = t.elapsed().as_secs_f64();
+    if !out.status.success() {
+        return Err(DrillError::Restore {
+            tool: tool_name.into(),
+            status: out.status.to_string(),
+            stderr: out.stderr.text(),
+        });
+    }
+    Ok(seconds)
+}
+
+/// The row counts of those of `tables` that exist in `conn`'s database, and its migration head
+/// (`max(version)` of `schema_migrations`, when that table is among them and exists).
+pub(crate) async fn count_tables(
+    conn: &mut PgConnection,
+    url: &str,
+    tables: &[String],
+) -> Result<(BTreeMap<String, i64>, Option<String>), DrillError> {
+    let mut counts = BTreeMap::new();
+    for table in tables {
+        let exists: bool = sqlx::query_scalar("select to_regclass($1) is not null")
+            .bind(table)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_error(url, "looking up a parity table"))?;
+        if exists {
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "select count(*) from {}",
+                quote_ident(table)
+            )))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_error(url, "counting rows"))?;
+            counts.insert(table.clone(), n);
+        }
+    }
+    let head: Option<String> = if counts.contains_key("schema_migrations") {
+        sqlx::query_scalar("select max(version) from schema_migrations")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_error(url, "reading the migration head"))?
+    } else {
+        None
+    };
+    Ok((counts, head))
 }
 
 /// A step of a running drill, as the `on_stage` of [`run_watched`] is told of it.
@@ -588,85 +740,26 @@ pub async fn run_watched(
 
     // 2. A fresh drill database.
     let mut admin = connect(&admin_opts, &spec.admin_url, spec.connect_timeout).await?;
-    let db_err = |what: &'static str| {
-        let url = redact_url(&spec.admin_url);
-        move |e: sqlx::Error| DrillError::Database {
-            url,
-            what,
-            message: super::words::pg_error_words(&e),
-        }
-    };
-    sqlx::query(
-        "select pg_terminate_backend(pid) from pg_stat_activity \
-         where datname = $1 and pid <> pg_backend_pid()",
-    )
-    .bind(&spec.drill_database)
-    .execute(&mut admin)
-    .await
-    .map_err(db_err("terminating the drill database's sessions"))?;
-    // The name was validated as a plain identifier; quoting keeps its case.
-    let quoted = format!("\"{}\"", spec.drill_database);
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "drop database if exists {quoted}"
-    )))
-    .execute(&mut admin)
-    .await
-    .map_err(db_err("dropping the drill database"))?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("create database {quoted}")))
-        .execute(&mut admin)
-        .await
-        .map_err(db_err("creating the drill database"))?;
+    let (quoted, _) =
+        recreate_database(&mut admin, &spec.admin_url, &spec.drill_database, None).await?;
 
     // 3. Restore, errors fatal.
-    let libpq = LibpqConnection::new(&spec.admin_url, Some(&spec.drill_database))
-        .map_err(BackupError::from)?;
-    let jobs = std::thread::available_parallelism()
-        .map(|n| n.get().clamp(1, 4))
-        .unwrap_or(2);
-    let (tool_name, mut cmd) = match manifest.format {
-        Format::Custom => {
-            let mut c = tokio::process::Command::new(tool(&spec.bin_dir, "pg_restore"));
-            c.args(["--no-owner", "--no-privileges", "--exit-on-error"])
-                .arg(format!("--jobs={jobs}"))
-                .arg(libpq.dbname_arg())
-                .arg(&file);
-            ("pg_restore", c)
-        }
-        Format::Plain => {
-            let mut c = tokio::process::Command::new(tool(&spec.bin_dir, "psql"));
-            c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"])
-                .arg(libpq.dbname_arg())
-                .arg("-f")
-                .arg(&file);
-            ("psql", c)
-        }
-    };
-    cmd.env_remove("PGSERVICE")
-        .envs(libpq.env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let t = Instant::now();
     on_stage(DrillStage::Restoring {
         database: &spec.drill_database,
-        tool: tool_name,
+        tool: match manifest.format {
+            Format::Custom => "pg_restore",
+            Format::Plain => "psql",
+        },
     });
-    // stdout is read and dropped (both tools print little there); stderr keeps its first 16 KiB.
-    let out = tokio::select! {
-        o = process::output(&mut cmd, 0, process::STDERR_LIMIT) => o.map_err(|e| DrillError::Restore {
-            tool: tool_name.into(),
-            status: "not started".into(),
-            stderr: e.to_string(),
-        })?,
-        _ = cancel.cancelled() => return Err(DrillError::Cancelled),
-    };
-    let restore_duration_seconds = t.elapsed().as_secs_f64();
-    if !out.status.success() {
-        return Err(DrillError::Restore {
-            tool: tool_name.into(),
-            status: out.status.to_string(),
-            stderr: out.stderr.text(),
-        });
-    }
+    let restore_duration_seconds = restore_dump(
+        &spec.admin_url,
+        &spec.drill_database,
+        &spec.bin_dir,
+        manifest.format,
+        &file,
+        cancel,
+    )
+    .await?;
     tracing::info!(database = %spec.drill_database, seconds = restore_duration_seconds, "drill: restored");
     on_stage(DrillStage::Restored {
         seconds: restore_duration_seconds,
@@ -675,32 +768,8 @@ pub async fn run_watched(
     // 4. Verify.
     let drill_opts = admin_opts.clone().database(&spec.drill_database);
     let mut drill = connect(&drill_opts, &spec.admin_url, spec.connect_timeout).await?;
-    let mut actual_counts = BTreeMap::new();
-    for table in &spec.parity_tables {
-        let exists: bool = sqlx::query_scalar("select to_regclass($1) is not null")
-            .bind(table)
-            .fetch_one(&mut drill)
-            .await
-            .map_err(db_err("looking up a parity table"))?;
-        if exists {
-            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "select count(*) from {}",
-                quote_ident(table)
-            )))
-            .fetch_one(&mut drill)
-            .await
-            .map_err(db_err("counting rows in the drill database"))?;
-            actual_counts.insert(table.clone(), n);
-        }
-    }
-    let actual_head: Option<String> = if actual_counts.contains_key("schema_migrations") {
-        sqlx::query_scalar("select max(version) from schema_migrations")
-            .fetch_one(&mut drill)
-            .await
-            .map_err(db_err("reading the migration head"))?
-    } else {
-        None
-    };
+    let (actual_counts, actual_head) =
+        count_tables(&mut drill, &spec.admin_url, &spec.parity_tables).await?;
     let _ = drill.close().await;
     let rto_seconds = started.elapsed().as_secs_f64();
 
@@ -736,7 +805,7 @@ pub async fn run_watched(
         )))
         .execute(&mut admin)
         .await
-        .map_err(db_err("dropping the drill database"))?;
+        .map_err(db_error(&spec.admin_url, "dropping the drill database"))?;
     }
     let _ = admin.close().await;
     drop(tmp);

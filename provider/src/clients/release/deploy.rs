@@ -224,7 +224,7 @@ impl Deployment {
 
     /// Takes every host's lock, waiting for a lock held by someone else to be released or to
     /// expire (bounded by cancellation).
-    async fn lock_all(&self) -> (Vec<Option<DeployLock>>, Vec<Failure>) {
+    pub(super) async fn lock_all(&self) -> (Vec<Option<DeployLock>>, Vec<Failure>) {
         let locks = join_all(self.hosts.iter().map(|h| async move {
             let mut waited = false;
             loop {
@@ -268,7 +268,7 @@ impl Deployment {
         (got, failures)
     }
 
-    async fn unlock_all(&self, locks: &[Option<DeployLock>]) {
+    pub(super) async fn unlock_all(&self, locks: &[Option<DeployLock>]) {
         join_all(self.hosts.iter().zip(locks).map(|(h, l)| async move {
             if let Some(l) = l
                 && let Err(e) = hosts::release_lock(&*h.transport, l).await
@@ -280,7 +280,7 @@ impl Deployment {
     }
 
     /// Re-reads every host (the end state to report); a host that cannot be read keeps `last`.
-    async fn observe_all(
+    pub(super) async fn observe_all(
         &self,
         roles: &[Role],
         last: &mut BTreeMap<String, HostState>,
@@ -322,7 +322,7 @@ impl Deployment {
         out
     }
 
-    fn spawn_renewal(&self, locks: &[Option<DeployLock>]) -> CancellationToken {
+    pub(super) fn spawn_renewal(&self, locks: &[Option<DeployLock>]) -> CancellationToken {
         let stop = CancellationToken::new();
         for (h, l) in self.hosts.iter().zip(locks) {
             let (Some(mut lock), t, name, stop) =

@@ -110,6 +110,15 @@ pub enum ReleaseError {
     /// A rollback that would put `version` back in service against a schema it does not know.
     #[error("{version} is not put back in service: {reason}")]
     RollbackRefused { version: String, reason: String },
+    /// A rollback on demand found no release to go back to.
+    #[error(
+        "no previous release to roll back to: {}",
+        match current {
+            Some(c) => format!("revisions.log records no rollout of {c} with a release before it"),
+            None => "no release is live (`current` is missing)".to_string(),
+        }
+    )]
+    NoPreviousRelease { current: Option<String> },
     #[error("no restart command for role {role}")]
     NoRestartCommand { role: Role },
     #[error("the host has the api role but no api_url")]

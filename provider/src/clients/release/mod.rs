@@ -14,7 +14,7 @@
 //!
 //! Here: what a deployment is (hosts, roles, strategy, target) and what it reports. The steps
 //! live beside it: `deploy` (lock, stage, forward, back, finish), `readiness` (the waits),
-//! `watch` (watch window, rehearsal), `commands` (templates), `artifact` (the verified local
+//! `watch` (watch window, rehearsal), `rollback` (a rollback on demand), `commands` (templates), `artifact` (the verified local
 //! artifact) and `errors` (phases and error texts).
 
 use std::collections::BTreeMap;
@@ -35,6 +35,7 @@ mod commands;
 mod deploy;
 mod errors;
 mod readiness;
+mod rollback;
 mod watch;
 
 pub use artifact::{ARTIFACT_MAX_SIZE, LocalArtifact, fetch_artifact};
@@ -45,6 +46,7 @@ pub use commands::{
 };
 pub use errors::{ArtifactError, Oversize, Phase, ReleaseError};
 pub use readiness::{describe_readiness, wait_api_ready};
+pub use rollback::{RollbackOutcome, previous_release, unsafe_rollbacks};
 
 /// How long a deploy lock lives without renewal; renewed every third of it.
 pub const LOCK_TTL: Duration = Duration::from_secs(120);

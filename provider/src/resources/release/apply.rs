@@ -8,7 +8,9 @@ use chrono::Utc;
 use crate::clients::migrations::Migrator;
 use crate::clients::ops::Overrides;
 use crate::clients::pg::redact_url;
-use crate::clients::release::{self, Deployment, Host, OpsWatch, Outcome, Stopped, Target, Watch};
+use crate::clients::release::{
+    self, Deployment, Host, OpsWatch, Outcome, Stopped, Target, Watch, unsafe_rollbacks,
+};
 use crate::duration;
 use crate::protocol::diagnostics::{AttributePath, Diagnostic, Diagnostics};
 use crate::protocol::framework::{self, ApplyRequest, ApplyResponse, DeleteRequest};
@@ -663,49 +665,6 @@ fn record_schema(
         None => m.remove(version),
     };
     (!m.is_empty()).then_some(m)
-}
-
-/// The versions a rollback must not put back in service, with why: each version recorded in
-/// `deployed_schemas` with a head older than an applied class C (contract) migration. The
-/// service's docs/41-migration-compatibility-policy.md ("Rollback Policy", lines 94-97): an
-/// application-only rollback is valid only while the schema stays backward compatible; else
-/// a restore (docs/25-upgrade-rollback-runbook.md, "Rollback Procedure" step 3, lines 66-76).
-/// Migration versions are file names, ordered as they are applied (by name).
-fn unsafe_rollbacks(
-    head: Option<&str>,
-    classes: Option<&BTreeMap<String, String>>,
-    recorded: Option<&BTreeMap<String, String>>,
-    backup_id: Option<&str>,
-) -> BTreeMap<String, String> {
-    let (Some(head), Some(classes), Some(recorded)) = (head, classes, recorded) else {
-        return BTreeMap::new();
-    };
-    let backup = match backup_id {
-        Some(id) => format!("the pre-release backup `{id}` (change.backup_id)"),
-        None => "the pre-release backup (no change.backup_id is set: the newest artifortress_backup taken before the migration)".to_string(),
-    };
-    recorded
-        .iter()
-        .filter_map(|(version, deployed_with)| {
-            let contract: Vec<&str> = classes
-                .iter()
-                .filter(|(m, c)| {
-                    c.as_str() == "C" && m.as_str() > deployed_with.as_str() && m.as_str() <= head
-                })
-                .map(|(m, _)| m.as_str())
-                .collect();
-            if contract.is_empty() {
-                return None;
-            }
-            Some((
-                version.clone(),
-                format!(
-                    "it was deployed against schema {deployed_with}, and class C (contract) migration {} has been applied since; it may not run against the schema it would find (docs/41-migration-compatibility-policy.md, Rollback Policy: an application-only rollback is valid only while the schema stays backward compatible). The way back to {version} is a database restore from {backup}, then {version} deployed against the restored schema (docs/25-upgrade-rollback-runbook.md, Rollback Procedure: restore from the backup, `make db-restore`, and re-run the migrations compatible with the rollback baseline).",
-                    contract.join(", ")
-                ),
-            ))
-        })
-        .collect()
 }
 
 /// The error for a rollback (or rehearsal) not done.
