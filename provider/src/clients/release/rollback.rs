@@ -22,7 +22,8 @@ use chrono::Utc;
 use futures::future::join_all;
 
 use super::{
-    Deployment, Failure, Host, HostState, Phase, ReleaseError, Role, Target, Touched, failure,
+    Archive, Artifacts, Deployment, Failure, Host, HostState, Phase, ReleaseError, Role, Target,
+    Touched, failure,
 };
 use crate::clients::hosts;
 
@@ -123,8 +124,11 @@ pub fn unsafe_rollbacks(
 fn installed(version: &str) -> Target {
     Target {
         version: version.to_string(),
-        artifact: PathBuf::new(),
-        sha256: String::new(),
+        // Nothing is uploaded: `back` switches to what the host has installed.
+        artifacts: Artifacts::Single(Archive {
+            path: PathBuf::new(),
+            sha256: String::new(),
+        }),
         env: BTreeMap::new(),
         env_key: None,
         unsafe_rollback: BTreeMap::new(),
