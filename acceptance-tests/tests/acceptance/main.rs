@@ -14,6 +14,7 @@ mod examples;
 mod gates;
 mod harness;
 mod host_module;
+mod identity;
 mod migration;
 mod own_credentials;
 mod provider_config;

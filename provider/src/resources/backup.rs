@@ -17,8 +17,8 @@ use crate::clients::object_store;
 use crate::clients::pg::database_identity;
 use crate::protocol::diagnostics::{AttributePath, Diagnostic, Diagnostics};
 use crate::protocol::framework::{
-    self, ApplyRequest, ApplyResponse, DeleteRequest, Import, ModifyPlanRequest,
-    ModifyPlanResponse, ReadRequest, ReadResponse, Resource, Stopped,
+    self, ApplyRequest, ApplyResponse, DeleteRequest, ForImport, IdentityRequest, IdentitySchema,
+    Import, ModifyPlanRequest, ModifyPlanResponse, ReadRequest, ReadResponse, Resource, Stopped,
 };
 use crate::protocol::model::ToValue;
 use crate::protocol::schema::{Attribute, Schema};
@@ -26,6 +26,7 @@ use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
 use crate::protocol::value::Value;
 use crate::settings::Settings;
+use crate::shared::identity;
 use crate::shared::{DEFAULT_BACKUP_PREFIX, timestamp_text};
 
 pub const TYPE_NAME: &str = "artifortress_backup";
@@ -426,6 +427,59 @@ impl Resource<Settings> for Backup {
 
     fn import(&self) -> Import {
         Import::Passthrough("object_key")
+    }
+
+    fn identity_schema(&self) -> Option<IdentitySchema> {
+        Some(IdentitySchema {
+            version: 0,
+            attributes: vec![
+                identity::string_attribute(
+                    "bucket",
+                    ForImport::Optional,
+                    "The bucket holding the dump. Default on import: the provider's `object_storage.bucket`.",
+                ),
+                identity::string_attribute(
+                    "object_key",
+                    ForImport::Required,
+                    "The key of the dump (its manifest is beside it).",
+                ),
+            ],
+        })
+    }
+
+    /// The dump's bucket and key: both fixed for the backup's life (a change of either is a
+    /// new backup). An import's state names no bucket until its refresh: the provider's.
+    fn identity(&self, req: IdentityRequest<'_, Settings>) -> Option<Value> {
+        let object_key = req.state.attr("object_key").as_str()?;
+        let bucket = match req.state.attr("bucket").as_str() {
+            Some(b) => Value::string(b),
+            None if req.prior.attr("bucket").is_null() => {
+                Value::opt_string(req.provider.bucket(None).ok().flatten())
+            }
+            None => Value::Null,
+        };
+        Some(Value::object([
+            ("bucket", bucket),
+            ("object_key", Value::string(object_key)),
+        ]))
+    }
+
+    fn import_id(&self, identity: &Value, settings: &Settings) -> Result<String, Diagnostic> {
+        let key = identity.attr("object_key").as_str().unwrap_or_default();
+        if let Some(wanted) = identity.attr("bucket").as_str() {
+            let ours = settings.need_bucket(None, "bucket")?;
+            if wanted != ours {
+                return Err(Diagnostic::error(
+                    "Backup in another bucket",
+                    format!(
+                        "The identity names s3://{wanted}/{key}, but an import reads the \
+                         provider's object_storage.bucket ({ours:?}). Import with a provider \
+                         whose bucket is {wanted:?} (an aliased provider block works)."
+                    ),
+                ));
+            }
+        }
+        Ok(key.to_string())
     }
 }
 

@@ -22,8 +22,8 @@ use crate::clients::bootstrap::{
 use crate::clients::pg::valid_identifier;
 use crate::protocol::diagnostics::{AttributePath, Diagnostic, Diagnostics};
 use crate::protocol::framework::{
-    ApplyRequest, ApplyResponse, DeleteRequest, ModifyPlanRequest, ModifyPlanResponse, ReadRequest,
-    ReadResponse, Resource,
+    ApplyRequest, ApplyResponse, DeleteRequest, IdentityRequest, IdentitySchema, ModifyPlanRequest,
+    ModifyPlanResponse, ReadRequest, ReadResponse, Resource,
 };
 use crate::protocol::model::{Maybe, ModelError, Planned, ToValue};
 use crate::protocol::schema::{Attribute, Schema};
@@ -32,6 +32,7 @@ use crate::protocol::validators::Validator;
 use crate::protocol::value::Value;
 use crate::settings::{Setting, Settings};
 use crate::shared::edits::write_changes;
+use crate::shared::identity as shared_identity;
 
 pub const TYPE_NAME: &str = "artifortress_bootstrap";
 
@@ -320,6 +321,16 @@ impl Resource<Settings> for Bootstrap {
                 .at_attr("on_destroy")
                 .into(),
         }
+    }
+
+    fn identity_schema(&self) -> Option<IdentitySchema> {
+        Some(shared_identity::database_identity_schema())
+    }
+
+    /// The database `id` names (`host:port/database` of the effective `database_url`, no
+    /// credentials); both of its parts force a new resource when they change.
+    fn identity(&self, req: IdentityRequest<'_, Settings>) -> Option<Value> {
+        shared_identity::database_identity(req.state.attr("id").as_str())
     }
 }
 

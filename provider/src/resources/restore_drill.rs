@@ -14,8 +14,8 @@ use crate::clients::pg::{database_identity, valid_identifier};
 use crate::clients::restore::{self, DrillError, DrillReport, DrillSpec};
 use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
 use crate::protocol::framework::{
-    self, ApplyRequest, ApplyResponse, DeleteRequest, ModifyPlanRequest, ModifyPlanResponse,
-    ReadRequest, ReadResponse, Resource, Stopped,
+    self, ApplyRequest, ApplyResponse, DeleteRequest, ForImport, IdentityRequest, IdentitySchema,
+    ModifyPlanRequest, ModifyPlanResponse, ReadRequest, ReadResponse, Resource, Stopped,
 };
 use crate::protocol::model::{Maybe, ModelError, ToValue};
 use crate::protocol::schema::{Attribute, Schema};
@@ -24,6 +24,7 @@ use crate::protocol::validators::Validator;
 use crate::protocol::value::Value;
 use crate::settings::Settings;
 use crate::shared::edits::write_changes;
+use crate::shared::identity;
 use crate::shared::{DEFAULT_BACKUP_PREFIX, timestamp};
 
 pub const TYPE_NAME: &str = "artifortress_restore_drill";
@@ -414,6 +415,48 @@ impl Resource<Settings> for RestoreDrill {
 
     async fn delete(&self, _req: DeleteRequest<'_, Settings>) -> Diagnostics {
         Diagnostics::new()
+    }
+
+    fn identity_schema(&self) -> Option<IdentitySchema> {
+        Some(IdentitySchema {
+            version: 0,
+            attributes: vec![
+                identity::string_attribute(
+                    "bucket",
+                    ForImport::Optional,
+                    "The bucket of the backup drilled. Default: the provider's `object_storage.bucket`.",
+                ),
+                identity::string_attribute(
+                    "backup_id",
+                    ForImport::Required,
+                    "The backup drilled, as `backup_id` gives it (an id or an object key).",
+                ),
+                identity::string_attribute(
+                    "drill_database",
+                    ForImport::Optional,
+                    "The scratch database restored into (default `artifortress_drill`).",
+                ),
+                identity::string_attribute(
+                    "ran_at",
+                    ForImport::Required,
+                    "When the drill started (RFC 3339, UTC).",
+                ),
+            ],
+        })
+    }
+
+    /// A drill is a record of one event: which backup (bucket and backup id) was restored
+    /// where (the scratch database) and when. Every part is fixed for the record's life: any
+    /// change of them runs a new drill, which is a new record.
+    fn identity(&self, req: IdentityRequest<'_, Settings>) -> Option<Value> {
+        let s = req.state;
+        let field = |name: &str| s.attr(name).as_str().map(Value::string);
+        Some(Value::object([
+            ("bucket", field("bucket")?),
+            ("backup_id", field("backup_id")?),
+            ("drill_database", field("drill_database")?),
+            ("ran_at", field("ran_at")?),
+        ]))
     }
 }
 

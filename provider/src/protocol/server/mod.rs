@@ -44,6 +44,8 @@ pub struct ProviderService<P: Provider> {
     resources: HashMap<String, Entry<dyn Resource<P::Data>>>,
     data_sources: HashMap<String, Entry<dyn DataSource<P::Data>>>,
     ephemerals: HashMap<String, Entry<dyn EphemeralResource<P::Data>>>,
+    /// Identity schemas (and their value types) of the resources that have one.
+    identities: HashMap<String, (framework::IdentitySchema, Type)>,
     data: RwLock<Option<Arc<P::Data>>>,
     /// Replaced by a fresh token after every StopProvider, like terraform-plugin-go.
     stop: Mutex<CancellationToken>,
@@ -70,8 +72,18 @@ impl<P: Provider> ProviderService<P> {
             .into_iter()
             .map(|e| (e.type_name().to_string(), Entry::new(e.clone(), e.schema())))
             .collect();
+        let identities = provider
+            .resources()
+            .into_iter()
+            .filter_map(|r| {
+                let schema = r.identity_schema()?;
+                let ty = schema.value_type();
+                Some((r.type_name().to_string(), (schema, ty)))
+            })
+            .collect();
         ProviderService {
             provider_schema: provider.schema(),
+            identities,
             provider: Arc::new(provider),
             resources,
             data_sources,
@@ -268,6 +280,7 @@ with_diagnostics!(
     pb::get_metadata::Response,
     pb::get_provider_schema::Response,
     pb::get_resource_identity_schemas::Response,
+    pb::upgrade_resource_identity::Response,
     pb::validate_provider_config::Response,
     pb::configure_provider::Response,
     pb::validate_resource_config::Response,
@@ -300,7 +313,7 @@ mod provider_rpcs;
 mod resource_rpcs;
 
 pub(crate) use conversions::to_proto_path;
-use conversions::{timestamp, to_proto_diags, to_proto_schema};
+use conversions::{timestamp, to_proto_diags, to_proto_identity_schema, to_proto_schema};
 
 // ------------------------------------------------------------------ the RPCs
 
@@ -327,6 +340,13 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::get_resource_identity_schemas::Request>,
     ) -> Res<pb::get_resource_identity_schemas::Response> {
         self.serve_get_resource_identity_schemas(request).await
+    }
+
+    async fn upgrade_resource_identity(
+        &self,
+        request: Request<pb::upgrade_resource_identity::Request>,
+    ) -> Res<pb::upgrade_resource_identity::Response> {
+        self.serve_upgrade_resource_identity(request).await
     }
 
     async fn get_functions(

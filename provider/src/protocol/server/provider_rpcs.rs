@@ -10,7 +10,7 @@ use tonic::{Request, Response};
 
 use super::{
     Out, ProviderService, Res, WithDiagnostics, decode, server_capabilities, sorted,
-    to_proto_diags, to_proto_schema,
+    to_proto_diags, to_proto_identity_schema, to_proto_schema,
 };
 use crate::protocol::diagnostics::Diagnostics;
 use crate::protocol::framework::{ConfigureRequest, Provider};
@@ -90,8 +90,19 @@ impl<P: Provider> ProviderService<P> {
         &self,
         _request: Request<pb::get_resource_identity_schemas::Request>,
     ) -> Res<pb::get_resource_identity_schemas::Response> {
-        // No resource has an identity yet; an empty map tells Terraform so.
-        Ok(Response::new(Default::default()))
+        let resp = self
+            .run("GetResourceIdentitySchemas", "", async {
+                pb::get_resource_identity_schemas::Response {
+                    identity_schemas: self
+                        .identities
+                        .iter()
+                        .map(|(name, (schema, _))| (name.clone(), to_proto_identity_schema(schema)))
+                        .collect(),
+                    diagnostics: Vec::new(),
+                }
+            })
+            .await;
+        Ok(Response::new(resp))
     }
 
     pub(super) async fn serve_get_functions(
