@@ -235,3 +235,103 @@ fn backup_identity_is_bucket_and_object_key_and_imports_by_identity_and_by_id() 
         assert!(plan.shows("other-bucket"), "{}", plan.text());
     }
 }
+
+fn bootstrap_config(pg: &PgServer, garage: &GarageServer, database: &str) -> String {
+    format!(
+        r#"
+provider "artifortress" {{
+  database_url = "{}"
+  object_storage = {{
+    endpoint          = "{}"
+    region            = "{}"
+    bucket            = "{}"
+    access_key_id     = "{}"
+    secret_access_key = "{}"
+  }}
+}}
+
+resource "artifortress_bootstrap" "staging" {{
+  database   = "{database}"
+  owner_role = "{database}_owner"
+}}
+"#,
+        pg.database_url("postgres"),
+        garage.endpoint(),
+        garage.region(),
+        garage.bucket(),
+        garage.access_key(),
+        garage.secret_key()
+    )
+}
+
+#[test]
+fn bootstrap_imports_by_identity_and_by_id_reading_the_owner_from_the_server() {
+    let pg = PgServer::start().unwrap();
+    let garage = GarageServer::start().unwrap();
+    for (n, tf) in terraforms().into_iter().enumerate() {
+        let db = format!("ident_boot_{n}");
+        let config = bootstrap_config(&pg, &garage, &db);
+        let wd = Workdir::new(&tf, &config);
+        wd.apply_ok();
+        let (identity, _) = state_identity(&wd, "artifortress_bootstrap");
+        let id = format!("{}:{}/{db}", pg.host(), pg.port());
+
+        // By ID (every Terraform: the CLI form), from a state that forgot it.
+        state_rm(&wd, "artifortress_bootstrap.staging");
+        let import = wd.run(&["import", "-no-color", "artifortress_bootstrap.staging", &id]);
+        assert_eq!(import.code, 0, "{}", import.text());
+        wd.assert_plan_empty();
+        let show = wd.run(&[
+            "state",
+            "show",
+            "-no-color",
+            "artifortress_bootstrap.staging",
+        ]);
+        let owner_line = show
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with("owner_role "))
+            .unwrap_or_default();
+        assert!(
+            owner_line.ends_with(&format!("= \"{db}_owner\"")),
+            "the owner is read from the server: {}",
+            show.stdout
+        );
+
+        if !has_identity(&tf) {
+            assert!(identity.is_null(), "{} stored an identity", tf.version);
+            continue;
+        }
+        let expected = json!({"host": pg.host(), "port": pg.port(), "database": db});
+        assert_eq!(identity, expected, "terraform {}", tf.version);
+
+        // By identity, with an import block.
+        state_rm(&wd, "artifortress_bootstrap.staging");
+        import_with_block(
+            &wd,
+            &config,
+            &format!(
+                "import {{\n  to = artifortress_bootstrap.staging\n  identity = {{\n    host = \"{}\"\n    port = {}\n    database = \"{db}\"\n  }}\n}}",
+                pg.host(),
+                pg.port()
+            ),
+            EXACT_IMPORT,
+        );
+        assert_eq!(state_identity(&wd, "artifortress_bootstrap").0, expected);
+
+        // A database that does not exist cannot be imported.
+        state_rm(&wd, "artifortress_bootstrap.staging");
+        wd.set_config(&format!(
+            "{config}\nimport {{\n  to = artifortress_bootstrap.staging\n  id = \"{}:{}/nowhere\"\n}}",
+            pg.host(),
+            pg.port()
+        ));
+        let plan = wd.plan_detailed();
+        assert_eq!(plan.code, 1, "{}", plan.text());
+        assert!(
+            plan.shows("Database \"nowhere\" does not exist"),
+            "{}",
+            plan.text()
+        );
+    }
+}
