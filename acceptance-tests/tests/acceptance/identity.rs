@@ -11,14 +11,14 @@ use serde_json::{Value, json};
 use crate::harness::{Terraform, Workdir, terraforms};
 
 /// Terraform 1.12 introduced resource identity (tfplugin6.9).
-fn has_identity(tf: &Terraform) -> bool {
+pub(crate) fn has_identity(tf: &Terraform) -> bool {
     let mut parts = tf.version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     (major, minor) >= (1, 12)
 }
 
 /// The `identity` (and its schema version) of the one resource of `type_name` in state.
-fn state_identity(wd: &Workdir, type_name: &str) -> (Value, Value) {
+pub(crate) fn state_identity(wd: &Workdir, type_name: &str) -> (Value, Value) {
     let show = wd.run(&["show", "-json"]);
     assert_eq!(show.code, 0, "{}", show.text());
     let state: Value = serde_json::from_str(&show.stdout).unwrap();
