@@ -335,3 +335,97 @@ fn bootstrap_imports_by_identity_and_by_id_reading_the_owner_from_the_server() {
         );
     }
 }
+
+fn drill_config(pg: &PgServer, garage: &GarageServer, prefix: &str) -> String {
+    format!(
+        r#"{}
+resource "artifortress_restore_drill" "weekly" {{
+  backup_id         = artifortress_backup.pre_release.id
+  prefix            = "{prefix}"
+  report_object_key = "{prefix}drills/latest.md"
+}}
+
+output "ran_at" {{ value = artifortress_restore_drill.weekly.ran_at }}
+output "drill_id" {{ value = artifortress_restore_drill.weekly.id }}
+output "backup_id" {{ value = artifortress_backup.pre_release.id }}
+"#,
+        backup_config(pg, garage, "src", prefix)
+    )
+}
+
+#[test]
+fn restore_drill_imports_by_its_report_key_and_its_identity_names_the_drill() {
+    let pg = PgServer::start().unwrap();
+    let garage = GarageServer::start().unwrap();
+    pg.create_migrated_database("src").unwrap();
+    pg.seed("src").unwrap();
+    for tf in terraforms() {
+        let prefix = format!("drills/ident{}/", tf.version.replace('.', "_"));
+        let config = drill_config(&pg, &garage, &prefix);
+        let wd = Workdir::new(&tf, &config);
+        wd.apply_ok();
+        let (ran_at, drill_id) = (wd.output("ran_at"), wd.output("drill_id"));
+        let (identity, _) = state_identity(&wd, "artifortress_restore_drill");
+        let report_key = format!("{prefix}drills/latest.md");
+
+        // By the report's key (every Terraform: the CLI form): the record comes back as the
+        // drill made it, and the plan is empty (no new drill).
+        state_rm(&wd, "artifortress_restore_drill.weekly");
+        let import = wd.run(&[
+            "import",
+            "-no-color",
+            "artifortress_restore_drill.weekly",
+            &report_key,
+        ]);
+        assert_eq!(import.code, 0, "{}", import.text());
+        wd.assert_plan_empty();
+        assert_eq!(wd.output("ran_at"), ran_at);
+        assert_eq!(wd.output("drill_id"), drill_id);
+
+        if !has_identity(&tf) {
+            assert!(identity.is_null(), "{} stored an identity", tf.version);
+            continue;
+        }
+        let expected = json!({
+            "bucket": garage.bucket(),
+            "backup_id": wd.output("backup_id"),
+            "drill_database": "artifortress_drill",
+            "ran_at": ran_at,
+        });
+        assert_eq!(identity, expected, "terraform {}", tf.version);
+        assert_eq!(
+            state_identity(&wd, "artifortress_restore_drill").0,
+            expected
+        );
+
+        // With an import block by ID.
+        state_rm(&wd, "artifortress_restore_drill.weekly");
+        import_with_block(
+            &wd,
+            &config,
+            &format!(
+                "import {{\n  to = artifortress_restore_drill.weekly\n  id = \"{report_key}\"\n}}"
+            ),
+            EXACT_IMPORT,
+        );
+        assert_eq!(
+            state_identity(&wd, "artifortress_restore_drill").0,
+            expected
+        );
+
+        // By identity: the identity names the drill, not where its report is: refused in words.
+        state_rm(&wd, "artifortress_restore_drill.weekly");
+        wd.set_config(&format!(
+            "{config}\nimport {{\n  to = artifortress_restore_drill.weekly\n  identity = {{\n    backup_id = \"{}\"\n    ran_at = {}\n  }}\n}}",
+            expected["backup_id"].as_str().unwrap(),
+            ran_at
+        ));
+        let plan = wd.plan_detailed();
+        assert_eq!(plan.code, 1, "{}", plan.text());
+        assert!(
+            plan.shows("cannot be imported by identity; import it by ID"),
+            "{}",
+            plan.text()
+        );
+    }
+}
