@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use crate::protocol::diagnostics::Diagnostics;
 use crate::protocol::framework::{
-    ConfigureRequest, DataSource, EphemeralResource, Provider, Resource,
+    ConfigureRequest, DataSource, EphemeralResource, ListResource, Provider, Resource,
 };
 use crate::protocol::schema::{Attribute, Constraint, Nesting, Schema};
 use crate::protocol::types::Type;
@@ -137,6 +137,10 @@ impl Provider for ArtifortressProvider {
 
     fn ephemeral_resources(&self) -> Vec<Arc<dyn EphemeralResource<Settings>>> {
         vec![Arc::new(ephemeral_resources::admin_token::AdminToken)]
+    }
+
+    fn list_resources(&self) -> Vec<Arc<dyn ListResource<Settings>>> {
+        vec![Arc::new(resources::backup::BackupList)]
     }
 }
 

@@ -429,3 +429,81 @@ fn restore_drill_imports_by_its_report_key_and_its_identity_names_the_drill() {
         );
     }
 }
+
+/// `terraform query` (Terraform >= 1.14).
+fn has_query(tf: &Terraform) -> bool {
+    let mut parts = tf.version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (1, 14)
+}
+
+#[test]
+fn query_lists_unmanaged_backups_and_generated_config_imports_them_with_an_empty_plan() {
+    let pg = PgServer::start().unwrap();
+    let garage = GarageServer::start().unwrap();
+    pg.create_migrated_database("src").unwrap();
+    pg.seed("src").unwrap();
+    let queriers: Vec<Terraform> = terraforms().into_iter().filter(has_query).collect();
+    assert!(
+        !queriers.is_empty(),
+        "no Terraform >= 1.14 in ARTIFORTRESS_TEST_TERRAFORMS: `terraform query` untested"
+    );
+    for tf in queriers {
+        let prefix = format!("query/tf{}/", tf.version.replace('.', "_"));
+        let provider_only = backup_config(&pg, &garage, "src", &prefix)
+            .split("resource \"artifortress_backup\"")
+            .next()
+            .unwrap()
+            .to_string();
+        let two = format!(
+            "{provider_only}\nresource \"artifortress_backup\" \"a\" {{\n  prefix = \"{prefix}\"\n}}\nresource \"artifortress_backup\" \"b\" {{\n  prefix = \"{prefix}\"\n  labels = {{ owner = \"dba\" }}\n}}\noutput \"keys\" {{ value = [artifortress_backup.a.object_key, artifortress_backup.b.object_key] }}\n"
+        );
+        let wd = Workdir::new(&tf, &two);
+        wd.apply_ok();
+        let keys: Vec<String> = wd
+            .output("keys")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect();
+        // Forgotten by Terraform: two old backups nobody manages.
+        state_rm(&wd, "artifortress_backup.a");
+        state_rm(&wd, "artifortress_backup.b");
+        wd.set_config(&provider_only);
+        std::fs::write(
+            wd.file("backups.tfquery.hcl"),
+            format!(
+                "list \"artifortress_backup\" \"old\" {{\n  provider = artifortress\n  include_resource = true\n  config {{\n    prefix = \"{prefix}\"\n  }}\n}}\n"
+            ),
+        )
+        .unwrap();
+        let query = wd.run(&["query", "-no-color"]);
+        assert_eq!(query.code, 0, "{}", query.text());
+        for k in &keys {
+            assert!(
+                query.stdout.contains(k.as_str()),
+                "{k} not listed:\n{}",
+                query.text()
+            );
+        }
+
+        let generate = wd.run(&["query", "-no-color", "-generate-config-out=generated.tf"]);
+        assert_eq!(generate.code, 0, "{}", generate.text());
+        let generated = std::fs::read_to_string(wd.file("generated.tf")).unwrap();
+        assert_eq!(generated.matches("import {").count(), 2, "{generated}");
+        assert!(generated.contains("owner = \"dba\""), "{generated}");
+        // The generated configuration imports both by identity and changes nothing.
+        let run = wd.apply_ok();
+        assert!(
+            run.stdout
+                .contains("2 imported, 0 added, 0 changed, 0 destroyed"),
+            "{}",
+            run.text()
+        );
+        let (identity, _) = state_identity(&wd, "artifortress_backup");
+        assert!(
+            keys.iter().any(|k| identity["object_key"] == *k),
+            "{identity}"
+        );
+    }
+}

@@ -65,6 +65,45 @@ pub trait Provider: Send + Sync + 'static {
     fn data_sources(&self) -> Vec<Arc<dyn DataSource<Self::Data>>>;
     fn resources(&self) -> Vec<Arc<dyn Resource<Self::Data>>>;
     fn ephemeral_resources(&self) -> Vec<Arc<dyn EphemeralResource<Self::Data>>>;
+    /// List resources (`list` blocks of `terraform query`, Terraform >= 1.14); each lists
+    /// objects of the managed resource type of the same name, which must have an identity.
+    fn list_resources(&self) -> Vec<Arc<dyn ListResource<Self::Data>>> {
+        Vec::new()
+    }
+}
+
+// ---------------------------------------------------------------- list resource
+
+pub struct ListRequest<'a, D> {
+    /// The `config` block of the `list` block (wholly known).
+    pub config: &'a Value,
+    /// Terraform wants each object's full state too (`-generate-config-out`).
+    pub include_resource: bool,
+    /// At most this many results are read by Terraform.
+    pub limit: i64,
+    pub provider: &'a D,
+    pub ctx: &'a Context,
+}
+
+/// One object found: its identity (encoded with the resource's identity schema), a label,
+/// and (when asked for) its state as an import's read would make it.
+#[derive(Debug)]
+pub struct ListResult {
+    pub identity: Value,
+    pub display_name: String,
+    pub resource: Option<Value>,
+}
+
+#[async_trait]
+pub trait ListResource<D: Send + Sync>: Send + Sync {
+    /// The managed resource type listed, e.g. `artifortress_backup`.
+    fn type_name(&self) -> &'static str;
+    /// The schema of the `config` block.
+    fn schema(&self) -> Schema;
+    async fn validate(&self, _config: &Value) -> Diagnostics {
+        Diagnostics::new()
+    }
+    async fn list(&self, req: ListRequest<'_, D>) -> (Vec<ListResult>, Diagnostics);
 }
 
 // ----------------------------------------------------------------- data source

@@ -46,6 +46,49 @@ impl Provider for TestProvider {
     fn ephemeral_resources(&self) -> Vec<Arc<dyn EphemeralResource<()>>> {
         vec![Arc::new(Token)]
     }
+    fn list_resources(&self) -> Vec<Arc<dyn ListResource<()>>> {
+        vec![Arc::new(ThingList)]
+    }
+}
+
+struct ThingList;
+
+#[async_trait]
+impl ListResource<()> for ThingList {
+    fn type_name(&self) -> &'static str {
+        "test_thing"
+    }
+    fn schema(&self) -> Schema {
+        Schema::new(
+            0,
+            "things",
+            vec![Attribute::required("prefix", Type::String)],
+        )
+    }
+    async fn list(&self, req: ListRequest<'_, ()>) -> (Vec<ListResult>, Diagnostics) {
+        let prefix = req
+            .config
+            .attr("prefix")
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let results = (1..=3)
+            .take(usize::try_from(req.limit).unwrap_or(0))
+            .map(|n| {
+                let id = format!("{prefix}{n}");
+                ListResult {
+                    identity: Value::object([("id", Value::string(&id)), ("region", Value::Null)]),
+                    display_name: format!("thing {id}"),
+                    resource: Some(thing(&[
+                        ("id", Value::string(&id)),
+                        ("name", Value::string("n")),
+                        ("version", Value::int(1)),
+                    ])),
+                }
+            })
+            .collect();
+        (results, Diagnostics::new())
+    }
 }
 
 #[async_trait]
@@ -758,5 +801,80 @@ fn resolve_identity_prefers_the_object_and_fills_gaps_from_the_stored_identity()
     assert_eq!(
         resolve_identity(&schema, Some(ident("a", None)), &Value::Null),
         ident("a", None)
+    );
+}
+
+// ------------------------------------------------------------------- list resources
+
+#[tokio::test]
+async fn list_resources_are_announced_and_stream_identities_and_objects() {
+    use futures::StreamExt;
+    let svc = service().await;
+    let meta = svc
+        .get_metadata(Request::new(Default::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(meta.list_resources[0].type_name, "test_thing");
+    let schema = svc
+        .get_provider_schema(Request::new(Default::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(schema.list_resource_schemas.contains_key("test_thing"));
+
+    let config_ty = ThingList.schema().value_type();
+    let list = |include: bool, limit: i64, type_name: &'static str| {
+        let svc = &svc;
+        let config = dv(
+            &Value::object([("prefix", Value::string("p-"))]),
+            &config_ty,
+        );
+        async move {
+            let stream = svc
+                .list_resource(Request::new(pb::list_resource::Request {
+                    type_name: type_name.into(),
+                    config,
+                    include_resource_object: include,
+                    limit,
+                }))
+                .await
+                .unwrap()
+                .into_inner();
+            stream
+                .map(|e| e.unwrap())
+                .collect::<Vec<pb::list_resource::Event>>()
+                .await
+        }
+    };
+    let events = list(true, 2, "test_thing").await;
+    assert_eq!(events.len(), 2, "the limit is honoured");
+    assert_eq!(un_identity(&events[0].identity), ident("p-1", None));
+    assert_eq!(events[1].display_name, "thing p-2");
+    let object = un_dv(&events[0].resource_object, &thing_type());
+    assert_eq!(object.attr("id"), &Value::from("p-1"));
+    let events = list(false, 10, "test_thing").await;
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().all(|e| e.resource_object.is_none()));
+    let events = list(false, 10, "test_nothing").await;
+    assert_eq!(events.len(), 1);
+    assert!(events[0].identity.is_none());
+    assert_eq!(
+        events[0].diagnostic[0].summary,
+        "Unknown list resource type"
+    );
+
+    let v = svc
+        .validate_list_resource_config(Request::new(pb::validate_list_resource_config::Request {
+            type_name: "test_thing".into(),
+            config: dv(&Value::object([("prefix", Value::Null)]), &config_ty),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        v.diagnostics[0].summary,
+        "Missing configuration for required attribute"
     );
 }

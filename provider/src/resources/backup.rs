@@ -18,7 +18,8 @@ use crate::clients::pg::database_identity;
 use crate::protocol::diagnostics::{AttributePath, Diagnostic, Diagnostics};
 use crate::protocol::framework::{
     self, ApplyRequest, ApplyResponse, DeleteRequest, ForImport, IdentityRequest, IdentitySchema,
-    Import, ModifyPlanRequest, ModifyPlanResponse, ReadRequest, ReadResponse, Resource, Stopped,
+    Import, ListRequest, ListResource, ListResult, ModifyPlanRequest, ModifyPlanResponse,
+    ReadRequest, ReadResponse, Resource, Stopped,
 };
 use crate::protocol::model::ToValue;
 use crate::protocol::schema::{Attribute, Schema};
@@ -480,6 +481,99 @@ impl Resource<Settings> for Backup {
             }
         }
         Ok(key.to_string())
+    }
+}
+
+/// `list "artifortress_backup"` (`terraform query`): every backup under a prefix that has a
+/// manifest, oldest first, with its identity and, when asked, the state an import by its key
+/// reads (so `terraform query -generate-config-out` writes configuration that imports it with
+/// an empty plan).
+pub struct BackupList;
+
+#[async_trait]
+impl ListResource<Settings> for BackupList {
+    fn type_name(&self) -> &'static str {
+        TYPE_NAME
+    }
+
+    fn schema(&self) -> Schema {
+        Schema::new(
+            0,
+            "Backups in the provider's bucket, found by their manifests.",
+            vec![Attribute::optional("prefix", Type::String).description(
+                "List the backups under this prefix (default `backups/`): every dump with a \
+                     manifest, as `data \"artifortress_backups\"` finds them.",
+            )],
+        )
+    }
+
+    async fn list(&self, req: ListRequest<'_, Settings>) -> (Vec<ListResult>, Diagnostics) {
+        let settings = req.provider;
+        let prefix = req
+            .config
+            .attr("prefix")
+            .as_str()
+            .unwrap_or(DEFAULT_BACKUP_PREFIX)
+            .to_string();
+        let listed = async {
+            let bucket = settings.need_bucket(None, "bucket")?;
+            let s3 = settings.object_store()?;
+            let manifests = backup::list(&s3, &bucket, &prefix)
+                .await
+                .map_err(|e| error_diagnostic("Cannot list the backups", &e).at_attr("prefix"))?;
+            Ok::<_, Diagnostic>((bucket, manifests))
+        };
+        let (bucket, manifests) = match listed.await {
+            Ok(l) => l,
+            Err(d) => return (Vec::new(), d.into()),
+        };
+        let mut diags = Diagnostics::new();
+        let mut results = Vec::new();
+        let limit = usize::try_from(req.limit).unwrap_or(usize::MAX);
+        for m in manifests.into_iter().take(limit) {
+            let resource = if req.include_resource {
+                let ty = Backup.schema().value_type();
+                let mut state = Value::null_object(&ty);
+                state.set_attr("object_key", Value::string(&m.object_key));
+                let mut resp = ReadResponse {
+                    new_state: state.clone(),
+                    private: Vec::new(),
+                    diagnostics: Diagnostics::new(),
+                };
+                Backup
+                    .read(
+                        ReadRequest {
+                            current_state: &state,
+                            private: &[],
+                            provider: settings,
+                            ctx: req.ctx,
+                        },
+                        &mut resp,
+                    )
+                    .await;
+                if resp.diagnostics.has_errors() {
+                    diags.extend(resp.diagnostics);
+                    continue;
+                }
+                Some(resp.new_state)
+            } else {
+                None
+            };
+            results.push(ListResult {
+                identity: Value::object([
+                    ("bucket", Value::string(&bucket)),
+                    ("object_key", Value::string(&m.object_key)),
+                ]),
+                display_name: format!(
+                    "{} ({}, snapshot {})",
+                    m.id,
+                    m.object_key,
+                    timestamp_text(m.snapshot_at)
+                ),
+                resource,
+            });
+        }
+        (results, diags)
     }
 }
 

@@ -23,6 +23,8 @@ use super::value::Value;
 use super::{json, msgpack};
 
 type Res<T> = Result<Response<T>, Status>;
+type BoxStream<T> =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// A registered type with its schema computed once.
 struct Entry<T: ?Sized> {
@@ -44,6 +46,7 @@ pub struct ProviderService<P: Provider> {
     resources: HashMap<String, Entry<dyn Resource<P::Data>>>,
     data_sources: HashMap<String, Entry<dyn DataSource<P::Data>>>,
     ephemerals: HashMap<String, Entry<dyn EphemeralResource<P::Data>>>,
+    lists: HashMap<String, Entry<dyn framework::ListResource<P::Data>>>,
     /// Identity schemas (and their value types) of the resources that have one.
     identities: HashMap<String, (framework::IdentitySchema, Type)>,
     data: RwLock<Option<Arc<P::Data>>>,
@@ -72,6 +75,11 @@ impl<P: Provider> ProviderService<P> {
             .into_iter()
             .map(|e| (e.type_name().to_string(), Entry::new(e.clone(), e.schema())))
             .collect();
+        let lists = provider
+            .list_resources()
+            .into_iter()
+            .map(|l| (l.type_name().to_string(), Entry::new(l.clone(), l.schema())))
+            .collect();
         let identities = provider
             .resources()
             .into_iter()
@@ -88,6 +96,7 @@ impl<P: Provider> ProviderService<P> {
             resources,
             data_sources,
             ephemerals,
+            lists,
             data: RwLock::new(None),
             stop: Mutex::new(CancellationToken::new()),
             write_only_allowed: std::sync::atomic::AtomicBool::new(true),
@@ -296,6 +305,7 @@ with_diagnostics!(
     pb::renew_ephemeral_resource::Response,
     pb::close_ephemeral_resource::Response,
     pb::get_functions::Response,
+    pb::validate_list_resource_config::Response,
 );
 
 /// Body results: a response value and the diagnostics gathered while making it.
@@ -309,6 +319,7 @@ impl<T: Default> Default for Out<T> {
 
 mod conversions;
 mod data_rpcs;
+mod list_rpcs;
 mod provider_rpcs;
 mod resource_rpcs;
 
@@ -452,6 +463,20 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::close_ephemeral_resource::Request>,
     ) -> Res<pb::close_ephemeral_resource::Response> {
         self.serve_close_ephemeral_resource(request).await
+    }
+
+    async fn validate_list_resource_config(
+        &self,
+        request: Request<pb::validate_list_resource_config::Request>,
+    ) -> Res<pb::validate_list_resource_config::Response> {
+        self.serve_validate_list_resource_config(request).await
+    }
+
+    async fn list_resource(
+        &self,
+        request: Request<pb::list_resource::Request>,
+    ) -> Res<BoxStream<pb::list_resource::Event>> {
+        self.serve_list_resource(request).await
     }
 
     async fn stop_provider(

@@ -35,6 +35,9 @@ impl<P: Provider> ProviderService<P> {
                     ephemeral_resources: sorted(self.ephemerals.keys())
                         .map(|t| pb::get_metadata::EphemeralMetadata { type_name: t })
                         .collect(),
+                    list_resources: sorted(self.lists.keys())
+                        .map(|t| pb::get_metadata::ListResourceMetadata { type_name: t })
+                        .collect(),
                     ..Default::default()
                 }
             })
@@ -72,11 +75,14 @@ impl<P: Provider> ProviderService<P> {
                         .map(|(k, e)| (k, &e.schema))
                         .collect(),
                 );
+                let list_resource_schemas =
+                    convert(self.lists.iter().map(|(k, e)| (k, &e.schema)).collect());
                 pb::get_provider_schema::Response {
                     provider: Some(to_proto_schema(&self.provider_schema)),
                     resource_schemas,
                     data_source_schemas,
                     ephemeral_resource_schemas,
+                    list_resource_schemas,
                     server_capabilities: Some(server_capabilities()),
                     diagnostics: to_proto_diags(&diags),
                     ..Default::default()
