@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use crate::protocol::diagnostics::Diagnostics;
 use crate::protocol::framework::{
-    Action, ConfigureRequest, DataSource, EphemeralResource, Provider, Resource,
+    Action, ConfigureRequest, DataSource, EphemeralResource, ListResource, Provider, Resource,
 };
 use crate::protocol::schema::{Attribute, Constraint, Nesting, Schema};
 use crate::protocol::types::Type;
@@ -147,6 +147,10 @@ impl Provider for ArtifortressProvider {
             Arc::new(actions::run_smoke::RunSmoke),
             Arc::new(actions::take_backup::TakeBackup),
         ]
+    }
+
+    fn list_resources(&self) -> Vec<Arc<dyn ListResource<Settings>>> {
+        vec![Arc::new(resources::backup::BackupList)]
     }
 }
 

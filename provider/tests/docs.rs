@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use artifortress_provider::protocol::framework::Provider;
+use artifortress_provider::protocol::framework::{ForImport, IdentitySchema, Provider};
 use artifortress_provider::protocol::schema::{
     Attribute, AttributeType, Constraint, Nesting, Schema,
 };
@@ -104,7 +104,73 @@ fn render_attributes(
     }
 }
 
-fn render(kind: &str, name: &str, schema: &Schema, example: &Path) -> String {
+/// The registry's `## Import` section (tfplugindocs' layout): `import/by-identity.tf` with the
+/// identity schema, `import/by-string-id.tf` and `import/import.sh` beside the example, each
+/// shown when present (in a directory of their own, which Terraform does not load when the
+/// example is applied).
+fn render_import(identity: Option<&IdentitySchema>, example: &Path) -> String {
+    let dir = example.with_file_name("import");
+    let read = |file: &str| std::fs::read_to_string(dir.join(file)).ok();
+    let (by_identity, by_id, cli) = (
+        read("by-identity.tf"),
+        read("by-string-id.tf"),
+        read("import.sh"),
+    );
+    if by_identity.is_none() && by_id.is_none() && cli.is_none() {
+        return String::new();
+    }
+    let mut out = String::from("\n## Import\n\nImport is supported using the following syntax:\n");
+    if let (Some(tf), Some(identity)) = (&by_identity, identity) {
+        out.push_str(&format!(
+            "\nIn Terraform v1.12.0 and later, the [`import` block](https://developer.hashicorp.com/terraform/language/import) can be used with the `identity` attribute. For example:\n\n```terraform\n{}\n```\n",
+            tf.trim_end()
+        ));
+        out.push_str("\n### Identity Schema\n");
+        for (title, wanted) in [
+            ("Required", ForImport::Required),
+            ("Optional", ForImport::Optional),
+        ] {
+            let attrs: Vec<_> = identity
+                .attributes
+                .iter()
+                .filter(|a| a.import == wanted)
+                .collect();
+            if attrs.is_empty() {
+                continue;
+            }
+            out.push_str(&format!("\n#### {title}\n\n"));
+            for a in attrs {
+                out.push_str(&format!(
+                    "- `{}` ({}) {}\n",
+                    a.name,
+                    type_name(&a.ty),
+                    a.description
+                ));
+            }
+        }
+    }
+    if let Some(tf) = &by_id {
+        out.push_str(&format!(
+            "\nIn Terraform v1.5.0 and later, the [`import` block](https://developer.hashicorp.com/terraform/language/import) can be used with the `id` attribute. For example:\n\n```terraform\n{}\n```\n",
+            tf.trim_end()
+        ));
+    }
+    if let Some(sh) = &cli {
+        out.push_str(&format!(
+            "\nThe [`terraform import` command](https://developer.hashicorp.com/terraform/cli/commands/import) can be used, for example:\n\n```shell\n{}\n```\n",
+            sh.trim_end()
+        ));
+    }
+    out
+}
+
+fn render(
+    kind: &str,
+    name: &str,
+    schema: &Schema,
+    identity: Option<&IdentitySchema>,
+    example: &Path,
+) -> String {
     let title = match kind {
         "Provider" => "artifortress Provider".to_string(),
         _ => format!("{name} {kind} - artifortress"),
@@ -134,6 +200,7 @@ fn render(kind: &str, name: &str, schema: &Schema, example: &Path) -> String {
     if let Ok(notes) = std::fs::read_to_string(example.with_file_name("notes.md")) {
         out.push_str(&format!("\n{}\n", notes.trim_end()));
     }
+    out.push_str(&render_import(identity, example));
     out.push_str("\n## Schema\n");
     let mut nested = Vec::new();
     render_attributes(&schema.block.attributes, "", &mut out, &mut nested);
@@ -170,6 +237,7 @@ fn docs_are_generated_from_the_schemas() {
             "Provider",
             "artifortress",
             &provider.schema(),
+            None,
             &repo().join("examples/provider/provider.tf"),
         ),
     )];
@@ -181,6 +249,7 @@ fn docs_are_generated_from_the_schemas() {
                 "Data Source",
                 ds.type_name(),
                 &ds.schema(),
+                None,
                 &repo().join(format!(
                     "examples/data-sources/{}/data-source.tf",
                     ds.type_name()
@@ -196,6 +265,7 @@ fn docs_are_generated_from_the_schemas() {
                 "Resource",
                 r.type_name(),
                 &r.schema(),
+                r.identity_schema().as_ref(),
                 &repo().join(format!("examples/resources/{}/resource.tf", r.type_name())),
             ),
         ));
@@ -208,6 +278,7 @@ fn docs_are_generated_from_the_schemas() {
                 "Ephemeral Resource",
                 e.type_name(),
                 &e.schema(),
+                None,
                 &repo().join(format!(
                     "examples/ephemeral-resources/{}/ephemeral-resource.tf",
                     e.type_name()
@@ -223,6 +294,7 @@ fn docs_are_generated_from_the_schemas() {
                 "Action",
                 a.type_name(),
                 &a.schema(),
+                None,
                 &repo().join(format!("examples/actions/{}/action.tf", a.type_name())),
             ),
         ));

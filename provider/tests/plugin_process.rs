@@ -328,13 +328,33 @@ async fn every_rpc_works_without_a_prior_schema_call_and_errors_are_diagnostics(
         "{:?}",
         resp.diagnostics
     );
-    // Identity schemas: empty, not unimplemented.
+    // Identity schemas: one per resource, over the real process.
     let ids = client
         .get_resource_identity_schemas(pb::tfplugin6::get_resource_identity_schemas::Request {})
         .await
         .unwrap()
         .into_inner();
-    assert!(ids.identity_schemas.is_empty());
+    let mut names: Vec<_> = ids.identity_schemas.keys().cloned().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "artifortress_backup",
+            "artifortress_bootstrap",
+            "artifortress_migration",
+            "artifortress_release",
+            "artifortress_restore_drill"
+        ]
+    );
+    let migration: Vec<_> = ids.identity_schemas["artifortress_migration"]
+        .identity_attributes
+        .iter()
+        .map(|a| (a.name.as_str(), a.required_for_import))
+        .collect();
+    assert_eq!(
+        migration,
+        [("host", true), ("port", true), ("database", true)]
+    );
 }
 
 #[test]

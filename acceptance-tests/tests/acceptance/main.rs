@@ -15,6 +15,7 @@ mod examples;
 mod gates;
 mod harness;
 mod host_module;
+mod identity;
 mod migration;
 mod own_credentials;
 mod provider_config;

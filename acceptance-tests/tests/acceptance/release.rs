@@ -931,6 +931,37 @@ fn release_deploys_on_this_machine_and_imports() {
             imported["revision"],
             "no rollout after import"
         );
+        if crate::identity::has_identity(&tf) {
+            // Identity (Terraform >= 1.12): the deployment and where its hosts were found.
+            let expected = serde_json::json!({
+                "transport": "local", "deploy_dir": deploy_dir, "hosts": "box=127.0.0.1"
+            });
+            let (identity, _) = crate::identity::state_identity(&wd, "artifortress_release");
+            assert_eq!(identity, expected);
+            let run = wd.run(&["state", "rm", "artifortress_release.r"]);
+            assert_eq!(run.code, 0, "{}", run.text());
+            // main.tf as the test wrote it (required_providers included), plus the block.
+            let config = std::fs::read_to_string(wd.file("main.tf")).unwrap();
+            let block = format!(
+                "import {{\n  to = artifortress_release.r\n  identity = {{\n    transport = \"local\"\n    deploy_dir = \"{deploy_dir}\"\n    hosts = \"box=127.0.0.1\"\n  }}\n}}\n"
+            );
+            std::fs::write(wd.file("main.tf"), format!("{config}\n{block}")).unwrap();
+            // As after the import by ID: the arguments the hosts do not hold (api_url,
+            // on_destroy, requires_schema) are recorded by an update that deploys nothing.
+            let run = wd.apply_ok();
+            assert!(
+                run.stdout
+                    .contains("1 imported, 0 added, 1 changed, 0 destroyed"),
+                "{}",
+                run.text()
+            );
+            assert_eq!(
+                crate::identity::state_identity(&wd, "artifortress_release").0,
+                expected
+            );
+            assert_eq!(state(&wd)["revision"], imported["revision"], "no rollout");
+            std::fs::write(wd.file("main.tf"), config).unwrap();
+        }
         wd.destroy_ok();
         assert_eq!(readiness(&url), None, "stopped on destroy");
     }

@@ -72,6 +72,45 @@ pub trait Provider: Send + Sync + 'static {
     fn actions(&self) -> Vec<Arc<dyn Action<Self::Data>>> {
         Vec::new()
     }
+    /// List resources (`list` blocks of `terraform query`, Terraform >= 1.14); each lists
+    /// objects of the managed resource type of the same name, which must have an identity.
+    fn list_resources(&self) -> Vec<Arc<dyn ListResource<Self::Data>>> {
+        Vec::new()
+    }
+}
+
+// ---------------------------------------------------------------- list resource
+
+pub struct ListRequest<'a, D> {
+    /// The `config` block of the `list` block (wholly known).
+    pub config: &'a Value,
+    /// Terraform wants each object's full state too (`-generate-config-out`).
+    pub include_resource: bool,
+    /// At most this many results are read by Terraform.
+    pub limit: i64,
+    pub provider: &'a D,
+    pub ctx: &'a Context,
+}
+
+/// One object found: its identity (encoded with the resource's identity schema), a label,
+/// and (when asked for) its state as an import's read would make it.
+#[derive(Debug)]
+pub struct ListResult {
+    pub identity: Value,
+    pub display_name: String,
+    pub resource: Option<Value>,
+}
+
+#[async_trait]
+pub trait ListResource<D: Send + Sync>: Send + Sync {
+    /// The managed resource type listed, e.g. `artifortress_backup`.
+    fn type_name(&self) -> &'static str;
+    /// The schema of the `config` block.
+    fn schema(&self) -> Schema;
+    async fn validate(&self, _config: &Value) -> Diagnostics {
+        Diagnostics::new()
+    }
+    async fn list(&self, req: ListRequest<'_, D>) -> (Vec<ListResult>, Diagnostics);
 }
 
 // ----------------------------------------------------------------- data source
@@ -209,6 +248,58 @@ pub enum Import {
     Passthrough(&'static str),
 }
 
+/// Whether Terraform's `import { identity = { ... } }` must give an identity attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForImport {
+    Required,
+    /// The provider can work it out (a default, the provider's settings).
+    Optional,
+}
+
+/// One attribute of a resource identity: always a primitive, always known once stored.
+#[derive(Clone, Debug)]
+pub struct IdentityAttribute {
+    pub name: &'static str,
+    pub ty: Type,
+    pub import: ForImport,
+    pub description: &'static str,
+}
+
+/// The identity of a resource type (Terraform >= 1.12): a small object that names the remote
+/// object for its whole life, versioned apart from the resource schema. Terraform stores it
+/// beside the state, sends it back on read, plan and apply, and accepts it in `import` blocks.
+#[derive(Clone, Debug)]
+pub struct IdentitySchema {
+    pub version: i64,
+    pub attributes: Vec<IdentityAttribute>,
+}
+
+impl IdentitySchema {
+    /// The object type identity values are encoded with (msgpack on the wire, JSON in state).
+    pub fn value_type(&self) -> Type {
+        Type::object(self.attributes.iter().map(|a| (a.name, a.ty.clone())))
+    }
+
+    /// The `required_for_import` attributes left null in an identity given to import.
+    pub fn missing_for_import(&self, identity: &Value) -> Vec<&'static str> {
+        self.attributes
+            .iter()
+            .filter(|a| a.import == ForImport::Required && identity.attr(a.name).is_null())
+            .map(|a| a.name)
+            .collect()
+    }
+}
+
+/// What a resource works its identity out from.
+pub struct IdentityRequest<'a, D> {
+    /// The state (after read or apply) or the plan; wholly known except in a plan.
+    pub state: &'a Value,
+    /// The identity Terraform stored for the object, or null (first read under Terraform
+    /// >= 1.12, an import by ID, a create or a replacement).
+    pub prior: &'a Value,
+    pub provider: &'a D,
+}
+
 #[async_trait]
 pub trait Resource<D: Send + Sync>: Send + Sync {
     fn type_name(&self) -> &'static str;
@@ -234,6 +325,43 @@ pub trait Resource<D: Send + Sync>: Send + Sync {
     fn move_state(&self, req: MoveStateRequest<'_>) -> Result<MovedState, Diagnostics> {
         Err(move_not_supported(self.type_name(), &req).into())
     }
+
+    /// The identity schema; `None` (the default): the type has no identity and Terraform
+    /// keeps none.
+    fn identity_schema(&self) -> Option<IdentitySchema> {
+        None
+    }
+    /// The object's identity, from its state (or plan) and the identity stored before. `None`
+    /// when the state does not name the object yet (unknowns in a create plan). The protocol
+    /// layer keeps a stored identity's values wherever this leaves an attribute null.
+    fn identity(&self, _req: IdentityRequest<'_, D>) -> Option<Value> {
+        None
+    }
+    /// An `import { identity = { ... } }`: the import ID naming the same object, so the import
+    /// then runs exactly as one by ID. Required attributes were checked to be set.
+    fn import_id(&self, _identity: &Value, _provider: &D) -> Result<String, Diagnostic> {
+        Err(Diagnostic::error(
+            "Import by identity not supported",
+            format!(
+                "{} cannot be imported by identity; import it by ID.",
+                self.type_name()
+            ),
+        ))
+    }
+    /// Converts an identity stored by an older identity version (JSON) to the current one.
+    fn upgrade_identity(
+        &self,
+        version: i64,
+        _raw: &serde_json::Value,
+    ) -> Result<Value, Diagnostic> {
+        Err(Diagnostic::provider_bug(
+            "Unable to upgrade resource identity",
+            format!(
+                "{} has no identity upgrader from version {version}",
+                self.type_name()
+            ),
+        ))
+    }
     /// Converts state stored by an older schema version (JSON) to the current one. Only called
     /// when `version` is below the schema's; the same version is decoded generically.
     fn upgrade_state(&self, version: i64, _raw: &serde_json::Value) -> Result<Value, Diagnostic> {
@@ -245,6 +373,25 @@ pub trait Resource<D: Send + Sync>: Send + Sync {
             ),
         ))
     }
+}
+
+/// The identity to send Terraform: what the resource worked out (`derived`), with the stored
+/// identity's value wherever it left an attribute null, or the stored identity when it worked
+/// out nothing; null when there is neither. Stored values never override derived ones: an
+/// identity is the object's, and the object is what the state describes.
+pub fn resolve_identity(schema: &IdentitySchema, derived: Option<Value>, prior: &Value) -> Value {
+    let Some(mut identity) = derived.filter(|d| !d.is_null()) else {
+        return prior.clone();
+    };
+    if prior.is_null() {
+        return identity;
+    }
+    for a in &schema.attributes {
+        if identity.attr(a.name).is_null() && !prior.attr(a.name).is_null() {
+            identity.set_attr(a.name, prior.attr(a.name).clone());
+        }
+    }
+    identity
 }
 
 // ---------------------------------------------------------- ephemeral resource

@@ -221,15 +221,18 @@ fn ignore_sigint() {
     }
 }
 
+/// The handler is registered here, before the handshake line is printed: registered inside the
+/// spawned task, a SIGTERM arriving before that task first ran (a loaded machine) took the
+/// default action and killed the process without its shutdown.
 fn spawn_sigterm_handler(shutdown: CancellationToken) {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return;
+    };
     tokio::spawn(async move {
-        if let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            term.recv().await;
-            tracing::debug!("SIGTERM received, shutting down");
-            shutdown.cancel();
-        }
+        term.recv().await;
+        tracing::debug!("SIGTERM received, shutting down");
+        shutdown.cancel();
     });
 }
 

@@ -17,8 +17,9 @@ use crate::clients::object_store;
 use crate::clients::pg::database_identity;
 use crate::protocol::diagnostics::{AttributePath, Diagnostic, Diagnostics};
 use crate::protocol::framework::{
-    self, ApplyRequest, ApplyResponse, DeleteRequest, Import, ModifyPlanRequest,
-    ModifyPlanResponse, ReadRequest, ReadResponse, Resource, Stopped,
+    self, ApplyRequest, ApplyResponse, DeleteRequest, ForImport, IdentityRequest, IdentitySchema,
+    Import, ListRequest, ListResource, ListResult, ModifyPlanRequest, ModifyPlanResponse,
+    ReadRequest, ReadResponse, Resource, Stopped,
 };
 use crate::protocol::model::ToValue;
 use crate::protocol::schema::{Attribute, Schema};
@@ -26,6 +27,7 @@ use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
 use crate::protocol::value::Value;
 use crate::settings::Settings;
+use crate::shared::identity;
 use crate::shared::{DEFAULT_BACKUP_PREFIX, timestamp_text};
 
 pub const TYPE_NAME: &str = "artifortress_backup";
@@ -426,6 +428,152 @@ impl Resource<Settings> for Backup {
 
     fn import(&self) -> Import {
         Import::Passthrough("object_key")
+    }
+
+    fn identity_schema(&self) -> Option<IdentitySchema> {
+        Some(IdentitySchema {
+            version: 0,
+            attributes: vec![
+                identity::string_attribute(
+                    "bucket",
+                    ForImport::Optional,
+                    "The bucket holding the dump. Default on import: the provider's `object_storage.bucket`.",
+                ),
+                identity::string_attribute(
+                    "object_key",
+                    ForImport::Required,
+                    "The key of the dump (its manifest is beside it).",
+                ),
+            ],
+        })
+    }
+
+    /// The dump's bucket and key: both fixed for the backup's life (a change of either is a
+    /// new backup). An import's state names no bucket until its refresh: the provider's.
+    fn identity(&self, req: IdentityRequest<'_, Settings>) -> Option<Value> {
+        let object_key = req.state.attr("object_key").as_str()?;
+        let bucket = match req.state.attr("bucket").as_str() {
+            Some(b) => Value::string(b),
+            None if req.prior.attr("bucket").is_null() => {
+                Value::opt_string(req.provider.bucket(None).ok().flatten())
+            }
+            None => Value::Null,
+        };
+        Some(Value::object([
+            ("bucket", bucket),
+            ("object_key", Value::string(object_key)),
+        ]))
+    }
+
+    fn import_id(&self, identity: &Value, settings: &Settings) -> Result<String, Diagnostic> {
+        let key = identity.attr("object_key").as_str().unwrap_or_default();
+        if let Some(wanted) = identity.attr("bucket").as_str() {
+            let ours = settings.need_bucket(None, "bucket")?;
+            if wanted != ours {
+                return Err(Diagnostic::error(
+                    "Backup in another bucket",
+                    format!(
+                        "The identity names s3://{wanted}/{key}, but an import reads the \
+                         provider's object_storage.bucket ({ours:?}). Import with a provider \
+                         whose bucket is {wanted:?} (an aliased provider block works)."
+                    ),
+                ));
+            }
+        }
+        Ok(key.to_string())
+    }
+}
+
+/// `list "artifortress_backup"` (`terraform query`): every backup under a prefix that has a
+/// manifest, oldest first, with its identity and, when asked, the state an import by its key
+/// reads (so `terraform query -generate-config-out` writes configuration that imports it with
+/// an empty plan).
+pub struct BackupList;
+
+#[async_trait]
+impl ListResource<Settings> for BackupList {
+    fn type_name(&self) -> &'static str {
+        TYPE_NAME
+    }
+
+    fn schema(&self) -> Schema {
+        Schema::new(
+            0,
+            "Backups in the provider's bucket, found by their manifests.",
+            vec![Attribute::optional("prefix", Type::String).description(
+                "List the backups under this prefix (default `backups/`): every dump with a \
+                     manifest, as `data \"artifortress_backups\"` finds them.",
+            )],
+        )
+    }
+
+    async fn list(&self, req: ListRequest<'_, Settings>) -> (Vec<ListResult>, Diagnostics) {
+        let settings = req.provider;
+        let prefix = req
+            .config
+            .attr("prefix")
+            .as_str()
+            .unwrap_or(DEFAULT_BACKUP_PREFIX)
+            .to_string();
+        let listed = async {
+            let bucket = settings.need_bucket(None, "bucket")?;
+            let s3 = settings.object_store()?;
+            let manifests = backup::list(&s3, &bucket, &prefix)
+                .await
+                .map_err(|e| error_diagnostic("Cannot list the backups", &e).at_attr("prefix"))?;
+            Ok::<_, Diagnostic>((bucket, manifests))
+        };
+        let (bucket, manifests) = match listed.await {
+            Ok(l) => l,
+            Err(d) => return (Vec::new(), d.into()),
+        };
+        let mut diags = Diagnostics::new();
+        let mut results = Vec::new();
+        let limit = usize::try_from(req.limit).unwrap_or(usize::MAX);
+        for m in manifests.into_iter().take(limit) {
+            let resource = if req.include_resource {
+                let ty = Backup.schema().value_type();
+                let mut state = Value::null_object(&ty);
+                state.set_attr("object_key", Value::string(&m.object_key));
+                let mut resp = ReadResponse {
+                    new_state: state.clone(),
+                    private: Vec::new(),
+                    diagnostics: Diagnostics::new(),
+                };
+                Backup
+                    .read(
+                        ReadRequest {
+                            current_state: &state,
+                            private: &[],
+                            provider: settings,
+                            ctx: req.ctx,
+                        },
+                        &mut resp,
+                    )
+                    .await;
+                if resp.diagnostics.has_errors() {
+                    diags.extend(resp.diagnostics);
+                    continue;
+                }
+                Some(resp.new_state)
+            } else {
+                None
+            };
+            results.push(ListResult {
+                identity: Value::object([
+                    ("bucket", Value::string(&bucket)),
+                    ("object_key", Value::string(&m.object_key)),
+                ]),
+                display_name: format!(
+                    "{} ({}, snapshot {})",
+                    m.id,
+                    m.object_key,
+                    timestamp_text(m.snapshot_at)
+                ),
+                resource,
+            });
+        }
+        (results, diags)
     }
 }
 

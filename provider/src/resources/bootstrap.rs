@@ -22,8 +22,8 @@ use crate::clients::bootstrap::{
 use crate::clients::pg::valid_identifier;
 use crate::protocol::diagnostics::{AttributePath, Diagnostic, Diagnostics};
 use crate::protocol::framework::{
-    ApplyRequest, ApplyResponse, DeleteRequest, ModifyPlanRequest, ModifyPlanResponse, ReadRequest,
-    ReadResponse, Resource,
+    ApplyRequest, ApplyResponse, DeleteRequest, IdentityRequest, IdentitySchema, Import,
+    ModifyPlanRequest, ModifyPlanResponse, ReadRequest, ReadResponse, Resource,
 };
 use crate::protocol::model::{Maybe, ModelError, Planned, ToValue};
 use crate::protocol::schema::{Attribute, Schema};
@@ -32,6 +32,7 @@ use crate::protocol::validators::Validator;
 use crate::protocol::value::Value;
 use crate::settings::{Setting, Settings};
 use crate::shared::edits::write_changes;
+use crate::shared::identity as shared_identity;
 
 pub const TYPE_NAME: &str = "artifortress_bootstrap";
 
@@ -217,6 +218,12 @@ impl Resource<Settings> for Bootstrap {
 
     async fn read(&self, req: ReadRequest<'_, Settings>, resp: &mut ReadResponse) {
         let settings = req.provider;
+        // An import holds only `id`: what it names is read from the server first.
+        if resp.new_state.attr("database").is_null()
+            && let Err(d) = read_import(settings, &mut resp.new_state).await
+        {
+            return resp.diagnostics.push(d);
+        }
         let before = match BootstrapModel::from_value(&resp.new_state) {
             Ok(s) => s,
             Err(e) => {
@@ -320,6 +327,24 @@ impl Resource<Settings> for Bootstrap {
                 .at_attr("on_destroy")
                 .into(),
         }
+    }
+
+    fn import(&self) -> Import {
+        Import::Passthrough("id")
+    }
+
+    fn identity_schema(&self) -> Option<IdentitySchema> {
+        Some(shared_identity::database_identity_schema())
+    }
+
+    fn import_id(&self, identity: &Value, _provider: &Settings) -> Result<String, Diagnostic> {
+        shared_identity::database_import_id(identity)
+    }
+
+    /// The database `id` names (`host:port/database` of the effective `database_url`, no
+    /// credentials); both of its parts force a new resource when they change.
+    fn identity(&self, req: IdentityRequest<'_, Settings>) -> Option<Value> {
+        shared_identity::database_identity(req.state.attr("id").as_str())
     }
 }
 
@@ -559,6 +584,58 @@ fn check_models(checks: &[Check]) -> Vec<CheckModel> {
             detail: c.detail.clone(),
         })
         .collect()
+}
+
+/// Fills an imported state (only `id`, `host:port/database`) from the server, with the
+/// provider's `database_url` for it: the database must exist, its owner is `owner_role`; the
+/// bucket is the provider's; the other arguments take their defaults (`create_bucket = false`,
+/// `on_destroy = "keep"`). The refresh that follows verifies role, database and bucket as for
+/// any state, so the imported checks are what the server and the bucket show now.
+async fn read_import(settings: &Settings, state: &mut Value) -> Result<(), Diagnostic> {
+    let id = state.attr("id").as_str().unwrap_or_default().to_string();
+    let Some((host, port, database)) = shared_identity::parse_database_id(&id) else {
+        return Err(Diagnostic::error(
+            "Invalid import ID",
+            format!(
+                "{id:?}: expected <host>:<port>/<database>, e.g. db.internal:5432/artifortress_staging."
+            ),
+        )
+        .at_attr("id"));
+    };
+    if !valid_identifier(&database) {
+        return Err(Diagnostic::error(
+            "Invalid import ID",
+            format!(
+                "{database:?} is not a database name this resource manages \
+                 (^[A-Za-z_][A-Za-z0-9_]*$, at most 63 bytes)."
+            ),
+        )
+        .at_attr("id"));
+    }
+    let server = format!("{host}:{port}");
+    let url = provider_url_on(settings, &server, &Value::Null)?;
+    let bucket = settings.need_bucket(None, "bucket")?;
+    let s3 = settings.object_store()?;
+    let seen = bootstrap::observe(&s3, &url, &database, "", &bucket, settings.request_timeout)
+        .await
+        .map_err(|e| error_diagnostic("Cannot read the bootstrap to import", &e))?;
+    let Some(owner) = seen.database_owner else {
+        return Err(Diagnostic::error(
+            "Cannot import non-existent database",
+            format!("Database {database:?} does not exist on {server}."),
+        )
+        .at_attr("id"));
+    };
+    state.set_attr("database", Value::string(&database));
+    state.set_attr("owner_role", Value::string(&owner));
+    state.set_attr("bucket", Value::string(&bucket));
+    state.set_attr("create_bucket", Value::Bool(false));
+    state.set_attr("on_destroy", Value::string("keep"));
+    state.set_attr(
+        "database_url_template",
+        Value::string(url_template(&server, &owner, &database)),
+    );
+    Ok(())
 }
 
 fn identity(server: &str, database: &str) -> String {

@@ -31,13 +31,15 @@ use futures::future::join_all;
 use crate::clients::hosts::{LocalTransport, Timeouts, Transport};
 use crate::protocol::diagnostics::{AttributePath, Diagnostic, Diagnostics};
 use crate::protocol::framework::{
-    ApplyRequest, ApplyResponse, DeleteRequest, Import, ModifyPlanRequest, ModifyPlanResponse,
-    MoveStateRequest, MovedState, ReadRequest, ReadResponse, Resource,
+    ApplyRequest, ApplyResponse, DeleteRequest, ForImport, IdentityRequest, IdentitySchema, Import,
+    ModifyPlanRequest, ModifyPlanResponse, MoveStateRequest, MovedState, ReadRequest, ReadResponse,
+    Resource,
 };
 use crate::protocol::schema::Schema;
 use crate::protocol::value::Value;
 use crate::settings::Settings;
 use crate::shared::DEFAULT_BACKUP_PREFIX;
+use crate::shared::identity;
 
 use model::{HostConfig, ReleaseModel};
 
@@ -107,6 +109,61 @@ impl Resource<Settings> for Release {
     /// blocks to use instead (see [`moved`]).
     fn move_state(&self, req: MoveStateRequest<'_>) -> Result<MovedState, Diagnostics> {
         moved::move_state(req)
+    }
+
+    fn identity_schema(&self) -> Option<IdentitySchema> {
+        Some(IdentitySchema {
+            version: 0,
+            attributes: vec![
+                identity::string_attribute(
+                    "transport",
+                    ForImport::Optional,
+                    "`ssh` or `local`, as the resource's `transport` (default `ssh`).",
+                ),
+                identity::string_attribute(
+                    "deploy_dir",
+                    ForImport::Required,
+                    "The absolute directory holding the releases on every host.",
+                ),
+                identity::string_attribute(
+                    "hosts",
+                    ForImport::Required,
+                    "Where to find the hosts when importing: `<host>=<address>[:<port>][/<role>+<role>],...` as in the import ID. Recorded as given at the first import or create and kept while hosts come and go (the release's `id` changes with them, its identity does not).",
+                ),
+            ],
+        })
+    }
+
+    /// `{transport, deploy_dir}` name the deployment and never change (both force a new
+    /// resource). `hosts` is where it was first found: taken from `id` once, then kept.
+    fn identity(&self, req: IdentityRequest<'_, Settings>) -> Option<Value> {
+        let transport = req.state.attr("transport").as_str()?;
+        let deploy_dir = req.state.attr("deploy_dir").as_str()?;
+        let hosts = match req.prior.attr("hosts").as_str() {
+            Some(h) => h.to_string(),
+            None => refresh::hosts_of_id(req.state.attr("id").as_str()?)?,
+        };
+        Some(Value::object([
+            ("transport", Value::string(transport)),
+            ("deploy_dir", Value::string(deploy_dir)),
+            ("hosts", Value::string(hosts)),
+        ]))
+    }
+
+    fn import_id(&self, identity: &Value, _settings: &Settings) -> Result<String, Diagnostic> {
+        let dir = identity.attr("deploy_dir").as_str().unwrap_or_default();
+        let hosts = identity.attr("hosts").as_str().unwrap_or_default();
+        let local = match identity.attr("transport").as_str() {
+            None | Some("ssh") => "",
+            Some("local") => "local:",
+            Some(other) => {
+                return Err(Diagnostic::error(
+                    "Invalid import identity",
+                    format!("transport {other:?}: expected \"ssh\" or \"local\"."),
+                ));
+            }
+        };
+        Ok(format!("{local}{dir},{hosts}"))
     }
 
     /// Version 0 kept the plain sha256 of each env file in `env_sha256` (and in its drift

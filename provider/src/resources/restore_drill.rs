@@ -14,8 +14,8 @@ use crate::clients::pg::{database_identity, valid_identifier};
 use crate::clients::restore::{self, DrillError, DrillReport, DrillSpec};
 use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
 use crate::protocol::framework::{
-    self, ApplyRequest, ApplyResponse, DeleteRequest, ModifyPlanRequest, ModifyPlanResponse,
-    ReadRequest, ReadResponse, Resource, Stopped,
+    self, ApplyRequest, ApplyResponse, DeleteRequest, ForImport, IdentityRequest, IdentitySchema,
+    Import, ModifyPlanRequest, ModifyPlanResponse, ReadRequest, ReadResponse, Resource, Stopped,
 };
 use crate::protocol::model::{Maybe, ModelError, ToValue};
 use crate::protocol::schema::{Attribute, Schema};
@@ -24,6 +24,7 @@ use crate::protocol::validators::Validator;
 use crate::protocol::value::Value;
 use crate::settings::Settings;
 use crate::shared::edits::write_changes;
+use crate::shared::identity;
 use crate::shared::{DEFAULT_BACKUP_PREFIX, timestamp};
 
 pub const TYPE_NAME: &str = "artifortress_restore_drill";
@@ -340,7 +341,14 @@ impl Resource<Settings> for RestoreDrill {
         );
     }
 
-    async fn read(&self, _req: ReadRequest<'_, Settings>, resp: &mut ReadResponse) {
+    async fn read(&self, req: ReadRequest<'_, Settings>, resp: &mut ReadResponse) {
+        // An import holds only `report_object_key`: the record is the report's JSON twin.
+        if resp.new_state.attr("id").is_null() {
+            match read_import(req.provider, &resp.new_state).await {
+                Ok(state) => resp.new_state = state,
+                Err(d) => return resp.diagnostics.push(d),
+            }
+        }
         // A drill is a record of an event; the one live thing is the report file it wrote.
         // Refresh records what that file holds now (its sha256, null when missing), so a
         // deleted or edited report shows up as a plan to write it again (modify_plan).
@@ -415,6 +423,133 @@ impl Resource<Settings> for RestoreDrill {
     async fn delete(&self, _req: DeleteRequest<'_, Settings>) -> Diagnostics {
         Diagnostics::new()
     }
+
+    fn import(&self) -> Import {
+        Import::Passthrough("report_object_key")
+    }
+
+    fn identity_schema(&self) -> Option<IdentitySchema> {
+        Some(IdentitySchema {
+            version: 0,
+            attributes: vec![
+                identity::string_attribute(
+                    "bucket",
+                    ForImport::Optional,
+                    "The bucket of the backup drilled. Default: the provider's `object_storage.bucket`.",
+                ),
+                identity::string_attribute(
+                    "backup_id",
+                    ForImport::Required,
+                    "The backup drilled, as `backup_id` gives it (an id or an object key).",
+                ),
+                identity::string_attribute(
+                    "drill_database",
+                    ForImport::Optional,
+                    "The scratch database restored into (default `artifortress_drill`).",
+                ),
+                identity::string_attribute(
+                    "ran_at",
+                    ForImport::Required,
+                    "When the drill started (RFC 3339, UTC).",
+                ),
+            ],
+        })
+    }
+
+    /// A drill is a record of one event: which backup (bucket and backup id) was restored
+    /// where (the scratch database) and when. Every part is fixed for the record's life: any
+    /// change of them runs a new drill, which is a new record.
+    fn identity(&self, req: IdentityRequest<'_, Settings>) -> Option<Value> {
+        let s = req.state;
+        let field = |name: &str| s.attr(name).as_str().map(Value::string);
+        Some(Value::object([
+            ("bucket", field("bucket")?),
+            ("backup_id", field("backup_id")?),
+            ("drill_database", field("drill_database")?),
+            ("ran_at", field("ran_at")?),
+        ]))
+    }
+}
+
+/// The state of an imported drill, from the JSON twin of its report (written beside
+/// `report_object_key` in the provider's bucket): the record as the drill made it, and the
+/// arguments the report names (backup, bucket, prefix, scratch database, parity tables,
+/// targets, whether the database was kept); `fail_on_breach` is `false` for a FAIL (a failing
+/// drill is recorded only then), the rest take their defaults.
+async fn read_import(settings: &Settings, state: &Value) -> Result<Value, Diagnostic> {
+    let key = state
+        .attr("report_object_key")
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let bucket = settings.need_bucket(None, "bucket")?;
+    let s3 = settings.object_store()?;
+    let twin = json_key(&key);
+    let bytes = object_store::get_small(&s3, &bucket, &twin)
+        .await
+        .map_err(|e| {
+            Diagnostic::error("Cannot read the drill report", e.to_string())
+                .at_attr("report_object_key")
+        })?
+        .ok_or_else(|| {
+            Diagnostic::error(
+                "Cannot import non-existent drill report",
+                format!(
+                    "s3://{bucket}/{twin} does not exist. A drill is imported by the \
+                     `report_object_key` it wrote its report to; its JSON twin (`.md` \
+                     replaced by `.json`) holds the record."
+                ),
+            )
+            .at_attr("report_object_key")
+        })?;
+    let report: DrillReport = serde_json::from_slice(&bytes).map_err(|e| {
+        Diagnostic::error(
+            "Not a drill report",
+            format!("s3://{bucket}/{twin} is not a report this provider wrote: {e}."),
+        )
+        .at_attr("report_object_key")
+    })?;
+    let defaults: Vec<&str> = PARITY_TABLES.to_vec();
+    let mut tables: Vec<&str> = report.expected_counts.keys().map(String::as_str).collect();
+    let mut sorted_defaults = defaults.clone();
+    sorted_defaults.sort();
+    if tables == sorted_defaults {
+        tables = defaults;
+    }
+    let prefix = report
+        .object_key
+        .find(&report.backup_id)
+        .map(|at| report.object_key[..at].to_string())
+        .unwrap_or_else(|| DEFAULT_BACKUP_PREFIX.to_string());
+    let mut model = RestoreDrillModel {
+        backup_id: report.backup_id.clone(),
+        bucket: Some(report.bucket.clone()),
+        prefix,
+        admin_database_url: None,
+        drill_database: report.drill_database.clone(),
+        parity_tables: tables.into_iter().map(|t| Some(t.to_string())).collect(),
+        rto_target_seconds: report.rto_target_seconds,
+        rpo_target_seconds: report.rpo_target_seconds,
+        keep_drill_database: report.kept,
+        report_object_key: Some(key),
+        report_file: None,
+        fail_on_breach: report.passed,
+        triggers: Value::Null,
+        postgres_bin_dir: None,
+        timeouts: Value::Null,
+        id: None,
+        passed: None,
+        rto_seconds: None,
+        rpo_seconds: None,
+        backup_duration_seconds: None,
+        restore_duration_seconds: None,
+        mismatches: None,
+        report_markdown: None,
+        ran_at: None,
+        report_file_sha256: None,
+    };
+    model.record(&report);
+    Ok(model.to_value(&RestoreDrillModel::object_type()))
 }
 
 impl RestoreDrillModel {

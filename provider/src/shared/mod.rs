@@ -6,6 +6,7 @@
 //! - [`edits`]: a model written back into a plan or state, only where the code changed it;
 //! - [`migrations`]: one look at a database's migrations (the observation), shared by the
 //!   migration resource, the migrations data source and preflight;
+//! - [`identity`]: the database identity `{host, port, database}` (migration, bootstrap);
 //! - [`ops`]: readiness dependency lists and ops-summary thresholds, shared by the readiness,
 //!   ops summary and preflight data sources.
 
@@ -16,6 +17,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use crate::protocol::value::Value;
 
 pub mod edits;
+pub mod identity;
 pub mod migrations;
 pub mod ops;
 

@@ -2,6 +2,7 @@
 //! tfplugin6 messages.
 
 use crate::protocol::diagnostics::{AttributePath, Diagnostics, Severity, Step};
+use crate::protocol::framework::{ForImport, IdentitySchema};
 use crate::protocol::proto::tfplugin6 as pb;
 use crate::protocol::schema::{Attribute, AttributeType, Block, Nesting, Schema};
 
@@ -35,6 +36,23 @@ pub(super) fn to_proto_diags(diags: &Diagnostics) -> Vec<pb::Diagnostic> {
             attribute: d.attribute.as_ref().map(to_proto_path),
         })
         .collect()
+}
+
+pub(super) fn to_proto_identity_schema(schema: &IdentitySchema) -> pb::ResourceIdentitySchema {
+    pb::ResourceIdentitySchema {
+        version: schema.version,
+        identity_attributes: schema
+            .attributes
+            .iter()
+            .map(|a| pb::resource_identity_schema::IdentityAttribute {
+                name: a.name.to_string(),
+                r#type: a.ty.to_json_bytes(),
+                required_for_import: a.import == ForImport::Required,
+                optional_for_import: a.import == ForImport::Optional,
+                description: a.description.to_string(),
+            })
+            .collect(),
+    }
 }
 
 pub(super) fn to_proto_schema(schema: &Schema) -> pb::Schema {

@@ -23,6 +23,8 @@ use super::value::Value;
 use super::{json, msgpack};
 
 type Res<T> = Result<Response<T>, Status>;
+type BoxStream<T> =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// A registered type with its schema computed once.
 struct Entry<T: ?Sized> {
@@ -45,6 +47,9 @@ pub struct ProviderService<P: Provider> {
     data_sources: HashMap<String, Entry<dyn DataSource<P::Data>>>,
     ephemerals: HashMap<String, Entry<dyn EphemeralResource<P::Data>>>,
     actions: HashMap<String, Entry<dyn Action<P::Data>>>,
+    lists: HashMap<String, Entry<dyn framework::ListResource<P::Data>>>,
+    /// Identity schemas (and their value types) of the resources that have one.
+    identities: HashMap<String, (framework::IdentitySchema, Type)>,
     data: RwLock<Option<Arc<P::Data>>>,
     /// Replaced by a fresh token after every StopProvider, like terraform-plugin-go.
     stop: Mutex<CancellationToken>,
@@ -76,13 +81,29 @@ impl<P: Provider> ProviderService<P> {
             .into_iter()
             .map(|a| (a.type_name().to_string(), Entry::new(a.clone(), a.schema())))
             .collect();
+        let lists = provider
+            .list_resources()
+            .into_iter()
+            .map(|l| (l.type_name().to_string(), Entry::new(l.clone(), l.schema())))
+            .collect();
+        let identities = provider
+            .resources()
+            .into_iter()
+            .filter_map(|r| {
+                let schema = r.identity_schema()?;
+                let ty = schema.value_type();
+                Some((r.type_name().to_string(), (schema, ty)))
+            })
+            .collect();
         ProviderService {
             provider_schema: provider.schema(),
+            identities,
             provider: Arc::new(provider),
             resources,
             data_sources,
             ephemerals,
             actions,
+            lists,
             data: RwLock::new(None),
             stop: Mutex::new(CancellationToken::new()),
             write_only_allowed: std::sync::atomic::AtomicBool::new(true),
@@ -293,6 +314,7 @@ with_diagnostics!(
     pb::get_metadata::Response,
     pb::get_provider_schema::Response,
     pb::get_resource_identity_schemas::Response,
+    pb::upgrade_resource_identity::Response,
     pb::validate_provider_config::Response,
     pb::configure_provider::Response,
     pb::validate_resource_config::Response,
@@ -311,6 +333,7 @@ with_diagnostics!(
     pb::get_functions::Response,
     pb::validate_action_config::Response,
     pb::plan_action::Response,
+    pb::validate_list_resource_config::Response,
 );
 
 impl WithDiagnostics for Diagnostics {
@@ -331,11 +354,12 @@ impl<T: Default> Default for Out<T> {
 mod action_rpcs;
 mod conversions;
 mod data_rpcs;
+mod list_rpcs;
 mod provider_rpcs;
 mod resource_rpcs;
 
 pub(crate) use conversions::to_proto_path;
-use conversions::{timestamp, to_proto_diags, to_proto_schema};
+use conversions::{timestamp, to_proto_diags, to_proto_identity_schema, to_proto_schema};
 
 // ------------------------------------------------------------------ the RPCs
 
@@ -363,6 +387,13 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::get_resource_identity_schemas::Request>,
     ) -> Res<pb::get_resource_identity_schemas::Response> {
         self.serve_get_resource_identity_schemas(request).await
+    }
+
+    async fn upgrade_resource_identity(
+        &self,
+        request: Request<pb::upgrade_resource_identity::Request>,
+    ) -> Res<pb::upgrade_resource_identity::Response> {
+        self.serve_upgrade_resource_identity(request).await
     }
 
     async fn get_functions(
@@ -496,6 +527,20 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::invoke_action::Request>,
     ) -> Res<tonic::codegen::BoxStream<pb::invoke_action::Event>> {
         self.serve_invoke_action(request).await
+    }
+
+    async fn validate_list_resource_config(
+        &self,
+        request: Request<pb::validate_list_resource_config::Request>,
+    ) -> Res<pb::validate_list_resource_config::Response> {
+        self.serve_validate_list_resource_config(request).await
+    }
+
+    async fn list_resource(
+        &self,
+        request: Request<pb::list_resource::Request>,
+    ) -> Res<BoxStream<pb::list_resource::Event>> {
+        self.serve_list_resource(request).await
     }
 
     async fn stop_provider(

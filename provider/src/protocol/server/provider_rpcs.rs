@@ -10,7 +10,7 @@ use tonic::{Request, Response};
 
 use super::{
     Out, ProviderService, Res, WithDiagnostics, decode, server_capabilities, sorted,
-    to_proto_diags, to_proto_schema,
+    to_proto_diags, to_proto_identity_schema, to_proto_schema,
 };
 use crate::protocol::diagnostics::Diagnostics;
 use crate::protocol::framework::{self, ConfigureRequest, Provider};
@@ -37,6 +37,9 @@ impl<P: Provider> ProviderService<P> {
                         .collect(),
                     actions: sorted(self.actions.keys())
                         .map(|t| pb::get_metadata::ActionMetadata { type_name: t })
+                        .collect(),
+                    list_resources: sorted(self.lists.keys())
+                        .map(|t| pb::get_metadata::ListResourceMetadata { type_name: t })
                         .collect(),
                     ..Default::default()
                 }
@@ -75,6 +78,8 @@ impl<P: Provider> ProviderService<P> {
                         .map(|(k, e)| (k, &e.schema))
                         .collect(),
                 );
+                let list_resource_schemas =
+                    convert(self.lists.iter().map(|(k, e)| (k, &e.schema)).collect());
                 let action_schemas = self
                     .actions
                     .iter()
@@ -91,6 +96,7 @@ impl<P: Provider> ProviderService<P> {
                     data_source_schemas,
                     ephemeral_resource_schemas,
                     action_schemas,
+                    list_resource_schemas,
                     server_capabilities: Some(server_capabilities()),
                     diagnostics: to_proto_diags(&diags),
                     ..Default::default()
@@ -104,8 +110,19 @@ impl<P: Provider> ProviderService<P> {
         &self,
         _request: Request<pb::get_resource_identity_schemas::Request>,
     ) -> Res<pb::get_resource_identity_schemas::Response> {
-        // No resource has an identity yet; an empty map tells Terraform so.
-        Ok(Response::new(Default::default()))
+        let resp = self
+            .run("GetResourceIdentitySchemas", "", async {
+                pb::get_resource_identity_schemas::Response {
+                    identity_schemas: self
+                        .identities
+                        .iter()
+                        .map(|(name, (schema, _))| (name.clone(), to_proto_identity_schema(schema)))
+                        .collect(),
+                    diagnostics: Vec::new(),
+                }
+            })
+            .await;
+        Ok(Response::new(resp))
     }
 
     pub(super) async fn serve_get_functions(

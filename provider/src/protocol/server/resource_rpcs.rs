@@ -7,7 +7,7 @@ use super::{
 };
 use crate::protocol::diagnostics::{Diagnostic, Diagnostics};
 use crate::protocol::framework::{
-    self, ApplyRequest, ApplyResponse, DeleteRequest, Import, ModifyPlanRequest,
+    self, ApplyRequest, ApplyResponse, DeleteRequest, IdentityRequest, Import, ModifyPlanRequest,
     ModifyPlanResponse, MoveStateRequest, Provider, ReadRequest, ReadResponse,
 };
 use crate::protocol::json;
@@ -15,6 +15,56 @@ use crate::protocol::proto::tfplugin6 as pb;
 use crate::protocol::value::Value;
 
 impl<P: Provider> ProviderService<P> {
+    /// The identity Terraform sent for `type_name` (null when it sent none, or when the type
+    /// has no identity: Terraform < 1.12 never sends one).
+    fn identity_in(
+        &self,
+        type_name: &str,
+        data: Option<&pb::ResourceIdentityData>,
+    ) -> Result<Value, Diagnostic> {
+        let Some((_, ty)) = self.identities.get(type_name) else {
+            return Ok(Value::Null);
+        };
+        decode(
+            data.and_then(|d| d.identity_data.as_ref()),
+            ty,
+            "resource identity",
+        )
+    }
+
+    /// The identity to answer with for the object `state` describes: worked out by the
+    /// resource, completed with `prior` ([`framework::resolve_identity`]). `None` when the type
+    /// has no identity, the object is gone, or (in a plan) it is not wholly known yet: Terraform
+    /// accepts no identity, and an unknown one only on create or replace.
+    fn identity_out(
+        &self,
+        entry: &super::Entry<dyn framework::Resource<P::Data>>,
+        type_name: &str,
+        state: &Value,
+        prior: &Value,
+        data: &P::Data,
+    ) -> Result<Option<pb::ResourceIdentityData>, Diagnostic> {
+        let Some((schema, ty)) = self.identities.get(type_name) else {
+            return Ok(None);
+        };
+        if state.is_null() {
+            return Ok(None);
+        }
+        let derived = entry.imp.identity(IdentityRequest {
+            state,
+            prior,
+            provider: data,
+        });
+        let identity = framework::resolve_identity(schema, derived, prior);
+        if identity.is_null() || !identity.is_wholly_known() {
+            return Ok(None);
+        }
+        let encoded = encode(&identity, ty, "resource identity")?;
+        Ok(Some(pb::ResourceIdentityData {
+            identity_data: Some(encoded),
+        }))
+    }
+
     pub(super) async fn serve_validate_resource_config(
         &self,
         request: Request<pb::validate_resource_config::Request>,
@@ -117,6 +167,82 @@ impl<P: Provider> ProviderService<P> {
         Ok(Response::new(resp))
     }
 
+    pub(super) async fn serve_upgrade_resource_identity(
+        &self,
+        request: Request<pb::upgrade_resource_identity::Request>,
+    ) -> Res<pb::upgrade_resource_identity::Response> {
+        let req = request.into_inner();
+        let resp = self
+            .run("UpgradeResourceIdentity", &req.type_name, async {
+                let Out(upgraded_identity, diags) = async {
+                    let mut diags = Diagnostics::new();
+                    let entry = tri!(diags, self.resource(&req.type_name));
+                    let Some((schema, ty)) = self.identities.get(&req.type_name) else {
+                        diags.push(Diagnostic::error(
+                            "Unable to upgrade resource identity",
+                            format!(
+                                "{} has no resource identity in this provider ({}); remove \
+                                 the identity from state by removing and re-importing the \
+                                 resource.",
+                                req.type_name,
+                                env!("CARGO_PKG_VERSION")
+                            ),
+                        ));
+                        return Out(None, diags);
+                    };
+                    let raw = req.raw_identity.unwrap_or_default();
+                    let identity = if req.version == schema.version {
+                        tri!(
+                            diags,
+                            json::decode(&raw.json, ty).map_err(|e| Diagnostic::error(
+                                "Unable to read stored identity",
+                                format!(
+                                    "The identity of {} could not be read: {e}.",
+                                    req.type_name
+                                ),
+                            ))
+                        )
+                    } else if req.version > schema.version {
+                        diags.push(Diagnostic::error(
+                            "Resource instance managed by a newer provider version",
+                            format!(
+                                "The identity was written by identity version {} but this \
+                                 provider ({}) knows only up to version {}. Upgrade the \
+                                 provider.",
+                                req.version,
+                                env!("CARGO_PKG_VERSION"),
+                                schema.version
+                            ),
+                        ));
+                        return Out(None, diags);
+                    } else {
+                        let json: serde_json::Value = tri!(
+                            diags,
+                            serde_json::from_slice(&raw.json).map_err(|e| Diagnostic::error(
+                                "Unable to read stored identity",
+                                format!("The stored identity is not JSON: {e}.")
+                            ))
+                        );
+                        tri!(diags, entry.imp.upgrade_identity(req.version, &json))
+                    };
+                    let encoded = tri!(diags, encode(&identity, ty, "upgraded identity"));
+                    Out(
+                        Some(pb::ResourceIdentityData {
+                            identity_data: Some(encoded),
+                        }),
+                        diags,
+                    )
+                }
+                .await;
+                pb::upgrade_resource_identity::Response {
+                    upgraded_identity,
+                    diagnostics: to_proto_diags(&diags),
+                }
+            })
+            .await;
+        Ok(Response::new(resp))
+    }
+
     pub(super) async fn serve_read_resource(
         &self,
         request: Request<pb::read_resource::Request>,
@@ -124,12 +250,16 @@ impl<P: Provider> ProviderService<P> {
         let req = request.into_inner();
         let resp = self
             .run("ReadResource", &req.type_name, async {
-                let Out((new_state, private), diags) = async {
+                let Out((new_state, private, new_identity), diags) = async {
                     let mut diags = Diagnostics::new();
                     let entry = tri!(diags, self.resource(&req.type_name));
                     let current = tri!(
                         diags,
                         decode(req.current_state.as_ref(), &entry.ty, "state")
+                    );
+                    let current_identity = tri!(
+                        diags,
+                        self.identity_in(&req.type_name, req.current_identity.as_ref())
                     );
                     let data = tri!(diags, self.provider_data());
                     let ctx = self.context(None);
@@ -161,12 +291,17 @@ impl<P: Provider> ProviderService<P> {
                         return Out(Default::default(), diags);
                     }
                     let encoded = tri!(diags, encode(&state, &entry.ty, "state"));
-                    Out((Some(encoded), resp.private), diags)
+                    let identity = tri!(
+                        diags,
+                        self.identity_out(entry, &req.type_name, &state, &current_identity, &data)
+                    );
+                    Out((Some(encoded), resp.private, identity), diags)
                 }
                 .await;
                 pb::read_resource::Response {
                     new_state,
                     private,
+                    new_identity,
                     diagnostics: to_proto_diags(&diags),
                     ..Default::default()
                 }
@@ -182,7 +317,10 @@ impl<P: Provider> ProviderService<P> {
         let req = request.into_inner();
         let resp = self
             .run("PlanResourceChange", &req.type_name, async {
-                let Out((planned_state, requires_replace, planned_private), diags) = async {
+                let Out(
+                    (planned_state, requires_replace, planned_private, planned_identity),
+                    diags,
+                ) = async {
                     let mut diags = Diagnostics::new();
                     let entry = tri!(diags, self.resource(&req.type_name));
                     let prior = tri!(
@@ -201,7 +339,10 @@ impl<P: Provider> ProviderService<P> {
                     if proposed.is_null() {
                         diags.extend(entry.imp.plan_destroy(&prior, &*data).await);
                         let null = tri!(diags, encode(&Value::Null, &entry.ty, "plan"));
-                        return Out((Some(null), Vec::new(), req.prior_private.clone()), diags);
+                        return Out(
+                            (Some(null), Vec::new(), req.prior_private.clone(), None),
+                            diags,
+                        );
                     }
                     let ctx = self.context(None);
                     let mut resp = ModifyPlanResponse {
@@ -242,14 +383,31 @@ impl<P: Provider> ProviderService<P> {
                         }
                     }
                     let encoded = tri!(diags, encode(&planned, &entry.ty, "plan"));
+                    // A replacement is a new object: the stored identity is not its own.
+                    let prior_identity = if prior.is_null() || !replace.is_empty() {
+                        Value::Null
+                    } else {
+                        tri!(
+                            diags,
+                            self.identity_in(&req.type_name, req.prior_identity.as_ref())
+                        )
+                    };
+                    let identity = tri!(
+                        diags,
+                        self.identity_out(entry, &req.type_name, &planned, &prior_identity, &data)
+                    );
                     let replace = replace.iter().map(to_proto_path).collect();
-                    Out((Some(encoded), replace, resp.planned_private), diags)
+                    Out(
+                        (Some(encoded), replace, resp.planned_private, identity),
+                        diags,
+                    )
                 }
                 .await;
                 pb::plan_resource_change::Response {
                     planned_state,
                     requires_replace,
                     planned_private,
+                    planned_identity,
                     diagnostics: to_proto_diags(&diags),
                     legacy_type_system: false,
                     ..Default::default()
@@ -266,7 +424,7 @@ impl<P: Provider> ProviderService<P> {
         let req = request.into_inner();
         let resp = self
             .run("ApplyResourceChange", &req.type_name, async {
-                let Out((new_state, private), diags) = async {
+                let Out((new_state, private, new_identity), diags) = async {
                     let mut diags = Diagnostics::new();
                     let entry = tri!(diags, self.resource(&req.type_name));
                     let prior = tri!(
@@ -275,6 +433,10 @@ impl<P: Provider> ProviderService<P> {
                     );
                     let planned =
                         tri!(diags, decode(req.planned_state.as_ref(), &entry.ty, "plan"));
+                    let planned_identity = tri!(
+                        diags,
+                        self.identity_in(&req.type_name, req.planned_identity.as_ref())
+                    );
                     let config = tri!(
                         diags,
                         decode(req.config.as_ref(), &entry.ty, "configuration")
@@ -301,7 +463,24 @@ impl<P: Provider> ProviderService<P> {
                             &Value::Null
                         };
                         let encoded = tri!(diags, encode(state, &entry.ty, "state"));
-                        return Out((Some(encoded), req.planned_private.clone()), diags);
+                        let identity = if diags.has_errors() {
+                            tri!(
+                                diags,
+                                self.identity_out(
+                                    entry,
+                                    &req.type_name,
+                                    &prior,
+                                    &planned_identity,
+                                    &data
+                                )
+                            )
+                        } else {
+                            None
+                        };
+                        return Out(
+                            (Some(encoded), req.planned_private.clone(), identity),
+                            diags,
+                        );
                     }
                     let creating = prior.is_null();
                     let mut resp = ApplyResponse {
@@ -339,12 +518,17 @@ impl<P: Provider> ProviderService<P> {
                         state = prior.clone();
                     }
                     let encoded = tri!(diags, encode(&state, &entry.ty, "state"));
-                    Out((Some(encoded), resp.private), diags)
+                    let identity = tri!(
+                        diags,
+                        self.identity_out(entry, &req.type_name, &state, &planned_identity, &data)
+                    );
+                    Out((Some(encoded), resp.private, identity), diags)
                 }
                 .await;
                 pb::apply_resource_change::Response {
                     new_state,
                     private,
+                    new_identity,
                     diagnostics: to_proto_diags(&diags),
                     ..Default::default()
                 }
@@ -370,7 +554,41 @@ impl<P: Provider> ProviderService<P> {
                         ));
                         return Out(Default::default(), diags);
                     };
-                    if req.id.trim().is_empty() {
+                    let identity = tri!(
+                        diags,
+                        self.identity_in(&req.type_name, req.identity.as_ref())
+                    );
+                    let (id, identity) = if identity.is_null() {
+                        (req.id.clone(), None)
+                    } else {
+                        // Terraform >= 1.12 `import { identity = { ... } }`: the resource names
+                        // the object by its import ID, and the import goes on as one by ID.
+                        let Some((schema, ty)) = self.identities.get(&req.type_name) else {
+                            return Out(Default::default(), diags);
+                        };
+                        let missing = schema.missing_for_import(&identity);
+                        if !missing.is_empty() {
+                            diags.push(Diagnostic::error(
+                                "Incomplete import identity",
+                                format!(
+                                    "Importing {} by identity needs {}.",
+                                    req.type_name,
+                                    missing.join(", ")
+                                ),
+                            ));
+                            return Out(Default::default(), diags);
+                        }
+                        let data = tri!(diags, self.provider_data());
+                        let id = tri!(diags, entry.imp.import_id(&identity, &data));
+                        let encoded = tri!(diags, encode(&identity, ty, "resource identity"));
+                        (
+                            id,
+                            Some(pb::ResourceIdentityData {
+                                identity_data: Some(encoded),
+                            }),
+                        )
+                    };
+                    if id.trim().is_empty() {
                         diags.push(Diagnostic::error(
                             "Missing import ID",
                             format!("Importing {} needs an ID.", req.type_name),
@@ -378,12 +596,13 @@ impl<P: Provider> ProviderService<P> {
                         return Out(Default::default(), diags);
                     }
                     let mut state = Value::null_object(&entry.ty);
-                    state.set_attr(id_attr, Value::String(req.id.clone()));
+                    state.set_attr(id_attr, Value::String(id));
                     let encoded = tri!(diags, encode(&state, &entry.ty, "imported state"));
                     Out(
                         vec![pb::import_resource_state::ImportedResource {
                             type_name: req.type_name.clone(),
                             state: Some(encoded),
+                            identity,
                             ..Default::default()
                         }],
                         diags,

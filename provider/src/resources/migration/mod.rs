@@ -29,8 +29,8 @@ use crate::clients::migrations::{MigrationClass, MigrationError, PendingMigratio
 use crate::clients::pg;
 use crate::protocol::diagnostics::{AttributePath, Diagnostic, Diagnostics};
 use crate::protocol::framework::{
-    self, ApplyRequest, ApplyResponse, DeleteRequest, Import, ModifyPlanRequest,
-    ModifyPlanResponse, ReadRequest, ReadResponse, Resource,
+    self, ApplyRequest, ApplyResponse, DeleteRequest, IdentityRequest, IdentitySchema, Import,
+    ModifyPlanRequest, ModifyPlanResponse, ReadRequest, ReadResponse, Resource,
 };
 use crate::protocol::model::{Maybe, ModelError, Planned, ToValue};
 use crate::protocol::schema::{Attribute, Schema};
@@ -39,6 +39,7 @@ use crate::protocol::validators::Validator;
 use crate::protocol::value::Value;
 use crate::settings::{Setting, Settings};
 use crate::shared::edits::{write_changes, write_differences};
+use crate::shared::identity;
 use crate::shared::migrations::{
     LookFailure, Observation, classes_attribute, config_classes, error_diagnostic, load_files,
     plan_inputs, validate_classes, view_attribute,
@@ -342,6 +343,20 @@ impl Resource<Settings> for Migration {
 
     fn import(&self) -> Import {
         Import::Passthrough("id")
+    }
+
+    fn identity_schema(&self) -> Option<IdentitySchema> {
+        Some(identity::database_identity_schema())
+    }
+
+    /// The database `id` names: it changes only when `database_url` names another database,
+    /// which is another ledger.
+    fn identity(&self, req: IdentityRequest<'_, Settings>) -> Option<Value> {
+        identity::database_identity(req.state.attr("id").as_str())
+    }
+
+    fn import_id(&self, identity: &Value, _provider: &Settings) -> Result<String, Diagnostic> {
+        identity::database_import_id(identity)
     }
 }
 

@@ -327,6 +327,15 @@ pub(super) fn make_id(transport: &str, deploy_dir: &str, hosts: &[HostConfig]) -
     id
 }
 
+/// The hosts part of an ID (`<host>=<address>[:<port>],...`, what follows the deploy dir), for
+/// the identity; `None` when the ID is not one.
+pub(super) fn hosts_of_id(id: &str) -> Option<String> {
+    let parsed = parse_id(id).ok()?;
+    let rest = id.strip_prefix("local:").unwrap_or(id);
+    let (_, hosts) = rest.split_once(',')?;
+    (!parsed.hosts.is_empty()).then(|| hosts.to_string())
+}
+
 /// Parses an import ID; roles may be given as `/api+worker` after a host, else they are read
 /// from the env files on the host.
 /// A parsed import ID: each host with whether its roles were given.
@@ -707,6 +716,20 @@ mod tests {
         );
         // The upgraded state is a state of the current schema.
         assert!(ReleaseModel::from_config(&up).is_ok());
+    }
+
+    #[test]
+    fn hosts_of_an_id_are_what_follows_the_deploy_dir() {
+        assert_eq!(
+            hosts_of_id("/opt/af,api-1=10.0.1.5,worker-1=10.0.1.7:2222").as_deref(),
+            Some("api-1=10.0.1.5,worker-1=10.0.1.7:2222")
+        );
+        assert_eq!(
+            hosts_of_id("local:/srv/af,box=127.0.0.1").as_deref(),
+            Some("box=127.0.0.1")
+        );
+        assert_eq!(hosts_of_id("relative,a=b"), None);
+        assert_eq!(hosts_of_id("/opt/af"), None);
     }
 
     #[test]
