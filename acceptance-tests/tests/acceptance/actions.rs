@@ -18,29 +18,14 @@ use acceptance_tests::support::postgres::PgServer;
 use serde_json::{Value, json};
 
 use crate::examples::{Example, tf_tag};
-use crate::harness::{Run, Terraform, Workdir, shows, terraforms};
+use crate::harness::{Run, Terraform, Workdir, shows, terraforms_at_least};
 
 const SERVICE_DB: &str = "artifortress";
 const BOOTSTRAP_TOKEN: &str = "actions-bootstrap-token-0123456789";
 
 /// Terraforms under test that know actions (>= 1.14).
 pub(crate) fn with_actions() -> Vec<Terraform> {
-    let all = terraforms();
-    let picked: Vec<Terraform> = all
-        .iter()
-        .filter(|tf| {
-            let mut parts = tf.version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-            let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-            (major, minor) >= (1, 14)
-        })
-        .cloned()
-        .collect();
-    assert!(
-        !picked.is_empty(),
-        "no Terraform >= 1.14 under test ({:?}): actions would go untested",
-        all.iter().map(|t| &t.version).collect::<Vec<_>>()
-    );
-    picked
+    terraforms_at_least(1, 14, "actions")
 }
 
 /// PostgreSQL (the service's database, migrated and seeded), Garage, the test bed API on both,

@@ -31,6 +31,35 @@ pub struct Terraform {
     pub version: String,
 }
 
+impl Terraform {
+    /// Whether this is Terraform `major.minor` or later (1.12: resource identity; 1.14:
+    /// actions and `terraform query`).
+    pub fn at_least(&self, major: u32, minor: u32) -> bool {
+        let mut parts = self
+            .version
+            .split('.')
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
+    }
+}
+
+/// The Terraforms under test that are `major.minor` or later; fails when there is none, so a
+/// feature of newer Terraform never goes untested silently.
+pub fn terraforms_at_least(major: u32, minor: u32, feature: &str) -> Vec<Terraform> {
+    let all = terraforms();
+    let picked: Vec<Terraform> = all
+        .iter()
+        .filter(|tf| tf.at_least(major, minor))
+        .cloned()
+        .collect();
+    assert!(
+        !picked.is_empty(),
+        "no Terraform >= {major}.{minor} under test ({:?}): {feature} would go untested",
+        all.iter().map(|t| &t.version).collect::<Vec<_>>()
+    );
+    picked
+}
+
 /// Every Terraform CLI named in `ARTIFORTRESS_TEST_TERRAFORMS` (colon-separated).
 pub fn terraforms() -> Vec<Terraform> {
     static ALL: OnceLock<Vec<Terraform>> = OnceLock::new();

@@ -1923,7 +1923,7 @@ action "artifortress_take_backup" "pre_release" {{
 /// a refresh shows the drift, the next plan deploys v2 again, and after it the plan is empty.
 #[test]
 fn rollback_release_action_goes_back_then_the_plan_redeploys() {
-    for tf in super::restore_database::with_actions() {
+    for tf in crate::actions::with_actions() {
         let dir = tempfile::Builder::new()
             .prefix("af-rollback-action-")
             .tempdir()

@@ -9,8 +9,9 @@ use acceptance_tests::support::garage::GarageServer;
 use acceptance_tests::support::migrations_dir;
 use acceptance_tests::support::postgres::PgServer;
 
+use crate::actions::with_actions;
 use crate::examples::Example;
-use crate::harness::{Terraform, Workdir, terraforms};
+use crate::harness::Workdir;
 
 const TABLES: [&str; 10] = [
     "schema_migrations",
@@ -24,22 +25,6 @@ const TABLES: [&str; 10] = [
     "search_index_jobs",
     "gc_runs",
 ];
-
-/// The Terraform CLIs that know actions (>= 1.14); at least one must be configured.
-pub fn with_actions() -> Vec<Terraform> {
-    let tfs: Vec<Terraform> = terraforms()
-        .into_iter()
-        .filter(|t| {
-            let mut v = t.version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-            (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (1, 14)
-        })
-        .collect();
-    assert!(
-        !tfs.is_empty(),
-        "no Terraform >= 1.14 in ARTIFORTRESS_TEST_TERRAFORMS: actions cannot be tested"
-    );
-    tfs
-}
 
 /// Row counts of the parity tables that exist (absent tables left out).
 fn counts(pg: &PgServer, db: &str) -> serde_json::Map<String, serde_json::Value> {
