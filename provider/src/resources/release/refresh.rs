@@ -149,7 +149,9 @@ pub(super) async fn read(req: ReadRequest<'_, Settings>, resp: &mut ReadResponse
         if let Some(Ok(t)) = transports(settings, &transport, &configs[..1]).await.pop() {
             let n = hosts::revisions(&*t, &deploy_dir, 100_000)
                 .await
-                .map(|r| r.len())
+                // Lines of `artifortress_rollback_release` (`rollback-of=`) are history, not
+                // rollouts: `revision` counts rollouts as the apply does.
+                .map(|r| r.iter().filter(|l| !l.contains(" rollback-of=")).count())
                 .unwrap_or(0);
             state.revision = Some(n as i64);
         }
