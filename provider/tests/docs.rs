@@ -299,6 +299,22 @@ fn docs_are_generated_from_the_schemas() {
             ),
         ));
     }
+    for l in provider.list_resources() {
+        let short = l.type_name().trim_start_matches("artifortress_");
+        pages.push((
+            repo().join(format!("docs/list-resources/{short}.md")),
+            render(
+                "List Resource",
+                l.type_name(),
+                &l.schema(),
+                None,
+                &repo().join(format!(
+                    "examples/list-resources/{}/{short}s.tfquery.hcl",
+                    l.type_name()
+                )),
+            ),
+        ));
+    }
     let update = std::env::var_os("UPDATE_DOCS").is_some();
     let mut stale = Vec::new();
     for (path, text) in pages {

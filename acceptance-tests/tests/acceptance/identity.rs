@@ -12,9 +12,7 @@ use crate::harness::{Terraform, Workdir, terraforms};
 
 /// Terraform 1.12 introduced resource identity (tfplugin6.9).
 pub(crate) fn has_identity(tf: &Terraform) -> bool {
-    let mut parts = tf.version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    (major, minor) >= (1, 12)
+    tf.at_least(1, 12)
 }
 
 /// The `identity` (and its schema version) of the one resource of `type_name` in state.
@@ -432,8 +430,7 @@ fn restore_drill_imports_by_its_report_key_and_its_identity_names_the_drill() {
 
 /// `terraform query` (Terraform >= 1.14).
 fn has_query(tf: &Terraform) -> bool {
-    let mut parts = tf.version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (1, 14)
+    tf.at_least(1, 14)
 }
 
 #[test]
@@ -470,11 +467,16 @@ fn query_lists_unmanaged_backups_and_generated_config_imports_them_with_an_empty
         state_rm(&wd, "artifortress_backup.a");
         state_rm(&wd, "artifortress_backup.b");
         wd.set_config(&provider_only);
+        // The documented example (docs/list-resources/backup.md), on this test's prefix.
+        let example = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../examples/list-resources/artifortress_backup/backups.tfquery.hcl"),
+        )
+        .unwrap();
+        assert!(example.contains("\"backups/production/\""), "{example}");
         std::fs::write(
             wd.file("backups.tfquery.hcl"),
-            format!(
-                "list \"artifortress_backup\" \"old\" {{\n  provider = artifortress\n  include_resource = true\n  config {{\n    prefix = \"{prefix}\"\n  }}\n}}\n"
-            ),
+            example.replace("\"backups/production/\"", &format!("\"{prefix}\"")),
         )
         .unwrap();
         let query = wd.run(&["query", "-no-color"]);
