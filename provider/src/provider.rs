@@ -150,7 +150,10 @@ impl Provider for ArtifortressProvider {
     }
 
     fn list_resources(&self) -> Vec<Arc<dyn ListResource<Settings>>> {
-        vec![Arc::new(resources::backup::BackupList)]
+        vec![
+            Arc::new(resources::backup::BackupList),
+            Arc::new(resources::release::ReleaseList),
+        ]
     }
 }
 

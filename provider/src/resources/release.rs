@@ -16,6 +16,7 @@
 mod apply;
 mod artifacts;
 mod env;
+mod list;
 mod model;
 mod moved;
 mod plan;
@@ -41,6 +42,7 @@ use crate::settings::Settings;
 use crate::shared::DEFAULT_BACKUP_PREFIX;
 use crate::shared::identity;
 
+pub use list::ReleaseList;
 use model::{HostConfig, ReleaseModel};
 
 pub const TYPE_NAME: &str = "artifortress_release";

@@ -48,9 +48,9 @@ pub use lock::{
     renew_lock,
 };
 pub use release_dir::{
-    ARTIFACT_SHA256_FILE, CURRENT_LINK, InstalledRelease, RELEASES_DIR, REVISIONS_LOG, ROLE_DIRS,
-    RolePart, append_revision, current, install_release, install_role_release, prune,
-    release_sha256, remove_release, revisions, switch_current,
+    ARTIFACT_SHA256_FILE, CURRENT_LINK, Installed, InstalledRelease, RELEASES_DIR, REVISIONS_LOG,
+    ROLE_DIRS, RolePart, append_revision, current, install_release, install_role_release,
+    installed, prune, release_sha256, remove_release, revisions, switch_current,
 };
 pub use shell::{check_version, shell_quote};
 pub use ssh::{PrivateKeyText, SshConfig, SshTransport};

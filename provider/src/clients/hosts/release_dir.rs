@@ -450,6 +450,51 @@ pub async fn current(t: &dyn Transport, deploy_dir: &str) -> Result<Option<Strin
     Ok(version_of_target(&out))
 }
 
+/// What a deploy dir holds on a host: the version `current` points to (`None`: no `current`)
+/// and the releases installed in `releases/`, oldest install first (ties: by name).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Installed {
+    pub current: Option<String>,
+    pub releases: Vec<String>,
+}
+
+/// Reads [`Installed`]; a missing deploy dir holds nothing. Temporary entries (`.incoming-*`
+/// and the like) and names that are not versions are not releases.
+pub async fn installed(t: &dyn Transport, deploy_dir: &str) -> Result<Installed, HostError> {
+    let d = deploy_dir_arg(deploy_dir)?;
+    let cmd = format!(
+        "c={c}\n\
+         if [ -L \"$c\" ]; then printf 'current %s\\n' \"$(readlink -- \"$c\")\"; \
+         elif [ -e \"$c\" ]; then echo \"$c is not a symbolic link\" >&2; exit 1; fi\n\
+         cd -- {rs} 2>/dev/null || exit 0\n\
+         find . -mindepth 1 -maxdepth 1 -type d ! -name '.*' -printf '%T@ %f\\n'",
+        c = shell_quote(&format!("{d}/{CURRENT_LINK}")),
+        rs = shell_quote(&format!("{d}/{RELEASES_DIR}")),
+    );
+    let out = run_ok(t, "list releases", &cmd, Stdin::Null, t.timeouts().command).await?;
+    Ok(parse_installed(&out))
+}
+
+fn parse_installed(out: &str) -> Installed {
+    let mut current = None;
+    let mut releases: Vec<(f64, String)> = Vec::new();
+    for line in out.lines() {
+        if let Some(target) = line.strip_prefix("current ") {
+            current = version_of_target(target);
+        } else if let Some((mtime, name)) = line.split_once(' ')
+            && let Ok(mtime) = mtime.parse::<f64>()
+            && check_version(name).is_ok()
+        {
+            releases.push((mtime, name.to_string()));
+        }
+    }
+    releases.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    Installed {
+        current,
+        releases: releases.into_iter().map(|(_, v)| v).collect(),
+    }
+}
+
 /// Appends one line to `revisions.log`.
 pub async fn append_revision(
     t: &dyn Transport,
@@ -602,6 +647,41 @@ pub async fn remove_release(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn installed_releases_oldest_first_without_temporary_entries() {
+        let out = "current /srv/af/releases/v2\n20.5 v2\n10.0 v1\n30.0 bad name\n";
+        assert_eq!(
+            parse_installed(out),
+            Installed {
+                current: Some("v2".into()),
+                releases: vec!["v1".into(), "v2".into()],
+            }
+        );
+        assert_eq!(parse_installed(""), Installed::default());
+    }
+
+    #[tokio::test]
+    async fn installed_reads_a_deploy_dir_on_this_machine() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap().to_string();
+        let t = super::super::LocalTransport::new(super::super::Timeouts::default());
+        // No deploy dir at all: nothing installed.
+        assert_eq!(
+            installed(&t, &format!("{d}/missing")).await.unwrap(),
+            Installed::default()
+        );
+        std::fs::create_dir_all(format!("{d}/releases/v1")).unwrap();
+        std::fs::create_dir_all(format!("{d}/releases/.incoming-x")).unwrap();
+        std::os::unix::fs::symlink(format!("{d}/releases/v1"), format!("{d}/current")).unwrap();
+        assert_eq!(
+            installed(&t, &d).await.unwrap(),
+            Installed {
+                current: Some("v1".into()),
+                releases: vec!["v1".into()],
+            }
+        );
+    }
 
     #[test]
     fn prune_selection() {

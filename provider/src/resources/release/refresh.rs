@@ -342,9 +342,9 @@ pub(super) fn hosts_of_id(id: &str) -> Option<String> {
 /// from the env files on the host.
 /// A parsed import ID: each host with whether its roles were given.
 pub(super) struct ImportId {
-    transport: String,
-    deploy_dir: String,
-    hosts: Vec<(HostConfig, bool)>,
+    pub(super) transport: String,
+    pub(super) deploy_dir: String,
+    pub(super) hosts: Vec<(HostConfig, bool)>,
 }
 
 pub(super) fn parse_id(id: &str) -> Result<ImportId, String> {
