@@ -967,6 +967,142 @@ fn release_deploys_on_this_machine_and_imports() {
     }
 }
 
+/// `list "artifortress_release"` (Terraform >= 1.14): a release Terraform forgot is found by
+/// `terraform query` with its live version, and the generated import brings it back under
+/// management as an import by ID does.
+#[test]
+fn query_lists_a_local_release_and_generated_config_imports_it() {
+    for tf in crate::harness::terraforms_at_least(1, 14, "terraform query") {
+        let dir = tempfile::Builder::new()
+            .prefix("af-release-query-")
+            .tempdir()
+            .unwrap();
+        let deploy_dir = dir.path().join("deploy").display().to_string();
+        let fleet = Fleet {
+            hosts: vec![(
+                "box".into(),
+                DevHost {
+                    address: "127.0.0.1".into(),
+                    port: 22,
+                },
+                vec!["api", "worker"],
+            )],
+            deploy_dir: deploy_dir.clone(),
+            api_port: free_port(),
+            local: true,
+            faults: false,
+        };
+        // The local transport needs no `ssh` settings (no deploy hosts in this test).
+        let provider_only = "\nprovider \"artifortress\" {}\n".to_string();
+        let wd = Workdir::new(&tf, &format!("{provider_only}{}", fleet.resource("v1", "")));
+        wd.apply_ok();
+        wd.set_config(&format!("{provider_only}{}", fleet.resource("v2", "")));
+        wd.apply_ok();
+        let deployed = state(&wd);
+        assert_eq!(deployed["host_versions"], serde_json::json!({"box": "v2"}));
+        let run = wd.run(&["state", "rm", "artifortress_release.r"]);
+        assert_eq!(run.code, 0, "{}", run.text());
+        wd.set_config(&provider_only);
+
+        // The documented example (docs/list-resources/release.md) on this test's deploy dir.
+        let example = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../examples/list-resources/artifortress_release/releases.tfquery.hcl"),
+        )
+        .unwrap();
+        let hosts_line = r#"hosts      = "api-1=10.0.1.5,worker-1=10.0.1.7:2222""#;
+        assert!(example.contains(hosts_line), "{example}");
+        std::fs::write(
+            wd.file("releases.tfquery.hcl"),
+            example
+                .replace("\"/opt/artifortress\"", &hcl(&deploy_dir))
+                .replace(
+                    hosts_line,
+                    "hosts      = \"box=127.0.0.1\"\n    transport  = \"local\"",
+                ),
+        )
+        .unwrap();
+        let query = wd.run(&["query", "-no-color"]);
+        assert_eq!(query.code, 0, "{}", query.text());
+        assert!(
+            query
+                .stdout
+                .contains(&format!("{deploy_dir}: live v2 | installed v1, v2")),
+            "live and installed versions listed:\n{}",
+            query.text()
+        );
+
+        let generate = wd.run(&["query", "-no-color", "-generate-config-out=generated.tf"]);
+        assert_eq!(generate.code, 0, "{}", generate.text());
+        let generated = std::fs::read_to_string(wd.file("generated.tf")).unwrap();
+        assert_eq!(generated.matches("import {").count(), 1, "{generated}");
+        for want in [
+            "version           = \"v2\"".to_string(),
+            format!(
+                "sha256 = {}",
+                hcl(deployed["artifact"]["sha256"].as_str().unwrap())
+            ),
+            "transport         = \"local\"".to_string(),
+            "roles   = [\"api\", \"worker\"]".to_string(),
+            "hosts      = \"box=127.0.0.1\"".to_string(),
+        ] {
+            assert!(generated.contains(&want), "{want} not in:\n{generated}");
+        }
+        // The hosts hold no artifact source, commands or api_url: as generated, the
+        // configuration is refused at plan (notes.md: complete it, as for `import`).
+        let plan = wd.run(&["plan", "-no-color", "-input=false"]);
+        assert_ne!(plan.code, 0, "{}", plan.text());
+        assert!(
+            plan.text().contains("artifact.source must be set"),
+            "{}",
+            plan.text()
+        );
+        // Completed with the release's own configuration, under the generated name, with the
+        // generated import block.
+        // Terraform takes `provider` in an import block only while it generates the resource.
+        let import = generated[generated.find("import {").unwrap()..]
+            .replace("  provider = artifortress\n", "");
+        std::fs::remove_file(wd.file("generated.tf")).unwrap();
+        let completed = fleet.resource("v2", "").replace(
+            "\"artifortress_release\" \"r\"",
+            "\"artifortress_release\" \"app_0\"",
+        );
+        wd.set_config(&format!("{provider_only}{completed}{import}"));
+        // As an import by ID: the arguments the hosts do not hold (api_url, on_destroy) are
+        // recorded by an in-place update that deploys nothing.
+        let plan = wd.run(&["plan", "-no-color", "-input=false"]);
+        assert_eq!(plan.code, 0, "{}", plan.text());
+        assert!(
+            plan.stdout
+                .contains("Plan: 1 to import, 0 to add, 1 to change, 0 to destroy."),
+            "{}",
+            plan.text()
+        );
+        let run = wd.apply_ok();
+        assert!(
+            run.stdout
+                .contains("1 imported, 0 added, 1 changed, 0 destroyed"),
+            "{}",
+            run.text()
+        );
+        let imported = state(&wd);
+        assert_eq!(imported["revision"], deployed["revision"], "no rollout");
+        assert_eq!(imported["host_versions"], deployed["host_versions"]);
+        assert_eq!(imported["env_sha256"], deployed["env_sha256"]);
+        assert_eq!(imported["on_destroy"], "stop");
+        assert_eq!(
+            crate::identity::state_identity(&wd, "artifortress_release").0,
+            serde_json::json!({
+                "transport": "local", "deploy_dir": deploy_dir, "hosts": "box=127.0.0.1"
+            })
+        );
+        let url = fleet.apis()[0].1.clone();
+        assert_eq!(readiness(&url).as_deref(), Some("ready"));
+        wd.destroy_ok();
+        assert_eq!(readiness(&url), None, "stopped on destroy");
+    }
+}
+
 /// Writes a backup manifest (as `artifortress_backup` does) with the given recovery point.
 fn put_manifest(id: &str, snapshot_at: chrono::DateTime<chrono::Utc>) {
     let bucket = required_env("ARTIFORTRESS_S3_BUCKET");
