@@ -240,11 +240,17 @@ mod tests {
         v
     }
 
+    /// The provider with no settings but `ssh.insecure_ignore_host_key`, so that SSH hosts
+    /// are really connected to.
     fn settings() -> Settings {
-        Settings::from_config(&Value::null_object(
-            &ArtifortressProvider.schema().value_type(),
-        ))
-        .unwrap()
+        let ty = ArtifortressProvider.schema().value_type();
+        let mut config = Value::null_object(&ty);
+        if let Type::Object { attributes, .. } = &ty {
+            let mut ssh = Value::null_object(&attributes["ssh"]);
+            ssh.set_attr("insecure_ignore_host_key", Value::Bool(true));
+            config.set_attr("ssh", ssh);
+        }
+        Settings::from_config(&config).unwrap()
     }
 
     async fn list(config: &Value, include_resource: bool) -> (Vec<ListResult>, Diagnostics) {
@@ -377,5 +383,10 @@ mod tests {
         assert!(diags.has_errors());
         let text = format!("{diags:?}");
         assert!(text.contains("Cannot read host gone-1"), "{text}");
+        // Refused at connect, not for a missing setting.
+        assert!(
+            text.contains("cannot connect") && !text.contains("known_hosts"),
+            "{text}"
+        );
     }
 }
