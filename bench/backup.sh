@@ -5,6 +5,8 @@
 #     snapshot streamed into an S3 multipart upload, sha256 on the fly, manifest last), custom
 #     format, no compression, no read-back verification; also printed for information: with
 #     verification, and with zstd;
+#   - pipe: the cheapest way with the upload, `pg_dump -Fc -Z0 | aws s3 cp - s3://...` (needs the
+#     `aws` CLI on PATH, e.g. `pip install awscli`; without it the way is left out with a note);
 #   - service: the service's own way: `pg_dump` plain SQL to a file, then that file uploaded with a
 #     multipart upload (8 MiB parts, sequential);
 #   - diagnostics: ours and service into a "null S3" (an endpoint in the bench process that answers
@@ -13,7 +15,8 @@
 # The database is one table of ints, a pgbench-like blank filler, md5 text and random bytes
 # (pgcrypto's gen_random_bytes), so the dump is not trivially compressible. Every way runs
 # interleaved; medians are printed with ratios: ours / floor (goal <= 1.3x), ours / service (goal
-# <= 0.5x), and ours' peak RSS (VmHWM of the process running the backup, under GNU time; goal
+# <= 0.5x), ours / pipe (goal <= 1.1x), the provider process's user+sys CPU per GiB dumped (goal
+# <= 1 s), and ours' peak RSS (VmHWM of the process running the backup, under GNU time; goal
 # <= 64 MiB and not growing with the database's size), plus where the CPU went (client, PostgreSQL
 # server, Garage), and whether each goal is met. Not a pass/fail test: it exits non-zero only when
 # something errors.

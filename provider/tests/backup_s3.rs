@@ -459,3 +459,106 @@ async fn object_store_errors_say_the_cause() {
         )
     );
 }
+
+/// Parts go up without a signed payload hash and without a flexible checksum (the backup hashes
+/// every byte itself): what catches bytes changed on the way is the read-back's sha256. A proxy
+/// between the client and Garage flips one byte of the dump in the upload (the custom format's
+/// `PGDMP` magic, seen only in the client-to-server direction): Garage stores the part as sent,
+/// and the backup fails with the sha256 mismatch and deletes the object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dump_corrupted_on_the_way_fails_the_verification_and_leaves_nothing() {
+    let pg = PgServer::start().unwrap();
+    let g = GarageServer::start().unwrap();
+    let url = seeded(&pg, "src");
+    let garage = g.endpoint().trim_start_matches("http://").to_string();
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_addr = proxy.local_addr().unwrap();
+    let flipped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let flipped = flipped.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = proxy.accept().await {
+                let server = tokio::net::TcpStream::connect(&garage).await.unwrap();
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                });
+                let flipped = flipped.clone();
+                tokio::spawn(async move {
+                    corrupt_first_magic(&mut cr, &mut sw, &flipped).await;
+                });
+            }
+        });
+    }
+    let s3 = object_store::client(&ObjectStoreConfig {
+        endpoint: Some(format!("http://{proxy_addr}")),
+        region: g.region().to_string(),
+        access_key_id: Some(g.access_key().to_string()),
+        secret_access_key: Some(g.secret_key().to_string()),
+        force_path_style: true,
+    });
+    let spec = spec(&g, "corrupt/", Format::Custom, Compression::None);
+    let err = backup::run(&s3, &url, &spec, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(
+        flipped.load(std::sync::atomic::Ordering::SeqCst),
+        "the proxy changed a byte"
+    );
+    let text = err.to_string();
+    assert!(
+        matches!(err, BackupError::VerifyMismatch { ref expected, ref actual, expected_size, actual_size, .. }
+            if expected != actual && expected_size == actual_size),
+        "expected the read-back's sha256 mismatch, got {text}"
+    );
+    assert!(text.contains("the object was deleted"), "{text}");
+    assert!(
+        object_store::list_keys(&s3, g.bucket(), "corrupt/")
+            .await
+            .unwrap()
+            .is_empty(),
+        "neither the object nor a manifest is left"
+    );
+}
+
+/// Copy `from` to `to`, changing the first `PGDMP` into `PGDMQ` (also across read boundaries:
+/// a tail that may begin the magic is held back until the next read).
+async fn corrupt_first_magic(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    flipped: &std::sync::atomic::AtomicBool,
+) {
+    use tokio::io::AsyncWriteExt;
+    const MAGIC: &[u8] = b"PGDMP";
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => {
+                let _ = to.write_all(&pending).await;
+                let _ = to.shutdown().await;
+                return;
+            }
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        let mut keep = 0;
+        if !flipped.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Some(at) = pending.windows(MAGIC.len()).position(|w| w == MAGIC) {
+                pending[at + MAGIC.len() - 1] = b'Q';
+                flipped.store(true, std::sync::atomic::Ordering::SeqCst);
+            } else {
+                keep = (1..MAGIC.len())
+                    .rev()
+                    .find(|&k| pending.len() >= k && pending.ends_with(&MAGIC[..k]))
+                    .unwrap_or(0);
+            }
+        }
+        let send = pending.len() - keep;
+        if to.write_all(&pending[..send]).await.is_err() {
+            return;
+        }
+        pending.drain(..send);
+    }
+}

@@ -7,7 +7,7 @@ use aws_sdk_s3::config::Intercept;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -373,9 +373,16 @@ pub async fn create_upload(
 
 /// Upload part `number` (from 1) of a multipart upload.
 ///
-/// Without SigV4 payload signing: the SDK's payload hash is a second sha256 pass over every
-/// byte (and another on the server). Integrity is kept by the SDK's CRC32 checksum of the part;
-/// callers that need more hash the whole object themselves.
+/// Every byte of a part is hashed once, by the caller: the backup streams the dump through its
+/// own sha256 for the manifest and, with `verify` (its default), reads the object back to
+/// compare it. So the part goes
+/// without a SigV4 payload hash (`x-amz-content-sha256: UNSIGNED-PAYLOAD`; signing it is a
+/// second sha256 pass over every byte here, and another on the server) and without a flexible
+/// checksum (the SDK's default adds a CRC32 of every part, a third pass, and the server checks
+/// it again): UploadPart does not require one, so the checksum is calculated only when
+/// required. What protects the bytes on the way is TLS (on an `https` endpoint) and, end to
+/// end, the caller's sha256 of the whole object (with `verify = false`, only TLS and TCP's own
+/// checksum: the drill and the restore still compare the manifest's sha256 before they use it).
 pub async fn upload_part(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -392,6 +399,10 @@ pub async fn upload_part(
         .part_number(number)
         .body(ByteStream::from(body))
         .customize()
+        .config_override(
+            aws_sdk_s3::Config::builder()
+                .request_checksum_calculation(RequestChecksumCalculation::WhenRequired),
+        )
         .disable_payload_signing()
         .send()
         .await
@@ -519,5 +530,100 @@ mod tests {
         ] {
             assert!(!text.contains(dump), "{dump:?} in {text}");
         }
+    }
+
+    /// One request as a tiny HTTP/1.1 server on 127.0.0.1 read it: its header lines
+    /// (lower-cased names) and its body, answered `200` with an ETag.
+    async fn capture_one(l: tokio::net::TcpListener) -> (Vec<(String, String)>, Vec<u8>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut data = Vec::new();
+        let mut buf = [0u8; 8192];
+        let head_end = loop {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the client hung up before its headers ended");
+            data.extend_from_slice(&buf[..n]);
+            if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8(data[..head_end].to_vec()).unwrap();
+        let headers: Vec<(String, String)> = head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .map(|(_, v)| v.parse().unwrap())
+            .unwrap_or(0);
+        let mut body = data[head_end..].to_vec();
+        while body.len() < length {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the client hung up inside its body");
+            body.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\nETag: \"part-etag\"\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        (headers, body)
+    }
+
+    fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A part goes up as its plain bytes with `x-amz-content-sha256: UNSIGNED-PAYLOAD` and no
+    /// flexible checksum (no `x-amz-checksum-*`, no trailer, no aws-chunked framing), still
+    /// signed (`Authorization`). A small object (the manifest) keeps its signed payload hash:
+    /// the same server sees the difference.
+    #[tokio::test]
+    async fn parts_go_up_unsigned_and_without_a_checksum() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let s3 = client_for(format!("http://{}", l.local_addr().unwrap()));
+        let server = tokio::spawn(capture_one(l));
+        let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let part = upload_part(&s3, "bucket", "a/key.dump", "upload-1", 3, body.clone())
+            .await
+            .unwrap();
+        assert_eq!(part.part_number(), Some(3));
+        assert_eq!(part.e_tag(), Some("\"part-etag\""));
+        let (headers, received) = server.await.unwrap();
+        assert_eq!(
+            header(&headers, "x-amz-content-sha256"),
+            Some("UNSIGNED-PAYLOAD"),
+            "{headers:?}"
+        );
+        assert!(header(&headers, "authorization").is_some(), "{headers:?}");
+        for (k, _) in &headers {
+            assert!(
+                !k.starts_with("x-amz-checksum-")
+                    && k != "x-amz-sdk-checksum-algorithm"
+                    && k != "x-amz-trailer"
+                    && k != "x-amz-decoded-content-length",
+                "{k} in {headers:?}"
+            );
+        }
+        assert_eq!(header(&headers, "content-encoding"), None, "{headers:?}");
+        assert_eq!(received, body, "the part's bytes as they are");
+
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let s3 = client_for(format!("http://{}", l.local_addr().unwrap()));
+        let server = tokio::spawn(capture_one(l));
+        put_small(&s3, "bucket", "a/key.json", b"{}".to_vec(), "application/json")
+            .await
+            .unwrap();
+        let (headers, _) = server.await.unwrap();
+        use sha2::Digest;
+        assert_eq!(
+            header(&headers, "x-amz-content-sha256"),
+            Some(hex::encode(sha2::Sha256::digest(b"{}")).as_str()),
+            "{headers:?}"
+        );
     }
 }

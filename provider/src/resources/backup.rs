@@ -71,7 +71,7 @@ crate::model! {
             .description("Written into the manifest; changing them rewrites the manifest in place."),
         verify: bool = Attribute::optional_computed("verify", Type::Bool)
             .default_value(true)
-            .description("Read the object back after the upload and compare its sha256 and size; a mismatch deletes it and fails."),
+            .description("Read the object back after the upload and compare its sha256 and size; a mismatch deletes it and fails. This is the upload's end-to-end check: parts go up without a second checksum of their own (every byte is hashed once, for the manifest), so with `false` only TLS guards the bytes on the way and a corrupted dump is found only when a restore drill or a restore reads it."),
         pg_dump_path: Option<String> = Attribute::optional("pg_dump_path", Type::String)
             .description("The pg_dump to run. Default: `pg_dump` on PATH. It must not be older than the server's major version (checked before anything starts)."),
         timeouts: Value = framework::timeouts_attribute(&["create"]),
