@@ -352,7 +352,7 @@ output "backup_id" {{ value = artifortress_backup.pre_release.id }}
 }
 
 #[test]
-fn restore_drill_imports_by_its_report_key_and_its_identity_names_the_drill() {
+fn restore_drill_imports_by_its_report_key_and_by_an_identity_naming_that_key() {
     let pg = PgServer::start().unwrap();
     let garage = GarageServer::start().unwrap();
     pg.create_migrated_database("src").unwrap();
@@ -386,6 +386,7 @@ fn restore_drill_imports_by_its_report_key_and_its_identity_names_the_drill() {
         }
         let expected = json!({
             "bucket": garage.bucket(),
+            "report_object_key": report_key,
             "backup_id": wd.output("backup_id"),
             "drill_database": "artifortress_drill",
             "ran_at": ran_at,
@@ -411,8 +412,54 @@ fn restore_drill_imports_by_its_report_key_and_its_identity_names_the_drill() {
             expected
         );
 
-        // By identity: the identity names the drill, not where its report is: refused in words.
+        // By identity: where the report is (required), the rest left out.
         state_rm(&wd, "artifortress_restore_drill.weekly");
+        import_with_block(
+            &wd,
+            &config,
+            &format!(
+                "import {{\n  to = artifortress_restore_drill.weekly\n  identity = {{\n    report_object_key = \"{report_key}\"\n  }}\n}}"
+            ),
+            EXACT_IMPORT,
+        );
+        assert_eq!(
+            state_identity(&wd, "artifortress_restore_drill").0,
+            expected
+        );
+        assert_eq!(wd.output("ran_at"), ran_at);
+
+        // By the whole identity, as `terraform show -json` printed it.
+        state_rm(&wd, "artifortress_restore_drill.weekly");
+        import_with_block(
+            &wd,
+            &config,
+            &format!(
+                "import {{\n  to = artifortress_restore_drill.weekly\n  identity = {{\n    bucket = \"{}\"\n    report_object_key = \"{report_key}\"\n    backup_id = \"{}\"\n    drill_database = \"artifortress_drill\"\n    ran_at = {}\n  }}\n}}",
+                garage.bucket(),
+                expected["backup_id"].as_str().unwrap(),
+                ran_at
+            ),
+            EXACT_IMPORT,
+        );
+        assert_eq!(
+            state_identity(&wd, "artifortress_restore_drill").0,
+            expected
+        );
+
+        // An identity whose drill is not the one the report records is refused, naming the
+        // difference; so is one without the report's key.
+        state_rm(&wd, "artifortress_restore_drill.weekly");
+        wd.set_config(&format!(
+            "{config}\nimport {{\n  to = artifortress_restore_drill.weekly\n  identity = {{\n    report_object_key = \"{report_key}\"\n    ran_at = \"2020-01-01T00:00:00Z\"\n  }}\n}}"
+        ));
+        let plan = wd.plan_detailed();
+        assert_eq!(plan.code, 1, "{}", plan.text());
+        assert!(
+            plan.shows("The drill report is of another drill"),
+            "{}",
+            plan.text()
+        );
+        assert!(plan.shows("2020-01-01T00:00:00Z"), "{}", plan.text());
         wd.set_config(&format!(
             "{config}\nimport {{\n  to = artifortress_restore_drill.weekly\n  identity = {{\n    backup_id = \"{}\"\n    ran_at = {}\n  }}\n}}",
             expected["backup_id"].as_str().unwrap(),
@@ -420,11 +467,7 @@ fn restore_drill_imports_by_its_report_key_and_its_identity_names_the_drill() {
         ));
         let plan = wd.plan_detailed();
         assert_eq!(plan.code, 1, "{}", plan.text());
-        assert!(
-            plan.shows("cannot be imported by identity; import it by ID"),
-            "{}",
-            plan.text()
-        );
+        assert!(plan.shows("report_object_key"), "{}", plan.text());
     }
 }
 

@@ -615,9 +615,15 @@ mod tests {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let s3 = client_for(format!("http://{}", l.local_addr().unwrap()));
         let server = tokio::spawn(capture_one(l));
-        put_small(&s3, "bucket", "a/key.json", b"{}".to_vec(), "application/json")
-            .await
-            .unwrap();
+        put_small(
+            &s3,
+            "bucket",
+            "a/key.json",
+            b"{}".to_vec(),
+            "application/json",
+        )
+        .await
+        .unwrap();
         let (headers, _) = server.await.unwrap();
         use sha2::Digest;
         assert_eq!(

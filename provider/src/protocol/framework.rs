@@ -183,6 +183,10 @@ pub struct ApplyResponse {
 
 pub struct ReadRequest<'a, D> {
     pub current_state: &'a Value,
+    /// The identity Terraform sent with the state: the stored one, or after an
+    /// `import { identity = ... }` the identity as the user wrote it (attributes not given are
+    /// null). Null under Terraform < 1.12, after an import by ID, and for types without one.
+    pub identity: &'a Value,
     pub private: &'a [u8],
     pub provider: &'a D,
     pub ctx: &'a Context,

@@ -544,6 +544,7 @@ impl ListResource<Settings> for BackupList {
                     .read(
                         ReadRequest {
                             current_state: &state,
+                            identity: &Value::Null,
                             private: &[],
                             provider: settings,
                             ctx: req.ctx,

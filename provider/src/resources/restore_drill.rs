@@ -344,7 +344,7 @@ impl Resource<Settings> for RestoreDrill {
     async fn read(&self, req: ReadRequest<'_, Settings>, resp: &mut ReadResponse) {
         // An import holds only `report_object_key`: the record is the report's JSON twin.
         if resp.new_state.attr("id").is_null() {
-            match read_import(req.provider, &resp.new_state).await {
+            match read_import(req.provider, &resp.new_state, req.identity).await {
                 Ok(state) => resp.new_state = state,
                 Err(d) => return resp.diagnostics.push(d),
             }
@@ -435,39 +435,71 @@ impl Resource<Settings> for RestoreDrill {
                 identity::string_attribute(
                     "bucket",
                     ForImport::Optional,
-                    "The bucket of the backup drilled. Default: the provider's `object_storage.bucket`.",
+                    "The bucket of the backup drilled (and of the report). Default: the provider's `object_storage.bucket` (an import reads that bucket).",
+                ),
+                identity::string_attribute(
+                    "report_object_key",
+                    ForImport::Required,
+                    "Where the drill wrote its report (`report_object_key`), the record an import reads. Null for a drill that wrote none (such a drill cannot be imported).",
                 ),
                 identity::string_attribute(
                     "backup_id",
-                    ForImport::Required,
-                    "The backup drilled, as `backup_id` gives it (an id or an object key).",
+                    ForImport::Optional,
+                    "The backup drilled, as `backup_id` gives it (an id or an object key). On import: checked against the report.",
                 ),
                 identity::string_attribute(
                     "drill_database",
                     ForImport::Optional,
-                    "The scratch database restored into (default `artifortress_drill`).",
+                    "The scratch database restored into (default `artifortress_drill`). On import: checked against the report.",
                 ),
                 identity::string_attribute(
                     "ran_at",
-                    ForImport::Required,
-                    "When the drill started (RFC 3339, UTC).",
+                    ForImport::Optional,
+                    "When the drill started (RFC 3339, UTC). On import: checked against the report.",
                 ),
             ],
         })
     }
 
     /// A drill is a record of one event: which backup (bucket and backup id) was restored
-    /// where (the scratch database) and when. Every part is fixed for the record's life: any
-    /// change of them runs a new drill, which is a new record.
+    /// where (the scratch database) and when, and where its report was written. Every part is
+    /// fixed for the record's life: any change of them runs a new drill, which is a new record.
     fn identity(&self, req: IdentityRequest<'_, Settings>) -> Option<Value> {
         let s = req.state;
         let field = |name: &str| s.attr(name).as_str().map(Value::string);
         Some(Value::object([
             ("bucket", field("bucket")?),
+            (
+                "report_object_key",
+                field("report_object_key").unwrap_or(Value::Null),
+            ),
             ("backup_id", field("backup_id")?),
             ("drill_database", field("drill_database")?),
             ("ran_at", field("ran_at")?),
         ]))
+    }
+
+    /// `import { identity = { report_object_key = ... } }` imports exactly as by that key;
+    /// the other attributes given are checked against the report by the read that follows.
+    fn import_id(&self, identity: &Value, settings: &Settings) -> Result<String, Diagnostic> {
+        let key = identity
+            .attr("report_object_key")
+            .as_str()
+            .unwrap_or_default();
+        if let Some(wanted) = identity.attr("bucket").as_str() {
+            let ours = settings.need_bucket(None, "bucket")?;
+            if wanted != ours {
+                return Err(Diagnostic::error(
+                    "Drill report in another bucket",
+                    format!(
+                        "The identity names s3://{wanted}/{key}, but an import reads the \
+                         provider's object_storage.bucket ({ours:?}). Import with a provider \
+                         whose bucket is {wanted:?} (an aliased provider block works)."
+                    ),
+                ));
+            }
+        }
+        Ok(key.to_string())
     }
 }
 
@@ -476,7 +508,11 @@ impl Resource<Settings> for RestoreDrill {
 /// arguments the report names (backup, bucket, prefix, scratch database, parity tables,
 /// targets, whether the database was kept); `fail_on_breach` is `false` for a FAIL (a failing
 /// drill is recorded only then), the rest take their defaults.
-async fn read_import(settings: &Settings, state: &Value) -> Result<Value, Diagnostic> {
+async fn read_import(
+    settings: &Settings,
+    state: &Value,
+    identity: &Value,
+) -> Result<Value, Diagnostic> {
     let key = state
         .attr("report_object_key")
         .as_str()
@@ -549,7 +585,49 @@ async fn read_import(settings: &Settings, state: &Value) -> Result<Value, Diagno
         report_file_sha256: None,
     };
     model.record(&report);
+    check_import_identity(&model, identity, &key)?;
     Ok(model.to_value(&RestoreDrillModel::object_type()))
+}
+
+/// An import by identity names the drill as well as its report: every attribute the identity
+/// gives must be what the report records, or the import is refused (naming each difference)
+/// instead of taking another drill under the name given.
+fn check_import_identity(
+    model: &RestoreDrillModel,
+    identity: &Value,
+    key: &str,
+) -> Result<(), Diagnostic> {
+    let recorded = [
+        ("bucket", model.bucket.clone()),
+        ("backup_id", Some(model.backup_id.clone())),
+        ("drill_database", Some(model.drill_database.clone())),
+        ("ran_at", model.ran_at.clone()),
+    ];
+    let differences: Vec<String> = recorded
+        .iter()
+        .filter_map(|(name, have)| {
+            let wanted = identity.attr(name).as_str()?;
+            (have.as_deref() != Some(wanted)).then(|| {
+                format!(
+                    "{name}: the identity says {wanted:?}, the report {:?}",
+                    have.as_deref().unwrap_or("")
+                )
+            })
+        })
+        .collect();
+    if differences.is_empty() {
+        return Ok(());
+    }
+    Err(Diagnostic::error(
+        "The drill report is of another drill",
+        format!(
+            "The report at {key} does not record the drill the import identity names ({}). \
+             Leave out the attributes you do not know (only report_object_key is required), \
+             or name the report of the drill you mean.",
+            differences.join("; ")
+        ),
+    )
+    .at_attr("report_object_key"))
 }
 
 impl RestoreDrillModel {
@@ -705,6 +783,75 @@ mod tests {
         )];
         assert!(!planned_report_sha(&file, &prior, &replacing).is_known());
         assert!(!planned_report_sha(&Maybe::Unknown, &prior, &[]).is_known());
+    }
+
+    #[test]
+    fn an_import_identity_must_name_the_drill_its_report_records() {
+        let mut state = Value::null_object(&RestoreDrillModel::object_type());
+        for (k, v) in [
+            ("backup_id", "20261127T053900Z-3f9a1c2b"),
+            ("bucket", "artifortress-backups"),
+            ("drill_database", "artifortress_drill"),
+            ("ran_at", "2026-12-05T02:00:00Z"),
+        ] {
+            state.set_attr(k, v.into());
+        }
+        state.set_attr("prefix", "backups/".into());
+        state.set_attr("parity_tables", Value::List(vec!["tenants".into()]));
+        state.set_attr("rto_target_seconds", Value::int(900));
+        state.set_attr("rpo_target_seconds", Value::int(300));
+        state.set_attr("keep_drill_database", Value::Bool(false));
+        state.set_attr("fail_on_breach", Value::Bool(true));
+        let model = RestoreDrillModel::from_value(&state).unwrap();
+        let identity = |pairs: &[(&str, &str)]| {
+            let mut id = Value::object([
+                ("bucket", Value::Null),
+                ("report_object_key", "drills/latest.md".into()),
+                ("backup_id", Value::Null),
+                ("drill_database", Value::Null),
+                ("ran_at", Value::Null),
+            ]);
+            for (k, v) in pairs {
+                id.set_attr(k, (*v).into());
+            }
+            id
+        };
+        // Only the key (the attributes not given are not checked), or everything right.
+        assert!(check_import_identity(&model, &identity(&[]), "drills/latest.md").is_ok());
+        assert!(
+            check_import_identity(
+                &model,
+                &identity(&[
+                    ("bucket", "artifortress-backups"),
+                    ("backup_id", "20261127T053900Z-3f9a1c2b"),
+                    ("drill_database", "artifortress_drill"),
+                    ("ran_at", "2026-12-05T02:00:00Z"),
+                ]),
+                "drills/latest.md"
+            )
+            .is_ok()
+        );
+        // Each difference is named, with both values.
+        let d = check_import_identity(
+            &model,
+            &identity(&[("ran_at", "2020-01-01T00:00:00Z"), ("drill_database", "x")]),
+            "drills/latest.md",
+        )
+        .unwrap_err();
+        assert_eq!(d.summary, "The drill report is of another drill");
+        assert!(
+            d.detail.contains(
+                "ran_at: the identity says \"2020-01-01T00:00:00Z\", the report \"2026-12-05T02:00:00Z\""
+            ),
+            "{}",
+            d.detail
+        );
+        assert!(
+            d.detail.contains("drill_database: the identity says \"x\""),
+            "{}",
+            d.detail
+        );
+        assert!(d.detail.contains("drills/latest.md"), "{}", d.detail);
     }
 
     #[test]

@@ -273,6 +273,7 @@ impl<P: Provider> ProviderService<P> {
                         .read(
                             ReadRequest {
                                 current_state: &current,
+                                identity: &current_identity,
                                 private: &req.private,
                                 provider: &*data,
                                 ctx: &ctx,

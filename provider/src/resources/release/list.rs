@@ -118,6 +118,7 @@ impl ListResource<Settings> for ReleaseList {
                 .read(
                     ReadRequest {
                         current_state: &state,
+                        identity: &Value::Null,
                         private: &[],
                         provider: req.provider,
                         ctx: req.ctx,
