@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use acceptance_tests::support::free_port;
 
 use crate::deploy_hosts::{self, DevHost, reset};
-use crate::examples::{Example, copy_dir, tf_tag};
+use crate::examples::{Example, copy_dir, examples_dir, tf_tag};
 use crate::harness::{Terraform, required_env, terraforms};
 
 const SERVICE_DB: &str = "artifortress";
@@ -426,7 +426,8 @@ fn every_resource_and_data_source_example_applies() {
 
 /// `examples/resources/artifortress_release` (with its migration and backup) applied to deploy
 /// hosts 1-3 of the dev environment: the test bed's release tarballs, its control script for
-/// the commands, the hosts' APIs on this run's database and bucket.
+/// the commands, the hosts' APIs on this run's database and bucket; under Terraform >= 1.14
+/// with `examples/actions/artifortress_rollback_release` beside it, invoked over SSH.
 #[test]
 fn release_example_applies_to_the_dev_hosts() {
     let hosts = deploy_hosts::example_layout();
@@ -506,8 +507,106 @@ fn release_example_applies_to_the_dev_hosts() {
                 assert_eq!(status.ok(), Some(200), "terraform {v}: {name} {url}");
             }
         }
+        if tf.at_least(1, 14) {
+            rollback_action_example(&bed, &ex, &hosts, &deploy_dir, &tfvars, &sums, api_port);
+        }
         // on_destroy = "keep": the hosts keep running; this test stops them.
         destroy(&ex, &[]);
         reset(&by_name, &deploy_dir);
     }
+}
+
+/// `examples/actions/artifortress_rollback_release` (the one docs/ embeds) beside the release
+/// example, over SSH to the dev hosts (Terraform >= 1.14): v2 deployed, the action puts every
+/// host back on v1 (each API ready), a refresh shows the drift, the next apply deploys v2 again
+/// and the plan after it is empty.
+fn rollback_action_example(
+    bed: &Bed,
+    ex: &Example,
+    hosts: &[(&str, DevHost, &str)],
+    deploy_dir: &str,
+    tfvars: &Value,
+    sums: &std::collections::BTreeMap<String, String>,
+    api_port: u16,
+) {
+    let v = ex.version().to_string();
+    let live = |want: &str| {
+        for (name, h, _) in hosts {
+            let (code, out) = deploy_hosts::ssh(h, &format!("readlink {deploy_dir}/current"));
+            assert_eq!(code, 0, "terraform {v}: {name}: {out}");
+            assert!(
+                out.trim().ends_with(&format!("releases/{want}")),
+                "terraform {v}: {name} runs {out}, not {want}"
+            );
+        }
+        for (name, h, role) in hosts {
+            if *role == "api" {
+                let url = format!("http://{}:{api_port}/health/ready", h.address);
+                let ready = bed
+                    .rt
+                    .block_on(async { reqwest::get(&url).await.map(|r| r.status().as_u16()) });
+                assert_eq!(ready.ok(), Some(200), "terraform {v}: {name} {url}");
+            }
+        }
+    };
+    std::fs::copy(
+        examples_dir().join("actions/artifortress_rollback_release/action.tf"),
+        ex.dir.join("action.tf"),
+    )
+    .unwrap();
+    let mut v2 = tfvars.clone();
+    v2["release_version"] = json!("v2");
+    v2["artifact_sha256"] = json!(sums["v2"]);
+    std::fs::write(
+        ex.dir.join("dev.auto.tfvars.json"),
+        serde_json::to_string_pretty(&v2).unwrap(),
+    )
+    .unwrap();
+    let out = apply(ex, &[]);
+    assert_eq!(
+        out["live"]["value"],
+        json!({"api-1": "v2", "api-2": "v2", "worker-1": "v2"}),
+        "terraform {v}"
+    );
+    live("v2");
+
+    let run = ex.ok(&[
+        "apply",
+        "-auto-approve",
+        "-input=false",
+        "-no-color",
+        "-invoke=action.artifortress_rollback_release.previous",
+    ]);
+    for step in ["host(s) locked", "api-1: v2 → v1", "rolled back:"] {
+        assert!(
+            run.shows(step),
+            "terraform {v}: {step:?} not shown:\n{}",
+            run.text()
+        );
+    }
+    live("v1");
+
+    // Terraform keeps no state for an action: the refresh shows the drift, the next apply
+    // deploys the configured v2 again, and the plan after it is empty.
+    let refresh = ex.run(&[
+        "plan",
+        "-refresh-only",
+        "-detailed-exitcode",
+        "-input=false",
+        "-no-color",
+    ]);
+    assert_eq!(refresh.code, 2, "terraform {v}: {}", refresh.text());
+    assert!(
+        refresh.shows("drifted:"),
+        "terraform {v}: {}",
+        refresh.text()
+    );
+    let out = apply(ex, &[]);
+    assert_eq!(
+        out["live"]["value"],
+        json!({"api-1": "v2", "api-2": "v2", "worker-1": "v2"}),
+        "terraform {v}"
+    );
+    live("v2");
+    std::fs::remove_file(ex.dir.join("action.tf")).unwrap();
 }
