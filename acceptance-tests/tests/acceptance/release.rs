@@ -1105,12 +1105,17 @@ fn query_lists_a_local_release_and_generated_config_imports_it() {
 
 /// Writes a backup manifest (as `artifortress_backup` does) with the given recovery point.
 fn put_manifest(id: &str, snapshot_at: chrono::DateTime<chrono::Utc>) {
+    put_manifest_under("backups/", id, snapshot_at)
+}
+
+/// The same under `prefix`.
+fn put_manifest_under(prefix: &str, id: &str, snapshot_at: chrono::DateTime<chrono::Utc>) {
     let bucket = required_env("ARTIFORTRESS_S3_BUCKET");
     let s3 = dev_s3_client();
-    let key = format!("backups/{id}.manifest.json");
+    let key = format!("{prefix}{id}.manifest.json");
     let t = snapshot_at.to_rfc3339();
     let body = serde_json::json!({
-        "id": id, "bucket": bucket, "object_key": format!("backups/{id}.dump"),
+        "id": id, "bucket": bucket, "object_key": format!("{prefix}{id}.dump"),
         "manifest_key": key, "sha256": "0".repeat(64), "size_bytes": 1, "dump_bytes": 1,
         "format": "custom", "compression": "none", "database": "127.0.0.1:5432/x",
         "snapshot_at": t, "started_at": t, "completed_at": t, "duration_seconds": 1.0,
@@ -1220,6 +1225,22 @@ fn release_production_gate_refuses_unsafe_changes_at_plan_and_apply() {
             plan.code,
             2,
             "a gated change that passes plans normally:\n{}",
+            plan.text()
+        );
+        // A backup taken under another prefix is found by its id alone (as the drill finds it),
+        // without repeating the prefix in backup_prefix.
+        let elsewhere = format!("gate-elsewhere-{suffix}-{}", tf_tag(&tf));
+        put_manifest_under(
+            &format!("backups/gates-{suffix}/"),
+            &elsewhere,
+            now - chrono::Duration::minutes(10),
+        );
+        wd.set_config(&config(&change(&open, Some("oncall"), Some(&elsewhere))));
+        let plan = wd.plan_detailed();
+        assert_eq!(
+            plan.code,
+            2,
+            "a backup under another prefix passes the gate:\n{}",
             plan.text()
         );
 

@@ -195,7 +195,14 @@ data "artifortress_preflight" "gate" {{
   depends_on     = [artifortress_backup.pre]
 }}
 
+# The smoke flow's whole happy path (draft, upload through a presigned part, publish) with the
+# provider's admin token.
+data "artifortress_smoke" "post_deploy" {{
+  write = true
+}}
+
 output "status"  {{ value = data.artifortress_readiness.api.status }}
+output "smoke"   {{ value = data.artifortress_smoke.post_deploy.passed }}
 output "release" {{ value = artifortress_release.app.host_versions }}
 output "drill"   {{ value = artifortress_restore_drill.drill.passed }}
 output "report"  {{ value = artifortress_restore_drill.drill.report_markdown }}
@@ -319,6 +326,7 @@ fn no_secret_reaches_state_plans_or_trace_logs() {
         run(&["show", "-json", "second.tfplan"]);
         run(&["show", "-json"]);
         assert_eq!(wd.output("status"), "ready");
+        assert_eq!(wd.output("smoke"), true);
         assert_eq!(wd.output("release"), json!({"api-1": "v1"}));
         assert_eq!(wd.output("drill"), true, "{}", wd.output("report"));
         assert_eq!(wd.output("backups"), 1);

@@ -231,7 +231,8 @@ pub async fn head(
     }
 }
 
-/// A small object's bytes, or `None` when it does not exist.
+/// A small object's bytes (manifests, drill reports), or `None` when it does not exist. At most
+/// [`http::BODY_LIMIT`] is read into memory: a larger object, declared or streamed, is an error.
 pub async fn get_small(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -242,12 +243,36 @@ pub async fn get_small(
         Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => return Ok(None),
         Err(e) => return Err(ObjectStoreError::new("GET", s3, bucket, key, &e)),
     };
-    let bytes = out
-        .body
-        .collect()
+    let too_large = || ObjectStoreError {
+        op: "GET",
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        message: format!(
+            "the object is larger than {}, the most read into memory (manifests and drill \
+             reports are a few KiB): not a file this provider wrote",
+            http::format_size(http::BODY_LIMIT)
+        ),
+    };
+    if out
+        .content_length()
+        .is_some_and(|n| u64::try_from(n).unwrap_or(0) > http::BODY_LIMIT)
+    {
+        return Err(too_large());
+    }
+    let mut body = out.body;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body
+        .next()
         .await
-        .map_err(|e| ObjectStoreError::stream("GET", s3, bucket, key, &e))?;
-    Ok(Some(bytes.into_bytes().to_vec()))
+        .transpose()
+        .map_err(|e| ObjectStoreError::stream("GET", s3, bucket, key, &e))?
+    {
+        if (bytes.len() + chunk.len()) as u64 > http::BODY_LIMIT {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Some(bytes))
 }
 
 pub async fn put_small(
@@ -576,6 +601,63 @@ mod tests {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Answers one request (after its headers) with `head` then `body` chunks, then closes.
+    async fn answer_one(l: tokio::net::TcpListener, head: String, chunks: usize, chunk: usize) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut data = Vec::new();
+        let mut buf = [0u8; 8192];
+        while !data.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            if n == 0 {
+                return;
+            }
+            data.extend_from_slice(&buf[..n]);
+        }
+        if s.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let block = vec![b'x'; chunk];
+        for _ in 0..chunks {
+            let framed = [format!("{chunk:x}\r\n").as_bytes(), &block, b"\r\n"].concat();
+            if s.write_all(&framed).await.is_err() {
+                return;
+            }
+        }
+        let _ = s.write_all(b"0\r\n\r\n").await;
+    }
+
+    /// get_small reads at most 1 MiB: an object that declares more is refused before its body
+    /// is read, and a body without a length stops at the limit; both name the key and the limit.
+    #[tokio::test]
+    async fn small_reads_stop_at_the_body_limit() {
+        let declared = "HTTP/1.1 200 OK\r\nContent-Length: 3145728\r\n\r\n".to_string();
+        let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_string();
+        for (head, chunks) in [(declared, 0), (chunked, 40)] {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let s3 = client_for(format!("http://{}", l.local_addr().unwrap()));
+            let server = tokio::spawn(answer_one(l, head, chunks, 64 * 1024));
+            let err = get_small(&s3, "bucket", "backups/x.manifest.json")
+                .await
+                .unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("s3://bucket/backups/x.manifest.json"),
+                "{text}"
+            );
+            assert!(text.contains("larger than 1 MiB"), "{text}");
+            server.abort();
+        }
+        // Under the limit, chunked: read whole.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let s3 = client_for(format!("http://{}", l.local_addr().unwrap()));
+        let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_string();
+        let server = tokio::spawn(answer_one(l, head, 3, 1000));
+        let got = get_small(&s3, "bucket", "k").await.unwrap().unwrap();
+        assert_eq!(got.len(), 3000);
+        server.await.unwrap();
     }
 
     /// A part goes up as its plain bytes with `x-amz-content-sha256: UNSIGNED-PAYLOAD` and no

@@ -166,7 +166,7 @@ crate::model! {
         rollback_owner: Maybe<String> = Attribute::optional("rollback_owner", Type::String).description("Who owns the rollback."),
         approved_by: Option<String> = Attribute::optional("approved_by", Type::String).description("Who approved the change (recorded)."),
         backup_id: Maybe<String> = Attribute::optional("backup_id", Type::String).description("The pre-release backup (`artifortress_backup.x.id`); it must exist and be younger than 24 h."),
-        backup_prefix: Option<String> = Attribute::optional("backup_prefix", Type::String).description("Key prefix of the backup (default `backups/`)."),
+        backup_prefix: Option<String> = Attribute::optional("backup_prefix", Type::String).description("Where to look first for the backup (default `backups/`); a backup under another prefix is still found by its id (the bucket is listed), as the restore drill finds it."),
     }
 }
 

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::clients::backup;
 use crate::clients::gate;
+use crate::clients::restore;
 use crate::duration;
 use crate::protocol::diagnostics::{AttributePath, Diagnostic, Diagnostics};
 use crate::protocol::model::{Maybe, Planned};
@@ -92,7 +93,11 @@ async fn backup_fresh(
 ) -> Result<(), Diagnostic> {
     let bucket = settings.need_bucket(None, "change")?;
     let s3 = settings.object_store()?;
-    let key = format!("{prefix}{id}.manifest.json");
+    // Found as the drill finds it: under `backup_prefix` first, then under whichever prefix
+    // holds the id's manifest, so `artifortress_backup.x.id` works whatever the backup's prefix.
+    let key = restore::find_manifest_key(&s3, &bucket, id, prefix)
+        .await
+        .map_err(|e| Diagnostic::error("Production gate: backup_id", e.to_string()))?;
     let m = backup::read_manifest(&s3, &bucket, &key)
         .await
         .map_err(|e| Diagnostic::error("Production gate: backup_id", e.to_string()))?
