@@ -295,11 +295,7 @@ impl SshTransport {
                         tracing::debug!(host = %self.label, error = ?e, "SSH connect failed");
                         return Err(HostError::Connect {
                             host: self.label.clone(),
-                            message: match &e {
-                                russh::Error::IO(io) => crate::clients::words::io_error_words(io),
-                                other => crate::clients::words::io_words(other)
-                                    .unwrap_or_else(|| other.to_string()),
-                            },
+                            message: connect_words(&e),
                         });
                     }
                 };
@@ -611,9 +607,55 @@ impl Transport for SshTransport {
     }
 }
 
+/// Why an SSH connection failed, as an operator says it (`connection refused`); the SSH
+/// library's own error is logged at debug level by the caller.
+fn connect_words(e: &russh::Error) -> String {
+    match e {
+        russh::Error::IO(io) => crate::clients::words::io_error_words(io),
+        other => crate::clients::words::io_words(other).unwrap_or_else(|| other.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Connection failures read as causes, never as the library's debug text; the host is
+    /// named first, and a timeout says which limit ran out.
+    #[test]
+    fn connect_errors_read_as_causes() {
+        let refused = russh::Error::IO(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let words = connect_words(&refused);
+        assert_eq!(words, "connection refused");
+        let e = HostError::Connect {
+            host: "api-1".into(),
+            message: words,
+        };
+        assert_eq!(e.to_string(), "api-1: cannot connect: connection refused");
+        let other = connect_words(&russh::Error::Disconnect);
+        assert!(
+            !other.is_empty() && !other.contains("Disconnect {"),
+            "{other}"
+        );
+        let late = HostError::ConnectTimeout {
+            host: "api-2".into(),
+            after: std::time::Duration::from_millis(500),
+        };
+        assert_eq!(
+            late.to_string(),
+            "api-2: no SSH session within 0.5s (connect timeout)"
+        );
+        let auth = HostError::AuthFailed {
+            host: "worker-1".into(),
+            user: "deploy".into(),
+            method: "publickey".into(),
+            remaining: "password".into(),
+        };
+        assert_eq!(
+            auth.to_string(),
+            "worker-1: authentication as \"deploy\" failed with publickey; the server accepts: password"
+        );
+    }
 
     #[test]
     fn secrets_do_not_print() {
