@@ -567,7 +567,7 @@ async fn read_import(
         rto_target_seconds: report.rto_target_seconds,
         rpo_target_seconds: report.rpo_target_seconds,
         keep_drill_database: report.kept,
-        report_object_key: Some(key),
+        report_object_key: Some(key.clone()),
         report_file: None,
         fail_on_breach: report.passed,
         triggers: Value::Null,
