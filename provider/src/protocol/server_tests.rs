@@ -940,14 +940,11 @@ async fn an_action_block_without_config_is_an_object_of_unset_attributes() {
     assert!(diags.is_empty(), "{diags:?}");
 }
 
-/// Issue 19: a write-only attribute reaches Terraform as write-only, not sensitive; any other
-/// sensitive attribute stays sensitive. Terraform 1.11 records a sensitive attribute's path in
-/// the state even when its value is null, lists several such paths in the order its walk of the
-/// object happens to take and compares the lists in order, so two sensitive write-only
-/// attributes made a clean `plan -refresh-only -detailed-exitcode` exit 2 on about half the runs
-/// (hashicorp/terraform#36403).
+/// A sensitive write-only attribute reaches Terraform as both: states written since 0.1.0
+/// record its null path in `sensitive_attributes`, and a schema without the flag would make
+/// Terraform plan a phantom in-place update for each of them (see `to_proto_attribute`).
 #[tokio::test]
-async fn write_only_attributes_are_not_declared_sensitive_to_terraform() {
+async fn sensitive_write_only_attributes_stay_sensitive_to_terraform() {
     let svc = service().await;
     let r = svc
         .get_provider_schema(Request::new(pb::get_provider_schema::Request {}))
@@ -966,7 +963,7 @@ async fn write_only_attributes_are_not_declared_sensitive_to_terraform() {
             .unwrap_or_else(|| panic!("no attribute {name}"))
     };
     let secret = attr(&r.resource_schemas["test_thing"], "secret_wo");
-    assert!(secret.write_only && !secret.sensitive, "{secret:?}");
+    assert!(secret.write_only && secret.sensitive, "{secret:?}");
     let token = attr(&r.ephemeral_resource_schemas["test_token"], "token");
     assert!(token.sensitive, "{token:?}");
 }

@@ -123,15 +123,16 @@ fn to_proto_attribute(a: &Attribute) -> pb::schema::Attribute {
         required: a.constraint == Required,
         optional: matches!(a.constraint, Optional | OptionalComputed),
         computed: matches!(a.constraint, Computed | OptionalComputed),
-        // A write-only attribute is never stored nor shown (Terraform renders it as "write-only
-        // attribute"), so declaring it sensitive only adds a path of a null value to the
-        // state's `sensitive_attributes`. Terraform 1.11 lists those paths in the order its
-        // walk of the object happens to take and compares the lists in order: with two of them
-        // (the bootstrap's, the release's) a clean `plan -refresh-only -detailed-exitcode`
-        // exited 2 on about half the runs (issue 19; hashicorp/terraform#36403, fixed in 1.12
-        // by #36465). A value from a `sensitive` variable is still marked by Terraform itself
-        // (and its null path recorded); that is the configuration's choice.
-        sensitive: a.sensitive && !a.write_only,
+        // Write-only attributes stay declared sensitive, as they have been since 0.1.0. The flag
+        // puts their (null) paths in the state's `sensitive_attributes`, and every state written
+        // so far holds them: a schema without the flag makes Terraform (1.11.4 and 1.15.5 alike)
+        // plan an in-place update with no visible change for every such resource, once
+        // (`state_upgrade::state_written_by_earlier_releases_plans_empty_after_the_upgrade`).
+        // The cost is Terraform 1.11's own bug: it orders two or more such paths at random, so
+        // a clean `plan -refresh-only -detailed-exitcode` of a bootstrap or release can exit 2
+        // under 1.11 (hashicorp/terraform#36403, fixed in 1.12 by #36465;
+        // examples/ci-drift/README.md).
+        sensitive: a.sensitive,
         description_kind: pb::StringKind::Markdown as i32,
         deprecated: a.deprecation.is_some(),
         write_only: a.write_only,
