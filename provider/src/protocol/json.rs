@@ -27,9 +27,16 @@ pub fn encode(value: &Value) -> Json {
         Value::Bool(b) => Json::Bool(*b),
         Value::Number(n) => match n {
             Number::Int(i) => Json::from(*i),
-            Number::Float(f) => serde_json::Number::from_f64(*f)
-                .map(Json::Number)
-                .unwrap_or(Json::Null),
+            // serde_json writes a float's shortest text with its own algorithm, which for some
+            // 17-digit floats picks the other of two equally short texts than `Number`'s own
+            // (`-1146922762554380.2` for `-1146922762554380.3`): a different decimal to a reader
+            // with decimal precision such as Terraform. Such a float goes as its own decimal
+            // text in a string, as a `Big` does (found by `codec_props`).
+            Number::Float(f) => match serde_json::Number::from_f64(*f) {
+                Some(j) if Number::parse(&j.to_string()).as_ref() == Some(n) => Json::Number(j),
+                Some(_) => Json::String(n.to_decimal_string()),
+                None => Json::Null,
+            },
             Number::Big(s) => Json::String(s.clone()),
         },
         Value::String(s) => Json::String(s.clone()),
@@ -170,6 +177,22 @@ fn decode_json(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_float_keeps_its_decimal_through_json() {
+        let f = -1_146_922_762_554_380.3_f64;
+        let v = Value::Number(Number::Float(f));
+        let text = serde_json::to_vec(&encode(&v)).unwrap();
+        let back = decode(&text, &Type::Number).unwrap();
+        assert!(back.same(&v), "{v:?} came back as {back:?}");
+        assert_eq!(
+            back.as_number().map(|n| n.to_decimal_string()),
+            Some(format!("{f}"))
+        );
+        // An ordinary float stays a JSON number.
+        let v = Value::Number(Number::Float(1.5));
+        assert_eq!(encode(&v), serde_json::json!(1.5));
+    }
 
     #[test]
     fn missing_attributes_become_null_and_extra_ones_are_refused() {
