@@ -560,6 +560,29 @@ fn restore_drill_passes_on_a_good_backup_and_fails_on_a_wrong_manifest() {
             wd.output("mismatches"),
             json!([{"table": "packages", "expected": real + 5, "actual": real}])
         );
+
+        // The dump replaced by a larger object: the download stops past the manifest's size.
+        let dump_key = manifest["object_key"].as_str().unwrap().to_string();
+        let mut bigger = bed.get(&dump_key).unwrap();
+        bigger.extend(std::iter::repeat_n(0u8, 1 << 20));
+        bed.rt.block_on(async {
+            bed.s3
+                .put_object()
+                .bucket(bed.garage.bucket())
+                .key(&dump_key)
+                .body(bigger.into())
+                .send()
+                .await
+                .unwrap();
+        });
+        wd.set_config(&drill_config(&bed, &url, &prefix, "2026-50", ""));
+        let apply = wd.apply();
+        assert_eq!(apply.code, 1, "{}", apply.text());
+        assert!(
+            apply.shows("bytes its manifest records"),
+            "{}",
+            apply.text()
+        );
         wd.destroy_ok();
         assert_eq!(drill_exists(), "0");
     }

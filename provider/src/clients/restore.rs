@@ -344,6 +344,15 @@ pub enum DrillError {
          object is corrupt or was replaced"
     )]
     Corrupt { expected: String, actual: String },
+    #[error(
+        "s3://{bucket}/{key} holds more than the {expected} bytes its manifest records: the backup \
+         object was replaced or is not this backup; the download stopped there"
+    )]
+    Oversize {
+        bucket: String,
+        key: String,
+        expected: u64,
+    },
     #[error("{what} failed on {url}: {message}")]
     Database {
         url: String,
@@ -398,6 +407,8 @@ pub(crate) async fn connect(
 }
 
 /// Download the dump into `file`, checking its sha256; a zstd dump is decompressed on the way.
+/// The download stops as soon as it passes the size the manifest records (a replaced object
+/// cannot fill the disk before its sha256 is found wrong).
 pub(crate) async fn download(
     s3: &aws_sdk_s3::Client,
     m: &Manifest,
@@ -423,7 +434,13 @@ pub(crate) async fn download(
     while let Some(chunk) = body.next().await {
         let chunk =
             chunk.map_err(|e| ObjectStoreError::stream("GET", s3, &m.bucket, &m.object_key, &e))?;
-        downloaded.update(&chunk);
+        if downloaded.update(&chunk) > m.size_bytes {
+            return Err(DrillError::Oversize {
+                bucket: m.bucket.clone(),
+                key: m.object_key.clone(),
+                expected: m.size_bytes,
+            });
+        }
         writer.write_all(&chunk).await.map_err(io)?;
     }
     writer.shutdown().await.map_err(io)?;

@@ -749,7 +749,9 @@ fn json_key(report_key: &str) -> String {
 fn drill_diagnostic(err: &DrillError) -> Diagnostic {
     let attr = match err {
         DrillError::BadName { .. } | DrillError::IsSource { .. } => "drill_database",
-        DrillError::NoManifest { .. } | DrillError::Corrupt { .. } => "backup_id",
+        DrillError::NoManifest { .. }
+        | DrillError::Corrupt { .. }
+        | DrillError::Oversize { .. } => "backup_id",
         DrillError::Database { .. } => "admin_database_url",
         DrillError::Restore { .. } => "postgres_bin_dir",
         _ => "backup_id",
