@@ -28,7 +28,7 @@ use crate::protocol::types::Type;
 use crate::protocol::validators::Validator;
 use crate::protocol::value::Value;
 use crate::settings::Settings;
-use crate::shared::{DEFAULT_BACKUP_PREFIX, timestamp_text};
+use crate::shared::{self, DEFAULT_BACKUP_PREFIX, timestamp_text};
 
 pub const TYPE_NAME: &str = "artifortress_take_backup";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
@@ -54,9 +54,7 @@ crate::model! {
             .description("`none`, or `zstd` at its fastest level, streamed by the provider."),
         labels: Option<BTreeMap<String, String>> = Attribute::optional("labels", Type::map(Type::String))
             .description("Written into the manifest (e.g. `{ reason = \"before release 2.4.0\" }`)."),
-        verify: bool = Attribute::optional_computed("verify", Type::Bool)
-            .default_value(true)
-            .description("Read the object back after the upload and compare its sha256 and size; a mismatch deletes it and fails."),
+        verify: bool = shared::backup_verify_attribute(),
         pg_dump_path: Option<String> = Attribute::optional("pg_dump_path", Type::String)
             .description("The pg_dump to run. Default: `pg_dump` on PATH. It must not be older than the server's major version (checked before anything starts)."),
         progress_interval: String = Attribute::optional_computed("progress_interval", Type::String)

@@ -28,7 +28,7 @@ use crate::protocol::validators::Validator;
 use crate::protocol::value::Value;
 use crate::settings::Settings;
 use crate::shared::identity;
-use crate::shared::{DEFAULT_BACKUP_PREFIX, timestamp_text};
+use crate::shared::{self, DEFAULT_BACKUP_PREFIX, timestamp_text};
 
 pub const TYPE_NAME: &str = "artifortress_backup";
 const DEFAULT_CREATE_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
@@ -69,9 +69,7 @@ crate::model! {
             .description("On destroy (and replacement): `retain` keeps the dump and its manifest in the bucket, `delete` removes both."),
         labels: Option<BTreeMap<String, String>> = Attribute::optional("labels", Type::map(Type::String))
             .description("Written into the manifest; changing them rewrites the manifest in place."),
-        verify: bool = Attribute::optional_computed("verify", Type::Bool)
-            .default_value(true)
-            .description("Read the object back after the upload and compare its sha256 and size; a mismatch deletes it and fails. This is the upload's end-to-end check: parts go up without a second checksum of their own (every byte is hashed once, for the manifest), so with `false` only TLS guards the bytes on the way and a corrupted dump is found only when a restore drill or a restore reads it."),
+        verify: bool = shared::backup_verify_attribute(),
         pg_dump_path: Option<String> = Attribute::optional("pg_dump_path", Type::String)
             .description("The pg_dump to run. Default: `pg_dump` on PATH. It must not be older than the server's major version (checked before anything starts)."),
         timeouts: Value = framework::timeouts_attribute(&["create"]),

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use crate::protocol::schema::Attribute;
+use crate::protocol::types::Type;
 use crate::protocol::value::Value;
 
 pub mod edits;
@@ -28,6 +30,14 @@ pub const DEFAULT_BACKUP_PREFIX: &str = "backups/";
 /// The scratch database a restore drill re-creates unless told otherwise (the restore drill
 /// resource and the run_restore_drill action).
 pub const DEFAULT_DRILL_DATABASE: &str = "artifortress_drill";
+
+/// `verify` of a backup, the same for the backup resource and the take_backup action (one
+/// engine): what the read-back checks and what `false` gives up.
+pub fn backup_verify_attribute() -> Attribute {
+    Attribute::optional_computed("verify", Type::Bool)
+        .default_value(true)
+        .description("Read the object back after the upload and compare its sha256 and size; a mismatch deletes it and fails. This is the upload's end-to-end check: parts go up without a second checksum of their own (every byte is hashed once, for the manifest), so with `false` only TLS guards the bytes on the way and a corrupted dump is found only when a restore drill or a restore reads it.")
+}
 
 /// RFC 3339 with milliseconds, UTC, as text.
 pub fn timestamp_text(t: DateTime<Utc>) -> String {
