@@ -41,9 +41,7 @@ pub async fn write_file(
     content: &[u8],
     mode: u32,
 ) -> Result<(), HostError> {
-    check_path("path", path)?;
-    let parent = parent_dir(path).ok_or_else(|| invalid("path", path, "must be absolute"))?;
-    let cmd = atomic_write_command(path, mode, content.len() as u64, Some(parent))?;
+    let cmd = write_file_command(path, content.len() as u64, mode)?;
     run_ok(
         t,
         "write file",
@@ -53,6 +51,14 @@ pub async fn write_file(
     )
     .await?;
     Ok(())
+}
+
+/// The script [`write_file`] runs: it writes the `size` bytes it reads on stdin (a part of a
+/// [`super::Batch`] with those bytes as its input).
+pub fn write_file_command(path: &str, size: u64, mode: u32) -> Result<String, HostError> {
+    check_path("path", path)?;
+    let parent = parent_dir(path).ok_or_else(|| invalid("path", path, "must be absolute"))?;
+    atomic_write_command(path, mode, size, Some(parent))
 }
 
 /// The env file for `env`: a header comment, then `KEY=value` lines in key order. Keys are
@@ -107,7 +113,7 @@ impl EnvKey {
     }
 
     /// What the key file holds: the hex digits and a newline.
-    fn file_content(&self) -> String {
+    pub fn file_content(&self) -> String {
         format!("{}\n", self.0)
     }
 }
@@ -201,6 +207,13 @@ pub async fn inspect(
     deploy_dir: &str,
     files: &[String],
 ) -> Result<Inspection, HostError> {
+    let cmd = inspect_command(deploy_dir, files)?;
+    let out = run_ok(t, "inspect host", &cmd, Stdin::Null, t.timeouts().transfer).await?;
+    read_inspection(t.host(), files, &out)
+}
+
+/// The script [`inspect`] runs (a part of a [`super::Batch`]; [`read_inspection`] reads it).
+pub fn inspect_command(deploy_dir: &str, files: &[String]) -> Result<String, HostError> {
     let d = deploy_dir_arg(deploy_dir)?;
     let mut cmd = format!(
         "c={c}; k={k}\n\
@@ -224,7 +237,11 @@ pub async fn inspect(
             stdin_sha = SHA256_STDIN,
         ));
     }
-    let out = run_ok(t, "inspect host", &cmd, Stdin::Null, t.timeouts().transfer).await?;
+    Ok(cmd)
+}
+
+/// Reads what [`inspect_command`] printed.
+pub fn read_inspection(host: &str, files: &[String], out: &str) -> Result<Inspection, HostError> {
     let mut found = Inspection::default();
     let mut keyed = BTreeMap::new();
     for line in out.lines() {
@@ -247,7 +264,7 @@ pub async fn inspect(
                 None
             } else {
                 Some(FileSums {
-                    sha256: parse_sha256_output(t.host(), sha)?,
+                    sha256: parse_sha256_output(host, sha)?,
                     keyed: None,
                 })
             };
@@ -256,7 +273,7 @@ pub async fn inspect(
             && let Some((i, sha)) = rest.split_once(' ')
             && let Some(f) = i.parse::<usize>().ok().and_then(|i| files.get(i))
         {
-            keyed.insert(f.clone(), parse_sha256_output(t.host(), sha)?);
+            keyed.insert(f.clone(), parse_sha256_output(host, sha)?);
         }
     }
     if found.env_key.is_some() {
@@ -272,16 +289,26 @@ pub async fn inspect(
 /// Keeps a copy of `path` beside it (`<path>.rollback`) for [`restore_stash`]; returns whether
 /// `path` existed (when it did not, restoring removes it).
 pub async fn stash_file(t: &dyn Transport, path: &str) -> Result<bool, HostError> {
+    let cmd = stash_command(path)?;
+    let out = run_ok(t, "stash file", &cmd, Stdin::Null, t.timeouts().command).await?;
+    Ok(read_stash(&out))
+}
+
+/// The script [`stash_file`] runs (a part of a [`super::Batch`]; [`read_stash`] reads it).
+pub fn stash_command(path: &str) -> Result<String, HostError> {
     check_path("path", path)?;
-    let cmd = format!(
+    Ok(format!(
         "p={p}; s={s}\n\
          if [ -f \"$p\" ]; then cp -p -- \"$p\" \"$s.tmp\" && mv -f -- \"$s.tmp\" \"$s\" && echo present; \
          else rm -f -- \"$s\" && echo absent; fi",
         p = shell_quote(path),
         s = shell_quote(&format!("{path}.rollback")),
-    );
-    let out = run_ok(t, "stash file", &cmd, Stdin::Null, t.timeouts().command).await?;
-    Ok(out.trim() == "present")
+    ))
+}
+
+/// Whether the stashed file existed, from what [`stash_command`] printed.
+pub fn read_stash(out: &str) -> bool {
+    out.trim() == "present"
 }
 
 /// Puts back what [`stash_file`] kept (or removes `path` when there was nothing). With `keep`,
@@ -304,10 +331,18 @@ pub async fn restore_stash(
     Ok(())
 }
 
+/// The script [`drop_stash`] runs.
+pub fn drop_stash_command(path: &str) -> Result<String, HostError> {
+    check_path("path", path)?;
+    Ok(format!(
+        "rm -f -- {}",
+        shell_quote(&format!("{path}.rollback"))
+    ))
+}
+
 /// Removes the copy [`stash_file`] kept.
 pub async fn drop_stash(t: &dyn Transport, path: &str) -> Result<(), HostError> {
-    check_path("path", path)?;
-    let cmd = format!("rm -f -- {}", shell_quote(&format!("{path}.rollback")));
+    let cmd = drop_stash_command(path)?;
     run_ok(t, "drop stash", &cmd, Stdin::Null, t.timeouts().command).await?;
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! [`LocalTransport`]: commands on this machine, each in its own process group.
 
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,6 +17,8 @@ use super::transport::{DRAIN_GRACE, STDERR_LIMIT, STDOUT_LIMIT, Transport, read_
 pub struct LocalTransport {
     label: String,
     timeouts: Timeouts,
+    /// Processes started ([`Transport::commands_started`]), shared by clones.
+    started: Arc<AtomicU64>,
 }
 
 impl LocalTransport {
@@ -22,6 +26,7 @@ impl LocalTransport {
         LocalTransport {
             label: "localhost".to_string(),
             timeouts,
+            started: Arc::new(AtomicU64::new(0)),
         }
     }
 }
@@ -43,22 +48,16 @@ fn kill_process_group(pid: u32) {
     }
 }
 
-#[async_trait]
-impl Transport for LocalTransport {
-    fn host(&self) -> &str {
-        &self.label
-    }
-
-    fn timeouts(&self) -> Timeouts {
-        self.timeouts
-    }
-
-    async fn run(
+impl LocalTransport {
+    /// Runs `command`, filling `out` as its output arrives: what was read before an error
+    /// stays in `out`.
+    async fn run_into(
         &self,
         command: &str,
         stdin: Stdin<'_>,
         timeout: Duration,
-    ) -> Result<Output, HostError> {
+        out: &mut Output,
+    ) -> Result<(), HostError> {
         let io_err = |message: String| HostError::Io {
             host: self.label.clone(),
             op: "exec",
@@ -86,13 +85,13 @@ impl Transport for LocalTransport {
         let mut child = cmd
             .spawn()
             .map_err(|e| io_err(format!("cannot start /bin/sh: {e}")))?;
+        self.started.fetch_add(1, Ordering::Relaxed);
         let pid = child.id();
         let child_stdin = child.stdin.take();
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return Err(io_err("the child's output pipes are missing".to_string()));
         };
 
-        let mut out = Output::default();
         let outcome = {
             let feed = async move {
                 let Some(mut w) = child_stdin else {
@@ -156,9 +155,45 @@ impl Transport for LocalTransport {
                 {
                     return Err(io_err(format!("stdin was not fully delivered: {e}")));
                 }
-                Ok(out)
+                Ok(())
             }
         }
+    }
+}
+
+#[async_trait]
+impl Transport for LocalTransport {
+    fn host(&self) -> &str {
+        &self.label
+    }
+
+    fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    fn commands_started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    async fn run(
+        &self,
+        command: &str,
+        stdin: Stdin<'_>,
+        timeout: Duration,
+    ) -> Result<Output, HostError> {
+        let (out, r) = self.run_partial(command, stdin, timeout).await;
+        r.map(|()| out)
+    }
+
+    async fn run_partial(
+        &self,
+        command: &str,
+        stdin: Stdin<'_>,
+        timeout: Duration,
+    ) -> (Output, Result<(), HostError>) {
+        let mut out = Output::default();
+        let r = self.run_into(command, stdin, timeout, &mut out).await;
+        (out, r)
     }
 }
 

@@ -79,6 +79,122 @@ pub enum LockRelease {
     TakenOver(LockInfo),
 }
 
+/// One round of the lock protocol as a script ([`LockAttempt::script`], e.g. a part of a
+/// [`super::Batch`]) and the reading of its output. [`acquire_lock`] runs rounds until the lock
+/// is taken.
+#[derive(Debug, Clone)]
+pub struct LockAttempt {
+    pub script: String,
+    deploy_dir: String,
+    owner: String,
+    ttl_secs: u64,
+    token: String,
+}
+
+/// What one round of the lock protocol found.
+#[derive(Debug)]
+pub enum Attempted {
+    Acquired(DeployLock),
+    /// Lost a race: another round may take it.
+    Retry,
+    /// Expired, ours, or unreadable and old: to be taken over (this is what its owner file
+    /// read), then another round.
+    TakeOver(String),
+}
+
+impl LockAttempt {
+    pub fn new(deploy_dir: &str, owner: &str, ttl: Duration) -> Result<LockAttempt, HostError> {
+        let d = deploy_dir_arg(deploy_dir)?;
+        check_path("lock owner", owner)?;
+        let ttl_secs = ttl.as_secs().max(1);
+        let tok = token();
+        let lock = format!("{d}/{LOCK_DIR}");
+        let new = format!("{lock}.new.{tok}");
+        let script = format!(
+            "d={dq}; l={l}; n={n}\n\
+             mkdir -p -- \"$d\" || exit 1\n\
+             now=$(date +%s) || exit 1\n\
+             rm -rf -- \"$n\"; mkdir -- \"$n\" || exit 1\n\
+             printf 'owner=%s\\nexpires=%s\\ntoken=%s\\n' {owner} \"$((now + {ttl_secs}))\" {tok} \
+             > \"$n/owner\" || {{ rm -rf -- \"$n\"; exit 1; }}\n\
+             if err=$(mv -T -- \"$n\" \"$l\" 2>&1); then echo acquired; cat -- \"$l/owner\"; exit 0; fi\n\
+             rm -rf -- \"$n\"\n\
+             if [ ! -d \"$l\" ]; then printf '%s\\n' \"$err\" >&2; exit 1; fi\n\
+             echo \"held $now $(stat -c %Y -- \"$l\" 2>/dev/null || echo 0)\"\n\
+             cat -- \"$l/owner\" 2>/dev/null\n\
+             exit 0",
+            dq = shell_quote(&d),
+            l = shell_quote(&lock),
+            n = shell_quote(&new),
+            owner = shell_quote(owner),
+        );
+        Ok(LockAttempt {
+            script,
+            deploy_dir: d,
+            owner: owner.to_string(),
+            ttl_secs,
+            token: tok,
+        })
+    }
+
+    /// Reads the script's stdout: acquired, or why not ([`HostError::LockHeld`]: a live lock of
+    /// another owner).
+    pub fn read(&self, host: &str, out: &str) -> Result<Attempted, HostError> {
+        let (d, owner, ttl_secs) = (&self.deploy_dir, self.owner.as_str(), self.ttl_secs);
+        let unexpected = || HostError::UnexpectedOutput {
+            host: host.to_string(),
+            op: "acquire deploy lock",
+            output: out.to_string(),
+        };
+        let (head, rest) = out.split_once('\n').unwrap_or((out, ""));
+        if head == "acquired" {
+            let info = parse_lock_file(rest).map_err(|_| unexpected())?;
+            if info.token != self.token {
+                return Ok(Attempted::Retry);
+            }
+            tracing::info!(host, deploy_dir = %d, owner, expires_at = info.expires_at, "deploy lock acquired");
+            return Ok(Attempted::Acquired(DeployLock {
+                deploy_dir: d.clone(),
+                owner: owner.to_string(),
+                token: self.token.clone(),
+                expires_at: info.expires_at,
+            }));
+        }
+        let mut words = head.split_whitespace();
+        let (Some("held"), Some(now), Some(mtime)) = (words.next(), words.next(), words.next())
+        else {
+            return Err(unexpected());
+        };
+        let now: u64 = now.parse().map_err(|_| unexpected())?;
+        let mtime: u64 = mtime.parse().unwrap_or(0);
+        match parse_lock_file(rest) {
+            Ok(info) if info.expires_at > now && info.owner != owner => Err(HostError::LockHeld {
+                host: host.to_string(),
+                deploy_dir: d.clone(),
+                holder: info.owner,
+                expires_at: info.expires_at,
+                remaining_secs: info.expires_at - now,
+            }),
+            Ok(info) => {
+                tracing::info!(
+                    host, deploy_dir = %d, holder = %info.owner, expires_at = info.expires_at,
+                    "taking over a deploy lock (expired, or our own)"
+                );
+                Ok(Attempted::TakeOver(rest.to_string()))
+            }
+            // Not written by us (or damaged): judged by its age.
+            Err(_) if mtime + ttl_secs > now => Err(HostError::LockHeld {
+                host: host.to_string(),
+                deploy_dir: d.clone(),
+                holder: "(unreadable owner file)".to_string(),
+                expires_at: mtime + ttl_secs,
+                remaining_secs: mtime + ttl_secs - now,
+            }),
+            Err(_) => Ok(Attempted::TakeOver(rest.to_string())),
+        }
+    }
+}
+
 /// Takes the deploy lock of `deploy_dir` for `owner` until `ttl` from now (host clock),
 /// creating the directory if needed. A lock held by `owner` itself, or expired, is taken over;
 /// a live lock of another owner is [`HostError::LockHeld`].
@@ -94,86 +210,23 @@ pub async fn acquire_lock(
 ) -> Result<DeployLock, HostError> {
     let d = deploy_dir_arg(deploy_dir)?;
     check_path("lock owner", owner)?;
-    let ttl_secs = ttl.as_secs().max(1);
     let timeout = t.timeouts().command;
     let lock = format!("{d}/{LOCK_DIR}");
     for _ in 0..LOCK_ATTEMPTS {
-        let tok = token();
-        let new = format!("{lock}.new.{tok}");
-        let cmd = format!(
-            "d={d}; l={l}; n={n}\n\
-             mkdir -p -- \"$d\" || exit 1\n\
-             now=$(date +%s) || exit 1\n\
-             rm -rf -- \"$n\"; mkdir -- \"$n\" || exit 1\n\
-             printf 'owner=%s\\nexpires=%s\\ntoken=%s\\n' {owner} \"$((now + {ttl_secs}))\" {tok} \
-             > \"$n/owner\" || {{ rm -rf -- \"$n\"; exit 1; }}\n\
-             if err=$(mv -T -- \"$n\" \"$l\" 2>&1); then echo acquired; cat -- \"$l/owner\"; exit 0; fi\n\
-             rm -rf -- \"$n\"\n\
-             if [ ! -d \"$l\" ]; then printf '%s\\n' \"$err\" >&2; exit 1; fi\n\
-             echo \"held $now $(stat -c %Y -- \"$l\" 2>/dev/null || echo 0)\"\n\
-             cat -- \"$l/owner\" 2>/dev/null\n\
-             exit 0",
-            d = shell_quote(&d),
-            l = shell_quote(&lock),
-            n = shell_quote(&new),
-            owner = shell_quote(owner),
-        );
-        let out = run_ok(t, "acquire deploy lock", &cmd, Stdin::Null, timeout).await?;
-        let unexpected = || HostError::UnexpectedOutput {
-            host: t.host().to_string(),
-            op: "acquire deploy lock",
-            output: out.clone(),
-        };
-        let (head, rest) = out.split_once('\n').unwrap_or((out.as_str(), ""));
-        if head == "acquired" {
-            let info = parse_lock_file(rest).map_err(|_| unexpected())?;
-            if info.token != tok {
-                continue;
-            }
-            tracing::info!(host = t.host(), deploy_dir = %d, owner, expires_at = info.expires_at, "deploy lock acquired");
-            return Ok(DeployLock {
-                deploy_dir: d,
-                owner: owner.to_string(),
-                token: tok,
-                expires_at: info.expires_at,
-            });
+        let attempt = LockAttempt::new(&d, owner, ttl)?;
+        let out = run_ok(
+            t,
+            "acquire deploy lock",
+            &attempt.script,
+            Stdin::Null,
+            timeout,
+        )
+        .await?;
+        match attempt.read(t.host(), &out)? {
+            Attempted::Acquired(l) => return Ok(l),
+            Attempted::Retry => continue,
+            Attempted::TakeOver(rest) => take_over(t, &d, &lock, &rest, timeout).await?,
         }
-        let mut words = head.split_whitespace();
-        let (Some("held"), Some(now), Some(mtime)) = (words.next(), words.next(), words.next())
-        else {
-            return Err(unexpected());
-        };
-        let now: u64 = now.parse().map_err(|_| unexpected())?;
-        let mtime: u64 = mtime.parse().unwrap_or(0);
-        match parse_lock_file(rest) {
-            Ok(info) if info.expires_at > now && info.owner != owner => {
-                return Err(HostError::LockHeld {
-                    host: t.host().to_string(),
-                    deploy_dir: d,
-                    holder: info.owner,
-                    expires_at: info.expires_at,
-                    remaining_secs: info.expires_at - now,
-                });
-            }
-            Ok(info) => {
-                tracing::info!(
-                    host = t.host(), deploy_dir = %d, holder = %info.owner, expires_at = info.expires_at,
-                    "taking over a deploy lock (expired, or our own)"
-                );
-            }
-            // Not written by us (or damaged): judged by its age.
-            Err(_) if mtime + ttl_secs > now => {
-                return Err(HostError::LockHeld {
-                    host: t.host().to_string(),
-                    deploy_dir: d,
-                    holder: "(unreadable owner file)".to_string(),
-                    expires_at: mtime + ttl_secs,
-                    remaining_secs: mtime + ttl_secs - now,
-                });
-            }
-            Err(_) => {}
-        }
-        take_over(t, &d, &lock, rest, timeout).await?;
     }
     Err(HostError::LockContention {
         host: t.host().to_string(),
@@ -278,11 +331,12 @@ pub async fn renew_lock(
     })
 }
 
-/// Releases a lock we hold (only if it still carries our token).
-pub async fn release_lock(t: &dyn Transport, lock: &DeployLock) -> Result<LockRelease, HostError> {
+/// The script that releases a lock we hold (only if it still carries our token): a part of a
+/// [`super::Batch`]; [`read_release`] reads its output.
+pub fn release_lock_command(lock: &DeployLock) -> Result<String, HostError> {
     let d = deploy_dir_arg(&lock.deploy_dir)?;
     let l = format!("{d}/{LOCK_DIR}");
-    let cmd = format!(
+    Ok(format!(
         "l={l}; s={s}\n\
          [ -d \"$l\" ] || {{ echo absent; exit 0; }}\n\
          if grep -qxF -- {tokline} \"$l/owner\" 2>/dev/null; then\n\
@@ -291,19 +345,15 @@ pub async fn release_lock(t: &dyn Transport, lock: &DeployLock) -> Result<LockRe
         s = shell_quote(&format!("{l}.released.{}", token())),
         l = shell_quote(&l),
         tokline = shell_quote(&format!("token={}", lock.token)),
-    );
-    let out = run_ok(
-        t,
-        "release deploy lock",
-        &cmd,
-        Stdin::Null,
-        t.timeouts().command,
-    )
-    .await?;
-    let (head, rest) = out.split_once('\n').unwrap_or((out.as_str(), ""));
+    ))
+}
+
+/// What [`release_lock_command`] printed.
+pub fn read_release(host: &str, lock: &DeployLock, out: &str) -> Result<LockRelease, HostError> {
+    let (head, rest) = out.split_once('\n').unwrap_or((out, ""));
     match head.trim() {
         "released" => {
-            tracing::info!(host = t.host(), deploy_dir = %d, "deploy lock released");
+            tracing::info!(host, deploy_dir = %lock.deploy_dir, "deploy lock released");
             Ok(LockRelease::Released)
         }
         "absent" => Ok(LockRelease::AlreadyGone),
@@ -312,11 +362,25 @@ pub async fn release_lock(t: &dyn Transport, lock: &DeployLock) -> Result<LockRe
             Err(_) => Ok(LockRelease::AlreadyGone),
         },
         _ => Err(HostError::UnexpectedOutput {
-            host: t.host().to_string(),
+            host: host.to_string(),
             op: "release deploy lock",
-            output: out,
+            output: out.to_string(),
         }),
     }
+}
+
+/// Releases a lock we hold (only if it still carries our token).
+pub async fn release_lock(t: &dyn Transport, lock: &DeployLock) -> Result<LockRelease, HostError> {
+    let cmd = release_lock_command(lock)?;
+    let out = run_ok(
+        t,
+        "release deploy lock",
+        &cmd,
+        Stdin::Null,
+        t.timeouts().command,
+    )
+    .await?;
+    read_release(t.host(), lock, &out)
 }
 
 #[cfg(test)]

@@ -20,11 +20,13 @@
 //! its command line, and is never logged. Timestamps (lock expiry) come from the host's clock.
 //!
 //! The submodules follow the seams: `error` (errors and results), `transport` (the
-//! [`Transport`] trait and what transports share), `local` and `ssh` (the transports),
+//! [`Transport`] trait and what transports share), `batch` (several operations in one command:
+//! a deployment's round trips), `local` and `ssh` (the transports),
 //! `known_hosts` (host-key verification), `shell` (quoting and validation), `lock` (the deploy
 //! lock), `release_dir` (install, `current`, revisions, prune) and `files` (env files,
 //! inspection, stashes).
 
+mod batch;
 mod error;
 mod files;
 mod known_hosts;
@@ -35,22 +37,27 @@ mod shell;
 mod ssh;
 mod transport;
 
+pub use batch::{Batch, Ran};
 pub use error::{HostError, Output, Stdin, Timeouts};
 pub use files::{
-    ENV_KEY_FILE, EnvKey, FileSums, Inspection, drop_stash, env_file_content, env_fingerprint,
-    env_key_path, env_sha256, file_sha256, inspect, restore_stash, stash_file, write_env,
-    write_env_key, write_file,
+    ENV_KEY_FILE, EnvKey, FileSums, Inspection, drop_stash, drop_stash_command, env_file_content,
+    env_fingerprint, env_key_path, env_sha256, file_sha256, inspect, inspect_command,
+    read_inspection, read_stash, restore_stash, stash_command, stash_file, write_env,
+    write_env_key, write_file, write_file_command,
 };
 pub use known_hosts::{HostKeyStatus, KnownHosts, known_hosts_name};
 pub use local::LocalTransport;
 pub use lock::{
-    DeployLock, LOCK_DIR, LockInfo, LockRelease, acquire_lock, parse_lock_file, release_lock,
-    renew_lock,
+    Attempted, DeployLock, LOCK_DIR, LockAttempt, LockInfo, LockRelease, acquire_lock,
+    parse_lock_file, read_release, release_lock, release_lock_command, renew_lock,
 };
 pub use release_dir::{
     ARTIFACT_SHA256_FILE, CURRENT_LINK, Installed, InstalledRelease, RELEASES_DIR, REVISIONS_LOG,
-    ROLE_DIRS, RolePart, append_revision, current, install_release, install_role_release,
-    installed, prune, release_sha256, remove_release, revisions, switch_current,
+    ROLE_DIRS, RolePart, StageProbe, append_revision, append_revision_command, current,
+    install_release, install_release_probed, install_role_release, install_role_release_probed,
+    installed, installed_command, parse_installed, prune, prune_command, read_stage_probe,
+    read_switch, release_sha256, remove_release, revisions, stage_probe_command, switch_command,
+    switch_current,
 };
 pub use shell::{check_version, shell_quote};
 pub use ssh::{PrivateKeyText, SshConfig, SshTransport};

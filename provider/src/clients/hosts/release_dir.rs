@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use super::error::{HostError, Stdin};
+use super::error::{HostError, Output, Stdin};
 use super::shell::{
     check_text, check_version, deploy_dir_arg, normalize_sha256, shell_quote, version_of_target,
 };
@@ -45,6 +45,19 @@ pub async fn install_release(
     artifact: &Path,
     expected_sha256: &str,
 ) -> Result<InstalledRelease, HostError> {
+    install_release_probed(t, deploy_dir, version, artifact, expected_sha256, None).await
+}
+
+/// [`install_release`], given what [`stage_probe_command`] printed when it already ran (under
+/// the same deploy lock).
+pub async fn install_release_probed(
+    t: &dyn Transport,
+    deploy_dir: &str,
+    version: &str,
+    artifact: &Path,
+    expected_sha256: &str,
+    probed: Option<&str>,
+) -> Result<InstalledRelease, HostError> {
     let d = deploy_dir_arg(deploy_dir)?;
     check_version(version)?;
     let expected = normalize_sha256(expected_sha256)?;
@@ -52,22 +65,17 @@ pub async fn install_release(
     let releases = format!("{d}/{RELEASES_DIR}");
     let release = format!("{releases}/{version}");
 
-    let probe = format!(
-        "r={r}\n\
-         (umask 022 && mkdir -p -- {rs}) || exit 1\n\
-         if [ -d \"$r\" ]; then printf 'present '; cat -- \"$r/{ARTIFACT_SHA256_FILE}\" 2>/dev/null || echo; \
-         else echo absent; fi\n\
-         readlink -- {cur} 2>/dev/null || echo",
-        r = shell_quote(&release),
-        rs = shell_quote(&releases),
-        cur = shell_quote(&format!("{d}/{CURRENT_LINK}")),
-    );
-    let out = run_ok(t, "install release", &probe, Stdin::Null, timeouts.command).await?;
-    let mut lines = out.lines();
-    let state = lines.next().unwrap_or_default().trim();
-    let current = lines.next().and_then(version_of_target);
-    if let Some(installed) = state.strip_prefix("present") {
-        let installed = installed.trim();
+    let probe = match probed {
+        Some(out) => read_stage_probe(out),
+        None => {
+            let cmd = stage_probe_command(&d, version)?;
+            let out = run_ok(t, "install release", &cmd, Stdin::Null, timeouts.command).await?;
+            read_stage_probe(&out)
+        }
+    };
+    let current = probe.current.clone();
+    if probe.present {
+        let installed = probe.single.as_str();
         if installed == expected {
             return Ok(InstalledRelease {
                 path: release,
@@ -156,6 +164,58 @@ pub async fn install_release(
     })
 }
 
+/// What a host has of a release about to be staged ([`stage_probe_command`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StageProbe {
+    /// The version `current` names.
+    pub current: Option<String>,
+    /// `releases/<version>` exists.
+    pub present: bool,
+    /// Its [`ARTIFACT_SHA256_FILE`] (empty: none).
+    pub single: String,
+    /// Per role directory, its [`ARTIFACT_SHA256_FILE`] (empty: none).
+    pub parts: std::collections::BTreeMap<String, String>,
+}
+
+/// The script that looks at `releases/<version>` before staging it (and creates `releases/`):
+/// [`install_release`] and [`install_role_release`] run it themselves unless given its output.
+pub fn stage_probe_command(deploy_dir: &str, version: &str) -> Result<String, HostError> {
+    let d = deploy_dir_arg(deploy_dir)?;
+    check_version(version)?;
+    let releases = format!("{d}/{RELEASES_DIR}");
+    Ok(format!(
+        "r={r}\n\
+         (umask 022 && mkdir -p -- {rs}) || exit 1\n\
+         printf 'current %s\\n' \"$(readlink -- {cur} 2>/dev/null)\"\n\
+         if [ -d \"$r\" ]; then echo present; else echo absent; fi\n\
+         printf 'single %s\\n' \"$(cat -- \"$r/{ARTIFACT_SHA256_FILE}\" 2>/dev/null)\"\n\
+         for p in {roles}; do printf 'part %s %s\\n' \"$p\" \"$(cat -- \"$r/$p/{ARTIFACT_SHA256_FILE}\" 2>/dev/null)\"; done",
+        r = shell_quote(&format!("{releases}/{version}")),
+        rs = shell_quote(&releases),
+        cur = shell_quote(&format!("{d}/{CURRENT_LINK}")),
+        roles = ROLE_DIRS.join(" "),
+    ))
+}
+
+/// Reads what [`stage_probe_command`] printed.
+pub fn read_stage_probe(out: &str) -> StageProbe {
+    let mut p = StageProbe::default();
+    for line in out.lines() {
+        if let Some(target) = line.strip_prefix("current ") {
+            p.current = version_of_target(target);
+        } else if line.trim() == "present" {
+            p.present = true;
+        } else if let Some(sha) = line.strip_prefix("single ") {
+            p.single = sha.trim().to_string();
+        } else if let Some(rest) = line.strip_prefix("part ")
+            && let Some((dir, sha)) = rest.split_once(' ')
+        {
+            p.parts.insert(dir.to_string(), sha.trim().to_string());
+        }
+    }
+    p
+}
+
 /// The subdirectories of a release installed from one archive per role
 /// ([`install_role_release`]): `releases/<version>/<dir>/`, each with its own
 /// [`ARTIFACT_SHA256_FILE`].
@@ -184,6 +244,18 @@ pub async fn install_role_release(
     version: &str,
     parts: &[RolePart<'_>],
 ) -> Result<InstalledRelease, HostError> {
+    install_role_release_probed(t, deploy_dir, version, parts, None).await
+}
+
+/// [`install_role_release`], given what [`stage_probe_command`] printed when it already ran
+/// (under the same deploy lock).
+pub async fn install_role_release_probed(
+    t: &dyn Transport,
+    deploy_dir: &str,
+    version: &str,
+    parts: &[RolePart<'_>],
+    probed: Option<&str>,
+) -> Result<InstalledRelease, HostError> {
     let d = deploy_dir_arg(deploy_dir)?;
     check_version(version)?;
     let mut expected = Vec::new();
@@ -206,36 +278,26 @@ pub async fn install_role_release(
     let timeouts = t.timeouts();
     let releases = format!("{d}/{RELEASES_DIR}");
     let release = format!("{releases}/{version}");
-    let mut probe = format!(
-        "r={r}\n\
-         (umask 022 && mkdir -p -- {rs}) || exit 1\n\
-         printf 'current %s\\n' \"$(readlink -- {cur} 2>/dev/null)\"\n\
-         if [ -d \"$r\" ]; then echo present; else echo absent; fi\n",
-        r = shell_quote(&release),
-        rs = shell_quote(&releases),
-        cur = shell_quote(&format!("{d}/{CURRENT_LINK}")),
-    );
-    for p in parts {
-        probe.push_str(&format!(
-            "printf 'part {dir} %s\\n' \"$(cat -- \"$r/{dir}/{ARTIFACT_SHA256_FILE}\" 2>/dev/null)\"\n",
-            dir = p.dir
-        ));
-    }
-    let out = run_ok(t, "install release", &probe, Stdin::Null, timeouts.command).await?;
-    let mut current = None;
-    let mut present = false;
-    let mut installed = Vec::new();
-    for line in out.lines() {
-        if let Some(target) = line.strip_prefix("current ") {
-            current = version_of_target(target);
-        } else if line.trim() == "present" {
-            present = true;
-        } else if let Some(rest) = line.strip_prefix("part ")
-            && let Some((dir, sha)) = rest.split_once(' ')
-        {
-            installed.push(format!("{dir}={}", sha.trim()));
+    let probe = match probed {
+        Some(out) => read_stage_probe(out),
+        None => {
+            let cmd = stage_probe_command(&d, version)?;
+            let out = run_ok(t, "install release", &cmd, Stdin::Null, timeouts.command).await?;
+            read_stage_probe(&out)
         }
-    }
+    };
+    let current = probe.current.clone();
+    let present = probe.present;
+    let installed: Vec<String> = parts
+        .iter()
+        .map(|p| {
+            format!(
+                "{}={}",
+                p.dir,
+                probe.parts.get(p.dir).map_or("", String::as_str)
+            )
+        })
+        .collect();
     if present {
         let installed = installed.join(",");
         if installed == record {
@@ -403,11 +465,21 @@ pub async fn switch_current(
     deploy_dir: &str,
     version: &str,
 ) -> Result<Option<String>, HostError> {
+    let cmd = switch_command(deploy_dir, version)?;
+    let out = t
+        .run(&cmd, Stdin::Null, t.timeouts().command)
+        .await
+        .map_err(|e| e.in_op("switch current"))?;
+    read_switch(t.host(), deploy_dir, version, &out)
+}
+
+/// The script [`switch_current`] runs (a part of a [`super::Batch`]; [`read_switch`] reads it).
+pub fn switch_command(deploy_dir: &str, version: &str) -> Result<String, HostError> {
     let d = deploy_dir_arg(deploy_dir)?;
     check_version(version)?;
-    let cmd = format!(
+    Ok(format!(
         "d={d}; r={r}; tmp={tmp}\n\
-         [ -d \"$d/$r\" ] || {{ echo missing; exit 0; }}\n\
+         [ -d \"$d/$r\" ] || {{ echo missing; exit 3; }}\n\
          prev=$(readlink -- \"$d/{CURRENT_LINK}\" 2>/dev/null || true)\n\
          ln -sfn -- \"$r\" \"$tmp\" && mv -T -- \"$tmp\" \"$d/{CURRENT_LINK}\" \
          || {{ rc=$?; rm -f -- \"$tmp\"; exit $rc; }}\n\
@@ -415,24 +487,40 @@ pub async fn switch_current(
         d = shell_quote(&d),
         r = shell_quote(&format!("{RELEASES_DIR}/{version}")),
         tmp = shell_quote(&format!("{d}/.{CURRENT_LINK}.{}", token())),
-    );
-    let out = run_ok(t, "switch current", &cmd, Stdin::Null, t.timeouts().command).await?;
-    let mut lines = out.lines();
+    ))
+}
+
+/// What [`switch_command`] did: the version `current` named before, or why it did not
+/// switch.
+pub fn read_switch(
+    host: &str,
+    deploy_dir: &str,
+    version: &str,
+    out: &Output,
+) -> Result<Option<String>, HostError> {
+    let text = out.stdout_text();
+    let mut lines = text.lines();
     match lines.next().map(str::trim) {
-        Some("switched") => {
-            let previous = lines.next().and_then(version_of_target);
-            tracing::info!(host = t.host(), version, previous = ?previous, "current switched");
-            Ok(previous)
-        }
         Some("missing") => Err(HostError::ReleaseMissing {
-            host: t.host().to_string(),
-            deploy_dir: d,
+            host: host.to_string(),
+            deploy_dir: deploy_dir_arg(deploy_dir)?,
             version: version.to_string(),
         }),
-        _ => Err(HostError::UnexpectedOutput {
-            host: t.host().to_string(),
+        _ if !out.success() => Err(HostError::Command {
+            host: host.to_string(),
             op: "switch current",
-            output: out,
+            status: out.status_text(),
+            stderr: out.stderr_text(),
+        }),
+        Some("switched") => {
+            let previous = lines.next().and_then(version_of_target);
+            tracing::info!(host, version, previous = ?previous, "current switched");
+            Ok(previous)
+        }
+        _ => Err(HostError::UnexpectedOutput {
+            host: host.to_string(),
+            op: "switch current",
+            output: text.clone(),
         }),
     }
 }
@@ -461,8 +549,15 @@ pub struct Installed {
 /// Reads [`Installed`]; a missing deploy dir holds nothing. Temporary entries (`.incoming-*`
 /// and the like) and names that are not versions are not releases.
 pub async fn installed(t: &dyn Transport, deploy_dir: &str) -> Result<Installed, HostError> {
+    let cmd = installed_command(deploy_dir)?;
+    let out = run_ok(t, "list releases", &cmd, Stdin::Null, t.timeouts().command).await?;
+    Ok(parse_installed(&out))
+}
+
+/// The script [`installed`] runs (a part of a [`super::Batch`]; [`parse_installed`] reads it).
+pub fn installed_command(deploy_dir: &str) -> Result<String, HostError> {
     let d = deploy_dir_arg(deploy_dir)?;
-    let cmd = format!(
+    Ok(format!(
         "c={c}\n\
          if [ -L \"$c\" ]; then printf 'current %s\\n' \"$(readlink -- \"$c\")\"; \
          elif [ -e \"$c\" ]; then echo \"$c is not a symbolic link\" >&2; exit 1; fi\n\
@@ -470,12 +565,11 @@ pub async fn installed(t: &dyn Transport, deploy_dir: &str) -> Result<Installed,
          find . -mindepth 1 -maxdepth 1 -type d ! -name '.*' -printf '%T@ %f\\n'",
         c = shell_quote(&format!("{d}/{CURRENT_LINK}")),
         rs = shell_quote(&format!("{d}/{RELEASES_DIR}")),
-    );
-    let out = run_ok(t, "list releases", &cmd, Stdin::Null, t.timeouts().command).await?;
-    Ok(parse_installed(&out))
+    ))
 }
 
-fn parse_installed(out: &str) -> Installed {
+/// Reads what [`installed_command`] printed.
+pub fn parse_installed(out: &str) -> Installed {
     let mut current = None;
     let mut releases: Vec<(f64, String)> = Vec::new();
     for line in out.lines() {
@@ -495,20 +589,25 @@ fn parse_installed(out: &str) -> Installed {
     }
 }
 
+/// The script [`append_revision`] runs.
+pub fn append_revision_command(deploy_dir: &str, line: &str) -> Result<String, HostError> {
+    let d = deploy_dir_arg(deploy_dir)?;
+    check_text("revision line", line)?;
+    Ok(format!(
+        "(umask 022 && mkdir -p -- {d}) && printf '%s\\n' {line} >> {log}",
+        d = shell_quote(&d),
+        line = shell_quote(line),
+        log = shell_quote(&format!("{d}/{REVISIONS_LOG}")),
+    ))
+}
+
 /// Appends one line to `revisions.log`.
 pub async fn append_revision(
     t: &dyn Transport,
     deploy_dir: &str,
     line: &str,
 ) -> Result<(), HostError> {
-    let d = deploy_dir_arg(deploy_dir)?;
-    check_text("revision line", line)?;
-    let cmd = format!(
-        "(umask 022 && mkdir -p -- {d}) && printf '%s\\n' {line} >> {log}",
-        d = shell_quote(&d),
-        line = shell_quote(line),
-        log = shell_quote(&format!("{d}/{REVISIONS_LOG}")),
-    );
+    let cmd = append_revision_command(deploy_dir, line)?;
     run_ok(
         t,
         "append revision",
@@ -594,6 +693,51 @@ pub async fn prune(
     .await?;
     tracing::info!(host = t.host(), removed = ?doomed, "releases pruned");
     Ok(doomed)
+}
+
+/// The script that removes what [`prune`] would, when the releases were listed under the same
+/// deploy lock ([`installed_command`]) and `current` has since been switched to `current`:
+/// `installed` as listed (oldest first), plus `staged` when this deploy installed it (the
+/// newest). Also removes temporary entries older than an hour. `None`: nothing to remove.
+pub fn prune_command(
+    deploy_dir: &str,
+    installed: &Installed,
+    staged: Option<&str>,
+    current: &str,
+    keep: usize,
+    protect: &[&str],
+) -> Result<String, HostError> {
+    let d = deploy_dir_arg(deploy_dir)?;
+    let releases = format!("{d}/{RELEASES_DIR}");
+    // Oldest first, as listed; ranked by position (a staged release is the newest).
+    let mut listed: Vec<(f64, String)> = installed
+        .releases
+        .iter()
+        .filter(|v| Some(v.as_str()) != staged)
+        .enumerate()
+        .map(|(i, v)| (i as f64, v.clone()))
+        .collect();
+    if let Some(v) = staged {
+        listed.push((listed.len() as f64, v.to_string()));
+    }
+    let doomed = releases_to_prune(listed, keep, Some(current), protect);
+    let mut cmd = format!(
+        "cd -- {rs} 2>/dev/null || exit 0\n\
+         find . -mindepth 1 -maxdepth 1 \\( -name '.incoming-*' -o -name '.unpack-*' -o -name '.replaced-*' \\) \
+         -mmin +{STALE_TEMP_MINUTES} -exec rm -rf -- {{}} + 2>/dev/null || true",
+        rs = shell_quote(&releases),
+    );
+    if !doomed.is_empty() {
+        cmd.push_str(&format!(
+            "\nrm -rf -- {names} && printf 'pruned %s\\n' {names}",
+            names = doomed
+                .iter()
+                .map(|v| shell_quote(v))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ));
+    }
+    Ok(cmd)
 }
 
 /// Newest first by install time (ties: version name, descending); the first `keep`, the

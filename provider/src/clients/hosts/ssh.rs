@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -196,6 +197,8 @@ pub struct SshTransport {
     policy: HostKeyPolicy,
     presented: Arc<Mutex<Option<String>>>,
     session: tokio::sync::Mutex<Option<Arc<Session>>>,
+    /// Channels opened for commands ([`Transport::commands_started`]).
+    started: AtomicU64,
 }
 
 impl fmt::Debug for SshTransport {
@@ -235,6 +238,7 @@ impl SshTransport {
             policy,
             presented: Arc::new(Mutex::new(None)),
             session: tokio::sync::Mutex::new(None),
+            started: AtomicU64::new(0),
         };
         t.session().await?;
         Ok(t)
@@ -331,12 +335,109 @@ impl SshTransport {
             }
             .await;
             match opened {
-                Ok(channel) => return Ok(channel),
+                Ok(channel) => {
+                    self.started.fetch_add(1, Ordering::Relaxed);
+                    return Ok(channel);
+                }
                 Err(e) if !retried && session.is_closed() => {
                     tracing::info!(host = %self.label, error = %e, "SSH session lost; reconnecting");
                     retried = true;
                 }
                 Err(e) => return Err(self.ssh_err("exec", e)),
+            }
+        }
+    }
+
+    /// Runs `command`, filling `out` as its output arrives: what was read before an error
+    /// stays in `out`.
+    async fn run_into(
+        &self,
+        command: &str,
+        stdin: Stdin<'_>,
+        timeout: Duration,
+        out: &mut Output,
+    ) -> Result<(), HostError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let timed_out = || HostError::Timeout {
+            host: self.label.clone(),
+            op: "exec",
+            after: timeout,
+        };
+        let mut file = match stdin {
+            Stdin::File(p) => Some(tokio::fs::File::open(p).await.map_err(|e| HostError::Io {
+                host: self.label.clone(),
+                op: "exec",
+                message: format!("{}: {e}", p.display()),
+            })?),
+            _ => None,
+        };
+        let channel = tokio::time::timeout_at(deadline, self.open_channel(command))
+            .await
+            .map_err(|_| timed_out())??;
+        let (mut read, write) = channel.split();
+
+        let outcome = {
+            let feed = async {
+                let sent = match (stdin, file.as_mut()) {
+                    (Stdin::Bytes(b), _) => write.data(b).await,
+                    (Stdin::File(_), Some(f)) => write.data(f).await,
+                    _ => Ok(()),
+                };
+                let eof = write.eof().await;
+                sent.and(eof)
+            };
+            let reading = read_channel(&mut read, out);
+            let work = async {
+                tokio::pin!(feed);
+                tokio::pin!(reading);
+                let mut fed = None;
+                let read_result = loop {
+                    tokio::select! {
+                        r = &mut reading => break r,
+                        f = &mut feed, if fed.is_none() => fed = Some(f),
+                    }
+                };
+                if fed.is_none() {
+                    // The command is done; a writer still blocked on the window will not finish.
+                    fed = tokio::time::timeout(WRITER_GRACE, &mut feed).await.ok();
+                }
+                (fed, read_result)
+            };
+            tokio::time::timeout_at(deadline, work).await
+        };
+        match outcome {
+            Err(_) => {
+                // Best effort: OpenSSH honours "signal" requests; closing the channel hangs up.
+                let _ = write.signal(russh::Sig::KILL).await;
+                let _ = write.close().await;
+                Err(timed_out())
+            }
+            Ok((fed, read_result)) => {
+                read_result.map_err(|m| self.ssh_err("exec", m))?;
+                if out.status.is_none() && out.signal.is_none() {
+                    return Err(self.ssh_err(
+                        "exec",
+                        "the channel closed without an exit status (connection lost?)",
+                    ));
+                }
+                // A command may ignore bytes given on stdin; a file it was to receive whole.
+                if out.success() && matches!(stdin, Stdin::File(_)) {
+                    match fed {
+                        Some(Ok(())) => {}
+                        Some(Err(e)) => {
+                            return Err(
+                                self.ssh_err("exec", format!("stdin was not fully delivered: {e}"))
+                            );
+                        }
+                        None => {
+                            return Err(self.ssh_err(
+                                "exec",
+                                "the command exited before reading all of its stdin",
+                            ));
+                        }
+                    }
+                }
+                Ok(())
             }
         }
     }
@@ -506,96 +607,29 @@ impl Transport for SshTransport {
         self.config.timeouts
     }
 
+    fn commands_started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+
     async fn run(
         &self,
         command: &str,
         stdin: Stdin<'_>,
         timeout: Duration,
     ) -> Result<Output, HostError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let timed_out = || HostError::Timeout {
-            host: self.label.clone(),
-            op: "exec",
-            after: timeout,
-        };
-        let mut file = match stdin {
-            Stdin::File(p) => Some(tokio::fs::File::open(p).await.map_err(|e| HostError::Io {
-                host: self.label.clone(),
-                op: "exec",
-                message: format!("{}: {e}", p.display()),
-            })?),
-            _ => None,
-        };
-        let channel = tokio::time::timeout_at(deadline, self.open_channel(command))
-            .await
-            .map_err(|_| timed_out())??;
-        let (mut read, write) = channel.split();
+        let (out, r) = self.run_partial(command, stdin, timeout).await;
+        r.map(|()| out)
+    }
 
+    async fn run_partial(
+        &self,
+        command: &str,
+        stdin: Stdin<'_>,
+        timeout: Duration,
+    ) -> (Output, Result<(), HostError>) {
         let mut out = Output::default();
-        let outcome = {
-            let feed = async {
-                let sent = match (stdin, file.as_mut()) {
-                    (Stdin::Bytes(b), _) => write.data(b).await,
-                    (Stdin::File(_), Some(f)) => write.data(f).await,
-                    _ => Ok(()),
-                };
-                let eof = write.eof().await;
-                sent.and(eof)
-            };
-            let reading = read_channel(&mut read, &mut out);
-            let work = async {
-                tokio::pin!(feed);
-                tokio::pin!(reading);
-                let mut fed = None;
-                let read_result = loop {
-                    tokio::select! {
-                        r = &mut reading => break r,
-                        f = &mut feed, if fed.is_none() => fed = Some(f),
-                    }
-                };
-                if fed.is_none() {
-                    // The command is done; a writer still blocked on the window will not finish.
-                    fed = tokio::time::timeout(WRITER_GRACE, &mut feed).await.ok();
-                }
-                (fed, read_result)
-            };
-            tokio::time::timeout_at(deadline, work).await
-        };
-        match outcome {
-            Err(_) => {
-                // Best effort: OpenSSH honours "signal" requests; closing the channel hangs up.
-                let _ = write.signal(russh::Sig::KILL).await;
-                let _ = write.close().await;
-                Err(timed_out())
-            }
-            Ok((fed, read_result)) => {
-                read_result.map_err(|m| self.ssh_err("exec", m))?;
-                if out.status.is_none() && out.signal.is_none() {
-                    return Err(self.ssh_err(
-                        "exec",
-                        "the channel closed without an exit status (connection lost?)",
-                    ));
-                }
-                // A command may ignore bytes given on stdin; a file it was to receive whole.
-                if out.success() && matches!(stdin, Stdin::File(_)) {
-                    match fed {
-                        Some(Ok(())) => {}
-                        Some(Err(e)) => {
-                            return Err(
-                                self.ssh_err("exec", format!("stdin was not fully delivered: {e}"))
-                            );
-                        }
-                        None => {
-                            return Err(self.ssh_err(
-                                "exec",
-                                "the command exited before reading all of its stdin",
-                            ));
-                        }
-                    }
-                }
-                Ok(out)
-            }
-        }
+        let r = self.run_into(command, stdin, timeout, &mut out).await;
+        (out, r)
     }
 
     async fn close(&self) {

@@ -39,6 +39,27 @@ pub trait Transport: Send + Sync + fmt::Debug {
         timeout: Duration,
     ) -> Result<Output, HostError>;
 
+    /// [`Transport::run`] that keeps what the command printed before an error (a timeout, a
+    /// lost connection): for scripts that report their progress ([`super::batch`]), where what
+    /// already happened must be known after a failure. This default keeps nothing.
+    async fn run_partial(
+        &self,
+        command: &str,
+        stdin: Stdin<'_>,
+        timeout: Duration,
+    ) -> (Output, Result<(), HostError>) {
+        match self.run(command, stdin, timeout).await {
+            Ok(out) => (out, Ok(())),
+            Err(e) => (Output::default(), Err(e)),
+        }
+    }
+
+    /// How many commands this transport has started (each one an SSH channel with a shell on
+    /// the host, or a local process): what a deployment's round trips are counted in.
+    fn commands_started(&self) -> u64 {
+        0
+    }
+
     /// [`Transport::run`] with optional stdin bytes.
     async fn exec(
         &self,
@@ -123,8 +144,9 @@ pub(super) async fn run_ok<T: Transport + ?Sized>(
     Ok(out.stdout_text())
 }
 
-/// `sh` that writes its stdin to `path` via a temporary file next to it (mode 0600 while
-/// written), checks that exactly `size` bytes arrived (a broken stream never replaces the
+/// `sh` that writes `size` bytes of its stdin to `path` via a temporary file next to it (mode
+/// 0600 while written; it reads no further, so it can take its part of a [`super::Batch`]'s
+/// stdin), checks that exactly `size` bytes arrived (a broken stream never replaces the
 /// file), sets `mode` and renames it into place; optionally creates `parent` (0755) first.
 pub(super) fn atomic_write_command(
     path: &str,
@@ -143,7 +165,7 @@ pub(super) fn atomic_write_command(
         format!("(umask 022 && mkdir -p -- {}) && ", shell_quote(p))
     });
     Ok(format!(
-        "{mkdir}umask 077 && cat > {t} && n=$(wc -c < {t}) \
+        "{mkdir}umask 077 && head -c {size} > {t} && n=$(wc -c < {t}) \
          && if [ \"$n\" -ne {size} ]; then echo \"received $n bytes of {size}\" >&2; false; fi \
          && chmod {mode:o} -- {t} && mv -f -- {t} {p} || {{ rc=$?; rm -f -- {t}; exit $rc; }}",
         t = shell_quote(&format!("{path}.tmp-{}", token())),

@@ -210,16 +210,44 @@ impl Deployment {
             .collect()
     }
 
-    /// Runs commands one after the other, stopping at the first that fails.
+    /// Runs commands one after the other, stopping at the first that fails: one command on
+    /// the host (a stopping [`hosts::Batch`]) whatever their number (`worker_processes`).
     pub(super) async fn run_all(
         &self,
         host: &Host,
         commands: &[String],
     ) -> Result<(), ReleaseError> {
-        for c in commands {
-            self.run(host, c).await?;
+        match commands {
+            [] => Ok(()),
+            [one] => self.run(host, one).await.map(drop),
+            many => {
+                let t = &*host.transport;
+                let mut batch = hosts::Batch::stopping_at_failure();
+                for c in many {
+                    batch.push(
+                        "command",
+                        super::deploy::user_command(c),
+                        t.timeouts().command,
+                    );
+                }
+                let ran = batch.run(t).await;
+                for (i, c) in many.iter().enumerate() {
+                    match ran.output(i) {
+                        None => break,
+                        Some(Err(e)) => return Err(ReleaseError::Host(e)),
+                        Some(Ok(out)) if !out.success() => {
+                            return Err(ReleaseError::CommandFailed {
+                                command: c.clone(),
+                                status: out.status_text(),
+                                stderr: out.stderr_text(),
+                            });
+                        }
+                        Some(Ok(_)) => {}
+                    }
+                }
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     pub(super) fn instance_command(

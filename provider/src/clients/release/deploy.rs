@@ -11,12 +11,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Artifacts, Deployment, Failure, Host, HostState, LOCK_TTL, Outcome, Phase, ReleaseError, Role,
-    Stopped, Target, Touched, Watch, env_path, failure, observe,
+    Stopped, Target, Touched, Watch, env_files, env_path, failure, host_state, observe,
 };
 use crate::clients::hosts::{self, DeployLock, EnvKey, HostError};
 
 impl Deployment {
-    /// Env files, switch, restart, wait: one host forward to `target`.
+    /// Env files, switch, restart, wait: one host forward to `target`. The env files, the
+    /// switch and the first role's restart go to the host as one command (a stopping
+    /// [`hosts::Batch`]): each step still runs, fails and is undone on its own, and what ran
+    /// before a failure (stashes, the switch) is known from the command's framed output even
+    /// when it was cut off.
     pub(super) async fn forward(
         &self,
         host: &Host,
@@ -34,12 +38,18 @@ impl Deployment {
             ));
         }
         tracing::info!(host = %host.name, version = %v, "deploying");
+        let timeouts = t.timeouts();
+        // Every step's script and input, built before anything runs.
+        let mut steps: Vec<(Step, String, Option<Vec<u8>>)> = Vec::new();
+        let env_fail = |e: HostError| fail(Phase::Env, e.into());
         if let Some(key) = &target.env_key
             && host.roles.iter().any(|r| target.env.contains_key(r))
         {
-            hosts::write_env_key(t, &self.deploy_dir, key)
-                .await
-                .map_err(|e| fail(Phase::Env, e.into()))?;
+            let content = key.file_content().into_bytes();
+            let path = hosts::env_key_path(&self.deploy_dir);
+            let script =
+                hosts::write_file_command(&path, content.len() as u64, 0o600).map_err(env_fail)?;
+            steps.push((Step::EnvKey, script, Some(content)));
         }
         for role in &host.roles {
             let Some(env) = target.env.get(role) else {
@@ -47,21 +57,90 @@ impl Deployment {
             };
             let path = env_path(&self.deploy_dir, *role);
             if stash {
-                let existed = hosts::stash_file(t, &path)
-                    .await
-                    .map_err(|e| fail(Phase::Env, e.into()))?;
-                touched.stashed.push((path.clone(), existed));
+                let script = hosts::stash_command(&path).map_err(env_fail)?;
+                steps.push((Step::Stash(path.clone()), script, None));
             }
             let env = super::host_env(env, &self.deploy_dir, &host.name, &host.address, *role);
-            hosts::write_env(t, &path, &env)
-                .await
-                .map_err(|e| fail(Phase::Env, e.into()))?;
+            let content = hosts::env_file_content(&env)
+                .map_err(env_fail)?
+                .into_bytes();
+            let script =
+                hosts::write_file_command(&path, content.len() as u64, 0o600).map_err(env_fail)?;
+            steps.push((Step::Env(path, env.len()), script, Some(content)));
         }
-        hosts::switch_current(t, &self.deploy_dir, v)
-            .await
+        let switch = hosts::switch_command(&self.deploy_dir, v)
             .map_err(|e| fail(Phase::Switch, e.into()))?;
-        touched.switched = true;
-        self.restart_and_wait(host, v, &self.cancel, true)
+        steps.push((Step::Switch, switch, None));
+        // The first role's restart commands (the roles after it restart once it is ready).
+        let mut roles = host.roles.clone();
+        roles.sort();
+        roles.dedup();
+        let first = roles
+            .first()
+            .copied()
+            .filter(|r| self.commands.restart.contains_key(r));
+        if let Some(role) = first
+            && let Some(template) = self.commands.restart.get(&role)
+        {
+            let cmds = self
+                .role_commands(template, host, v, role)
+                .map_err(|e| fail(Phase::Restart, e))?;
+            tracing::info!(host = %host.name, role = role.as_str(), version = %v, instances = cmds.len(), "restarting");
+            for cmd in cmds {
+                steps.push((Step::Restart(cmd.clone()), user_command(&cmd), None));
+            }
+        }
+
+        let mut batch = hosts::Batch::stopping_at_failure();
+        for (step, script, input) in &steps {
+            let op = step.op();
+            match input {
+                Some(bytes) => batch.push_with_input(op, script.clone(), bytes, timeouts.command),
+                None => batch.push(op, script.clone(), timeouts.command),
+            };
+        }
+        let ran = batch.run(t).await;
+        for (i, (step, _, _)) in steps.iter().enumerate() {
+            let Some(r) = ran.output(i) else {
+                break;
+            };
+            let out = r.map_err(|e| fail(step.phase(), e.into()))?;
+            match step {
+                Step::Switch => {
+                    hosts::read_switch(&host.name, &self.deploy_dir, v, out)
+                        .map_err(|e| fail(Phase::Switch, e.into()))?;
+                    touched.switched = true;
+                }
+                _ if !out.success() => {
+                    return Err(fail(
+                        step.phase(),
+                        match step {
+                            Step::Restart(command) => ReleaseError::CommandFailed {
+                                command: command.clone(),
+                                status: out.status_text(),
+                                stderr: out.stderr_text(),
+                            },
+                            _ => HostError::Command {
+                                host: t.host().to_string(),
+                                op: step.op(),
+                                status: out.status_text(),
+                                stderr: out.stderr_text(),
+                            }
+                            .into(),
+                        },
+                    ));
+                }
+                Step::Stash(path) => touched
+                    .stashed
+                    .push((path.clone(), hosts::read_stash(&out.stdout_text()))),
+                Step::Env(path, keys) => {
+                    tracing::info!(host = t.host(), path, keys, "env file written");
+                }
+                Step::EnvKey => tracing::info!(host = t.host(), "env fingerprint key written"),
+                Step::Restart(_) => {}
+            }
+        }
+        self.restart_and_wait(host, v, &self.cancel, true, first)
             .await
             .map_err(|(phase, e)| fail(phase, e))?;
         tracing::info!(host = %host.name, version = %v, "host deployed");
@@ -107,7 +186,7 @@ impl Deployment {
                 }
                 // Not cancellable: an interrupted or timed-out rollout is still put back
                 // (each host bounded by health_timeout).
-                self.restart_and_wait(host, prev, &CancellationToken::new(), false)
+                self.restart_and_wait(host, prev, &CancellationToken::new(), false, None)
                     .await
                     .map_err(|(_, e)| {
                         fail(ReleaseError::AfterRollback {
@@ -222,33 +301,44 @@ impl Deployment {
             .collect()
     }
 
-    /// Takes every host's lock, waiting for a lock held by someone else to be released or to
-    /// expire (bounded by cancellation).
-    pub(super) async fn lock_all(&self) -> (Vec<Option<DeployLock>>, Vec<Failure>) {
-        let locks = join_all(self.hosts.iter().map(|h| async move {
-            let mut waited = false;
-            loop {
-                match hosts::acquire_lock(&*h.transport, &self.deploy_dir, &self.lock_owner, LOCK_TTL)
-                    .await
-                {
-                    Ok(l) => return Ok(l),
-                    Err(HostError::LockHeld { holder, remaining_secs, .. })
-                        if !self.cancel.is_cancelled() =>
-                    {
-                        if !waited {
-                            tracing::warn!(host = %h.name, holder, remaining_secs, "deploy lock held; waiting");
-                            waited = true;
-                        }
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                            _ = self.cancel.cancelled() => {}
-                        }
+    /// Takes `h`'s lock, waiting for a lock held by someone else to be released or to expire
+    /// (bounded by cancellation).
+    async fn lock_one(&self, h: &Host) -> Result<DeployLock, HostError> {
+        let mut waited = false;
+        loop {
+            match hosts::acquire_lock(&*h.transport, &self.deploy_dir, &self.lock_owner, LOCK_TTL)
+                .await
+            {
+                Ok(l) => return Ok(l),
+                Err(HostError::LockHeld {
+                    holder,
+                    remaining_secs,
+                    ..
+                }) if !self.cancel.is_cancelled() => {
+                    if !waited {
+                        tracing::warn!(host = %h.name, holder, remaining_secs, "deploy lock held; waiting");
+                        waited = true;
                     }
-                    Err(e) => return Err(e),
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                        _ = self.cancel.cancelled() => {}
+                    }
                 }
+                Err(e) => return Err(e),
             }
-        }))
-        .await;
+        }
+    }
+
+    /// Takes every host's lock (see [`Deployment::lock_one`]).
+    pub(super) async fn lock_all(&self) -> (Vec<Option<DeployLock>>, Vec<Failure>) {
+        let locks = join_all(self.hosts.iter().map(|h| self.lock_one(h))).await;
+        self.lock_results(locks)
+    }
+
+    fn lock_results(
+        &self,
+        locks: Vec<Result<DeployLock, HostError>>,
+    ) -> (Vec<Option<DeployLock>>, Vec<Failure>) {
         let mut got = Vec::new();
         let mut failures = Vec::new();
         for (h, r) in self.hosts.iter().zip(locks) {
@@ -266,6 +356,84 @@ impl Deployment {
             }
         }
         (got, failures)
+    }
+
+    /// Takes every host's lock and, in the same command, reads what the deployment needs
+    /// first: the host's state for `roles`, the stage probe of `version` and the installed
+    /// releases (kept only when the lock was taken by that command: under the lock they stay
+    /// true). A lock that is held, expired or contested takes the full protocol
+    /// ([`Deployment::lock_one`]), and its host is read afterwards.
+    async fn lock_and_read_all(
+        &self,
+        roles: &[Role],
+        version: &str,
+    ) -> (Vec<Option<DeployLock>>, Vec<Failure>, Vec<Option<Opened>>) {
+        let results = join_all(self.hosts.iter().map(|h| async move {
+            match self.lock_and_read(h, roles, version).await {
+                Ok(Some((lock, opened))) => (Ok(lock), Some(opened)),
+                Ok(None) => (self.lock_one(h).await, None),
+                Err(e) => (Err(e), None),
+            }
+        }))
+        .await;
+        let (locks, opened): (Vec<_>, Vec<_>) = results.into_iter().unzip();
+        let (locks, failures) = self.lock_results(locks);
+        (locks, failures, opened)
+    }
+
+    async fn lock_and_read(
+        &self,
+        h: &Host,
+        roles: &[Role],
+        version: &str,
+    ) -> Result<Option<(DeployLock, Opened)>, HostError> {
+        let t = &*h.transport;
+        let timeouts = t.timeouts();
+        let attempt = hosts::LockAttempt::new(&self.deploy_dir, &self.lock_owner, LOCK_TTL)?;
+        let files = env_files(&self.deploy_dir, roles);
+        let mut batch = hosts::Batch::stopping_at_failure();
+        let l = batch.push(
+            "acquire deploy lock",
+            attempt.script.clone(),
+            timeouts.command,
+        );
+        let i = batch.push(
+            "inspect host",
+            hosts::inspect_command(&self.deploy_dir, &files)?,
+            timeouts.transfer,
+        );
+        let p = batch.push(
+            "install release",
+            hosts::stage_probe_command(&self.deploy_dir, version)?,
+            timeouts.command,
+        );
+        let r = batch.push(
+            "list releases",
+            hosts::installed_command(&self.deploy_dir)?,
+            timeouts.command,
+        );
+        let ran = batch.run(t).await;
+        match attempt.read(t.host(), &ran.required(l)?) {
+            Ok(hosts::Attempted::Acquired(lock)) => {
+                let state = ran
+                    .required(i)
+                    .and_then(|o| hosts::read_inspection(t.host(), &files, &o))
+                    .map(|f| host_state(f, roles, &files));
+                Ok(Some((
+                    lock,
+                    Opened {
+                        state,
+                        probe: ran.ok(p).and_then(Result::ok),
+                        installed: ran
+                            .ok(r)
+                            .and_then(Result::ok)
+                            .map(|o| hosts::parse_installed(&o)),
+                    },
+                )))
+            }
+            Ok(_) | Err(HostError::LockHeld { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     pub(super) async fn unlock_all(&self, locks: &[Option<DeployLock>]) {
@@ -308,17 +476,39 @@ impl Deployment {
     pub async fn deploy(&self, target: &Target, watch: Option<&Watch>, rehearse: bool) -> Outcome {
         let mut out = Outcome::default();
         let env_roles: Vec<Role> = target.env.keys().copied().collect();
-        let (locks, failures) = self.lock_all().await;
+        let started: Vec<u64> = self
+            .hosts
+            .iter()
+            .map(|h| h.transport.commands_started())
+            .collect();
+        let (mut locks, failures, opened) =
+            self.lock_and_read_all(&env_roles, &target.version).await;
         if !failures.is_empty() {
             out.failures = failures;
             self.unlock_all(&locks).await;
             return out;
         }
         let renewer = self.spawn_renewal(&locks);
-        self.run_locked(target, watch, rehearse, &env_roles, &mut out)
-            .await;
+        self.run_locked(
+            target,
+            watch,
+            rehearse,
+            &env_roles,
+            opened,
+            (&mut locks, &renewer),
+            &mut out,
+        )
+        .await;
         renewer.cancel();
         self.unlock_all(&locks).await;
+        for (h, before) in self.hosts.iter().zip(started) {
+            tracing::info!(
+                host = %h.name,
+                commands = h.transport.commands_started().saturating_sub(before),
+                changed = out.changed_hosts.contains(&h.name),
+                "host commands in this deployment"
+            );
+        }
         out
     }
 
@@ -348,19 +538,48 @@ impl Deployment {
         stop
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn run_locked(
         &self,
         target: &Target,
         watch: Option<&Watch>,
         rehearse: bool,
         env_roles: &[Role],
+        opened: Vec<Option<Opened>>,
+        (locks, renewer): (&mut [Option<DeployLock>], &CancellationToken),
         out: &mut Outcome,
     ) {
-        // What is live before anything changes.
+        // What is live before anything changes: read with the lock, or now.
+        let mut probes: BTreeMap<String, String> = BTreeMap::new();
+        let mut listings: BTreeMap<String, hosts::Installed> = BTreeMap::new();
+        let states = join_all(self.hosts.iter().zip(opened).map(|(h, o)| {
+            let state = o.map(|o| {
+                if let Some(p) = o.probe {
+                    probes.insert(h.name.clone(), p);
+                }
+                if let Some(l) = o.installed {
+                    listings.insert(h.name.clone(), l);
+                }
+                o.state
+            });
+            async move {
+                match state {
+                    Some(s) => s,
+                    None => observe(&*h.transport, &self.deploy_dir, env_roles).await,
+                }
+            }
+        }))
+        .await;
         let mut live = BTreeMap::new();
-        for (name, e) in self.observe_all(env_roles, &mut live).await {
-            out.failures
-                .push(failure(&name, &target.version, Phase::Inspect, e));
+        for (h, r) in self.hosts.iter().zip(states) {
+            match r {
+                Ok(s) => {
+                    live.insert(h.name.clone(), s);
+                }
+                Err(e) => out
+                    .failures
+                    .push(failure(&h.name, &target.version, Phase::Inspect, e)),
+            }
         }
         if !out.failures.is_empty() {
             out.hosts = live;
@@ -448,7 +667,11 @@ impl Deployment {
         let mut touched: BTreeMap<String, Touched> = BTreeMap::new();
 
         // Stage the artifact everywhere before anything switches.
-        let installs = join_all(todo.iter().map(|h| self.install(h, target))).await;
+        let installs = join_all(
+            todo.iter()
+                .map(|h| self.install(h, target, probes.get(&h.name).map(String::as_str))),
+        )
+        .await;
         for (h, r) in todo.iter().zip(installs) {
             match r {
                 Ok(i) => {
@@ -589,12 +812,20 @@ impl Deployment {
                     }
                 }
             }
-        } else {
-            let before = out.before.clone();
-            self.finish(&todo, target, &before, &touched, out).await;
         }
 
-        for (name, e) in self.observe_all(env_roles, &mut live).await {
+        // Clean-up after a success, the last look at each host and its unlock: one command.
+        renewer.cancel();
+        let finish = out.failures.is_empty().then_some(Finish {
+            todo: &todo,
+            target,
+            touched: &touched,
+            listings: &listings,
+        });
+        for (name, e) in self
+            .close_all(finish, env_roles, locks, &mut live, out)
+            .await
+        {
             out.warnings.push(format!(
                 "{name}: could not read the host after the deployment, reporting what was last seen: {e}"
             ));
@@ -626,12 +857,20 @@ impl Deployment {
         &self,
         host: &Host,
         target: &Target,
+        probed: Option<&str>,
     ) -> Result<hosts::InstalledRelease, HostError> {
         let t = &*host.transport;
         match &target.artifacts {
             Artifacts::Single(a) => {
-                hosts::install_release(t, &self.deploy_dir, &target.version, &a.path, &a.sha256)
-                    .await
+                hosts::install_release_probed(
+                    t,
+                    &self.deploy_dir,
+                    &target.version,
+                    &a.path,
+                    &a.sha256,
+                    probed,
+                )
+                .await
             }
             Artifacts::PerRole(m) => {
                 let parts: Vec<hosts::RolePart<'_>> = host
@@ -646,72 +885,233 @@ impl Deployment {
                         })
                     })
                     .collect();
-                hosts::install_role_release(t, &self.deploy_dir, &target.version, &parts).await
+                hosts::install_role_release_probed(
+                    t,
+                    &self.deploy_dir,
+                    &target.version,
+                    &parts,
+                    probed,
+                )
+                .await
             }
         }
     }
 
-    /// Revisions log, stashes dropped, old releases pruned.
-    async fn finish(
+    /// The end of a deployment on every host, one command each: after a success (`finish`),
+    /// on the hosts it changed, the revisions log, stashes dropped and old releases pruned;
+    /// then on every host the last look (`live` updated; the hosts that could not be read are
+    /// returned) and the deploy lock released (its slot emptied).
+    async fn close_all(
         &self,
-        todo: &[&Host],
-        target: &Target,
-        before: &BTreeMap<String, Option<String>>,
-        touched: &BTreeMap<String, Touched>,
+        finish: Option<Finish<'_>>,
+        roles: &[Role],
+        locks: &mut [Option<DeployLock>],
+        live: &mut BTreeMap<String, HostState>,
         out: &mut Outcome,
-    ) {
+    ) -> Vec<(String, HostError)> {
         let at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let results = join_all(todo.iter().map(|h| {
-            let parts = match &target.artifacts {
-                Artifacts::Single(_) => String::new(),
-                Artifacts::PerRole(m) => h
-                    .roles
-                    .iter()
-                    .filter_map(|r| Some(format!(" {r}_sha256={}", m.get(r)?.sha256)))
-                    .collect(),
-            };
-            let line = format!(
-                "{at} version={} sha256={}{parts} previous={} by={}",
-                target.version,
-                target.artifacts.host_sha256(&h.roles),
-                before
-                    .get(&h.name)
-                    .cloned()
-                    .flatten()
-                    .as_deref()
-                    .unwrap_or("-"),
-                self.lock_owner
-            );
-            let stashed = touched
-                .get(&h.name)
-                .map(|t| t.stashed.clone())
-                .unwrap_or_default();
-            let prev = before.get(&h.name).cloned().flatten();
+        let files = env_files(&self.deploy_dir, roles);
+        let results = join_all(self.hosts.iter().zip(locks.iter()).map(|(h, lock)| {
+            let files = &files;
+            let finish = finish
+                .as_ref()
+                .filter(|f| f.todo.iter().any(|t| t.name == h.name));
+            let before = out.before.get(&h.name).cloned().flatten();
+            let at = at.as_str();
             async move {
                 let t = &*h.transport;
-                hosts::append_revision(t, &self.deploy_dir, &line).await?;
-                for (path, _) in &stashed {
-                    hosts::drop_stash(t, path).await?;
+                let timeouts = t.timeouts();
+                let mut batch = hosts::Batch::new();
+                let mut cleanup = Vec::new();
+                let mut prune_later = false;
+                let mut cleanup_error = None;
+                if let Some(f) = finish {
+                    match self.finish_steps(h, f, before.as_deref(), at) {
+                        Ok((steps, listed)) => {
+                            prune_later = !listed;
+                            for (op, script) in steps {
+                                cleanup.push(batch.push(op, script, timeouts.transfer));
+                            }
+                        }
+                        Err(e) => cleanup_error = Some(e),
+                    }
                 }
-                let protect: Vec<&str> = prev.iter().map(String::as_str).collect();
-                hosts::prune(
-                    t,
-                    &self.deploy_dir,
-                    self.strategy.keep_releases.max(1),
-                    &protect,
-                )
-                .await?;
-                Ok::<_, HostError>(())
+                let look = hosts::inspect_command(&self.deploy_dir, files)
+                    .map(|c| batch.push("inspect host", c, timeouts.transfer));
+                let unlock = lock
+                    .as_ref()
+                    .and_then(|l| hosts::release_lock_command(l).ok().map(|c| (l, c)))
+                    .map(|(l, c)| (l, batch.push("release deploy lock", c, timeouts.command)));
+                let ran = batch.run(t).await;
+                let cleanup_error =
+                    cleanup_error.or_else(|| cleanup.iter().find_map(|i| ran.required(*i).err()));
+                let mut cleanup_error = cleanup_error;
+                if prune_later && cleanup_error.is_none() {
+                    let protect: Vec<&str> = before.iter().map(String::as_str).collect();
+                    cleanup_error = hosts::prune(
+                        t,
+                        &self.deploy_dir,
+                        self.strategy.keep_releases.max(1),
+                        &protect,
+                    )
+                    .await
+                    .err();
+                }
+                let state = look.and_then(|i| {
+                    ran.required(i)
+                        .and_then(|o| hosts::read_inspection(t.host(), files, &o))
+                        .map(|f| host_state(f, roles, files))
+                });
+                // A release step that did not run (the command was cut off before it) leaves
+                // the lock to `unlock_all`.
+                let released = match unlock.and_then(|(l, i)| Some((l, ran.ok(i)?))) {
+                    Some((l, r)) => {
+                        if let Err(e) = r.and_then(|o| hosts::read_release(t.host(), l, &o)) {
+                            tracing::warn!(host = %h.name, error = %e, "could not release the deploy lock");
+                        }
+                        true
+                    }
+                    None => false,
+                };
+                (cleanup_error, state, released)
             }
         }))
         .await;
-        for (h, r) in todo.iter().zip(results) {
-            if let Err(e) = r {
+        let mut errors = Vec::new();
+        for ((h, (cleanup_error, state, released)), lock) in
+            self.hosts.iter().zip(results).zip(locks.iter_mut())
+        {
+            if let Some(e) = cleanup_error {
                 out.warnings.push(format!(
                     "{}: deployed, but the clean-up failed: {e}",
                     h.name
                 ));
             }
+            match state {
+                Ok(s) => {
+                    live.insert(h.name.clone(), s);
+                }
+                Err(e) => errors.push((h.name.clone(), e)),
+            }
+            if released {
+                *lock = None;
+            }
+        }
+        errors
+    }
+
+    /// The clean-up steps of a host `finish` changed: its revision line, stashes dropped,
+    /// old releases pruned (when the releases were listed with the lock; else `false`, and
+    /// [`hosts::prune`] lists them again).
+    fn finish_steps(
+        &self,
+        h: &Host,
+        f: &Finish<'_>,
+        prev: Option<&str>,
+        at: &str,
+    ) -> Result<(Steps, bool), HostError> {
+        let target = f.target;
+        let parts = match &target.artifacts {
+            Artifacts::Single(_) => String::new(),
+            Artifacts::PerRole(m) => h
+                .roles
+                .iter()
+                .filter_map(|r| Some(format!(" {r}_sha256={}", m.get(r)?.sha256)))
+                .collect(),
+        };
+        let line = format!(
+            "{at} version={} sha256={}{parts} previous={} by={}",
+            target.version,
+            target.artifacts.host_sha256(&h.roles),
+            prev.unwrap_or("-"),
+            self.lock_owner
+        );
+        let mut steps = vec![(
+            "append revision",
+            hosts::append_revision_command(&self.deploy_dir, &line)?,
+        )];
+        let touched = f.touched.get(&h.name);
+        for (path, _) in touched.map(|t| t.stashed.as_slice()).unwrap_or_default() {
+            steps.push(("drop stash", hosts::drop_stash_command(path)?));
+        }
+        let Some(listed) = f.listings.get(&h.name) else {
+            return Ok((steps, false));
+        };
+        let staged = touched
+            .is_some_and(|t| t.installed)
+            .then_some(target.version.as_str());
+        let protect: Vec<&str> = prev.into_iter().collect();
+        steps.push((
+            "prune releases",
+            hosts::prune_command(
+                &self.deploy_dir,
+                listed,
+                staged,
+                &target.version,
+                self.strategy.keep_releases.max(1),
+                &protect,
+            )?,
+        ));
+        Ok((steps, true))
+    }
+}
+
+/// Steps of a [`hosts::Batch`]: (operation, script).
+type Steps = Vec<(&'static str, String)>;
+
+/// What a successful deployment cleans up ([`Deployment::close_all`]).
+struct Finish<'a> {
+    todo: &'a [&'a Host],
+    target: &'a Target,
+    touched: &'a BTreeMap<String, Touched>,
+    listings: &'a BTreeMap<String, hosts::Installed>,
+}
+
+/// What [`Deployment::lock_and_read_all`] read on a host with its lock.
+#[derive(Debug)]
+struct Opened {
+    state: Result<HostState, HostError>,
+    /// What [`hosts::stage_probe_command`] printed.
+    probe: Option<String>,
+    installed: Option<hosts::Installed>,
+}
+
+/// One step of [`Deployment::forward`]'s command.
+#[derive(Debug)]
+enum Step {
+    EnvKey,
+    /// The env file at this path is stashed.
+    Stash(String),
+    /// The env file at this path is written (with this many keys).
+    Env(String, usize),
+    Switch,
+    /// A restart command, as configured (templates expanded).
+    Restart(String),
+}
+
+impl Step {
+    fn op(&self) -> &'static str {
+        match self {
+            Step::EnvKey => "write env fingerprint key",
+            Step::Stash(_) => "stash file",
+            Step::Env(..) => "write env file",
+            Step::Switch => "switch current",
+            Step::Restart(_) => "restart",
         }
     }
+
+    fn phase(&self) -> Phase {
+        match self {
+            Step::EnvKey | Step::Stash(_) | Step::Env(..) => Phase::Env,
+            Step::Switch => Phase::Switch,
+            Step::Restart(_) => Phase::Restart,
+        }
+    }
+}
+
+/// A configured command as a step of a [`hosts::Batch`]: `eval` of the command's text (parsed
+/// when it runs, by the same shell, as when it is a command of its own; a syntax error fails
+/// this step only).
+pub(super) fn user_command(command: &str) -> String {
+    format!("eval {}", hosts::shell_quote(command))
 }

@@ -425,9 +425,19 @@ pub async fn observe(
     deploy_dir: &str,
     roles: &[Role],
 ) -> Result<HostState, HostError> {
-    let files: Vec<String> = roles.iter().map(|r| env_path(deploy_dir, *r)).collect();
+    let files = env_files(deploy_dir, roles);
     let found = hosts::inspect(t, deploy_dir, &files).await?;
-    Ok(HostState {
+    Ok(host_state(found, roles, &files))
+}
+
+/// The env files [`observe`] inspects for `roles`.
+fn env_files(deploy_dir: &str, roles: &[Role]) -> Vec<String> {
+    roles.iter().map(|r| env_path(deploy_dir, *r)).collect()
+}
+
+/// A host's state from its inspection (`files`: [`env_files`] of `roles`).
+fn host_state(found: hosts::Inspection, roles: &[Role], files: &[String]) -> HostState {
+    HostState {
         version: found.version,
         artifact_sha256: found.artifact_sha256,
         role_artifact_sha256: found
@@ -438,10 +448,10 @@ pub async fn observe(
         env_key: found.env_key,
         env: roles
             .iter()
-            .zip(&files)
+            .zip(files)
             .map(|(r, f)| (*r, found.files.get(f).cloned().flatten()))
             .collect(),
-    })
+    }
 }
 
 /// What [`Deployment::stop`] did on a host.

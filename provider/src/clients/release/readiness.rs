@@ -112,13 +112,15 @@ impl Deployment {
     /// docs/29-deployment-howto-production.md, "Deployment Sequence" steps 4-6, lines 78-84).
     /// A worker runs `worker_processes` instances, each restarted with its `{{instance}}`.
     /// With `smoke` (forward only) and a `smoke_token`, a ready API must also pass the smoke
-    /// flow.
+    /// flow. `restarted`: the role whose restart commands already ran (in the command that
+    /// switched `current`): only waited for.
     pub(super) async fn restart_and_wait(
         &self,
         host: &Host,
         version: &str,
         cancel: &CancellationToken,
         smoke: bool,
+        restarted: Option<Role>,
     ) -> Result<(), (Phase, ReleaseError)> {
         let mut roles = host.roles.clone();
         roles.sort();
@@ -130,12 +132,14 @@ impl Deployment {
                     ReleaseError::NoRestartCommand { role: *role },
                 ));
             };
-            let cmds = self
-                .role_commands(template, host, version, *role)
-                .map_err(|e| (Phase::Restart, e))?;
-            tracing::info!(host = %host.name, role = role.as_str(), version, instances = cmds.len(), "restarting");
-            for cmd in &cmds {
-                self.run(host, cmd).await.map_err(|e| (Phase::Restart, e))?;
+            if restarted != Some(*role) {
+                let cmds = self
+                    .role_commands(template, host, version, *role)
+                    .map_err(|e| (Phase::Restart, e))?;
+                tracing::info!(host = %host.name, role = role.as_str(), version, instances = cmds.len(), "restarting");
+                self.run_all(host, &cmds)
+                    .await
+                    .map_err(|e| (Phase::Restart, e))?;
             }
             let started = Instant::now();
             match role {
