@@ -70,6 +70,8 @@ use tokio_util::sync::CancellationToken;
 
 /// median(10 hosts) / median(1 host) must stay at or below this.
 const GOAL_SCALING: f64 = 1.5;
+/// At most this many SSH commands per host in a deploy (issue 19).
+const GOAL_COMMANDS: u64 = 3;
 /// Readiness detection lag goal, milliseconds.
 const GOAL_LAG_MS: f64 = 250.0;
 const HOSTS: usize = 10;
@@ -332,22 +334,44 @@ fn check_outcome(d: &Deployment, target: &Target, out: &Outcome, all_changed: bo
     Ok(())
 }
 
-/// Deploys untimed (setup between timed runs).
-async fn deploy_untimed(d: &Deployment, target: &Target) -> Result<f64> {
+/// How many commands each host's transport has started so far.
+fn commands(d: &Deployment) -> Vec<u64> {
+    d.hosts
+        .iter()
+        .map(|h| h.transport.commands_started())
+        .collect()
+}
+
+/// The most commands any host of `d` ran since `before` ([`commands`]).
+fn commands_since(d: &Deployment, before: &[u64]) -> u64 {
+    commands(d)
+        .iter()
+        .zip(before)
+        .map(|(a, b)| a - b)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Deploys untimed (setup between timed runs); returns the time and the most SSH commands a
+/// host ran.
+async fn deploy_untimed(d: &Deployment, target: &Target) -> Result<(f64, u64)> {
+    let before = commands(d);
     let started = Instant::now();
     let out = d.deploy(target, None, false).await;
     let secs = started.elapsed().as_secs_f64();
     check_outcome(d, target, &out, false)?;
-    Ok(secs)
+    Ok((secs, commands_since(d, &before)))
 }
 
 /// One timed deploy of `target` (the hosts must have another release live): every host must
 /// be changed, and afterwards run `target` in a new process.
-async fn deploy_timed(d: &Deployment, target: &Target) -> Result<f64> {
+async fn deploy_timed(d: &Deployment, target: &Target) -> Result<(f64, u64)> {
     let before = statuses(d).await?;
+    let count = commands(d);
     let started = Instant::now();
     let out = d.deploy(target, None, false).await;
     let secs = started.elapsed().as_secs_f64();
+    let count = commands_since(d, &count);
     check_outcome(d, target, &out, true)?;
     let after = statuses(d).await?;
     for ((h, b), a) in d.hosts.iter().zip(&before).zip(&after) {
@@ -363,7 +387,7 @@ async fn deploy_timed(d: &Deployment, target: &Target) -> Result<f64> {
             }
         }
     }
-    Ok(secs)
+    Ok((secs, count))
 }
 
 /// Stops the API on every host (`{{release_dir}}/bin/artifortress stop api` of the live
@@ -420,6 +444,10 @@ async fn noop(d: &Deployment) -> Result<f64> {
 const NOOPS: usize = 3;
 
 struct Rollout {
+    /// The most SSH commands a host ran in one timed deploy (the release already staged).
+    commands: u64,
+    /// The same in the warm-up deploy of v2, which uploads it.
+    upload_commands: u64,
     ten: Vec<f64>,
     one: Vec<f64>,
     noop_ten: Vec<f64>,
@@ -433,8 +461,8 @@ async fn rollout(
     v2: &Target,
     runs: usize,
 ) -> Result<Rollout> {
-    let w1 = deploy_untimed(ten, v1).await?;
-    let w2 = deploy_untimed(ten, v2).await?;
+    let (w1, _) = deploy_untimed(ten, v1).await?;
+    let (w2, upload_commands) = deploy_untimed(ten, v2).await?;
     println!(
         "warm-up (untimed, uploads both artifacts): v1 to {HOSTS} hosts {w1:.2} s, v2 to \
          {HOSTS} hosts {w2:.2} s"
@@ -444,6 +472,8 @@ async fn rollout(
          an untimed deploy of v1 to the same hosts), which goes first alternates"
     );
     let mut r = Rollout {
+        commands: 0,
+        upload_commands,
         ten: Vec::new(),
         one: Vec::new(),
         noop_ten: Vec::new(),
@@ -459,7 +489,8 @@ async fn rollout(
         for is_ten in order {
             let d = if is_ten { ten } else { one };
             deploy_untimed(d, v1).await?;
-            let secs = deploy_timed(d, v2).await?;
+            let (secs, n) = deploy_timed(d, v2).await?;
+            r.commands = r.commands.max(n);
             if is_ten {
                 t10 = secs;
             } else {
@@ -781,6 +812,25 @@ fn run() -> Result<()> {
         &format!("{ratio:.2}x"),
         &format!("<= {GOAL_SCALING}x"),
         met(ratio <= GOAL_SCALING),
+    )?;
+    println!(
+        "ssh commands per host per deploy: {} (the most any host ran in a timed deploy: \
+         goal <= {GOAL_COMMANDS}: {}); {} when the deploy also uploads the release (warm-up)",
+        r.commands,
+        met(r.commands <= GOAL_COMMANDS),
+        r.upload_commands
+    );
+    emit_row(
+        "release",
+        "SSH commands per host per deploy",
+        &format!(
+            "{} (release staged); {} with its upload",
+            r.commands, r.upload_commands
+        ),
+        "-",
+        &r.commands.to_string(),
+        &format!("<= {GOAL_COMMANDS}"),
+        met(r.commands <= GOAL_COMMANDS),
     )?;
     let (n10, n1) = (median(&r.noop_ten), median(&r.noop_one));
     println!(

@@ -34,6 +34,7 @@ mod artifact;
 mod commands;
 mod deploy;
 mod errors;
+mod open_close;
 mod readiness;
 mod rollback;
 mod watch;
