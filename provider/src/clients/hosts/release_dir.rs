@@ -8,7 +8,7 @@ use super::error::{HostError, Output, Stdin};
 use super::shell::{
     check_text, check_version, deploy_dir_arg, normalize_sha256, shell_quote, version_of_target,
 };
-use super::transport::{Transport, run_ok, token};
+use super::transport::{SHA256_STDIN, Transport, run_ok, token};
 
 /// Where releases are unpacked, one directory per version.
 pub const RELEASES_DIR: &str = "releases";
@@ -35,7 +35,7 @@ pub struct InstalledRelease {
 
 /// Installs `artifact` (a local `.tar.gz`) as `releases/<version>`: uploaded under a temporary
 /// name, its sha256 checked on the host against `expected_sha256`, unpacked into a temporary
-/// directory, then renamed into place. Already installed from the same artifact: nothing to
+/// directory, then renamed into place (one command after the probe). Already installed from the same artifact: nothing to
 /// do. Installed from another artifact: replaced, unless it is the live release
 /// ([`HostError::ReleaseConflict`]). Nothing is left behind on failure.
 pub async fn install_release(
@@ -100,42 +100,28 @@ pub async fn install_release_probed(
         );
     }
 
+    // One command: the archive arrives on stdin under a temporary name, its size and sha256
+    // are checked on the host, then it is unpacked beside the release and renamed into place;
+    // the trap removes every temporary entry whatever happens.
     let tok = token();
     let incoming = format!("{releases}/.incoming-{version}-{tok}.tar.gz");
-    let started = Instant::now();
-    let uploaded_bytes = t
-        .upload(artifact, &incoming, 0o600)
+    let size = tokio::fs::metadata(artifact)
         .await
-        .map_err(|e| e.in_op("upload artifact"))?;
-    let remove_incoming = format!("rm -f -- {}", shell_quote(&incoming));
-    let actual = match t.sha256(&incoming).await {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = t.exec(&remove_incoming, None, timeouts.command).await;
-            return Err(e.in_op("verify artifact"));
-        }
-    };
-    if actual != expected {
-        let _ = t.exec(&remove_incoming, None, timeouts.command).await;
-        return Err(HostError::ChecksumMismatch {
+        .map_err(|e| HostError::Io {
             host: t.host().to_string(),
-            path: format!("{} (uploaded from {})", incoming, artifact.display()),
-            expected,
-            actual,
-        });
-    }
-    tracing::info!(
-        host = t.host(),
-        version,
-        bytes = uploaded_bytes,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "artifact uploaded and verified"
-    );
-
-    let unpack = format!(
+            op: "upload artifact",
+            message: format!("{}: {e}", artifact.display()),
+        })?
+        .len();
+    let install = format!(
         "set -e; umask 022\n\
          r={r}; inc={inc}; u={u}; old={old}\n\
          trap 'rm -rf -- \"$u\" \"$inc\" \"$old\"' EXIT\n\
+         (umask 077 && head -c {size} > \"$inc\")\n\
+         n=$(wc -c < \"$inc\")\n\
+         if [ \"$n\" -ne {size} ]; then echo \"received $n bytes of {size}\" >&2; exit 1; fi\n\
+         a=$({SHA256_STDIN} < \"$inc\"); a=${{a%% *}}\n\
+         if [ \"$a\" != {sha} ]; then printf 'mismatch %s\\n' \"$a\"; exit 4; fi\n\
          mkdir -- \"$u\"\n\
          tar -xzf \"$inc\" -C \"$u\" --no-same-owner\n\
          src=$u; n=0; one=\n\
@@ -154,7 +140,38 @@ pub async fn install_release_probed(
         old = shell_quote(&format!("{releases}/.replaced-{version}-{tok}")),
         sha = shell_quote(&expected),
     );
-    run_ok(t, "unpack release", &unpack, Stdin::Null, timeouts.transfer).await?;
+    let started = Instant::now();
+    let out = t
+        .run(&install, Stdin::File(artifact), timeouts.transfer)
+        .await
+        .map_err(|e| e.in_op("upload artifact"))?;
+    if !out.success() {
+        let stdout = out.stdout_text();
+        if out.status == Some(4)
+            && let Some(actual) = stdout.trim().strip_prefix("mismatch ")
+        {
+            return Err(HostError::ChecksumMismatch {
+                host: t.host().to_string(),
+                path: format!("{} (uploaded from {})", incoming, artifact.display()),
+                expected,
+                actual: actual.trim().to_string(),
+            });
+        }
+        return Err(HostError::Command {
+            host: t.host().to_string(),
+            op: "install release",
+            status: out.status_text(),
+            stderr: out.stderr_text(),
+        });
+    }
+    let uploaded_bytes = size;
+    tracing::info!(
+        host = t.host(),
+        version,
+        bytes = uploaded_bytes,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "artifact uploaded, verified and unpacked"
+    );
     tracing::info!(host = t.host(), version, path = %release, "release installed");
     Ok(InstalledRelease {
         path: release,
