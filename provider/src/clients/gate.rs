@@ -242,6 +242,7 @@ mod tests {
             duration_seconds: 1.0,
             migration_head: None,
             table_counts: Default::default(),
+            table_bytes: None,
             postgres_version: "17".into(),
             pg_dump_version: "17".into(),
             verified: true,

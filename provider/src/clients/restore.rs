@@ -47,6 +47,7 @@ pub struct DrillSpec {
 }
 
 mod report;
+mod stream;
 pub use report::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -317,31 +318,8 @@ pub(crate) async fn restore_dump(
     cancel: &CancellationToken,
 ) -> Result<f64, DrillError> {
     let libpq = LibpqConnection::new(url, Some(database)).map_err(BackupError::from)?;
-    let jobs = std::thread::available_parallelism()
-        .map(|n| n.get().clamp(1, 4))
-        .unwrap_or(2);
-    let (tool_name, mut cmd) = match format {
-        Format::Custom => {
-            let mut c = tokio::process::Command::new(tool(bin_dir, "pg_restore"));
-            c.args(["--no-owner", "--no-privileges", "--exit-on-error"])
-                .arg(format!("--jobs={jobs}"))
-                .arg(libpq.dbname_arg())
-                .arg(file);
-            ("pg_restore", c)
-        }
-        Format::Plain => {
-            let mut c = tokio::process::Command::new(tool(bin_dir, "psql"));
-            c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"])
-                .arg(libpq.dbname_arg())
-                .arg("-f")
-                .arg(file);
-            ("psql", c)
-        }
-    };
-    cmd.env_remove("PGSERVICE")
-        .envs(libpq.env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+    let (tool_name, mut cmd) = restore_command(format, bin_dir, &libpq, Some(file));
+    cmd.stdin(Stdio::null());
     let t = Instant::now();
     // stdout is read and dropped (both tools print little there); stderr keeps its first 16 KiB.
     let out = tokio::select! {
@@ -361,6 +339,51 @@ pub(crate) async fn restore_dump(
         });
     }
     Ok(seconds)
+}
+
+/// How many `pg_restore` jobs a restore from a file runs: this machine's cores, at most 4.
+pub(crate) fn restore_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().clamp(1, 4))
+        .unwrap_or(2)
+}
+
+/// The restore tool for `format` into `libpq`'s database, errors fatal: `pg_restore` (custom
+/// format; from `file` with [`restore_jobs`] jobs, or from stdin) or `psql` (plain, one
+/// transaction; from `file` or stdin).
+pub(crate) fn restore_command(
+    format: Format,
+    bin_dir: &Option<PathBuf>,
+    libpq: &LibpqConnection,
+    file: Option<&Path>,
+) -> (&'static str, tokio::process::Command) {
+    let (tool_name, mut cmd) = match format {
+        Format::Custom => {
+            let mut c = tokio::process::Command::new(tool(bin_dir, "pg_restore"));
+            c.args(["--no-owner", "--no-privileges", "--exit-on-error"]);
+            if file.is_some() {
+                c.arg(format!("--jobs={}", restore_jobs()));
+            }
+            c.arg(libpq.dbname_arg());
+            if let Some(f) = file {
+                c.arg(f);
+            }
+            ("pg_restore", c)
+        }
+        Format::Plain => {
+            let mut c = tokio::process::Command::new(tool(bin_dir, "psql"));
+            c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"])
+                .arg(libpq.dbname_arg());
+            if let Some(f) = file {
+                c.arg("-f").arg(f);
+            }
+            ("psql", c)
+        }
+    };
+    cmd.env_remove("PGSERVICE")
+        .envs(libpq.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .kill_on_drop(true);
+    (tool_name, cmd)
 }
 
 /// The row counts of those of `tables` that exist in `conn`'s database, and its migration head
@@ -476,57 +499,99 @@ pub async fn run_watched(
         });
     }
 
-    // 1. Download (and check) the dump.
+    // 1-3. A fresh drill database and the dump restored into it: streamed from the object
+    // store into the restore tool as it downloads when a parallel restore from a file would
+    // gain nothing (see `stream::streams`), else downloaded (and checked) first, then restored
+    // with `--jobs`. Either way the dump's sha256 is checked: a restore from a corrupt object
+    // fails the drill.
     let tmp = tempfile::Builder::new()
         .prefix("artifortress-drill-")
         .tempdir()
         .map_err(|e| DrillError::Io(e.to_string()))?;
-    let file = tmp.path().join(match manifest.format {
-        Format::Custom => "dump",
-        Format::Plain => "dump.sql",
-    });
-    let t = Instant::now();
-    on_stage(DrillStage::Downloading {
-        backup_id: &manifest.id,
-        object_key: &manifest.object_key,
-        size_bytes: manifest.size_bytes,
-    });
-    tokio::select! {
-        r = download(s3, &manifest, &file) => r?,
-        _ = cancel.cancelled() => return Err(DrillError::Cancelled),
-    }
-    let download_seconds = t.elapsed().as_secs_f64();
-    tracing::info!(key = %manifest.object_key, seconds = download_seconds, "drill: dump downloaded and checked");
-    on_stage(DrillStage::Downloaded {
-        seconds: download_seconds,
-    });
-
-    // 2. A fresh drill database.
+    let tool_name = match manifest.format {
+        Format::Custom => "pg_restore",
+        Format::Plain => "psql",
+    };
     let mut admin = connect(&admin_opts, &spec.admin_url, spec.connect_timeout).await?;
-    let (quoted, _) =
-        recreate_database(&mut admin, &spec.admin_url, &spec.drill_database, None).await?;
-
-    // 3. Restore, errors fatal.
-    on_stage(DrillStage::Restoring {
-        database: &spec.drill_database,
-        tool: match manifest.format {
-            Format::Custom => "pg_restore",
-            Format::Plain => "psql",
-        },
-    });
-    let restore_duration_seconds = restore_dump(
-        &spec.admin_url,
-        &spec.drill_database,
-        &spec.bin_dir,
-        manifest.format,
-        &file,
-        cancel,
-    )
-    .await?;
-    tracing::info!(database = %spec.drill_database, seconds = restore_duration_seconds, "drill: restored");
-    on_stage(DrillStage::Restored {
-        seconds: restore_duration_seconds,
-    });
+    let (download_seconds, restore_duration_seconds, quoted) = if stream::streams(
+        &manifest,
+        restore_jobs(),
+    ) {
+        let (quoted, _) =
+            recreate_database(&mut admin, &spec.admin_url, &spec.drill_database, None).await?;
+        on_stage(DrillStage::Downloading {
+            backup_id: &manifest.id,
+            object_key: &manifest.object_key,
+            size_bytes: manifest.size_bytes,
+        });
+        on_stage(DrillStage::Restoring {
+            database: &spec.drill_database,
+            tool: tool_name,
+        });
+        let s = stream::stream_restore(
+            s3,
+            &manifest,
+            &spec.admin_url,
+            &spec.drill_database,
+            &spec.bin_dir,
+            cancel,
+        )
+        .await?;
+        tracing::info!(
+            key = %manifest.object_key,
+            database = %spec.drill_database,
+            download_seconds = s.download_seconds,
+            restore_seconds = s.restore_seconds,
+            "drill: dump streamed into the restore, checked and restored"
+        );
+        on_stage(DrillStage::Downloaded {
+            seconds: s.download_seconds,
+        });
+        on_stage(DrillStage::Restored {
+            seconds: s.restore_seconds,
+        });
+        (s.download_seconds, s.restore_seconds, quoted)
+    } else {
+        let file = tmp.path().join(match manifest.format {
+            Format::Custom => "dump",
+            Format::Plain => "dump.sql",
+        });
+        let t = Instant::now();
+        on_stage(DrillStage::Downloading {
+            backup_id: &manifest.id,
+            object_key: &manifest.object_key,
+            size_bytes: manifest.size_bytes,
+        });
+        tokio::select! {
+            r = download(s3, &manifest, &file) => r?,
+            _ = cancel.cancelled() => return Err(DrillError::Cancelled),
+        }
+        let download_seconds = t.elapsed().as_secs_f64();
+        tracing::info!(key = %manifest.object_key, seconds = download_seconds, "drill: dump downloaded and checked");
+        on_stage(DrillStage::Downloaded {
+            seconds: download_seconds,
+        });
+        let (quoted, _) =
+            recreate_database(&mut admin, &spec.admin_url, &spec.drill_database, None).await?;
+        on_stage(DrillStage::Restoring {
+            database: &spec.drill_database,
+            tool: tool_name,
+        });
+        let restore_duration_seconds = restore_dump(
+            &spec.admin_url,
+            &spec.drill_database,
+            &spec.bin_dir,
+            manifest.format,
+            &file,
+            cancel,
+        )
+        .await?;
+        tracing::info!(database = %spec.drill_database, seconds = restore_duration_seconds, "drill: restored");
+        on_stage(DrillStage::Restored {
+            seconds: restore_duration_seconds,
+        });
+        (download_seconds, restore_duration_seconds, quoted)
+    };
 
     // 4. Verify.
     let drill_opts = admin_opts.clone().database(&spec.drill_database);

@@ -91,7 +91,7 @@ crate::model! {
         rto_seconds: Option<f64> = recorded("rto_seconds", Type::Number, "Drill start to a restored database that passed verification (download, re-create, restore, count)."),
         rpo_seconds: Option<f64> = recorded("rpo_seconds", Type::Number, "The true RPO: the age of the backup's recovery point (`snapshot_at`) when the drill started."),
         backup_duration_seconds: Option<f64> = recorded("backup_duration_seconds", Type::Number, "How long the backup took: what the service's own drill reports as its RPO, for comparison."),
-        restore_duration_seconds: Option<f64> = recorded("restore_duration_seconds", Type::Number, "The `pg_restore` (or `psql`) step alone."),
+        restore_duration_seconds: Option<f64> = recorded("restore_duration_seconds", Type::Number, "The `pg_restore` (or `psql`) step alone (when the dump was streamed into it: from the start of the download, which it overlaps)."),
         mismatches: Option<Vec<MismatchModel>> = recorded("mismatches", Type::list(MismatchModel::object_type()), "Parity tables whose restored count differs from the backup's: `table`, `expected` (null: not in the backup), `actual` (null: not restored)."),
         report_markdown: Option<String> = recorded("report_markdown", Type::String, "The report, in the shape of the service's own drill report (`scripts/phase6-drill.sh`: `# Phase 6 RPO/RTO Drill Report`, `Generated at:`, `## Inputs`, `## Results` with `- RPO status: PASS|FAIL`, `- RTO status: …`, `- data verification: …`, `## Verification Notes`), with this provider's further facts as extra bullets (the true RPO, the script's RPO figure, the migration head) and a `### Parity` sub-section. Figures in whole seconds; the exact ones are in the attributes above. A drill recorded by an earlier provider version keeps the report it had until it runs again."),
         ran_at: Option<String> = recorded("ran_at", Type::String, "When the drill started (RFC 3339, UTC)."),
@@ -120,9 +120,10 @@ impl Resource<Settings> for RestoreDrill {
     fn schema(&self) -> Schema {
         Schema::new(
             0,
-            "The recurring backup/restore drill (D6): downloads a backup (checking its sha256), \
-             restores it into a freshly re-created drill database with errors fatal \
-             (`pg_restore -j` for the custom format), compares the parity tables' row counts \
+            "The recurring backup/restore drill (D6): restores a backup into a freshly \
+             re-created drill database with errors fatal, its sha256 checked (streamed into \
+             `pg_restore` or `psql` as it downloads when one table holds most of the data or the \
+             dump is plain SQL; else downloaded first and restored with `pg_restore -j`), compares the parity tables' row counts \
              and the migration head with the counts the backup took in its own snapshot, \
              measures RTO and the true RPO against their targets, writes a Markdown report \
              (and a JSON twin) and drops the drill database. It runs again only when `triggers` \

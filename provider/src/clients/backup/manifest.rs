@@ -45,11 +45,24 @@ pub struct Manifest {
     /// Row counts of the [`PARITY_TABLES`](super::PARITY_TABLES) that exist, read in the dump's
     /// snapshot.
     pub table_counts: BTreeMap<String, i64>,
+    /// On-disk sizes of the source's tables (heap and TOAST, no indexes), read as the backup
+    /// started: how a drill chooses between streaming the dump into the restore and a parallel
+    /// restore from a file. Absent in manifests written before 0.2.0 (and when the server
+    /// would not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_bytes: Option<TableBytes>,
     pub postgres_version: String,
     pub pg_dump_version: String,
     pub verified: bool,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+}
+
+/// The largest table's size and all tables' sizes, in bytes ([`Manifest::table_bytes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableBytes {
+    pub largest: u64,
+    pub total: u64,
 }
 
 pub async fn write_manifest(

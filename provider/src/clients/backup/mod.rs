@@ -44,7 +44,9 @@ use super::process;
 mod manifest;
 mod upload;
 
-pub use manifest::{Manifest, delete, list, manifest_key_for, read_manifest, write_manifest};
+pub use manifest::{
+    Manifest, TableBytes, delete, list, manifest_key_for, read_manifest, write_manifest,
+};
 use upload::{Counting, RunningUpload, stream_parts};
 pub use upload::{abort_stale_uploads, checksum_object};
 
@@ -249,6 +251,7 @@ struct SnapshotFacts {
     head: Option<String>,
     server_version: String,
     server_major: u32,
+    table_bytes: Option<TableBytes>,
 }
 
 async fn read_snapshot(
@@ -271,6 +274,28 @@ async fn read_snapshot(
     .map_err(db("reading the server version"))?;
     let server_version: String = row.get(0);
     let server_num: i32 = row.get(1);
+    // Sizes are not transactional: read before the snapshot, so that a refusal (a role that
+    // may not see them) costs the manifest a field, never the backup.
+    let table_bytes = match sqlx::query(
+        "select coalesce(max(s), 0)::bigint, coalesce(sum(s), 0)::bigint from ( \
+           select pg_table_size(c.oid) as s from pg_class c \
+           join pg_namespace n on n.oid = c.relnamespace \
+           where c.relkind in ('r', 'm') \
+             and n.nspname not in ('pg_catalog', 'information_schema') \
+             and n.nspname not like 'pg_toast%') t",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    {
+        Ok(row) => Some(TableBytes {
+            largest: row.get::<i64, _>(0).max(0) as u64,
+            total: row.get::<i64, _>(1).max(0) as u64,
+        }),
+        Err(e) => {
+            tracing::warn!(error = %super::words::pg_error_words(&e), "table sizes not read; the manifest will not hold them");
+            None
+        }
+    };
     sqlx::raw_sql("begin isolation level repeatable read, read only")
         .execute(&mut *conn)
         .await
@@ -313,6 +338,7 @@ async fn read_snapshot(
         head,
         server_version,
         server_major: (server_num / 10000) as u32,
+        table_bytes,
     })
 }
 
@@ -632,6 +658,7 @@ async fn run_on(
         duration_seconds: (started.elapsed().as_millis() as f64) / 1000.0,
         migration_head: facts.head,
         table_counts: facts.counts,
+        table_bytes: facts.table_bytes,
         postgres_version: facts.server_version,
         pg_dump_version,
         verified: spec.verify,
