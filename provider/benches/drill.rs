@@ -39,13 +39,15 @@ use acceptance_tests::support::postgres::{PgServer, pg_bin_dir};
 use artifortress_provider::clients::backup::{self, BackupSpec, Compression, Format};
 use artifortress_provider::clients::restore::{self, DrillReport, DrillSpec};
 use common::{
-    RANDOM_BYTES_PER_ROW, Result, SETTINGS_SQL, checked, emit_row, env_u64, err, garage_client,
-    load, median, met, mib, min_max, rows_for,
+    RANDOM_BYTES_PER_ROW, Result, SETTINGS_SQL, bench_tables, checked, emit_row, env_u64, err,
+    garage_client, load_tables, median, met, mib, min_max, rows_for,
 };
 use tokio_util::sync::CancellationToken;
 
-/// Ours / service must stay at or below this.
-const GOAL_VS_SERVICE: f64 = 0.6;
+/// Ours / service must stay at or below this (issue 19): on the bulk data in one table (which
+/// `pg_restore -j` cannot split; the drill streams it), and spread over several tables.
+const GOAL_ONE_TABLE: f64 = 0.8;
+const GOAL_TABLES: f64 = 0.6;
 const SOURCE_DB: &str = "src";
 const DRILL_DB: &str = "bench_drill";
 const PREFIX: &str = "bench/drill/";
@@ -249,6 +251,19 @@ impl Bench {
 fn run() -> Result<()> {
     let runs = env_u64("RUNS", 3)? as usize;
     let size_mib = env_u64("BENCH_SIZE_MB", 256)?;
+    // BENCH_TABLES: the bulk rows in one table (1, the default: a shape `pg_restore -j` cannot
+    // split) or spread over this many tables (e.g. 8: a shape it can).
+    let tables = env_u64("BENCH_TABLES", 1)?.max(1);
+    let goal = if tables == 1 {
+        GOAL_ONE_TABLE
+    } else {
+        GOAL_TABLES
+    };
+    let shape = if tables == 1 {
+        format!("{size_mib} MiB in one table")
+    } else {
+        format!("{size_mib} MiB over {tables} tables")
+    };
     let bin = pg_bin_dir().map_err(|e| err(e.to_string()))?;
     let pg = PgServer::start().map_err(|e| err(e.to_string()))?;
     let garage = GarageServer::start().map_err(|e| err(e.to_string()))?;
@@ -299,15 +314,25 @@ fn run() -> Result<()> {
         .map_err(|e| err(e.to_string()))?;
     bench.pg.seed(SOURCE_DB).map_err(|e| err(e.to_string()))?;
     let rows = rows_for(size_mib);
-    let database_bytes = bench.runtime.block_on(load(
+    let database_bytes = bench.runtime.block_on(load_tables(
         &bench.url(SOURCE_DB),
         rows,
+        tables,
         "vacuum (freeze, analyze)",
     ))?;
     println!(
         "data: the test bed's migrations and seed, plus {rows} rows (id, 2 ints, char(84) blank \
-         filler, md5 text, {RANDOM_BYTES_PER_ROW} random bytes from gen_random_bytes) in \
-         bench_data; generated in {:.1} s; pg_database_size {:.0} MiB",
+         filler, md5 text, {RANDOM_BYTES_PER_ROW} random bytes from gen_random_bytes) in {}; \
+         generated in {:.1} s; pg_database_size {:.0} MiB",
+        match bench_tables(tables).as_slice() {
+            [one] => one.clone(),
+            many => format!(
+                "{} tables of equal size ({} .. {})",
+                many.len(),
+                many[0],
+                many[many.len() - 1]
+            ),
+        },
         started.elapsed().as_secs_f64(),
         mib(database_bytes)
     );
@@ -329,6 +354,19 @@ fn run() -> Result<()> {
         &spec,
         &CancellationToken::new(),
     ))?;
+    if let Some(b) = manifest.table_bytes {
+        println!(
+            "table sizes in the manifest: largest {:.0} MiB of {:.0} MiB ({:.0} %): the drill {}",
+            mib(b.largest),
+            mib(b.total),
+            b.largest as f64 * 100.0 / b.total.max(1) as f64,
+            if b.largest * 2 >= b.total {
+                "streams the dump into pg_restore as it downloads"
+            } else {
+                "downloads the dump, then runs pg_restore --jobs"
+            }
+        );
+    }
     println!(
         "backup (once, untimed): backup::run custom -Z0, no compression: {:.0} MiB in {:.1} s \
          (s3://{}/{})",
@@ -386,6 +424,9 @@ fn run() -> Result<()> {
         mib(service[0].file_bytes),
         mib(database_bytes)
     );
+    let streamed = manifest
+        .table_bytes
+        .is_some_and(|b| b.largest * 2 >= b.total);
     let line = |label: &str, v: &[f64]| {
         let (lo, hi) = min_max(v);
         println!(
@@ -394,7 +435,11 @@ fn run() -> Result<()> {
         );
     };
     line(
-        "ours: restore::run (download + sha256, re-create, pg_restore -j, counts, drop)",
+        if streamed {
+            "ours: restore::run (re-create, dump streamed into pg_restore + sha256, counts, drop)"
+        } else {
+            "ours: restore::run (download + sha256, re-create, pg_restore -j, counts, drop)"
+        },
         &ours_secs,
     );
     line(
@@ -405,15 +450,27 @@ fn run() -> Result<()> {
         "for information: service restore only (psql -f + counts, no dump)",
         &restore_only,
     );
-    println!(
-        "  ours by phase (medians, from the DrillReport): download + sha256 {:.2} s, \
-         pg_restore {:.2} s, rto {:.2} s (start to a verified restore); the rest (manifest, \
-         re-create, counts, drop) {:.2} s",
-        ours_of(|r| r.report.download_seconds),
-        ours_of(|r| r.report.restore_duration_seconds),
-        ours_of(|r| r.report.rto_seconds),
-        ours_of(|r| r.secs - r.report.download_seconds - r.report.restore_duration_seconds),
-    );
+    if streamed {
+        println!(
+            "  ours by phase (medians, from the DrillReport; streamed, so both run from the \
+             start of the download): download + sha256 {:.2} s, pg_restore {:.2} s, rto {:.2} s \
+             (start to a verified restore); the rest (manifest, re-create, counts, drop) {:.2} s",
+            ours_of(|r| r.report.download_seconds),
+            ours_of(|r| r.report.restore_duration_seconds),
+            ours_of(|r| r.report.rto_seconds),
+            ours_of(|r| r.secs - r.report.restore_duration_seconds),
+        );
+    } else {
+        println!(
+            "  ours by phase (medians, from the DrillReport): download + sha256 {:.2} s, \
+             pg_restore {:.2} s, rto {:.2} s (start to a verified restore); the rest (manifest, \
+             re-create, counts, drop) {:.2} s",
+            ours_of(|r| r.report.download_seconds),
+            ours_of(|r| r.report.restore_duration_seconds),
+            ours_of(|r| r.report.rto_seconds),
+            ours_of(|r| r.secs - r.report.download_seconds - r.report.restore_duration_seconds),
+        );
+    }
     println!(
         "  service by step (medians): pg_dump {:.2} s, terminate + drop + create {:.2} s, \
          psql -f {:.2} s, counts {:.2} s, drop {:.2} s",
@@ -425,20 +482,20 @@ fn run() -> Result<()> {
     );
     let ratio = om / sm;
     println!(
-        "  ratio ours / service: {ratio:.2}x  (goal <= {GOAL_VS_SERVICE}x: {})",
-        met(ratio <= GOAL_VS_SERVICE)
+        "  ratio ours / service: {ratio:.2}x  (goal <= {goal}x: {})",
+        met(ratio <= goal)
     );
     emit_row(
         "drill",
-        "ours / service",
+        &format!("ours / service, {shape}"),
         &format!(
             "{om:.2} s (restore::run of a {:.0} MiB backup)",
             mib(manifest.size_bytes)
         ),
         &format!("{sm:.2} s (service's drill: plain pg_dump, psql -f, counts)"),
         &format!("{ratio:.2}x"),
-        &format!("<= {GOAL_VS_SERVICE}x"),
-        met(ratio <= GOAL_VS_SERVICE),
+        &format!("<= {goal}x"),
+        met(ratio <= goal),
     )?;
     println!(
         "  for information: ours / service restore only {:.2}x",

@@ -352,6 +352,86 @@ fn commands_since(d: &Deployment, before: &[u64]) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU ticks (user + system, with reaped children's) of every process now, by pid, with its
+/// name; and the machine's busy and total ticks (`/proc/stat`).
+struct CpuSnapshot {
+    procs: BTreeMap<u32, (String, u64)>,
+    busy: u64,
+    total: u64,
+}
+
+fn cpu_snapshot() -> CpuSnapshot {
+    let mut procs = BTreeMap::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid ... utime(14) stime(15) cutime(16) cstime(17)
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let comm = stat[open + 1..close].to_string();
+            let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+            let ticks: u64 = fields
+                .get(11..15)
+                .map(|f| f.iter().filter_map(|x| x.parse::<u64>().ok()).sum())
+                .unwrap_or(0);
+            procs.insert(pid, (comm, ticks));
+        }
+    }
+    let (mut busy, mut total) = (0, 0);
+    if let Ok(stat) = std::fs::read_to_string("/proc/stat")
+        && let Some(line) = stat.lines().next()
+    {
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        total = v.iter().take(8).sum();
+        busy = total - v.get(3).copied().unwrap_or(0) - v.get(4).copied().unwrap_or(0);
+    }
+    CpuSnapshot { procs, busy, total }
+}
+
+/// What ran between two snapshots: the machine's busy share, and CPU seconds by process name
+/// (processes alive at both ends: their growth; started since: all of theirs; children reaped
+/// meanwhile count in their parent, as the kernel accounts them). Approximate, and enough to
+/// say which processes the time went to.
+struct CpuUse {
+    busy_share: f64,
+    by_name: Vec<(String, f64)>,
+}
+
+fn cpu_use(before: &CpuSnapshot, after: &CpuSnapshot) -> CpuUse {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut by: BTreeMap<String, u64> = BTreeMap::new();
+    for (pid, (comm, t)) in &after.procs {
+        let was = before
+            .procs
+            .get(pid)
+            .filter(|(c, _)| c == comm)
+            .map_or(0, |(_, t)| *t);
+        *by.entry(comm.clone()).or_default() += t.saturating_sub(was);
+    }
+    let mut by_name: Vec<(String, f64)> = by
+        .into_iter()
+        .filter(|(_, t)| *t > 0)
+        .map(|(c, t)| (c, t as f64 / hz))
+        .collect();
+    by_name.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total = after.total.saturating_sub(before.total).max(1);
+    CpuUse {
+        busy_share: after.busy.saturating_sub(before.busy) as f64 / total as f64,
+        by_name,
+    }
+}
+
 /// Deploys untimed (setup between timed runs); returns the time and the most SSH commands a
 /// host ran.
 async fn deploy_untimed(d: &Deployment, target: &Target) -> Result<(f64, u64)> {
@@ -444,6 +524,9 @@ async fn noop(d: &Deployment) -> Result<f64> {
 const NOOPS: usize = 3;
 
 struct Rollout {
+    /// Where the CPU went during each timed deploy (10 hosts, 1 host).
+    cpu_ten: Vec<CpuUse>,
+    cpu_one: Vec<CpuUse>,
     /// The most SSH commands a host ran in one timed deploy (the release already staged).
     commands: u64,
     /// The same in the warm-up deploy of v2, which uploads it.
@@ -472,6 +555,8 @@ async fn rollout(
          an untimed deploy of v1 to the same hosts), which goes first alternates"
     );
     let mut r = Rollout {
+        cpu_ten: Vec::new(),
+        cpu_one: Vec::new(),
         commands: 0,
         upload_commands,
         ten: Vec::new(),
@@ -489,8 +574,15 @@ async fn rollout(
         for is_ten in order {
             let d = if is_ten { ten } else { one };
             deploy_untimed(d, v1).await?;
+            let cpu_before = cpu_snapshot();
             let (secs, n) = deploy_timed(d, v2).await?;
+            let used = cpu_use(&cpu_before, &cpu_snapshot());
             r.commands = r.commands.max(n);
+            if is_ten {
+                r.cpu_ten.push(used);
+            } else {
+                r.cpu_one.push(used);
+            }
             if is_ten {
                 t10 = secs;
             } else {
@@ -832,6 +924,34 @@ fn run() -> Result<()> {
         &format!("<= {GOAL_COMMANDS}"),
         met(r.commands <= GOAL_COMMANDS),
     )?;
+    for (label, uses, wall) in [
+        (format!("{HOSTS} hosts"), &r.cpu_ten, median(&r.ten)),
+        ("1 host".to_string(), &r.cpu_one, median(&r.one)),
+    ] {
+        let busy: Vec<f64> = uses.iter().map(|u| u.busy_share * 100.0).collect();
+        let mut names: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for u in uses.iter() {
+            for (n, secs) in &u.by_name {
+                names.entry(n.clone()).or_default().push(*secs);
+            }
+        }
+        let mut top: Vec<(String, f64)> = names
+            .into_iter()
+            .map(|(n, v)| (n, v.iter().sum::<f64>() / uses.len().max(1) as f64))
+            .collect();
+        top.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let cpu_total: f64 = top.iter().map(|(_, s)| s).sum();
+        println!(
+            "  where the CPU went, {label} (mean per timed deploy, /proc accounting): machine busy \
+             {:.0} % of {cores} cores over {wall:.2} s; {cpu_total:.2} CPU-s: {}",
+            median(&busy),
+            top.iter()
+                .take(6)
+                .map(|(n, s)| format!("{n} {s:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let (n10, n1) = (median(&r.noop_ten), median(&r.noop_one));
     println!(
         "  for information: one no-op command (`true`) over the same SSH sessions, median of \

@@ -79,25 +79,47 @@ pub fn rows_for(size_mib: u64) -> u64 {
 /// the whole database) and a checkpoint; returns pg_database_size.
 #[allow(dead_code)]
 pub async fn load(url: &str, rows: u64, vacuum: &'static str) -> Result<u64> {
+    load_tables(url, rows, 1, vacuum).await
+}
+
+/// The table names [`load_tables`] fills: `bench_data`, or `bench_data_1` .. `bench_data_<n>`.
+#[allow(dead_code)]
+pub fn bench_tables(tables: u64) -> Vec<String> {
+    if tables <= 1 {
+        vec!["bench_data".to_string()]
+    } else {
+        (1..=tables).map(|i| format!("bench_data_{i}")).collect()
+    }
+}
+
+/// [`load`] with the rows spread evenly over `tables` tables ([`bench_tables`]): the data
+/// shape a parallel restore can split.
+#[allow(dead_code)]
+pub async fn load_tables(url: &str, rows: u64, tables: u64, vacuum: &'static str) -> Result<u64> {
+    let names = Arc::new(bench_tables(tables));
     let mut conn = sqlx::PgConnection::connect(url).await?;
-    sqlx::raw_sql(
-        "create extension if not exists pgcrypto;
-         create table bench_data (
-             id bigint not null,
-             account integer not null,
-             balance integer not null,
-             filler char(84),
-             note text not null,
-             payload bytea not null
-         ) with (autovacuum_enabled = off);",
-    )
-    .execute(&mut conn)
-    .await?;
+    sqlx::raw_sql("create extension if not exists pgcrypto")
+        .execute(&mut conn)
+        .await?;
+    for name in names.iter() {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "create table {name} (
+                 id bigint not null,
+                 account integer not null,
+                 balance integer not null,
+                 filler char(84),
+                 note text not null,
+                 payload bytea not null
+             ) with (autovacuum_enabled = off)"
+        )))
+        .execute(&mut conn)
+        .await?;
+    }
     let batches = rows.div_ceil(BATCH_ROWS);
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..2 {
-        let (url, next) = (url.to_string(), next.clone());
+        let (url, next, names) = (url.to_string(), next.clone(), names.clone());
         tasks.push(tokio::spawn(async move {
             let mut conn = sqlx::PgConnection::connect(&url).await?;
             loop {
@@ -107,12 +129,13 @@ pub async fn load(url: &str, rows: u64, vacuum: &'static str) -> Result<u64> {
                 }
                 let lo = b * BATCH_ROWS + 1;
                 let hi = ((b + 1) * BATCH_ROWS).min(rows);
-                sqlx::query(
-                    "insert into bench_data (id, account, balance, filler, note, payload)
+                let table = &names[(b % names.len() as u64) as usize];
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "insert into {table} (id, account, balance, filler, note, payload)
                      select g, (g % 100000)::int, ((g * 7919) % 20001 - 10000)::int, '',
                             'order ' || g || ' ' || md5(g::text), gen_random_bytes($3)
-                     from generate_series($1::bigint, $2::bigint) g",
-                )
+                     from generate_series($1::bigint, $2::bigint) g"
+                )))
                 .bind(lo as i64)
                 .bind(hi as i64)
                 .bind(RANDOM_BYTES_PER_ROW)
@@ -128,11 +151,14 @@ pub async fn load(url: &str, rows: u64, vacuum: &'static str) -> Result<u64> {
     }
     // One statement each: several in one simple query would run as one transaction, and
     // VACUUM refuses that.
-    for sql in [
-        "alter table bench_data add primary key (id)",
-        vacuum,
-        "checkpoint",
-    ] {
+    for name in names.iter() {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "alter table {name} add primary key (id)"
+        )))
+        .execute(&mut conn)
+        .await?;
+    }
+    for sql in [vacuum, "checkpoint"] {
         sqlx::raw_sql(sql).execute(&mut conn).await?;
     }
     let size: i64 = sqlx::query_scalar("select pg_database_size(current_database())")
