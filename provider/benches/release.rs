@@ -370,14 +370,20 @@ fn cpu_snapshot() -> CpuSnapshot {
             let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
                 continue;
             };
-            // pid (comm) state ppid ... utime(14) stime(15) cutime(16) cstime(17)
+            // pid (comm) state ppid ... utime(14) stime(15): the process's own time (a
+            // parent's cutime would also hold the whole life of a child reaped in the window)
             let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
                 continue;
             };
-            let comm = stat[open + 1..close].to_string();
+            // Kernel workers carry their current work queue in the name: one name for all.
+            let comm = stat[open + 1..close]
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
             let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
             let ticks: u64 = fields
-                .get(11..15)
+                .get(11..13)
                 .map(|f| f.iter().filter_map(|x| x.parse::<u64>().ok()).sum())
                 .unwrap_or(0);
             procs.insert(pid, (comm, ticks));
@@ -399,9 +405,9 @@ fn cpu_snapshot() -> CpuSnapshot {
 }
 
 /// What ran between two snapshots: the machine's busy share, and CPU seconds by process name
-/// (processes alive at both ends: their growth; started since: all of theirs; children reaped
-/// meanwhile count in their parent, as the kernel accounts them). Approximate, and enough to
-/// say which processes the time went to.
+/// (processes alive at both ends: their growth; started since and still running: all of
+/// theirs; those that ended in between are not seen, so the names are a lower bound of the
+/// busy time). Enough to say which processes the time went to.
 struct CpuUse {
     busy_share: f64,
     by_name: Vec<(String, f64)>,
@@ -412,11 +418,7 @@ fn cpu_use(before: &CpuSnapshot, after: &CpuSnapshot) -> CpuUse {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let mut by: BTreeMap<String, u64> = BTreeMap::new();
     for (pid, (comm, t)) in &after.procs {
-        let was = before
-            .procs
-            .get(pid)
-            .filter(|(c, _)| c == comm)
-            .map_or(0, |(_, t)| *t);
+        let was = before.procs.get(pid).map_or(0, |(_, t)| *t);
         *by.entry(comm.clone()).or_default() += t.saturating_sub(was);
     }
     let mut by_name: Vec<(String, f64)> = by
@@ -907,7 +909,8 @@ fn run() -> Result<()> {
     )?;
     println!(
         "ssh commands per host per deploy: {} (the most any host ran in a timed deploy: \
-         goal <= {GOAL_COMMANDS}: {}); {} when the deploy also uploads the release (warm-up)",
+         goal <= {GOAL_COMMANDS}: {}); {} in the warm-up deploy of v2 (which uploads it, unless an \
+         earlier run left it staged on the hosts)",
         r.commands,
         met(r.commands <= GOAL_COMMANDS),
         r.upload_commands
