@@ -44,8 +44,9 @@ use common::{
 };
 use tokio_util::sync::CancellationToken;
 
-/// Ours / service must stay at or below this (issue 19): on the bulk data in one table (which
-/// `pg_restore -j` cannot split; the drill streams it), and spread over several tables.
+/// Ours / service must stay at or below this: at 1 GiB with the bulk data in one table (which
+/// `pg_restore -j` cannot split; the drill streams it), issue 19's 0.8x; otherwise (spread over
+/// several tables, or smaller) 0.6x (issues 4 and 19).
 const GOAL_ONE_TABLE: f64 = 0.8;
 const GOAL_TABLES: f64 = 0.6;
 const SOURCE_DB: &str = "src";
@@ -254,7 +255,8 @@ fn run() -> Result<()> {
     // BENCH_TABLES: the bulk rows in one table (1, the default: a shape `pg_restore -j` cannot
     // split) or spread over this many tables (e.g. 8: a shape it can).
     let tables = env_u64("BENCH_TABLES", 1)?.max(1);
-    let goal = if tables == 1 {
+    // Issue 19's goals are at 1 GiB; below, issue 4's 0.6x for every shape.
+    let goal = if tables == 1 && size_mib >= 1024 {
         GOAL_ONE_TABLE
     } else {
         GOAL_TABLES

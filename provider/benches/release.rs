@@ -919,7 +919,7 @@ fn run() -> Result<()> {
         "release",
         "SSH commands per host per deploy",
         &format!(
-            "{} (release staged); {} with its upload",
+            "{} (release staged); {} in the warm-up deploy of v2",
             r.commands, r.upload_commands
         ),
         "-",
