@@ -89,6 +89,20 @@ const FROM_A_FILE: [&str; 5] = [
     "counted",
 ];
 
+/// Rewrites `m`'s manifest to say its largest table holds `largest` of its tables' bytes (what
+/// the drill chooses its way by).
+async fn with_largest_table(s3: &aws_sdk_s3::Client, m: &Manifest, largest: u64) {
+    let total = m
+        .table_bytes
+        .expect("the backup records the tables' sizes")
+        .total;
+    let edited = Manifest {
+        table_bytes: Some(TableBytes { largest, total }),
+        ..m.clone()
+    };
+    backup::write_manifest(s3, &edited).await.unwrap();
+}
+
 async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
     s3.put_object()
         .bucket(bucket)
@@ -124,14 +138,7 @@ async fn the_drill_streams_or_restores_from_a_file_as_the_manifest_says_and_find
 
     // The manifest's table sizes decide; both ways restore the same counts.
     for (largest, want) in [(sizes.total, STREAMED), (sizes.total / 10, FROM_A_FILE)] {
-        let edited = Manifest {
-            table_bytes: Some(TableBytes {
-                largest,
-                total: sizes.total,
-            }),
-            ..m.clone()
-        };
-        backup::write_manifest(&s3, &edited).await.unwrap();
+        with_largest_table(&s3, &m, largest).await;
         let (r, stages) = drill(&s3, &spec).await;
         let report = r.unwrap();
         assert_eq!(stages, want, "largest table {largest} of {}", sizes.total);
@@ -159,14 +166,7 @@ async fn the_drill_streams_or_restores_from_a_file_as_the_manifest_says_and_find
     bytes[mid] ^= 0x55;
     put(&s3, g.bucket(), &m.object_key, bytes).await;
     for largest in [sizes.total, sizes.total / 10] {
-        let edited = Manifest {
-            table_bytes: Some(TableBytes {
-                largest,
-                total: sizes.total,
-            }),
-            ..m.clone()
-        };
-        backup::write_manifest(&s3, &edited).await.unwrap();
+        with_largest_table(&s3, &m, largest).await;
         let (r, _) = drill(&s3, &spec).await;
         match r {
             Err(DrillError::Corrupt { expected, actual }) => {

@@ -149,7 +149,7 @@ impl<'a> Batch<'a> {
 }
 
 impl Ran {
-    /// Part `i`'s result as [`super::transport::run_ok`] gives it: its stdout when it exited 0;
+    /// Part `i`'s result as `run_ok` gives it: its stdout when it exited 0;
     /// [`HostError::Command`] for a non-zero exit; the transport's error when the command was
     /// cut off while it ran. `None`: it did not run.
     pub fn ok(&self, i: usize) -> Option<Result<String, HostError>> {

@@ -175,16 +175,6 @@ impl Transport for LocalTransport {
         self.started.load(Ordering::Relaxed)
     }
 
-    async fn run(
-        &self,
-        command: &str,
-        stdin: Stdin<'_>,
-        timeout: Duration,
-    ) -> Result<Output, HostError> {
-        let (out, r) = self.run_partial(command, stdin, timeout).await;
-        r.map(|()| out)
-    }
-
     async fn run_partial(
         &self,
         command: &str,

@@ -23,7 +23,7 @@
 //! [`Transport`] trait and what transports share), `batch` (several operations in one command:
 //! a deployment's round trips), `local` and `ssh` (the transports),
 //! `known_hosts` (host-key verification), `shell` (quoting and validation), `lock` (the deploy
-//! lock), `release_dir` (install, `current`, revisions, prune) and `files` (env files,
+//! lock), `release_dir` (install, `current`, revisions, prune), `stage` (the stage probe) and `files` (env files,
 //! inspection, stashes).
 
 mod batch;
@@ -35,6 +35,7 @@ mod lock;
 mod release_dir;
 mod shell;
 mod ssh;
+mod stage;
 mod transport;
 
 pub use batch::{Batch, Ran};
@@ -53,12 +54,12 @@ pub use lock::{
 };
 pub use release_dir::{
     ARTIFACT_SHA256_FILE, CURRENT_LINK, Installed, InstalledRelease, RELEASES_DIR, REVISIONS_LOG,
-    ROLE_DIRS, RolePart, StageProbe, append_revision, append_revision_command, current,
-    install_release, install_release_probed, install_role_release, install_role_release_probed,
-    installed, installed_command, parse_installed, prune, prune_command, read_stage_probe,
-    read_switch, release_sha256, remove_release, revisions, stage_probe_command, switch_command,
-    switch_current,
+    ROLE_DIRS, RolePart, append_revision, append_revision_command, current, install_release,
+    install_release_probed, install_role_release, install_role_release_probed, installed,
+    installed_command, parse_installed, prune, prune_command, read_switch, release_sha256,
+    remove_release, revisions, switch_command, switch_current,
 };
 pub use shell::{check_version, shell_quote};
 pub use ssh::{PrivateKeyText, SshConfig, SshTransport};
+pub use stage::{StageProbe, read_stage_probe, stage_probe_command};
 pub use transport::Transport;

@@ -8,6 +8,7 @@ use super::error::{HostError, Output, Stdin};
 use super::shell::{
     check_text, check_version, deploy_dir_arg, normalize_sha256, shell_quote, version_of_target,
 };
+use super::stage::stage_probe;
 use super::transport::{SHA256_STDIN, Transport, run_ok, token};
 
 /// Where releases are unpacked, one directory per version.
@@ -48,7 +49,7 @@ pub async fn install_release(
     install_release_probed(t, deploy_dir, version, artifact, expected_sha256, None).await
 }
 
-/// [`install_release`], given what [`stage_probe_command`] printed when it already ran (under
+/// [`install_release`], given what [`super::stage_probe_command`] printed when it already ran (under
 /// the same deploy lock).
 pub async fn install_release_probed(
     t: &dyn Transport,
@@ -65,14 +66,7 @@ pub async fn install_release_probed(
     let releases = format!("{d}/{RELEASES_DIR}");
     let release = format!("{releases}/{version}");
 
-    let probe = match probed {
-        Some(out) => read_stage_probe(out),
-        None => {
-            let cmd = stage_probe_command(&d, version)?;
-            let out = run_ok(t, "install release", &cmd, Stdin::Null, timeouts.command).await?;
-            read_stage_probe(&out)
-        }
-    };
+    let probe = stage_probe(t, &d, version, probed).await?;
     let current = probe.current.clone();
     if probe.present {
         let installed = probe.single.as_str();
@@ -181,58 +175,6 @@ pub async fn install_release_probed(
     })
 }
 
-/// What a host has of a release about to be staged ([`stage_probe_command`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StageProbe {
-    /// The version `current` names.
-    pub current: Option<String>,
-    /// `releases/<version>` exists.
-    pub present: bool,
-    /// Its [`ARTIFACT_SHA256_FILE`] (empty: none).
-    pub single: String,
-    /// Per role directory, its [`ARTIFACT_SHA256_FILE`] (empty: none).
-    pub parts: std::collections::BTreeMap<String, String>,
-}
-
-/// The script that looks at `releases/<version>` before staging it (and creates `releases/`):
-/// [`install_release`] and [`install_role_release`] run it themselves unless given its output.
-pub fn stage_probe_command(deploy_dir: &str, version: &str) -> Result<String, HostError> {
-    let d = deploy_dir_arg(deploy_dir)?;
-    check_version(version)?;
-    let releases = format!("{d}/{RELEASES_DIR}");
-    Ok(format!(
-        "r={r}\n\
-         (umask 022 && mkdir -p -- {rs}) || exit 1\n\
-         printf 'current %s\\n' \"$(readlink -- {cur} 2>/dev/null)\"\n\
-         if [ -d \"$r\" ]; then echo present; else echo absent; fi\n\
-         printf 'single %s\\n' \"$(cat -- \"$r/{ARTIFACT_SHA256_FILE}\" 2>/dev/null)\"\n\
-         for p in {roles}; do printf 'part %s %s\\n' \"$p\" \"$(cat -- \"$r/$p/{ARTIFACT_SHA256_FILE}\" 2>/dev/null)\"; done",
-        r = shell_quote(&format!("{releases}/{version}")),
-        rs = shell_quote(&releases),
-        cur = shell_quote(&format!("{d}/{CURRENT_LINK}")),
-        roles = ROLE_DIRS.join(" "),
-    ))
-}
-
-/// Reads what [`stage_probe_command`] printed.
-pub fn read_stage_probe(out: &str) -> StageProbe {
-    let mut p = StageProbe::default();
-    for line in out.lines() {
-        if let Some(target) = line.strip_prefix("current ") {
-            p.current = version_of_target(target);
-        } else if line.trim() == "present" {
-            p.present = true;
-        } else if let Some(sha) = line.strip_prefix("single ") {
-            p.single = sha.trim().to_string();
-        } else if let Some(rest) = line.strip_prefix("part ")
-            && let Some((dir, sha)) = rest.split_once(' ')
-        {
-            p.parts.insert(dir.to_string(), sha.trim().to_string());
-        }
-    }
-    p
-}
-
 /// The subdirectories of a release installed from one archive per role
 /// ([`install_role_release`]): `releases/<version>/<dir>/`, each with its own
 /// [`ARTIFACT_SHA256_FILE`].
@@ -264,7 +206,7 @@ pub async fn install_role_release(
     install_role_release_probed(t, deploy_dir, version, parts, None).await
 }
 
-/// [`install_role_release`], given what [`stage_probe_command`] printed when it already ran
+/// [`install_role_release`], given what [`super::stage_probe_command`] printed when it already ran
 /// (under the same deploy lock).
 pub async fn install_role_release_probed(
     t: &dyn Transport,
@@ -295,14 +237,7 @@ pub async fn install_role_release_probed(
     let timeouts = t.timeouts();
     let releases = format!("{d}/{RELEASES_DIR}");
     let release = format!("{releases}/{version}");
-    let probe = match probed {
-        Some(out) => read_stage_probe(out),
-        None => {
-            let cmd = stage_probe_command(&d, version)?;
-            let out = run_ok(t, "install release", &cmd, Stdin::Null, timeouts.command).await?;
-            read_stage_probe(&out)
-        }
-    };
+    let probe = stage_probe(t, &d, version, probed).await?;
     let current = probe.current.clone();
     let present = probe.present;
     let installed: Vec<String> = parts

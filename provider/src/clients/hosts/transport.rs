@@ -29,29 +29,27 @@ pub trait Transport: Send + Sync + fmt::Debug {
     fn timeouts(&self) -> Timeouts;
 
     /// Runs `command` with `/bin/sh` (SSH: the login user's shell, `sh`-compatible), feeding
-    /// it `stdin`. A non-zero exit is an `Ok` [`Output`]; errors are for commands that could not
-    /// run, lost connections and timeouts (after which the command is killed, best effort over
-    /// SSH).
-    async fn run(
-        &self,
-        command: &str,
-        stdin: Stdin<'_>,
-        timeout: Duration,
-    ) -> Result<Output, HostError>;
-
-    /// [`Transport::run`] that keeps what the command printed before an error (a timeout, a
-    /// lost connection): for scripts that report their progress ([`super::batch`]), where what
-    /// already happened must be known after a failure. This default keeps nothing.
+    /// it `stdin`, and returns what it printed even when it was cut off (a timeout, a lost
+    /// connection): for scripts that report their progress ([`super::Batch`]), where what
+    /// already happened must be known after a failure. A non-zero exit is an `Ok` result;
+    /// errors are for commands that could not run, lost connections and timeouts (after which
+    /// the command is killed, best effort over SSH).
     async fn run_partial(
         &self,
         command: &str,
         stdin: Stdin<'_>,
         timeout: Duration,
-    ) -> (Output, Result<(), HostError>) {
-        match self.run(command, stdin, timeout).await {
-            Ok(out) => (out, Ok(())),
-            Err(e) => (Output::default(), Err(e)),
-        }
+    ) -> (Output, Result<(), HostError>);
+
+    /// [`Transport::run_partial`] without the output of a command that was cut off.
+    async fn run(
+        &self,
+        command: &str,
+        stdin: Stdin<'_>,
+        timeout: Duration,
+    ) -> Result<Output, HostError> {
+        let (out, r) = self.run_partial(command, stdin, timeout).await;
+        r.map(|()| out)
     }
 
     /// How many commands this transport has started (each one an SSH channel with a shell on
