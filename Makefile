@@ -21,7 +21,7 @@ help:
 	@echo "                 manifest, filesystem and network mirrors in dist/<version>/ (scripts/release)"
 	@echo "make env-up      scripts/dev-env up (exports saved in .dev/env.sh)"
 	@echo "make env-down    scripts/dev-env down"
-	@echo "make bench       bench/run: plan_overhead, migrations, backup, drill, drift (3 SSH deploy hosts),"
+	@echo "make bench       bench/run: plan_overhead, migrations, migrate_apply, backup, drill, drift (3 SSH deploy hosts),"
 	@echo "                 release (10 SSH deploy hosts; root), then one table of ratios vs floors and goals"
 	@echo "                 (BENCHES=\"migrations drift\" a subset; RUNS, BENCH_SIZE_MB, ... passed through)"
 	@echo "make docs        regenerate docs/ from the schemas and examples/"
@@ -82,15 +82,15 @@ lint:
 	cargo clippy --workspace --all-targets $(FEATURES) -- -D warnings
 	@if command -v shellcheck >/dev/null 2>&1; then \
 	  shellcheck -x $(REPO)/scripts/dev-env $(REPO)/scripts/demo $(REPO)/scripts/release $(REPO)/scripts/install-deps $(REPO)/scripts/lib/*.sh $(REPO)/.ci/run \
-	    $(REPO)/bench/run $(REPO)/bench/drift.sh; \
+	    $(REPO)/bench/run $(REPO)/bench/*.sh; \
 	else \
 	  echo "shellcheck not installed (apt-get install shellcheck); skipped" >&2; \
 	fi
 
 # Installs into the implied local filesystem mirror, so `terraform init` finds the provider without
 # dev_overrides (source = "artifortress/artifortress", version = the crate's version). The copy is
-# stripped of debug information like the released zips (scripts/release); target/release keeps
-# its line tables for profiles (callgrind_annotate, perf).
+# stripped like the released zips (scripts/release, af_release_strip); target/release keeps its
+# symbols and line tables for profiles (callgrind_annotate, perf).
 install:
 	cargo build --release -p terraform-provider-artifortress
 	@source $(REPO)/scripts/lib/common.sh; \
@@ -99,8 +99,8 @@ install:
 	dest=$${HOME}/.terraform.d/plugins/registry.terraform.io/artifortress/artifortress/$$version/linux_$$arch; \
 	install -D -m 0755 "$$(af_target_dir)/release/terraform-provider-artifortress" \
 	  "$$dest/terraform-provider-artifortress_v$$version"; \
-	strip --strip-debug "$$dest/terraform-provider-artifortress_v$$version"; \
-	echo "installed $$dest/terraform-provider-artifortress_v$$version (stripped of debug information, as scripts/release packages it)"
+	af_release_strip "$$dest/terraform-provider-artifortress_v$$version"; \
+	echo "installed $$dest/terraform-provider-artifortress_v$$version (stripped, as scripts/release packages it)"
 
 # Release artifacts in dist/<version>/ (scripts/release says what, and which environment variables
 # supply the signing key; without one it signs with a throwaway key and says so).

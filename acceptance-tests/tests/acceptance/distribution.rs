@@ -449,6 +449,39 @@ fn release_artifacts_are_signed_summed_and_laid_out_for_both_mirrors() {
         "{listing}"
     );
 
+    // The binary is stripped of symbols and debug information both, as Go providers ship
+    // (`-s -w`): Terraform hashes the provider's file before every command (issue 19).
+    let unzipped = release.dir.join("unzipped-provider");
+    let extract = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nopen(sys.argv[2], 'wb').write(z.read(z.namelist()[0]))",
+            &release.file(&release.zip_name).display().to_string(),
+            &unzipped.display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        extract.status.success(),
+        "{}",
+        String::from_utf8_lossy(&extract.stderr)
+    );
+    let sections = Command::new("readelf")
+        .args(["-S", "-W"])
+        .arg(&unzipped)
+        .output()
+        .expect("readelf runs (binutils, scripts/install-deps)");
+    let sections = String::from_utf8_lossy(&sections.stdout);
+    assert!(sections.contains(" .text "), "{sections}");
+    // (`.debug_gdb_scripts` is loaded with the program, so it stays, as with any strip.)
+    for section in [" .symtab ", " .strtab ", " .debug_info ", " .debug_line "] {
+        assert!(
+            !sections.contains(section),
+            "the packaged binary still has {section}:\n{sections}"
+        );
+    }
+    std::fs::remove_file(&unzipped).unwrap();
+
     // Both mirrors hold the very same zip; the network mirror's JSON follows the protocol.
     let zip = std::fs::read(release.file(&release.zip_name)).unwrap();
     let fs_zip = release.fs_mirror().join(ADDRESS).join(&release.zip_name);
