@@ -19,14 +19,9 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # psql for the baselines: the PostgreSQL binaries first in PATH when psql is not already there.
-if ! command -v psql >/dev/null 2>&1; then
-  for bin in "${ARTIFORTRESS_DEV_PG_BIN:-}" /usr/lib/postgresql/*/bin; do
-    if [[ -n $bin && -x $bin/psql ]]; then
-      export PATH="$bin:$PATH"
-      break
-    fi
-  done
-fi
+# shellcheck source=/dev/null
+source "$repo/scripts/lib/common.sh"
+af_psql_on_path
 
 echo "building the migrations bench (release)..." >&2
 cargo bench --quiet --profile benches -p terraform-provider-artifortress --bench migrations \

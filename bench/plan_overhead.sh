@@ -12,9 +12,11 @@
 #     Terraform validates, configures the provider and plans each create), versus
 #   - `terraform plan -refresh=false` of 1 and of 50 new `terraform_data`.
 # Those plans must propose exactly their creates (`-detailed-exitcode` 2).
+# The provider is the release build stripped as scripts/release packages it, installed from a
+# filesystem mirror: Terraform hashes that file before every command, as it does for users.
 # Prints the median of each, their ratios (goals in bench/README.md), the provider's peak RSS
-# (VmHWM of every provider process Terraform started, recorded by GNU time around the binary;
-# goal <= 64 MiB) and the instructions of one provider start (callgrind: exec, handshake line,
+# (VmHWM of every provider process of one more, untimed, plan of each of the provider's
+# configurations, recorded by GNU time around the binary; goal <= 64 MiB) and the instructions of one provider start (callgrind: exec, handshake line,
 # SIGTERM, exit; goal <= 30 M), and whether each goal is met. With BENCH_ROWS (bench/run) it also
 # appends one result row per goal to that file (bench/README.md, "Row protocol").
 #
@@ -50,19 +52,32 @@ env_prefix="bench/plan-overhead-$(date +%s)-$$/"
 rss_dir="$work/rss"
 mkdir -p "$rss_dir"
 
-# The mirror holds a wrapper that records the provider's peak RSS, then execs nothing else:
-# GNU time runs the real binary, passes stdin/stdout/stderr through, and writes %M (KiB).
-platform="$work/mirror/registry.terraform.io/artifortress/artifortress/$version/linux_amd64"
+# The timed plans run the provider as a user gets it: the release build stripped as
+# scripts/release packages it, in a filesystem mirror. Terraform hashes that file against the
+# lock file before every command, so its size is part of every time below.
+# shellcheck source=/dev/null
+source "$repo/scripts/lib/common.sh"
+platform_of() { echo "$1/registry.terraform.io/artifortress/artifortress/$version/linux_amd64"; }
+platform=$(platform_of "$work/mirror")
 mkdir -p "$platform"
-cat >"$platform/terraform-provider-artifortress_v$version" <<SHIM
+shipped="$platform/terraform-provider-artifortress_v$version"
+cp "$provider_bin" "$shipped"
+af_release_strip "$shipped"
+# A second mirror, for one untimed pass at the end, holds a wrapper that records the provider's
+# peak RSS: GNU time runs the shipped binary, passes stdin/stdout/stderr through, and writes %M
+# (KiB). (The wrapper is a few bytes, so Terraform's hash of it costs nothing: never timed.)
+rss_platform=$(platform_of "$work/mirror-rss")
+mkdir -p "$rss_platform"
+cat >"$rss_platform/terraform-provider-artifortress_v$version" <<SHIM
 #!/bin/sh
-exec /usr/bin/time -f '%M' -o "$rss_dir/\$\$.kib" "$provider_bin" "\$@"
+exec /usr/bin/time -f '%M' -o "$rss_dir/\$\$.kib" "$shipped" "\$@"
 SHIM
-chmod +x "$platform/terraform-provider-artifortress_v$version"
-cat >"$work/terraformrc" <<RC
+chmod +x "$rss_platform/terraform-provider-artifortress_v$version"
+for mirror in mirror mirror-rss; do
+  cat >"$work/terraformrc-$mirror" <<RC
 provider_installation {
   filesystem_mirror {
-    path    = "$work/mirror"
+    path    = "$work/$mirror"
     include = ["registry.terraform.io/artifortress/artifortress"]
   }
   direct {
@@ -70,7 +85,8 @@ provider_installation {
   }
 }
 RC
-export TF_CLI_CONFIG_FILE="$work/terraformrc" CHECKPOINT_DISABLE=1 TF_IN_AUTOMATION=1 TF_INPUT=0
+done
+export TF_CLI_CONFIG_FILE="$work/terraformrc-mirror" CHECKPOINT_DISABLE=1 TF_IN_AUTOMATION=1 TF_INPUT=0
 unset TF_LOG TF_LOG_PROVIDER
 
 mkdir -p "$work/readiness" "$work/builtin" "$work/environment" "$work/new1" "$work/new50" \
@@ -203,7 +219,6 @@ timed_plan "$work/builtin" >/dev/null
 timed_plan "$work/readiness" >/dev/null
 timed_plan "$work/environment" >/dev/null
 for d in floor1 new1 floor50 new50; do timed_create_plan "$work/$d" >/dev/null; done
-rm -f "$rss_dir"/*.kib
 builtin_times=()
 readiness_times=()
 environment_times=()
@@ -220,6 +235,20 @@ for _ in $(seq "$runs"); do
   floor50_times+=("$(timed_create_plan "$work/floor50")")
   new50_times+=("$(timed_create_plan "$work/new50")")
 done
+
+# The peak RSS: one untimed plan of each of the provider's configurations through the wrapper
+# mirror, in copies of their directories (the environment's with its state) initialised there.
+rm -f "$rss_dir"/*.kib
+for d in readiness environment new1 new50; do
+  mkdir -p "$work/rss-$d"
+  cp "$work/$d/main.tf" "$work/rss-$d/"
+  [[ ! -f $work/$d/terraform.tfstate ]] || cp "$work/$d/terraform.tfstate" "$work/rss-$d/"
+  (cd "$work/rss-$d" && TF_CLI_CONFIG_FILE="$work/terraformrc-mirror-rss" "$terraform_bin" init -input=false >/dev/null)
+done
+TF_CLI_CONFIG_FILE="$work/terraformrc-mirror-rss" timed_plan "$work/rss-readiness" >/dev/null
+TF_CLI_CONFIG_FILE="$work/terraformrc-mirror-rss" timed_plan "$work/rss-environment" >/dev/null
+TF_CLI_CONFIG_FILE="$work/terraformrc-mirror-rss" timed_create_plan "$work/rss-new1" >/dev/null
+TF_CLI_CONFIG_FILE="$work/terraformrc-mirror-rss" timed_create_plan "$work/rss-new50" >/dev/null
 
 python3 - "$runs" "$count" "$("$terraform_bin" version | head -1)" "$rss_dir" \
   "${builtin_times[*]}" "${readiness_times[*]}" "${environment_times[*]}" \

@@ -39,8 +39,9 @@ use acceptance_tests::support::postgres::{PgServer, pg_bin_dir};
 use artifortress_provider::clients::backup::{self, BackupSpec, Compression, Format};
 use artifortress_provider::clients::restore::{self, DrillReport, DrillSpec};
 use common::{
-    RANDOM_BYTES_PER_ROW, Result, SETTINGS_SQL, bench_tables, checked, emit_row, env_u64, err,
-    garage_client, load_tables, median, met, mib, min_max, rows_for,
+    CpuProbe, CpuUse, RANDOM_BYTES_PER_ROW, Result, SETTINGS_SQL, Ticks, bench_tables, checked,
+    cpu_sample, emit_row, env_u64, err, garage_client, load_tables, median, met, mib, min_max,
+    rows_for,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -64,7 +65,7 @@ fn main() {
 struct Bench {
     pg: PgServer,
     /// Kept alive for the run (stopped on drop).
-    _garage: GarageServer,
+    garage: GarageServer,
     s3: aws_sdk_s3::Client,
     runtime: tokio::runtime::Runtime,
     bin: PathBuf,
@@ -150,8 +151,8 @@ impl Bench {
         Ok(())
     }
 
+    /// One drill the provider's way (after [`Bench::settle`], which the caller runs first).
     fn ours(&self) -> Result<OursRun> {
-        self.settle()?;
         let spec = DrillSpec {
             bucket: self.bucket.clone(),
             manifest_key: self.manifest_key.clone(),
@@ -185,8 +186,8 @@ impl Bench {
         Ok(OursRun { secs, report })
     }
 
+    /// One drill the service's way (after [`Bench::settle`], which the caller runs first).
     fn service(&self) -> Result<ServiceRun> {
-        self.settle()?;
         let file = self.work.path().join("service-drill.sql");
         let started = Instant::now();
         // 1. pg_dump plain to a file.
@@ -277,7 +278,7 @@ fn run() -> Result<()> {
     let bucket = garage.bucket().to_string();
     let mut bench = Bench {
         pg,
-        _garage: garage,
+        garage,
         s3,
         runtime,
         bin,
@@ -380,7 +381,9 @@ fn run() -> Result<()> {
     bench.manifest_key = manifest.manifest_key.clone();
 
     // Warm-up: caches, Garage's first reads.
+    bench.settle()?;
     let warm_ours = bench.ours()?;
+    bench.settle()?;
     let warm_service = bench.service()?;
     println!(
         "warm-up (untimed): ours {:.2} s, service {:.2} s",
@@ -390,14 +393,66 @@ fn run() -> Result<()> {
         "runs: {runs} timed rounds, each running both ways once, interleaved (which goes first \
          alternates)"
     );
+    // Where the CPU goes in each way's runs: this process (the drill's own code: S3 client,
+    // sha256, the restore's plumbing), the tools it runs and reaps (pg_restore, psql, pg_dump),
+    // PostgreSQL (the postmaster with the backends it reaped: a restore's sessions end with
+    // it), Garage. Read from /proc around each timed run.
+    let probes = [
+        (
+            "bench process (ours: the drill's own code)",
+            "self".to_string(),
+            Ticks::Own,
+        ),
+        (
+            "its tools (pg_restore, psql, pg_dump)",
+            "self".to_string(),
+            Ticks::Children,
+        ),
+        (
+            "PostgreSQL (backends reaped)",
+            bench
+                .pg
+                .postmaster_pid()
+                .map_or_else(|| "0".to_string(), |p| p.to_string()),
+            Ticks::Both,
+        ),
+        (
+            "Garage",
+            bench
+                .garage
+                .pid()
+                .map_or_else(|| "0".to_string(), |p| p.to_string()),
+            Ticks::Own,
+        ),
+    ]
+    .map(|(name, pid, ticks)| CpuProbe {
+        name: name.to_string(),
+        pid,
+        ticks,
+    });
+    let (mut ours_cpu, mut service_cpu) = (CpuUse::default(), CpuUse::default());
+    let timed_ours = |cpu: &mut CpuUse| -> Result<OursRun> {
+        bench.settle()?;
+        let before = cpu_sample(&probes);
+        let o = bench.ours()?;
+        cpu.add(&before, &cpu_sample(&probes), o.secs);
+        Ok(o)
+    };
+    let timed_service = |cpu: &mut CpuUse| -> Result<ServiceRun> {
+        bench.settle()?;
+        let before = cpu_sample(&probes);
+        let s = bench.service()?;
+        cpu.add(&before, &cpu_sample(&probes), s.secs);
+        Ok(s)
+    };
     let (mut ours, mut service) = (Vec::new(), Vec::new());
     for i in 1..=runs {
         let (o, s) = if i % 2 == 1 {
-            let o = bench.ours()?;
-            (o, bench.service()?)
+            let o = timed_ours(&mut ours_cpu)?;
+            (o, timed_service(&mut service_cpu)?)
         } else {
-            let s = bench.service()?;
-            (bench.ours()?, s)
+            let s = timed_service(&mut service_cpu)?;
+            (timed_ours(&mut ours_cpu)?, s)
         };
         println!(
             "  round {i}: ours {:.2} s, service {:.2} s (restore only {:.2} s)",
@@ -481,6 +536,14 @@ fn run() -> Result<()> {
         service_of(|r| r.psql_restore),
         service_of(|r| r.counts),
         service_of(|r| r.drop),
+    );
+    println!(
+        "  where the CPU went, ours (mean per run, /proc): {}",
+        ours_cpu.line(&probes)
+    );
+    println!(
+        "  where the CPU went, service (mean per run, /proc): {}",
+        service_cpu.line(&probes)
     );
     let ratio = om / sm;
     println!(

@@ -389,18 +389,7 @@ fn cpu_snapshot() -> CpuSnapshot {
             procs.insert(pid, (comm, ticks));
         }
     }
-    let (mut busy, mut total) = (0, 0);
-    if let Ok(stat) = std::fs::read_to_string("/proc/stat")
-        && let Some(line) = stat.lines().next()
-    {
-        let v: Vec<u64> = line
-            .split_whitespace()
-            .skip(1)
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        total = v.iter().take(8).sum();
-        busy = total - v.get(3).copied().unwrap_or(0) - v.get(4).copied().unwrap_or(0);
-    }
+    let (busy, total) = common::machine_ticks();
     CpuSnapshot { procs, busy, total }
 }
 

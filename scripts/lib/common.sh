@@ -104,6 +104,19 @@ af_sq() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 # af_file_stamp FILE : cheap identity of a file's current contents (inode, size, mtime).
 af_file_stamp() { stat -L -c '%i:%s:%Y' "$1" 2>/dev/null || echo missing; }
 
+# af_psql_on_path : when psql is not on PATH, puts the first PostgreSQL bin directory holding it
+# ($ARTIFORTRESS_DEV_PG_BIN, then /usr/lib/postgresql/*/bin) in front of PATH.
+af_psql_on_path() {
+  command -v psql >/dev/null 2>&1 && return 0
+  local bin
+  for bin in "${ARTIFORTRESS_DEV_PG_BIN:-}" /usr/lib/postgresql/*/bin; do
+    if [[ -n $bin && -x $bin/psql ]]; then
+      export PATH="$bin:$PATH"
+      return 0
+    fi
+  done
+}
+
 # af_release_strip FILE [STRIP] : strips FILE in place as the released zips are (STRIP: the strip
 # of FILE's platform, default `strip`): symbols and debug information both, as Go providers ship
 # (`-ldflags "-s -w"`). Terraform hashes the provider's file before every command, so its size is

@@ -165,6 +165,17 @@ impl PgServer {
         self.dir.path()
     }
 
+    /// The postmaster's pid (the first line of `postmaster.pid`), while the server runs.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.path().join("data/postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// `postgres://postgres:testpass@127.0.0.1:PORT/DB` (for psql, sqlx, db-migrate.sh).
     pub fn database_url(&self, db: &str) -> String {
         format!(

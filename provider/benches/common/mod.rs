@@ -243,3 +243,135 @@ pub fn env_u64(name: &str, default: u64) -> Result<u64> {
         _ => Ok(default),
     }
 }
+
+/// Which CPU time of a process a [`CpuProbe`] reads from `/proc/PID/stat`.
+#[allow(dead_code)]
+#[derive(Clone, Copy)]
+pub enum Ticks {
+    /// The process's own user + system time.
+    Own,
+    /// Its reaped children's (the tools it ran and waited for).
+    Children,
+    /// Both: a server with the workers it forked and reaped (PostgreSQL's backends).
+    Both,
+}
+
+/// One named process whose CPU time a bench accounts for.
+#[allow(dead_code)]
+pub struct CpuProbe {
+    pub name: String,
+    /// A pid, or `self`.
+    pub pid: String,
+    pub ticks: Ticks,
+}
+
+/// CPU ticks of every probe and of the whole machine (busy, total; `/proc/stat`) at one point.
+#[allow(dead_code)]
+pub struct CpuSample {
+    probes: Vec<u64>,
+    busy: u64,
+    total: u64,
+}
+
+#[allow(dead_code)]
+pub fn cpu_sample(probes: &[CpuProbe]) -> CpuSample {
+    let ticks = |p: &CpuProbe| -> u64 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", p.pid)) else {
+            return 0;
+        };
+        // pid (comm) state ppid ... utime(14) stime(15) cutime(16) cstime(17)
+        let Some(close) = stat.rfind(')') else {
+            return 0;
+        };
+        let f: Vec<u64> = stat[close + 2..]
+            .split_whitespace()
+            .skip(11)
+            .take(4)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if f.len() < 4 {
+            return 0;
+        }
+        match p.ticks {
+            Ticks::Own => f[0] + f[1],
+            Ticks::Children => f[2] + f[3],
+            Ticks::Both => f.iter().sum(),
+        }
+    };
+    let (busy, total) = machine_ticks();
+    CpuSample {
+        probes: probes.iter().map(ticks).collect(),
+        busy,
+        total,
+    }
+}
+
+/// The whole machine's busy (not idle, not iowait) and total CPU ticks, from `/proc/stat`.
+#[allow(dead_code)]
+pub fn machine_ticks() -> (u64, u64) {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return (0, 0);
+    };
+    let Some(line) = stat.lines().next() else {
+        return (0, 0);
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total.saturating_sub(idle), total)
+}
+
+/// CPU use between samples, summed over the runs a bench adds: per probe CPU seconds, the
+/// machine's busy share, and the runs' wall time.
+#[allow(dead_code)]
+#[derive(Default)]
+pub struct CpuUse {
+    secs: Vec<f64>,
+    busy: u64,
+    total: u64,
+    wall: f64,
+    runs: usize,
+}
+
+#[allow(dead_code)]
+impl CpuUse {
+    pub fn add(&mut self, before: &CpuSample, after: &CpuSample, wall: f64) {
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        self.secs.resize(after.probes.len(), 0.0);
+        for (i, (a, b)) in after.probes.iter().zip(&before.probes).enumerate() {
+            self.secs[i] += a.saturating_sub(*b) as f64 / hz;
+        }
+        self.busy += after.busy.saturating_sub(before.busy);
+        self.total += after.total.saturating_sub(before.total);
+        self.wall += wall;
+        self.runs += 1;
+    }
+
+    /// One line: per run, the machine's busy share and each probe's CPU seconds.
+    pub fn line(&self, probes: &[CpuProbe]) -> String {
+        let runs = self.runs.max(1) as f64;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let parts: Vec<String> = probes
+            .iter()
+            .zip(&self.secs)
+            .map(|(p, s)| format!("{} {:.2}", p.name, s / runs))
+            .collect();
+        let accounted: f64 = self.secs.iter().sum::<f64>() / runs;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        format!(
+            "machine busy {:.0} % of {cores} cores over {:.2} s ({:.2} CPU-s); CPU-s per run: {} \
+             (these {:.2})",
+            100.0 * self.busy as f64 / self.total.max(1) as f64,
+            self.wall / runs,
+            self.busy as f64 / hz / runs,
+            parts.join(", "),
+            accounted,
+        )
+    }
+}
