@@ -167,8 +167,11 @@ bucket=${bucket:-$ARTIFORTRESS_S3_BUCKET}
   af_die "cannot tell what the refresh reads from the quickstart state ($(tr '\n' ';' <"$work/targets"))"
 
 # The probe's commands, prepared once (an operator's script would have them written down).
-inspect_cmd="d='$deploy_dir'; readlink -- \"\$d/current\"; cat -- \"\$d/current/.artifact-sha256\""
+# The artifact's sha256 as hosts::inspect reads it: the release's own marker, or one per role
+# when the release was installed from one archive per role (the quickstart's case).
+inspect_cmd="d='$deploy_dir'; readlink -- \"\$d/current\"; cat -- \"\$d/current/.artifact-sha256\" 2>/dev/null"
 for role in "${roles[@]}"; do
+  inspect_cmd+="; cat -- \"\$d/current/$role/.artifact-sha256\" 2>/dev/null"
   inspect_cmd+="; f=\"\$d/shared/$role.env\"; if [ -f \"\$f\" ]; then sha256sum -- \"\$f\"; else echo \"\$f missing\"; fi"
 done
 ledger_sql="select m.version, l.checksum from schema_migrations m
@@ -232,6 +235,9 @@ probe_check() {
   done
   for f in "$work"/probe/ready.*; do
     grep -q '"status"' "$f" || af_die "a /health/ready answer has no status: $(head -c 200 "$f")"
+  done
+  for f in "$work"/probe/host.*; do
+    grep -Eq '^[0-9a-f]{64}$' "$f" || af_die "a host answer holds no artifact sha256: $(head -c 300 "$f")"
   done
 }
 
