@@ -16,8 +16,9 @@
 # filesystem mirror: Terraform hashes that file before every command, as it does for users.
 # Prints the median of each, their ratios (goals in bench/README.md), the provider's peak RSS
 # (VmHWM of every provider process of one more, untimed, plan of each of the provider's
-# configurations, recorded by GNU time around the binary; goal <= 64 MiB) and the instructions of one provider start (callgrind: exec, handshake line,
-# SIGTERM, exit; goal <= 30 M), and whether each goal is met. With BENCH_ROWS (bench/run) it also
+# configurations, recorded by GNU time around the binary; goal <= 64 MiB) and the instructions
+# of one provider start (callgrind: exec, handshake line, SIGTERM, exit; goal <= 30 M), and
+# whether each goal is met. With BENCH_ROWS (bench/run) it also
 # appends one result row per goal to that file (bench/README.md, "Row protocol").
 #
 # Needs the dev environment: `eval "$(scripts/dev-env up)"` (or `make bench`, which does it), and
