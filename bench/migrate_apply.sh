@@ -134,7 +134,8 @@ TF
 (cd "$work/builtin" && "$terraform_bin" init -input=false >/dev/null)
 
 fresh() { # fresh DB: drop and create it
-  psql -X -q -v ON_ERROR_STOP=1 "$admin_url" -c "drop database if exists $1" -c "create database $1" >/dev/null 2>&1
+  psql -X -q -v ON_ERROR_STOP=1 "$admin_url" -c "drop database if exists $1" -c "create database $1" \
+    >"$work/fresh.out" 2>&1 || { cat "$work/fresh.out" >&2; echo "migrate_apply: cannot re-create $1" >&2; exit 1; }
 }
 now() { date +%s%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", (b - a) / 1e9 }'; }
