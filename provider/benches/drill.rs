@@ -432,19 +432,26 @@ fn run() -> Result<()> {
         ticks,
     });
     let (mut ours_cpu, mut service_cpu) = (CpuUse::default(), CpuUse::default());
-    let timed_ours = |cpu: &mut CpuUse| -> Result<OursRun> {
+    // One timed run of either way: settled first, its CPU added to `cpu`.
+    fn timed<T>(
+        bench: &Bench,
+        probes: &[CpuProbe],
+        cpu: &mut CpuUse,
+        run: impl FnOnce(&Bench) -> Result<T>,
+        secs: impl Fn(&T) -> f64,
+    ) -> Result<T> {
         bench.settle()?;
-        let before = cpu_sample(&probes);
-        let o = bench.ours()?;
-        cpu.add(&before, &cpu_sample(&probes), o.secs);
-        Ok(o)
-    };
-    let timed_service = |cpu: &mut CpuUse| -> Result<ServiceRun> {
-        bench.settle()?;
-        let before = cpu_sample(&probes);
-        let s = bench.service()?;
-        cpu.add(&before, &cpu_sample(&probes), s.secs);
-        Ok(s)
+        let before = cpu_sample(probes);
+        let r = run(bench)?;
+        cpu.add(&before, &cpu_sample(probes), secs(&r));
+        Ok(r)
+    }
+    let timed_ours =
+        |cpu: &mut CpuUse| timed(&bench, &probes, cpu, Bench::ours, |o: &OursRun| o.secs);
+    let timed_service = |cpu: &mut CpuUse| {
+        timed(&bench, &probes, cpu, Bench::service, |s: &ServiceRun| {
+            s.secs
+        })
     };
     let (mut ours, mut service) = (Vec::new(), Vec::new());
     for i in 1..=runs {
